@@ -1,0 +1,46 @@
+# make install: a .venv with everything (and FFmpeg's shared libraries where apt can bring them).
+# make test:    install, then lint and run the whole test suite.
+# make index MUSIC=~/Music CATALOG=./catalog [MODEL=mert-v1-95m LAYER=7]: install, then index.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MUSIC ?= $(HOME)/Music
+CATALOG ?= ./catalog
+MODEL ?= mert-v1-95m
+LAYER ?= 7
+
+.PHONY: install ffmpeg test lint index clean
+
+install: ffmpeg $(STAMP)
+
+# torchcodec decodes through FFmpeg's shared libraries (libavcodec and friends).
+ffmpeg:
+	@if ldconfig -p 2>/dev/null | grep -q 'libavcodec\.so'; then \
+		echo "FFmpeg libraries: found"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends ffmpeg; \
+	else \
+		echo "FFmpeg's shared libraries are missing: install FFmpeg 4-7 (e.g. 'brew install ffmpeg' or 'dnf install ffmpeg-free') and rerun make install" >&2; \
+		exit 1; \
+	fi
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check mertsearch tests bench
+
+test: install lint
+	$(BIN)/python -m pytest
+
+index: install
+	$(BIN)/mertsearch index "$(MUSIC)" --catalog "$(CATALOG)" --model "$(MODEL)" --layer $(LAYER)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

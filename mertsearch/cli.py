@@ -1,0 +1,288 @@
+"""The mertsearch command line: thin wrappers over the Python API, and its one error boundary."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mertsearch import __version__
+from mertsearch.errors import MertSearchError
+
+app = typer.Typer(
+    help="Find similar music: index a folder with a MERT layer, then search it with an audio clip or a track.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+_state = {"debug": False}
+
+CatalogOpt = Annotated[Path, typer.Option("--catalog", "-c", help="Catalog directory.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (for scripts).")]
+KOpt = Annotated[int, typer.Option("-k", "--k", help="Number of results.", min=1, max=10000)]
+DeviceOpt = Annotated[Optional[str], typer.Option(help="Torch device (cpu, cuda, cuda:1); default: cuda if present.")]
+
+
+def _run(action: Callable[[], None]) -> None:
+    """Turn known errors into one line on stderr and a non-zero exit (a traceback only with --debug)."""
+    try:
+        action()
+    except MertSearchError as exc:
+        if _state["debug"]:
+            raise
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted; run the same command again to carry on where it stopped")
+        raise typer.Exit(130) from None
+
+
+def _print_json(document: dict) -> None:
+    sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"mertsearch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Audio files or folders (searched recursively).")],
+    catalog: CatalogOpt,
+    model: Annotated[
+        Optional[str],
+        typer.Option(help="Registry name (mert-v1-95m), hub repo id, or local checkpoint directory. "
+                     "New catalogs default to mert-v1-95m."),
+    ] = None,
+    layer: Annotated[
+        Optional[int], typer.Option(help="hidden_states index to use (0 = input to the first layer); default 7.")
+    ] = None,
+    revision: Annotated[Optional[str], typer.Option(help="Hub revision (registry models are pinned).")] = None,
+    hop: Annotated[Optional[float], typer.Option(help="Seconds between window starts (default 5 = the window).")] = None,
+    retry_failed: Annotated[bool, typer.Option(help="Try again files that failed before and did not change.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Windows per model call.", min=1)] = 4,
+    device: DeviceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index audio files: add new ones, re-embed changed ones, skip unchanged ones."""
+
+    def action() -> None:
+        from mertsearch.catalog import Catalog
+
+        with Catalog.open(
+            catalog, model=model, layer=layer, revision=revision, hop=hop, create=True,
+            device=device, batch_size=batch_size,
+        ) as cat:
+            if as_json:
+                report = cat.index_paths(paths, retry_failed=retry_failed)
+            else:
+                report = _index_with_progress(cat, paths, retry_failed)
+            document = {**report.as_dict(), "tracks": cat.store.counts()["tracks"], "catalog": str(cat.directory)}
+        if as_json:
+            _print_json(document)
+            return
+        out.print(
+            f"{document['added']} added, {document['updated']} updated, {document['unchanged']} unchanged, "
+            f"{len(document['failed'])} failed, {document['skipped_failed']} skipped (failed before); "
+            f"{document['tracks']} tracks in {document['catalog']}",
+            highlight=False,
+        )
+        for failed in document["failed"]:
+            err.print(f"  failed: {failed['path']}: {failed['reason']}", highlight=False, soft_wrap=True)
+
+    _run(action)
+
+
+def _index_with_progress(cat, paths: list[Path], retry_failed: bool):
+    progress = Progress(
+        TextColumn("[bold]indexing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TextColumn("{task.fields[hours]:.2f} h audio"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+    )
+    with progress:
+        task = progress.add_task("index", total=None, hours=0.0, rate="")
+
+        def update(event) -> None:
+            speed = event.audio_seconds / event.elapsed if event.elapsed > 0 else 0.0
+            progress.update(
+                task, total=event.total, completed=event.done, hours=event.audio_seconds / 3600,
+                rate=f"{speed:.1f}x real time",
+            )
+
+        return cat.index_paths(paths, retry_failed=retry_failed, progress=update)
+
+
+def _show_results(results, as_json: bool) -> None:
+    if as_json:
+        _print_json({"results": [r.as_dict() for r in results]})
+        return
+    if not results:
+        out.print("no results")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("#", "score", "id", "artist", "title", "album", "match", "path"):
+        table.add_column(column, overflow="fold")
+    for rank, r in enumerate(results, start=1):
+        table.add_row(
+            str(rank), f"{r.score:.3f}", str(r.track_id), r.artist or "", r.title or "", r.album or "",
+            f"{_clock(r.match.start)}-{_clock(r.match.end)}", r.path,
+        )
+    out.print(table)
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}:{rest:04.1f}"
+
+
+@app.command()
+def search(
+    clip: Annotated[Path, typer.Argument(help="Audio file to search with.")],
+    catalog: CatalogOpt,
+    k: KOpt = 10,
+    start: Annotated[Optional[float], typer.Option(help="Use the clip from this second.", min=0)] = None,
+    end: Annotated[Optional[float], typer.Option(help="Use the clip up to this second.", min=0)] = None,
+    model: Annotated[
+        Optional[str], typer.Option(help="Where the catalog's model weights are now (checked by hash).")
+    ] = None,
+    device: DeviceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find the catalog tracks most similar to an audio clip."""
+
+    def action() -> None:
+        from mertsearch.catalog import Catalog
+
+        with Catalog.open(catalog, model=model, device=device) as cat:
+            _show_results(cat.search(clip, k=k, start=start, end=end), as_json)
+
+    _run(action)
+
+
+@app.command()
+def similar(
+    track: Annotated[str, typer.Argument(help="A track id or the path of a file in the catalog.")],
+    catalog: CatalogOpt,
+    k: KOpt = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find the tracks most similar to one already in the catalog (the seed itself is left out)."""
+
+    def action() -> None:
+        from mertsearch.catalog import Catalog
+
+        with Catalog.open(catalog) as cat:
+            _show_results(cat.similar(track, k=k), as_json)
+
+    _run(action)
+
+
+@app.command()
+def embed(
+    clip: Annotated[Path, typer.Argument(help="Audio file to embed.")],
+    model: Annotated[str, typer.Option(help="Registry name, hub repo id, or local checkpoint directory.")] = "mert-v1-95m",
+    layer: Annotated[int, typer.Option(help="hidden_states index (0 = input to the first layer).")] = 7,
+    revision: Annotated[Optional[str], typer.Option(help="Hub revision (registry models are pinned).")] = None,
+    hop: Annotated[Optional[float], typer.Option(help="Seconds between window starts (default 5).")] = None,
+    start: Annotated[Optional[float], typer.Option(help="Use the clip from this second.", min=0)] = None,
+    end: Annotated[Optional[float], typer.Option(help="Use the clip up to this second.", min=0)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also save the vector as .npy.")] = None,
+    device: DeviceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the pooled, L2-normalised vector of an audio file (no catalog needed)."""
+
+    def action() -> None:
+        import numpy as np
+
+        from mertsearch.catalog import embed as embed_clip
+
+        result = embed_clip(clip, model=model, layer=layer, revision=revision, hop=hop, start=start, end=end,
+                            device=device)
+        if output is not None:
+            np.save(output, result.vector)
+        if as_json:
+            _print_json({"model": model, "layer": layer, "dim": int(result.vector.shape[0]),
+                         "windows": len(result.window_vectors), "duration": result.duration,
+                         "vector": [float(v) for v in result.vector]})
+            return
+        head = ", ".join(f"{v:+.4f}" for v in result.vector[:6])
+        out.print(
+            f"{clip}: {result.duration:.1f} s, {len(result.window_vectors)} windows, layer {layer}, "
+            f"dim {result.vector.shape[0]}: [{head}, ...]" + (f" (saved to {output})" if output else ""),
+            highlight=False,
+        )
+
+    _run(action)
+
+
+@app.command()
+def info(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
+    """Show what a catalog holds and how it was built."""
+
+    def action() -> None:
+        from mertsearch.catalog import Catalog
+
+        with Catalog.open(catalog) as cat:
+            document = cat.info()
+        if as_json:
+            _print_json(document)
+            return
+        for key, value in document.items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k}={v}" for k, v in value.items())
+            out.print(f"[bold]{key}[/bold]: {value}", highlight=False)
+
+    _run(action)
+
+
+@app.command()
+def failures(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
+    """List the files that could not be indexed, and why."""
+
+    def action() -> None:
+        from mertsearch.catalog import Catalog
+
+        with Catalog.open(catalog) as cat:
+            rows = cat.failures()
+        if as_json:
+            _print_json({"failed": rows})
+            return
+        for row in rows:
+            out.print(f"{row['path']}: {row['reason']}", highlight=False, soft_wrap=True)
+        if not rows:
+            out.print("no failures")
+
+    _run(action)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,35 @@
+"""Settings that shape vectors, validated when they are made."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from mertsearch.errors import InvalidArgumentError
+
+# hidden_states[7] of MERT-v1-95M: the layer MARBLE's genre probes use; a good general default.
+DEFAULT_LAYER = 7
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    """How audio is cut into windows (see mertsearch.audio.windows for the rule)."""
+
+    window_s: float = 5.0
+    hop_s: float = 5.0
+    min_tail_s: float = 1.0
+    min_duration_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.window_s > 0:
+            raise InvalidArgumentError(f"window length must be > 0 s, got {self.window_s}")
+        if not 0 < self.hop_s <= self.window_s:
+            raise InvalidArgumentError(
+                f"hop must be > 0 and at most the window length ({self.window_s:g} s), got {self.hop_s}"
+            )
+        if not 0.1 <= self.min_duration_s <= self.window_s:
+            raise InvalidArgumentError(f"minimum duration must be 0.1 s .. window length, got {self.min_duration_s}")
+        if not 0 <= self.min_tail_s <= self.window_s:
+            raise InvalidArgumentError(f"minimum tail must be 0 .. window length, got {self.min_tail_s}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)

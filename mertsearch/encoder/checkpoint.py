@@ -1,0 +1,187 @@
+"""Find a checkpoint (local directory, hub cache or hub) and load it into transformers' own classes.
+
+A MERT checkpoint on the hub is ``config.json`` (model_type "mert_model", with an ``auto_map`` to
+remote code), ``pytorch_model.bin`` and ``preprocessor_config.json``. The remote ``MERTModel``
+keeps HubertModel's module names, so its weights load into transformers' ``HubertModel``; no
+remote code is ever run, and pickled weights load with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import HubertConfig, HubertModel
+
+from mertsearch.encoder.registry import lookup
+from mertsearch.errors import ModelLoadError
+from mertsearch.files import sha256_file
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+HUB_FILES = ["config.json", "preprocessor_config.json", *WEIGHT_FILES]
+
+# MERT config fields that select code paths transformers' HubertModel does not have. The
+# released checkpoints all leave them off; a checkpoint that turns one on is refused.
+_UNSUPPORTED_IF_SET = {
+    "feature_extractor_cqt": "the CQT feature branch",
+    "deepnorm": "DeepNorm residual scaling",
+}
+_MERT_ONLY_FIELDS = {
+    "feature_extractor_cqt",
+    "feature_extractor_cqt_bins",
+    "deepnorm",
+    "attention_relax",
+    "sample_rate",
+    "auto_map",
+    "architectures",
+    "model_type",
+    "transformers_version",
+    "torch_dtype",
+    "dtype",
+}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint on local disk and where it came from."""
+
+    directory: Path
+    source: str  # what the user asked for: a registry name, a repo id or a directory
+    repo_id: str | None
+    revision: str | None
+
+    @property
+    def weights_path(self) -> Path:
+        for name in WEIGHT_FILES:
+            if (self.directory / name).is_file():
+                return self.directory / name
+        raise ModelLoadError(
+            f"no weights in {self.directory}: expected one of {', '.join(WEIGHT_FILES)}"
+        )
+
+    def config(self) -> dict:
+        return _read_json(self.directory / "config.json", required=True)
+
+    def preprocessor(self) -> dict:
+        return _read_json(self.directory / "preprocessor_config.json", required=False)
+
+    def weights_sha256(self) -> str:
+        return sha256_file(self.weights_path)
+
+
+def _read_json(path: Path, *, required: bool) -> dict:
+    if not path.is_file():
+        if required:
+            raise ModelLoadError(f"{path.name} not found in {path.parent}")
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc}") from exc
+
+
+def resolve_checkpoint(model: str, *, revision: str | None = None) -> Checkpoint:
+    """Turn ``--model`` (a local directory, a registry name or a hub repo id) into files on disk.
+
+    Hub models are fetched once, at a pinned revision, into the standard Hugging Face cache;
+    a second call finds them there without the network.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return Checkpoint(directory=path.resolve(), source=str(path.resolve()), repo_id=None, revision=None)
+    info = lookup(model)
+    if info is not None:
+        repo_id, pinned = info.repo_id, revision or info.revision
+    elif "/" in model and not model.startswith((".", "/", "~")) and model.count("/") == 1:
+        repo_id, pinned = model, revision or "main"
+    else:
+        raise ModelLoadError(
+            f"unknown model {model!r}: give a registry name (mert-v1-95m), a hub repo id "
+            "(owner/name) or a local directory with config.json and the weights"
+        )
+    directory = _hub_snapshot(repo_id, pinned)
+    # The snapshot folder is named after the commit, which pins even a branch name like "main".
+    return Checkpoint(directory=directory, source=info.name if info else repo_id, repo_id=repo_id, revision=directory.name)
+
+
+def _hub_snapshot(repo_id: str, revision: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES, local_files_only=True))
+    except Exception:  # not in the cache yet: fetch it below
+        pass
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES))
+    except Exception as exc:
+        raise ModelLoadError(
+            f"cannot get {repo_id} at revision {revision[:12]} from the Hugging Face hub "
+            f"({type(exc).__name__}). Without network, download it elsewhere with "
+            f"`hf download {repo_id} --revision {revision} --local-dir DIR` "
+            "(config.json, preprocessor_config.json and the weights), copy DIR here and pass "
+            "--model DIR"
+        ) from exc
+
+
+def hubert_config(config: dict) -> HubertConfig:
+    """A transformers HubertConfig equivalent to a MERT (or Hubert) config.json."""
+    model_type = config.get("model_type")
+    if model_type not in ("mert_model", "hubert"):
+        raise ModelLoadError(
+            f"config.json has model_type {model_type!r}; expected 'mert_model' (or 'hubert')"
+        )
+    for field, what in _UNSUPPORTED_IF_SET.items():
+        if config.get(field):
+            raise ModelLoadError(f"this checkpoint enables {what} ({field}=true), which mertsearch does not implement")
+    fields = {k: v for k, v in config.items() if k not in _MERT_ONLY_FIELDS}
+    # MERT's positional convolution uses weight norm, never batch norm.
+    fields["conv_pos_batch_norm"] = False
+    return HubertConfig(**fields)
+
+
+def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot read weights {path}: {exc}") from exc
+
+
+def _rename(key: str) -> str:
+    # Checkpoints saved with torch's old weight_norm name the two halves weight_g / weight_v.
+    if key.endswith(".weight_g"):
+        return key[: -len("weight_g")] + "parametrizations.weight.original0"
+    if key.endswith(".weight_v"):
+        return key[: -len("weight_v")] + "parametrizations.weight.original1"
+    return key
+
+
+def load_hubert(checkpoint: Checkpoint) -> HubertModel:
+    """HubertModel with the checkpoint's weights, in eval mode; every weight must match."""
+    config = hubert_config(checkpoint.config())
+    config._attn_implementation = "sdpa"
+    model = HubertModel(config)
+    state = {_rename(k): v for k, v in _load_state_dict(checkpoint.weights_path).items()}
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {', '.join(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {', '.join(unexpected)}")
+        if mismatched:
+            parts.append(
+                "shape mismatch: "
+                + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in mismatched)
+            )
+        raise ModelLoadError(f"weights in {checkpoint.weights_path} do not fit the config: " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+    return model.eval()

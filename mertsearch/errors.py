@@ -1,0 +1,33 @@
+"""Exceptions raised by mertsearch.
+
+Every error derives from :class:`MertSearchError`, and each subclass also derives from the
+matching built-in exception, so callers can catch either.
+"""
+
+
+class MertSearchError(Exception):
+    """Base class of every error mertsearch raises on purpose."""
+
+
+class AudioDecodeError(MertSearchError, ValueError):
+    """An audio file or buffer could not be decoded, or holds no usable audio."""
+
+
+class ModelLoadError(MertSearchError, RuntimeError):
+    """A model checkpoint could not be found, downloaded or loaded."""
+
+
+class CatalogNotFoundError(MertSearchError, FileNotFoundError):
+    """The catalog directory does not exist or holds no catalog."""
+
+
+class CatalogMismatchError(MertSearchError, ValueError):
+    """The catalog was built with other encoder settings than the ones asked for."""
+
+
+class TrackNotFoundError(MertSearchError, LookupError):
+    """No track in the catalog has the given id or path."""
+
+
+class InvalidArgumentError(MertSearchError, ValueError):
+    """An argument is out of range or inconsistent with others."""

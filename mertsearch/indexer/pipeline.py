@@ -1,0 +1,156 @@
+"""The ingest loop: for each file decide added / updated / unchanged / failed, embed, store.
+
+Every track is committed on its own, so an interrupted run loses at most the file it was on,
+and a rerun carries on from there: files already stored are recognised by size and mtime, or
+by content hash when those changed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mertsearch.audio.tags import TrackTags
+from mertsearch.encoder.embed import Embedding
+from mertsearch.errors import MertSearchError
+from mertsearch.files import sha256_file
+from mertsearch.storage.store import MetadataStore, TrackRecord
+
+# Turns a file into vectors and tags; raises MertSearchError (or OSError) for a bad file.
+EmbedFile = Callable[[Path], tuple[Embedding, TrackTags]]
+# Told about every stored track: (track id, id it replaced or None, track vector).
+OnStored = Callable[[int, "int | None", np.ndarray], None]
+# Told about a track removed from the catalog.
+OnRemoved = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class FailedFile:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class IndexProgress:
+    """Where a run stands, after each file."""
+
+    done: int
+    total: int
+    audio_seconds: float
+    elapsed: float
+    path: str
+    status: str  # added | updated | unchanged | failed | skipped
+
+
+@dataclass
+class IndexReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped_failed: int = 0
+    failed: list[FailedFile] = field(default_factory=list)
+    files: int = 0
+    audio_seconds: float = 0.0
+    elapsed: float = 0.0
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["audio_hours"] = self.audio_seconds / 3600
+        return out
+
+
+def _fail_reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot read file: {exc.strerror or exc}"
+    return str(exc)
+
+
+def run_index(
+    files: list[Path],
+    *,
+    store: MetadataStore,
+    embed_file: EmbedFile,
+    on_stored: OnStored,
+    on_removed: OnRemoved,
+    retry_failed: bool = False,
+    progress: Callable[[IndexProgress], None] | None = None,
+) -> IndexReport:
+    report = IndexReport(files=len(files))
+    started = time.monotonic()
+    for done, path in enumerate(files, start=1):
+        status = _index_one(path, store, embed_file, on_stored, on_removed, retry_failed, report)
+        report.elapsed = time.monotonic() - started
+        if progress is not None:
+            progress(IndexProgress(done, len(files), report.audio_seconds, report.elapsed, str(path), status))
+    return report
+
+
+def _index_one(
+    path: Path,
+    store: MetadataStore,
+    embed_file: EmbedFile,
+    on_stored: OnStored,
+    on_removed: OnRemoved,
+    retry_failed: bool,
+    report: IndexReport,
+) -> str:
+    key = os.fsdecode(path)
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        report.failed.append(FailedFile(key, _fail_reason(exc)))
+        return "failed"
+    existing = store.track_by_path(key)
+    if existing is not None and (existing.size, existing.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+        report.unchanged += 1
+        return "unchanged"
+    failure = store.failure_by_path(key)
+    if (
+        not retry_failed
+        and existing is None
+        and failure is not None
+        and (failure.size, failure.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    ):
+        report.skipped_failed += 1
+        return "skipped"
+    try:
+        digest = sha256_file(path)
+        if existing is not None and existing.sha256 == digest:
+            store.touch_track(existing.id, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+            report.unchanged += 1
+            return "unchanged"
+        embedding, tags = embed_file(path)
+    except (MertSearchError, OSError) as exc:
+        reason = _fail_reason(exc)
+        if existing is not None:
+            # The file changed into something unusable: its old vectors no longer describe it.
+            store.delete_track(existing.id)
+            on_removed(existing.id)
+        store.record_failure(key, size=stat.st_size, mtime_ns=stat.st_mtime_ns, reason=reason)
+        report.failed.append(FailedFile(key, reason))
+        return "failed"
+    record = TrackRecord(
+        path=key,
+        size=stat.st_size,
+        mtime_ns=stat.st_mtime_ns,
+        sha256=digest,
+        duration=embedding.duration,
+        tags=tags.as_dict(),
+        vector=embedding.vector,
+        window_starts=embedding.window_starts,
+        window_ends=embedding.window_ends,
+        window_vectors=embedding.window_vectors,
+    )
+    track_id, replaced = store.put_track(record)
+    on_stored(track_id, replaced, embedding.vector)
+    report.audio_seconds += embedding.duration
+    if replaced is None:
+        report.added += 1
+        return "added"
+    report.updated += 1
+    return "updated"

@@ -1,0 +1,58 @@
+"""manifest.json: everything that shapes a catalog's vectors, checked whenever it is opened."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from mertsearch.errors import CatalogMismatchError
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+
+# Fields whose difference means the vectors are not comparable. Where the model comes from
+# (its path or repo id) may differ: the weights' hash is what identifies it.
+SHAPING_FIELDS = {
+    "encoder": ["weights_sha256", "architecture", "sample_rate", "do_normalize", "layer", "dim"],
+    "windows": ["window_s", "hop_s", "min_tail_s", "min_duration_s"],
+    "pooling": ["window", "track"],
+}
+
+
+def read_manifest(directory: Path) -> dict | None:
+    path = directory / MANIFEST
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def write_manifest(directory: Path, manifest: dict) -> None:
+    """Write atomically: a crash leaves the old manifest or the new one, never half of one."""
+    handle, tmp = tempfile.mkstemp(dir=directory, prefix=".manifest-", suffix=".tmp")
+    with os.fdopen(handle, "w") as out:
+        json.dump(manifest, out, indent=2, sort_keys=True)
+        out.write("\n")
+    os.replace(tmp, directory / MANIFEST)
+
+
+def differences(stored: dict, wanted: dict) -> list[str]:
+    """Readable differences in the fields that shape vectors, e.g. 'encoder.layer: 7 in the catalog, 5 asked'."""
+    out = []
+    for section, fields in SHAPING_FIELDS.items():
+        for field in fields:
+            have = stored.get(section, {}).get(field)
+            want = wanted.get(section, {}).get(field)
+            if have != want:
+                out.append(f"{section}.{field}: {have!r} in the catalog, {want!r} asked")
+    return out
+
+
+def check_compatible(stored: dict, wanted: dict, directory: Path) -> None:
+    diffs = differences(stored, wanted)
+    if diffs:
+        raise CatalogMismatchError(
+            f"catalog {directory} was built with other settings ({'; '.join(diffs)}); "
+            "use a new --catalog directory for these settings"
+        )

@@ -1,0 +1,194 @@
+"""The metadata store: the source of truth for tracks, windows, vectors and failures."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import create_engine, delete, event, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from mertsearch.storage.schema import Base, Failure, Meta, Track, Window
+
+# Incremented in the same transaction as every change to the vectors, so a saved FAISS index
+# can say which state of the database it reflects.
+DATA_VERSION = "data_version"
+
+
+@dataclass(frozen=True)
+class TrackRecord:
+    """What the indexer hands the store for one file."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    duration: float
+    tags: dict
+    vector: np.ndarray
+    window_starts: np.ndarray
+    window_ends: np.ndarray
+    window_vectors: np.ndarray
+
+
+def _to_blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+def from_blob(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=np.float32)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class MetadataStore:
+    """Tracks, windows and failures in a SQL database reached through a SQLAlchemy URL."""
+
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    # --- versions -------------------------------------------------------------------------
+
+    def data_version(self) -> int:
+        with self.session() as session:
+            row = session.get(Meta, DATA_VERSION)
+            return int(row.value) if row else 0
+
+    @staticmethod
+    def _bump_version(session: Session) -> None:
+        row = session.get(Meta, DATA_VERSION)
+        if row is None:
+            session.add(Meta(key=DATA_VERSION, value="1"))
+        else:
+            row.value = str(int(row.value) + 1)
+
+    # --- tracks ---------------------------------------------------------------------------
+
+    def track_by_path(self, path: str) -> Track | None:
+        with self.session() as session:
+            return session.scalars(select(Track).where(Track.path == path)).first()
+
+    def tracks_by_id(self, ids: Sequence[int]) -> dict[int, Track]:
+        with self.session() as session:
+            rows = session.scalars(select(Track).where(Track.id.in_(list(ids)))).all()
+            return {row.id: row for row in rows}
+
+    def put_track(self, record: TrackRecord) -> tuple[int, int | None]:
+        """Insert or replace the track at ``record.path``; returns (track id, replaced id or None).
+
+        A re-embedded file keeps its track id, so ids users have seen stay valid.
+        """
+        with self.session() as session, session.begin():
+            track = session.scalars(select(Track).where(Track.path == record.path)).first()
+            replaced = track.id if track else None
+            if track is None:
+                track = Track(path=record.path)
+                session.add(track)
+            else:
+                session.execute(delete(Window).where(Window.track_id == track.id))
+            track.size, track.mtime_ns, track.sha256 = record.size, record.mtime_ns, record.sha256
+            track.duration = record.duration
+            for field, value in record.tags.items():
+                setattr(track, field, value)
+            track.vector = _to_blob(record.vector)
+            track.indexed_at = time.time()
+            session.flush()
+            session.add_all(
+                Window(track_id=track.id, position=i, start=float(s), end=float(e), vector=_to_blob(v))
+                for i, (s, e, v) in enumerate(
+                    zip(record.window_starts, record.window_ends, record.window_vectors, strict=True)
+                )
+            )
+            session.execute(delete(Failure).where(Failure.path == record.path))
+            self._bump_version(session)
+            return track.id, replaced
+
+    def delete_track(self, track_id: int) -> None:
+        with self.session() as session, session.begin():
+            session.execute(delete(Window).where(Window.track_id == track_id))
+            session.execute(delete(Track).where(Track.id == track_id))
+            self._bump_version(session)
+
+    def touch_track(self, track_id: int, *, size: int, mtime_ns: int) -> None:
+        """Record a new size/mtime for a file whose content did not change."""
+        with self.session() as session, session.begin():
+            track = session.get(Track, track_id)
+            track.size, track.mtime_ns = size, mtime_ns
+
+    def track_vectors(self, batch: int = 10000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All (ids, vectors) of tracks, in batches, for rebuilding the index."""
+        with self.session() as session:
+            ids, vectors = [], []
+            for track_id, blob in session.execute(select(Track.id, Track.vector).order_by(Track.id)):
+                ids.append(track_id)
+                vectors.append(from_blob(blob))
+                if len(ids) == batch:
+                    yield np.array(ids, dtype=np.int64), np.stack(vectors)
+                    ids, vectors = [], []
+            if ids:
+                yield np.array(ids, dtype=np.int64), np.stack(vectors)
+
+    def windows_of(self, track_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """For each track, (times shaped (n, 2) as start/end seconds, window vectors (n, dim))."""
+        out: dict[int, tuple[list, list]] = {}
+        with self.session() as session:
+            rows = session.execute(
+                select(Window.track_id, Window.start, Window.end, Window.vector)
+                .where(Window.track_id.in_(list(track_ids)))
+                .order_by(Window.track_id, Window.position)
+            )
+            for track_id, start, end, blob in rows:
+                times, vectors = out.setdefault(track_id, ([], []))
+                times.append((start, end))
+                vectors.append(from_blob(blob))
+        return {k: (np.array(t, dtype=np.float64), np.stack(v)) for k, (t, v) in out.items()}
+
+    # --- failures -------------------------------------------------------------------------
+
+    def failure_by_path(self, path: str) -> Failure | None:
+        with self.session() as session:
+            return session.scalars(select(Failure).where(Failure.path == path)).first()
+
+    def record_failure(self, path: str, *, size: int, mtime_ns: int, reason: str) -> None:
+        with self.session() as session, session.begin():
+            row = session.scalars(select(Failure).where(Failure.path == path)).first()
+            if row is None:
+                row = Failure(path=path)
+                session.add(row)
+            row.size, row.mtime_ns, row.reason, row.failed_at = size, mtime_ns, reason, time.time()
+
+    def failures(self) -> list[Failure]:
+        with self.session() as session:
+            return list(session.scalars(select(Failure).order_by(Failure.path)))
+
+    # --- figures --------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, float]:
+        with self.session() as session:
+            tracks, seconds = session.execute(select(func.count(Track.id), func.sum(Track.duration))).one()
+            return {
+                "tracks": tracks,
+                "windows": session.scalar(select(func.count(Window.id))),
+                "failed": session.scalar(select(func.count(Failure.id))),
+                "audio_hours": (seconds or 0.0) / 3600,
+            }

@@ -1,0 +1,135 @@
+"""Tiny checkpoints in the hub's on-disk layout and generated audio, for offline tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import HubertConfig, HubertModel
+
+# The fields of m-a-p/MERT-v1-95M's config.json, shrunk where they set the size.
+TINY_MERT_CONFIG = {
+    "_name_or_path": "m-a-p/MERT-v1-95M",
+    "activation_dropout": 0.1,
+    "apply_spec_augment": True,
+    "architectures": ["MERTModel"],
+    "attention_dropout": 0.1,
+    "attention_relax": -1.0,
+    "auto_map": {"AutoConfig": "configuration_MERT.MERTConfig", "AutoModel": "modeling_MERT.MERTModel"},
+    "bos_token_id": 1,
+    "classifier_proj_size": 256,
+    "conv_bias": False,
+    "conv_dim": [16, 16, 16, 16, 16, 16, 16],
+    "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+    "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+    "ctc_loss_reduction": "sum",
+    "ctc_zero_infinity": False,
+    "deepnorm": False,
+    "do_stable_layer_norm": False,
+    "eos_token_id": 2,
+    "feat_extract_activation": "gelu",
+    "feat_extract_norm": "group",
+    "feat_proj_dropout": 0.0,
+    "feat_proj_layer_norm": True,
+    "feature_extractor_cqt": False,
+    "feature_extractor_cqt_bins": 336,
+    "final_dropout": 0.1,
+    "gradient_checkpointing": False,
+    "hidden_act": "gelu",
+    "hidden_dropout": 0.1,
+    "hidden_size": 32,
+    "initializer_range": 0.02,
+    "intermediate_size": 64,
+    "layer_norm_eps": 1e-05,
+    "layerdrop": 0.1,
+    "mask_feature_length": 10,
+    "mask_feature_min_masks": 0,
+    "mask_feature_prob": 0.0,
+    "mask_time_length": 5,
+    "mask_time_min_masks": 2,
+    "mask_time_prob": 0.05,
+    "model_type": "mert_model",
+    "num_attention_heads": 4,
+    "num_conv_pos_embedding_groups": 4,
+    "num_conv_pos_embeddings": 16,
+    "num_feat_extract_layers": 7,
+    "num_hidden_layers": 4,
+    "pad_token_id": 0,
+    "sample_rate": 24000,
+    "torch_dtype": "float32",
+    "transformers_version": "4.25.1",
+    "use_weighted_layer_sum": False,
+    "vocab_size": 32,
+}
+
+PREPROCESSOR = {
+    "do_normalize": False,
+    "feature_extractor_type": "Wav2Vec2FeatureExtractor",
+    "feature_size": 1,
+    "padding_side": "right",
+    "padding_value": 0,
+    "return_attention_mask": True,
+    "sampling_rate": 24000,
+}
+
+
+def reference_config(config: dict) -> HubertConfig:
+    """The HubertConfig a test builds by hand, independently of the engine's conversion."""
+    drop = {"model_type", "architectures", "auto_map", "deepnorm", "attention_relax", "sample_rate",
+            "feature_extractor_cqt", "feature_extractor_cqt_bins", "torch_dtype", "transformers_version"}
+    return HubertConfig(conv_pos_batch_norm=False, **{k: v for k, v in config.items() if k not in drop})
+
+
+def write_tiny_mert(
+    directory: Path,
+    *,
+    seed: int = 0,
+    overrides: dict | None = None,
+    preprocessor: dict | None = None,
+    safetensors: bool = False,
+) -> tuple[Path, HubertModel]:
+    """Write a random tiny MERT checkpoint in the hub layout; return it and the reference model."""
+    config = {**TINY_MERT_CONFIG, **(overrides or {})}
+    torch.manual_seed(seed)
+    model = HubertModel(reference_config(config)).eval()
+    state = {}
+    for key, value in model.state_dict().items():
+        # The hub's pytorch_model.bin was saved with torch's old weight_norm names.
+        key = key.replace("parametrizations.weight.original0", "weight_g")
+        key = key.replace("parametrizations.weight.original1", "weight_v")
+        state[key] = value.clone()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
+    (directory / "preprocessor_config.json").write_text(json.dumps({**PREPROCESSOR, **(preprocessor or {})}))
+    if safetensors:
+        from safetensors.torch import save_file
+
+        save_file(state, str(directory / "model.safetensors"))
+    else:
+        torch.save(state, directory / "pytorch_model.bin")
+    return directory, model
+
+
+def tone_track(seed: int, seconds: float, sample_rate: int = 44100, channels: int = 2) -> np.ndarray:
+    """A distinct little piece: a chord of seeded pitches with a rhythm and some noise, (channels, n)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    freqs = rng.uniform(110, 880, size=3)
+    beat = rng.uniform(1.0, 4.0)
+    signal = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6.28)) for f in freqs) / 3
+    envelope = 0.6 + 0.4 * np.sin(2 * np.pi * beat * t) ** 2
+    noise = rng.normal(0, rng.uniform(0.01, 0.2), size=t.shape)
+    mono = 0.5 * (signal * envelope + noise)
+    out = np.stack([mono * (0.8 + 0.2 * c) for c in range(channels)]).astype(np.float32)
+    return np.clip(out, -1, 1)
+
+
+def write_audio(path: Path, samples: np.ndarray, sample_rate: int) -> Path:
+    """Encode ``samples`` (channels, n) with FFmpeg in the format the file name asks for."""
+    from torchcodec.encoders import AudioEncoder
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    AudioEncoder(torch.from_numpy(np.ascontiguousarray(samples)), sample_rate=sample_rate).to_file(str(path))
+    return path
