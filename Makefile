@@ -35,6 +35,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 lint: install
 	$(BIN)/ruff check mertsearch tests bench
+	$(BIN)/ruff format --check mertsearch tests bench
 
 test: install lint
 	$(BIN)/python -m pytest

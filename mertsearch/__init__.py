@@ -1,11 +1,11 @@
 """mertsearch: find similar music with MERT embeddings, FAISS and SQLite.
 
-    from mertsearch import Catalog
+from mertsearch import Catalog
 
-    with Catalog.create("./cat", model="mert-v1-95m", layer=7) as catalog:
-        catalog.index_paths(["~/Music"])
-        for hit in catalog.search("clip.mp3", k=10):
-            print(hit.score, hit.artist, hit.title, hit.match.start)
+with Catalog.create("./cat", model="mert-v1-95m", layer=7) as catalog:
+    catalog.index_paths(["~/Music"])
+    for hit in catalog.search("clip.mp3", k=10):
+        print(hit.score, hit.artist, hit.title, hit.match.start)
 """
 
 __version__ = "0.1.0"
@@ -38,6 +38,7 @@ __all__ = [
     "ModelLoadError",
     "SearchResult",
     "TimeRange",
+    "TrackNotFoundError",
     "__version__",
     "embed",
 ]

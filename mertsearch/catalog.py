@@ -1,9 +1,9 @@
 """A catalog: a directory holding the metadata database, the FAISS index and the manifest.
 
-    catalog/
-      catalog.db        SQLite: tracks, windows and their vectors, failures (the source of truth)
-      index/            tracks-v<N>.faiss, derived from the stored vectors, rebuilt when stale
-      manifest.json     everything that shapes the vectors; checked on every open
+catalog/
+  catalog.db        SQLite: tracks, windows and their vectors, failures (the source of truth)
+  index/            tracks-v<N>.faiss, derived from the stored vectors, rebuilt when stale
+  manifest.json     everything that shapes the vectors; checked on every open
 """
 
 from __future__ import annotations
@@ -70,8 +70,9 @@ def encoder_manifest(checkpoint: Checkpoint, layer: int) -> dict:
 class Catalog:
     """Index music and search it. Open one with :meth:`open` (or :meth:`create`)."""
 
-    def __init__(self, directory: Path, manifest: dict, *, checkpoint: Checkpoint | None, device: str | None,
-                 batch_size: int) -> None:
+    def __init__(
+        self, directory: Path, manifest: dict, *, checkpoint: Checkpoint | None, device: str | None, batch_size: int
+    ) -> None:
         self.directory = directory
         self.manifest = manifest
         self.windows = WindowSettings(**manifest["windows"])
@@ -122,7 +123,10 @@ class Catalog:
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "encoder": encoder_manifest(checkpoint, chosen_layer),
                 "windows": windows.as_dict(),
-                "pooling": {"window": "mean over frames, L2-normalised", "track": "mean of window vectors, L2-normalised"},
+                "pooling": {
+                    "window": "mean over frames, L2-normalised",
+                    "track": "mean of window vectors, L2-normalised",
+                },
                 "index": {"factory": DEFAULT_FACTORY, "metric": "inner_product", "vectors": "tracks"},
             }
             path.mkdir(parents=True, exist_ok=True)
@@ -307,9 +311,7 @@ class Catalog:
                 "file": index_file.name if index_file else None,
                 "bytes": index_file.stat().st_size if index_file else 0,
             },
-            "database_bytes": sum(
-                p.stat().st_size for p in database.parent.glob(DATABASE + "*") if p.is_file()
-            ),
+            "database_bytes": sum(p.stat().st_size for p in database.parent.glob(DATABASE + "*") if p.is_file()),
             "created_by": self.manifest.get("created_by"),
             "created_at": self.manifest.get("created_at"),
         }

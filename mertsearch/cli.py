@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -29,7 +29,7 @@ _state = {"debug": False}
 CatalogOpt = Annotated[Path, typer.Option("--catalog", "-c", help="Catalog directory.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (for scripts).")]
 KOpt = Annotated[int, typer.Option("-k", "--k", help="Number of results.", min=1, max=10000)]
-DeviceOpt = Annotated[Optional[str], typer.Option(help="Torch device (cpu, cuda, cuda:1); default: cuda if present.")]
+DeviceOpt = Annotated[str | None, typer.Option(help="Torch device (cpu, cuda, cuda:1); default: cuda if present.")]
 
 
 def _run(action: Callable[[], None]) -> None:
@@ -71,15 +71,17 @@ def index(
     paths: Annotated[list[Path], typer.Argument(help="Audio files or folders (searched recursively).")],
     catalog: CatalogOpt,
     model: Annotated[
-        Optional[str],
-        typer.Option(help="Registry name (mert-v1-95m), hub repo id, or local checkpoint directory. "
-                     "New catalogs default to mert-v1-95m."),
+        str | None,
+        typer.Option(
+            help="Registry name (mert-v1-95m), hub repo id, or local checkpoint directory. "
+            "New catalogs default to mert-v1-95m."
+        ),
     ] = None,
     layer: Annotated[
-        Optional[int], typer.Option(help="hidden_states index to use (0 = input to the first layer); default 7.")
+        int | None, typer.Option(help="hidden_states index to use (0 = input to the first layer); default 7.")
     ] = None,
-    revision: Annotated[Optional[str], typer.Option(help="Hub revision (registry models are pinned).")] = None,
-    hop: Annotated[Optional[float], typer.Option(help="Seconds between window starts (default 5 = the window).")] = None,
+    revision: Annotated[str | None, typer.Option(help="Hub revision (registry models are pinned).")] = None,
+    hop: Annotated[float | None, typer.Option(help="Seconds between window starts (default 5 = the window).")] = None,
     retry_failed: Annotated[bool, typer.Option(help="Try again files that failed before and did not change.")] = False,
     batch_size: Annotated[int, typer.Option(help="Windows per model call.", min=1)] = 4,
     device: DeviceOpt = None,
@@ -91,8 +93,14 @@ def index(
         from mertsearch.catalog import Catalog
 
         with Catalog.open(
-            catalog, model=model, layer=layer, revision=revision, hop=hop, create=True,
-            device=device, batch_size=batch_size,
+            catalog,
+            model=model,
+            layer=layer,
+            revision=revision,
+            hop=hop,
+            create=True,
+            device=device,
+            batch_size=batch_size,
         ) as cat:
             if as_json:
                 report = cat.index_paths(paths, retry_failed=retry_failed)
@@ -127,17 +135,24 @@ def _index_with_progress(cat, paths: list[Path], retry_failed: bool):
         TimeRemainingColumn(),
         console=err,
     )
-    with progress:
-        task = progress.add_task("index", total=None, hours=0.0, rate="")
+    task = progress.add_task("index", total=None, hours=0.0, rate="")
 
-        def update(event) -> None:
-            speed = event.audio_seconds / event.elapsed if event.elapsed > 0 else 0.0
-            progress.update(
-                task, total=event.total, completed=event.done, hours=event.audio_seconds / 3600,
-                rate=f"{speed:.1f}x real time",
-            )
+    def update(event) -> None:
+        if not progress.live.is_started:  # shown from the first file on, so early errors stay one line
+            progress.start()
+        speed = event.audio_seconds / event.elapsed if event.elapsed > 0 else 0.0
+        progress.update(
+            task,
+            total=event.total,
+            completed=event.done,
+            hours=event.audio_seconds / 3600,
+            rate=f"{speed:.1f}x real time",
+        )
 
+    try:
         return cat.index_paths(paths, retry_failed=retry_failed, progress=update)
+    finally:
+        progress.stop()
 
 
 def _show_results(results, as_json: bool) -> None:
@@ -152,8 +167,14 @@ def _show_results(results, as_json: bool) -> None:
         table.add_column(column, overflow="fold")
     for rank, r in enumerate(results, start=1):
         table.add_row(
-            str(rank), f"{r.score:.3f}", str(r.track_id), r.artist or "", r.title or "", r.album or "",
-            f"{_clock(r.match.start)}-{_clock(r.match.end)}", r.path,
+            str(rank),
+            f"{r.score:.3f}",
+            str(r.track_id),
+            r.artist or "",
+            r.title or "",
+            r.album or "",
+            f"{_clock(r.match.start)}-{_clock(r.match.end)}",
+            r.path,
         )
     out.print(table)
 
@@ -168,10 +189,10 @@ def search(
     clip: Annotated[Path, typer.Argument(help="Audio file to search with.")],
     catalog: CatalogOpt,
     k: KOpt = 10,
-    start: Annotated[Optional[float], typer.Option(help="Use the clip from this second.", min=0)] = None,
-    end: Annotated[Optional[float], typer.Option(help="Use the clip up to this second.", min=0)] = None,
+    start: Annotated[float | None, typer.Option(help="Use the clip from this second.", min=0)] = None,
+    end: Annotated[float | None, typer.Option(help="Use the clip up to this second.", min=0)] = None,
     model: Annotated[
-        Optional[str], typer.Option(help="Where the catalog's model weights are now (checked by hash).")
+        str | None, typer.Option(help="Where the catalog's model weights are now (checked by hash).")
     ] = None,
     device: DeviceOpt = None,
     as_json: JsonOpt = False,
@@ -208,13 +229,15 @@ def similar(
 @app.command()
 def embed(
     clip: Annotated[Path, typer.Argument(help="Audio file to embed.")],
-    model: Annotated[str, typer.Option(help="Registry name, hub repo id, or local checkpoint directory.")] = "mert-v1-95m",
+    model: Annotated[
+        str, typer.Option(help="Registry name, hub repo id, or local checkpoint directory.")
+    ] = "mert-v1-95m",
     layer: Annotated[int, typer.Option(help="hidden_states index (0 = input to the first layer).")] = 7,
-    revision: Annotated[Optional[str], typer.Option(help="Hub revision (registry models are pinned).")] = None,
-    hop: Annotated[Optional[float], typer.Option(help="Seconds between window starts (default 5).")] = None,
-    start: Annotated[Optional[float], typer.Option(help="Use the clip from this second.", min=0)] = None,
-    end: Annotated[Optional[float], typer.Option(help="Use the clip up to this second.", min=0)] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also save the vector as .npy.")] = None,
+    revision: Annotated[str | None, typer.Option(help="Hub revision (registry models are pinned).")] = None,
+    hop: Annotated[float | None, typer.Option(help="Seconds between window starts (default 5).")] = None,
+    start: Annotated[float | None, typer.Option(help="Use the clip from this second.", min=0)] = None,
+    end: Annotated[float | None, typer.Option(help="Use the clip up to this second.", min=0)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also save the vector as .npy.")] = None,
     device: DeviceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -225,14 +248,22 @@ def embed(
 
         from mertsearch.catalog import embed as embed_clip
 
-        result = embed_clip(clip, model=model, layer=layer, revision=revision, hop=hop, start=start, end=end,
-                            device=device)
+        result = embed_clip(
+            clip, model=model, layer=layer, revision=revision, hop=hop, start=start, end=end, device=device
+        )
         if output is not None:
             np.save(output, result.vector)
         if as_json:
-            _print_json({"model": model, "layer": layer, "dim": int(result.vector.shape[0]),
-                         "windows": len(result.window_vectors), "duration": result.duration,
-                         "vector": [float(v) for v in result.vector]})
+            _print_json(
+                {
+                    "model": model,
+                    "layer": layer,
+                    "dim": int(result.vector.shape[0]),
+                    "windows": len(result.window_vectors),
+                    "duration": result.duration,
+                    "vector": [float(v) for v in result.vector],
+                }
+            )
             return
         head = ", ".join(f"{v:+.4f}" for v in result.vector[:6])
         out.print(

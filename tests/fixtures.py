@@ -77,8 +77,18 @@ PREPROCESSOR = {
 
 def reference_config(config: dict) -> HubertConfig:
     """The HubertConfig a test builds by hand, independently of the engine's conversion."""
-    drop = {"model_type", "architectures", "auto_map", "deepnorm", "attention_relax", "sample_rate",
-            "feature_extractor_cqt", "feature_extractor_cqt_bins", "torch_dtype", "transformers_version"}
+    drop = {
+        "model_type",
+        "architectures",
+        "auto_map",
+        "deepnorm",
+        "attention_relax",
+        "sample_rate",
+        "feature_extractor_cqt",
+        "feature_extractor_cqt_bins",
+        "torch_dtype",
+        "transformers_version",
+    }
     return HubertConfig(conv_pos_batch_norm=False, **{k: v for k, v in config.items() if k not in drop})
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -20,7 +19,7 @@ from mertsearch.errors import AudioDecodeError
 
 # A path, the encoded bytes of a file, or a (samples, sample_rate) pair; samples are
 # shaped (n,) or (channels, n).
-AudioInput = Union[str, os.PathLike, bytes, tuple[np.ndarray, int]]
+AudioInput = str | os.PathLike | bytes | tuple[np.ndarray, int]
 
 # Peak below which a track counts as silent: about -90 dBFS, under 16-bit dither.
 SILENCE_PEAK = 3e-5
@@ -110,7 +109,6 @@ def _checked(mono: np.ndarray, sample_rate: int) -> np.ndarray:
     peak = float(np.abs(mono).max())
     if peak < SILENCE_PEAK:
         raise AudioDecodeError(
-            f"silent audio ({mono.size / sample_rate:.1f} s with peak level "
-            f"{20 * np.log10(max(peak, 1e-12)):.0f} dBFS)"
+            f"silent audio ({mono.size / sample_rate:.1f} s with peak level {20 * np.log10(max(peak, 1e-12)):.0f} dBFS)"
         )
     return np.ascontiguousarray(mono)

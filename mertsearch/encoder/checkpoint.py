@@ -57,9 +57,7 @@ class Checkpoint:
         for name in WEIGHT_FILES:
             if (self.directory / name).is_file():
                 return self.directory / name
-        raise ModelLoadError(
-            f"no weights in {self.directory}: expected one of {', '.join(WEIGHT_FILES)}"
-        )
+        raise ModelLoadError(f"no weights in {self.directory}: expected one of {', '.join(WEIGHT_FILES)}")
 
     def config(self) -> dict:
         return _read_json(self.directory / "config.json", required=True)
@@ -103,7 +101,9 @@ def resolve_checkpoint(model: str, *, revision: str | None = None) -> Checkpoint
         )
     directory = _hub_snapshot(repo_id, pinned)
     # The snapshot folder is named after the commit, which pins even a branch name like "main".
-    return Checkpoint(directory=directory, source=info.name if info else repo_id, repo_id=repo_id, revision=directory.name)
+    return Checkpoint(
+        directory=directory, source=info.name if info else repo_id, repo_id=repo_id, revision=directory.name
+    )
 
 
 def _hub_snapshot(repo_id: str, revision: str) -> Path:
@@ -129,9 +129,7 @@ def hubert_config(config: dict) -> HubertConfig:
     """A transformers HubertConfig equivalent to a MERT (or Hubert) config.json."""
     model_type = config.get("model_type")
     if model_type not in ("mert_model", "hubert"):
-        raise ModelLoadError(
-            f"config.json has model_type {model_type!r}; expected 'mert_model' (or 'hubert')"
-        )
+        raise ModelLoadError(f"config.json has model_type {model_type!r}; expected 'mert_model' (or 'hubert')")
     for field, what in _UNSUPPORTED_IF_SET.items():
         if config.get(field):
             raise ModelLoadError(f"this checkpoint enables {what} ({field}=true), which mertsearch does not implement")

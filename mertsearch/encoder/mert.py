@@ -15,6 +15,7 @@ from torch import nn
 from mertsearch.encoder.checkpoint import Checkpoint, load_hubert
 from mertsearch.errors import InvalidArgumentError, ModelLoadError
 
+
 @dataclass(frozen=True)
 class Preprocessing:
     """What happens to samples before the model, from the checkpoint's preprocessor_config.json."""
@@ -36,9 +37,7 @@ def read_preprocessing(checkpoint: Checkpoint) -> Preprocessing:
     pre = checkpoint.preprocessor()
     rate = pre.get("sampling_rate") or config.get("sample_rate")
     if not rate:
-        raise ModelLoadError(
-            f"{checkpoint.directory} gives no sample rate (preprocessor_config.json sampling_rate)"
-        )
+        raise ModelLoadError(f"{checkpoint.directory} gives no sample rate (preprocessor_config.json sampling_rate)")
     return Preprocessing(sample_rate=int(rate), do_normalize=bool(pre.get("do_normalize", False)))
 
 

@@ -32,4 +32,3 @@ def discover_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
         else:
             raise InvalidArgumentError(f"no such file or folder: {given}")
     return sorted(found)
-

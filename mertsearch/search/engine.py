@@ -47,7 +47,7 @@ def rank_tracks(
 ) -> list[SearchResult]:
     """The ``k`` tracks closest to ``vector``, best first, leaving out the ids in ``exclude``."""
     scores, ids = index.search(vector[None, :], k + len(exclude))
-    hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and int(i) not in exclude][:k]
+    hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0 and int(i) not in exclude][:k]
     if not hits:
         return []
     tracks = store.tracks_by_id([i for i, _ in hits])
