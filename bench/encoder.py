@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mertsearch.encoder import MertEncoder, resolve_checkpoint  # noqa: E402
+from mertsearch.encoder.checkpoint import resolve_checkpoint
+from mertsearch.encoder.mert import MertEncoder  # noqa: E402
 from tests.fixtures import tone_track, write_tiny_mert  # noqa: E402
 
 MERT_V1_95M = {
@@ -54,9 +55,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         directory, reference = write_tiny_mert(Path(tmp) / "mert-v1-95m-random", overrides=MERT_V1_95M)
         encoder = MertEncoder(resolve_checkpoint(str(directory)), args.layer, batch_size=1)
-    windows = np.stack(
-        [tone_track(seed, 5.0, 24000, channels=1)[0] for seed in range(int(args.seconds // 5))]
-    )
+    windows = np.stack([tone_track(seed, 5.0, 24000, channels=1)[0] for seed in range(int(args.seconds // 5))])
 
     @torch.inference_mode()
     def recipe() -> np.ndarray:

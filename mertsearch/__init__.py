@@ -11,7 +11,7 @@ with Catalog.create("./cat", model="mert-v1-95m", layer=7) as catalog:
 __version__ = "0.1.0"
 
 from mertsearch.catalog import Catalog, embed  # noqa: E402
-from mertsearch.encoder.embed import Embedding  # noqa: E402
+from mertsearch.encoder.pooling import Embedding  # noqa: E402
 from mertsearch.errors import (  # noqa: E402
     AudioDecodeError,
     CatalogMismatchError,
@@ -21,7 +21,7 @@ from mertsearch.errors import (  # noqa: E402
     ModelLoadError,
     TrackNotFoundError,
 )
-from mertsearch.indexer import FailedFile, IndexProgress, IndexReport  # noqa: E402
+from mertsearch.indexer.pipeline import FailedFile, IndexProgress, IndexReport  # noqa: E402
 from mertsearch.search import SearchResult, TimeRange  # noqa: E402
 
 __all__ = [

@@ -12,27 +12,32 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mertsearch import __version__
-from mertsearch.audio import AudioInput, decode_audio, read_tags
 from mertsearch.config import DEFAULT_LAYER, WindowSettings
-from mertsearch.encoder import DEFAULT_MODEL, Checkpoint, MertEncoder, embed_samples, resolve_checkpoint
-from mertsearch.encoder.embed import Embedding
-from mertsearch.encoder.mert import read_preprocessing
+from mertsearch.encoder.checkpoint import Checkpoint, read_preprocessing, resolve_checkpoint
+from mertsearch.encoder.registry import DEFAULT_MODEL
 from mertsearch.errors import (
     CatalogMismatchError,
     CatalogNotFoundError,
     InvalidArgumentError,
     TrackNotFoundError,
 )
-from mertsearch.indexer import IndexProgress, IndexReport, discover_files, run_index
+from mertsearch.indexer.discover import discover_files
+from mertsearch.indexer.pipeline import IndexProgress, IndexReport, run_index
 from mertsearch.search import SearchResult, rank_tracks
 from mertsearch.storage import MetadataStore, VectorIndex, check_compatible, read_manifest, write_manifest
 from mertsearch.storage.manifest import FORMAT
 from mertsearch.storage.store import from_blob
 from mertsearch.storage.vector_index import DEFAULT_FACTORY, saved_index_file
+
+if TYPE_CHECKING:  # torch and transformers load only when audio is embedded, so `info` starts fast
+    from mertsearch.audio.decode import AudioInput
+    from mertsearch.encoder.mert import MertEncoder
+    from mertsearch.encoder.pooling import Embedding
 
 DATABASE = "catalog.db"
 INDEX_DIR = "index"
@@ -162,6 +167,8 @@ class Catalog:
     @property
     def encoder(self) -> MertEncoder:
         if self._encoder is None:
+            from mertsearch.encoder.mert import MertEncoder
+
             spec = self.manifest["encoder"]
             checkpoint = self._checkpoint or resolve_checkpoint(spec["source"], revision=spec["revision"])
             if self._checkpoint is None and checkpoint.weights_sha256() != spec["weights_sha256"]:
@@ -198,6 +205,9 @@ class Catalog:
 
     def embed(self, source: AudioInput, *, start: float | None = None, end: float | None = None) -> Embedding:
         """Vectors of any audio, processed exactly like the catalog's tracks."""
+        from mertsearch.audio.decode import decode_audio
+        from mertsearch.encoder.embed import embed_samples
+
         samples = decode_audio(source, sample_rate=self.encoder.sample_rate, start=start, end=end)
         return embed_samples(self.encoder, samples, self.windows)
 
@@ -209,6 +219,10 @@ class Catalog:
         progress: Callable[[IndexProgress], None] | None = None,
     ) -> IndexReport:
         """Add new audio files under ``paths``, re-embed changed ones, skip unchanged ones."""
+        from mertsearch.audio.decode import decode_audio
+        from mertsearch.audio.tags import read_tags
+        from mertsearch.encoder.embed import embed_samples
+
         files = discover_files(paths)
         index = self.index
         encoder = self.encoder
@@ -337,6 +351,10 @@ def embed(
     device: str | None = None,
 ) -> Embedding:
     """Vectors of one clip without a catalog: the pooled, L2-normalised vector and the window vectors."""
+    from mertsearch.audio.decode import decode_audio
+    from mertsearch.encoder.embed import embed_samples
+    from mertsearch.encoder.mert import MertEncoder
+
     checkpoint = resolve_checkpoint(model, revision=revision)
     encoder = MertEncoder(checkpoint, layer, device=device or default_device())
     windows = WindowSettings(hop_s=hop) if hop is not None else WindowSettings()

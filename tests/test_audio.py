@@ -4,7 +4,8 @@ import mutagen
 import numpy as np
 import pytest
 
-from mertsearch.audio import decode_audio, read_tags
+from mertsearch.audio.decode import decode_audio
+from mertsearch.audio.tags import read_tags
 from mertsearch.errors import AudioDecodeError
 from tests.fixtures import tone_track, write_audio
 

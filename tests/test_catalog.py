@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-import mertsearch.catalog as catalog_module
+import mertsearch.encoder.embed as embed_module
 from mertsearch import Catalog, CatalogMismatchError, CatalogNotFoundError, TrackNotFoundError
 from mertsearch.storage.vector_index import saved_index_file
 from tests.fixtures import tone_track, write_audio
@@ -129,7 +129,7 @@ def test_a_bad_file_is_recorded_and_the_run_goes_on(tmp_path, tiny_model, music)
 
 
 def test_an_interrupted_run_picks_up_where_it_stopped(tmp_path, tiny_model, music, monkeypatch):
-    real = catalog_module.embed_samples
+    real = embed_module.embed_samples
     calls = {"n": 0}
 
     def crash_on_fourth(*args, **kwargs):
@@ -138,10 +138,10 @@ def test_an_interrupted_run_picks_up_where_it_stopped(tmp_path, tiny_model, musi
             raise KeyboardInterrupt  # as if the user pressed Ctrl-C in the middle of embedding
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(catalog_module, "embed_samples", crash_on_fourth)
+    monkeypatch.setattr(embed_module, "embed_samples", crash_on_fourth)
     with _open(tmp_path, tiny_model) as cat, pytest.raises(KeyboardInterrupt):
         cat.index_paths([music])
-    monkeypatch.setattr(catalog_module, "embed_samples", real)
+    monkeypatch.setattr(embed_module, "embed_samples", real)
     with Catalog.open(tmp_path / "cat") as cat:
         report = cat.index_paths([music])
         assert (report.added, report.unchanged) == (3, 3)

@@ -108,3 +108,14 @@ def test_wrong_argument_is_a_usage_error(catalog):
 def test_help_and_version():
     assert "index" in run("--help").stdout
     assert "mertsearch" in run("--version").stdout
+
+
+def test_commands_without_a_model_do_not_load_torch():
+    """`info` and `similar` start in about a second because torch and transformers stay unloaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mertsearch.cli, mertsearch.catalog; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    assert subprocess.check_output([sys.executable, "-c", code], text=True).split() == ["False", "False"]

@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import Wav2Vec2FeatureExtractor
 
-from mertsearch.encoder import MertEncoder, resolve_checkpoint
-from mertsearch.encoder.checkpoint import load_hubert
+from mertsearch.encoder.checkpoint import load_hubert, resolve_checkpoint
+from mertsearch.encoder.mert import MertEncoder
 from mertsearch.errors import InvalidArgumentError, ModelLoadError
 from tests.fixtures import tone_track, write_tiny_mert
 
@@ -62,6 +62,15 @@ def test_batching_does_not_change_results(tmp_path):
     one = MertEncoder(checkpoint, 3, batch_size=1).embed_windows(windows)
     many = MertEncoder(checkpoint, 3, batch_size=5).embed_windows(windows)
     np.testing.assert_allclose(one, many, atol=1e-5)
+
+
+def test_weights_saved_under_a_prefix_load(tmp_path):
+    directory, reference = write_tiny_mert(tmp_path / "m")
+    state = torch.load(directory / "pytorch_model.bin", weights_only=True)
+    torch.save({f"mert_model.{k}": v for k, v in state.items()}, directory / "pytorch_model.bin")
+    encoder = MertEncoder(resolve_checkpoint(str(directory)), 2)
+    windows = _windows(1)
+    np.testing.assert_allclose(encoder.embed_windows(windows), _reference_layer(reference, windows, 2), atol=1e-5)
 
 
 def test_missing_and_unexpected_keys_are_listed(tmp_path):

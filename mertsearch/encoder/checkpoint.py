@@ -9,15 +9,21 @@ remote code is ever run, and pickled weights load with ``weights_only=True``.
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
-import torch
-from transformers import HubertConfig, HubertModel
+import numpy as np
 
 from mertsearch.encoder.registry import lookup
 from mertsearch.errors import ModelLoadError
 from mertsearch.files import sha256_file
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import HubertConfig, HubertModel
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 HUB_FILES = ["config.json", "preprocessor_config.json", *WEIGHT_FILES]
@@ -69,6 +75,31 @@ class Checkpoint:
         return sha256_file(self.weights_path)
 
 
+@dataclass(frozen=True)
+class Preprocessing:
+    """What happens to samples before the model, from the checkpoint's preprocessor_config.json."""
+
+    sample_rate: int
+    do_normalize: bool
+
+    def apply(self, batch: np.ndarray) -> np.ndarray:
+        if not self.do_normalize:
+            return batch
+        # Wav2Vec2FeatureExtractor's zero-mean unit-variance normalisation, per window.
+        mean = batch.mean(axis=1, keepdims=True)
+        var = batch.var(axis=1, keepdims=True)
+        return (batch - mean) / np.sqrt(var + 1e-7)
+
+
+def read_preprocessing(checkpoint: Checkpoint) -> Preprocessing:
+    config = checkpoint.config()
+    pre = checkpoint.preprocessor()
+    rate = pre.get("sampling_rate") or config.get("sample_rate")
+    if not rate:
+        raise ModelLoadError(f"{checkpoint.directory} gives no sample rate (preprocessor_config.json sampling_rate)")
+    return Preprocessing(sample_rate=int(rate), do_normalize=bool(pre.get("do_normalize", False)))
+
+
 def _read_json(path: Path, *, required: bool) -> dict:
     if not path.is_file():
         if required:
@@ -107,18 +138,20 @@ def resolve_checkpoint(model: str, *, revision: str | None = None) -> Checkpoint
 
 
 def _hub_snapshot(repo_id: str, revision: str) -> Path:
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
 
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES, local_files_only=True))
     except Exception:  # not in the cache yet: fetch it below
         pass
     try:
+        # Fail at once when the hub's host cannot even be resolved, instead of after a minute of retries.
+        socket.getaddrinfo(urlparse(constants.ENDPOINT).hostname, 443)
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES))
     except Exception as exc:
         raise ModelLoadError(
             f"cannot get {repo_id} at revision {revision[:12]} from the Hugging Face hub "
-            f"({type(exc).__name__}). Without network, download it elsewhere with "
+            f"({type(exc).__name__}: {exc}). Without network, download it elsewhere with "
             f"`hf download {repo_id} --revision {revision} --local-dir DIR` "
             "(config.json, preprocessor_config.json and the weights), copy DIR here and pass "
             "--model DIR"
@@ -127,6 +160,8 @@ def _hub_snapshot(repo_id: str, revision: str) -> Path:
 
 def hubert_config(config: dict) -> HubertConfig:
     """A transformers HubertConfig equivalent to a MERT (or Hubert) config.json."""
+    from transformers import HubertConfig
+
     model_type = config.get("model_type")
     if model_type not in ("mert_model", "hubert"):
         raise ModelLoadError(f"config.json has model_type {model_type!r}; expected 'mert_model' (or 'hubert')")
@@ -140,6 +175,8 @@ def hubert_config(config: dict) -> HubertConfig:
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -159,12 +196,22 @@ def _rename(key: str) -> str:
     return key
 
 
+def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # Weights saved from a wrapper (MERT's base_model_prefix, or a Hubert head model) carry a prefix.
+    for prefix in ("mert_model.", "hubert."):
+        if state and all(key.startswith(prefix) for key in state):
+            return {key[len(prefix) :]: value for key, value in state.items()}
+    return state
+
+
 def load_hubert(checkpoint: Checkpoint) -> HubertModel:
     """HubertModel with the checkpoint's weights, in eval mode; every weight must match."""
+    from transformers import HubertModel
+
     config = hubert_config(checkpoint.config())
     config._attn_implementation = "sdpa"
     model = HubertModel(config)
-    state = {_rename(k): v for k, v in _load_state_dict(checkpoint.weights_path).items()}
+    state = _strip_prefix({_rename(k): v for k, v in _load_state_dict(checkpoint.weights_path).items()})
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

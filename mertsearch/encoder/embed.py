@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from mertsearch.audio.windows import plan_windows
 from mertsearch.config import WindowSettings
 from mertsearch.encoder.mert import MertEncoder
-from mertsearch.encoder.pooling import pool_track
+from mertsearch.encoder.pooling import Embedding, pool_track
 
 # Windows stacked per call, to bound memory on long tracks.
 _CHUNK_WINDOWS = 32
-
-
-@dataclass(frozen=True)
-class Embedding:
-    """A track or clip as vectors: one per window (L2-normalised) and the pooled one."""
-
-    vector: np.ndarray
-    window_vectors: np.ndarray
-    window_starts: np.ndarray
-    window_ends: np.ndarray
-    duration: float
 
 
 def embed_samples(encoder: MertEncoder, samples: np.ndarray, windows: WindowSettings) -> Embedding:

@@ -6,39 +6,12 @@ transformer layer, L the output of layer L. Only layers 1..L run; the rest are d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
 
-from mertsearch.encoder.checkpoint import Checkpoint, load_hubert
-from mertsearch.errors import InvalidArgumentError, ModelLoadError
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """What happens to samples before the model, from the checkpoint's preprocessor_config.json."""
-
-    sample_rate: int
-    do_normalize: bool
-
-    def apply(self, batch: np.ndarray) -> np.ndarray:
-        if not self.do_normalize:
-            return batch
-        # Wav2Vec2FeatureExtractor's zero-mean unit-variance normalisation, per window.
-        mean = batch.mean(axis=1, keepdims=True)
-        var = batch.var(axis=1, keepdims=True)
-        return (batch - mean) / np.sqrt(var + 1e-7)
-
-
-def read_preprocessing(checkpoint: Checkpoint) -> Preprocessing:
-    config = checkpoint.config()
-    pre = checkpoint.preprocessor()
-    rate = pre.get("sampling_rate") or config.get("sample_rate")
-    if not rate:
-        raise ModelLoadError(f"{checkpoint.directory} gives no sample rate (preprocessor_config.json sampling_rate)")
-    return Preprocessing(sample_rate=int(rate), do_normalize=bool(pre.get("do_normalize", False)))
+from mertsearch.encoder.checkpoint import Checkpoint, load_hubert, read_preprocessing
+from mertsearch.errors import InvalidArgumentError
 
 
 class MertEncoder:

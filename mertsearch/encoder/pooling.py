@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """A track or clip as vectors: one per window (L2-normalised) and the pooled one."""
+
+    vector: np.ndarray
+    window_vectors: np.ndarray
+    window_starts: np.ndarray
+    window_ends: np.ndarray
+    duration: float
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:

@@ -12,17 +12,20 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mertsearch.audio.tags import TrackTags
-from mertsearch.encoder.embed import Embedding
 from mertsearch.errors import MertSearchError
 from mertsearch.files import sha256_file
 from mertsearch.storage.store import MetadataStore, TrackRecord
 
+if TYPE_CHECKING:
+    from mertsearch.audio.tags import TrackTags
+    from mertsearch.encoder.embed import Embedding
+
 # Turns a file into vectors and tags; raises MertSearchError (or OSError) for a bad file.
-EmbedFile = Callable[[Path], tuple[Embedding, TrackTags]]
+EmbedFile = Callable[[Path], "tuple[Embedding, TrackTags]"]
 # Told about every stored track: (track id, id it replaced or None, track vector).
 OnStored = Callable[[int, "int | None", np.ndarray], None]
 # Told about a track removed from the catalog.
