@@ -317,3 +317,7 @@ def failures(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()
