@@ -17,8 +17,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mertsearch import __version__
-from mertsearch.config import DEFAULT_LAYER, WindowSettings
-from mertsearch.encoder.checkpoint import Checkpoint, read_preprocessing, resolve_checkpoint
+from mertsearch.config import WindowSettings
+from mertsearch.encoder.checkpoint import (
+    Checkpoint,
+    architecture,
+    default_layer,
+    default_window_s,
+    read_preprocessing,
+    resolve_checkpoint,
+)
 from mertsearch.encoder.registry import DEFAULT_MODEL
 from mertsearch.errors import (
     CatalogMismatchError,
@@ -63,7 +70,7 @@ def encoder_manifest(checkpoint: Checkpoint, layer: int) -> dict:
         "repo_id": checkpoint.repo_id,
         "revision": checkpoint.revision,
         "weights_sha256": checkpoint.weights_sha256(),
-        "architecture": "hubert",
+        "architecture": architecture(config),
         "sample_rate": pre.sample_rate,
         "do_normalize": pre.do_normalize,
         "layer": layer,
@@ -119,9 +126,8 @@ class Catalog:
             if path.exists() and any(path.iterdir()):
                 raise CatalogNotFoundError(f"{path} is not empty and holds no catalog; choose a new directory")
             checkpoint = checkpoint or resolve_checkpoint(DEFAULT_MODEL, revision=revision)
-            num_layers = int(checkpoint.config().get("num_hidden_layers", DEFAULT_LAYER))
-            chosen_layer = min(DEFAULT_LAYER, num_layers) if layer is None else layer
-            windows = WindowSettings(hop_s=hop) if hop is not None else WindowSettings()
+            chosen_layer = default_layer(checkpoint) if layer is None else layer
+            windows = _window_settings(checkpoint, hop)
             manifest = {
                 "format": FORMAT,
                 "created_by": f"mertsearch {__version__}",
@@ -334,6 +340,12 @@ class Catalog:
         return [{"path": f.path, "reason": f.reason} for f in self.store.failures()]
 
 
+def _window_settings(checkpoint: Checkpoint, hop: float | None) -> WindowSettings:
+    """Windows of the model's pre-training context, one after the other unless ``hop`` is given."""
+    window = default_window_s(checkpoint)
+    return WindowSettings(window_s=window, hop_s=window if hop is None else hop)
+
+
 def _check_k(k: int) -> None:
     if not 1 <= k <= 10000:
         raise InvalidArgumentError(f"k must be between 1 and 10000, got {k}")
@@ -343,7 +355,7 @@ def embed(
     source: AudioInput,
     *,
     model: str = DEFAULT_MODEL,
-    layer: int = DEFAULT_LAYER,
+    layer: int | None = None,
     revision: str | None = None,
     hop: float | None = None,
     start: float | None = None,
@@ -356,7 +368,9 @@ def embed(
     from mertsearch.encoder.mert import MertEncoder
 
     checkpoint = resolve_checkpoint(model, revision=revision)
-    encoder = MertEncoder(checkpoint, layer, device=device or default_device())
-    windows = WindowSettings(hop_s=hop) if hop is not None else WindowSettings()
+    encoder = MertEncoder(
+        checkpoint, default_layer(checkpoint) if layer is None else layer, device=device or default_device()
+    )
+    windows = _window_settings(checkpoint, hop)
     samples = decode_audio(source, sample_rate=encoder.sample_rate, start=start, end=end)
     return embed_samples(encoder, samples, windows)

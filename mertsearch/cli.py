@@ -232,7 +232,9 @@ def embed(
     model: Annotated[
         str, typer.Option(help="Registry name, hub repo id, or local checkpoint directory.")
     ] = "mert-v1-95m",
-    layer: Annotated[int, typer.Option(help="hidden_states index (0 = input to the first layer).")] = 7,
+    layer: Annotated[
+        int | None, typer.Option(help="hidden_states index (0 = input to the first layer); default: the model's.")
+    ] = None,
     revision: Annotated[str | None, typer.Option(help="Hub revision (registry models are pinned).")] = None,
     hop: Annotated[float | None, typer.Option(help="Seconds between window starts (default 5).")] = None,
     start: Annotated[float | None, typer.Option(help="Use the clip from this second.", min=0)] = None,
@@ -247,9 +249,11 @@ def embed(
         import numpy as np
 
         from mertsearch.catalog import embed as embed_clip
+        from mertsearch.encoder.checkpoint import default_layer, resolve_checkpoint
 
+        chosen = layer if layer is not None else default_layer(resolve_checkpoint(model, revision=revision))
         result = embed_clip(
-            clip, model=model, layer=layer, revision=revision, hop=hop, start=start, end=end, device=device
+            clip, model=model, layer=chosen, revision=revision, hop=hop, start=start, end=end, device=device
         )
         if output is not None:
             np.save(output, result.vector)
@@ -257,7 +261,7 @@ def embed(
             _print_json(
                 {
                     "model": model,
-                    "layer": layer,
+                    "layer": chosen,
                     "dim": int(result.vector.shape[0]),
                     "windows": len(result.window_vectors),
                     "duration": result.duration,
@@ -267,10 +271,83 @@ def embed(
             return
         head = ", ".join(f"{v:+.4f}" for v in result.vector[:6])
         out.print(
-            f"{clip}: {result.duration:.1f} s, {len(result.window_vectors)} windows, layer {layer}, "
+            f"{clip}: {result.duration:.1f} s, {len(result.window_vectors)} windows, layer {chosen}, "
             f"dim {result.vector.shape[0]}: [{head}, ...]" + (f" (saved to {output})" if output else ""),
             highlight=False,
         )
+
+    _run(action)
+
+
+models_app = typer.Typer(help="The models mertsearch knows by name; download one ahead of time.", no_args_is_help=False)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback(invoke_without_command=True)
+def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the known models: hub repo, pinned revision, rates, size, context, licence, default layer."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from mertsearch.encoder.registry import MODELS
+
+    if as_json:
+        _print_json({"models": [info.as_dict() for info in MODELS.values()]})
+        return
+    table = Table(box=None, header_style="bold")
+    for column in (
+        "name",
+        "hub repo",
+        "revision",
+        "rate",
+        "frames/s",
+        "layers x dim",
+        "context",
+        "params",
+        "default layer",
+        "licence",
+    ):
+        table.add_column(column, overflow="fold", no_wrap=column == "name")
+    for info in MODELS.values():
+        table.add_row(
+            info.name,
+            info.repo_id,
+            (info.revision or "main")[:12],
+            f"{info.sample_rate // 1000} kHz",
+            str(info.feature_rate),
+            f"{info.num_layers} x {info.dim}",
+            f"{info.context_s:g} s",
+            info.params,
+            str(info.default_layer),
+            info.licence,
+        )
+    out.print(table)
+
+
+@models_app.command("download")
+def models_download(
+    name: Annotated[str, typer.Argument(help="Registry name or hub repo id.")],
+    revision: Annotated[str | None, typer.Option(help="Hub revision (registry models are pinned).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fetch a model into the Hugging Face cache now (only the files needed), so indexing works offline later."""
+
+    def action() -> None:
+        from mertsearch.encoder.checkpoint import resolve_checkpoint
+
+        checkpoint = resolve_checkpoint(name, revision=revision)
+        document = {
+            "model": name,
+            "repo_id": checkpoint.repo_id,
+            "revision": checkpoint.revision,
+            "directory": str(checkpoint.directory),
+            "weights_sha256": checkpoint.weights_sha256(),
+        }
+        if as_json:
+            _print_json(document)
+        else:
+            out.print(
+                f"{name} ({checkpoint.repo_id} at {checkpoint.revision}) is in {checkpoint.directory}", highlight=False
+            )
 
     _run(action)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import HubertConfig, HubertModel
+from transformers import Data2VecAudioConfig, Data2VecAudioModel, HubertConfig, HubertModel
 
 # The fields of m-a-p/MERT-v1-95M's config.json, shrunk where they set the size.
 TINY_MERT_CONFIG = {
@@ -75,35 +75,69 @@ PREPROCESSOR = {
 }
 
 
-def reference_config(config: dict) -> HubertConfig:
-    """The HubertConfig a test builds by hand, independently of the engine's conversion."""
-    drop = {
-        "model_type",
-        "architectures",
-        "auto_map",
-        "deepnorm",
-        "attention_relax",
-        "sample_rate",
-        "feature_extractor_cqt",
-        "feature_extractor_cqt_bins",
-        "torch_dtype",
-        "transformers_version",
-    }
-    return HubertConfig(conv_pos_batch_norm=False, **{k: v for k, v in config.items() if k not in drop})
+# MERT-v0 as published in the HubertModel form: a stock Hubert config at 16 kHz.
+_MERT_ONLY = {
+    "attention_relax",
+    "auto_map",
+    "deepnorm",
+    "feature_extractor_cqt",
+    "feature_extractor_cqt_bins",
+    "sample_rate",
+}
+TINY_HUBERT_V0_CONFIG = {k: v for k, v in TINY_MERT_CONFIG.items() if k not in _MERT_ONLY} | {
+    "model_type": "hubert",
+    "architectures": ["HubertModel"],
+    "_name_or_path": "m-a-p/MERT-v0",
+}
+
+# music2vec-v1: a stock Data2VecAudioModel (layer-normalised convolutions, 5 positional conv layers), 16 kHz.
+TINY_DATA2VEC_CONFIG = {
+    "_name_or_path": "m-a-p/music2vec-v1",
+    "architectures": ["Data2VecAudioModel"],
+    "model_type": "data2vec-audio",
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 4,
+    "conv_dim": [16, 16, 16, 16, 16, 16, 16],
+    "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+    "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+    "conv_bias": True,
+    "feat_extract_activation": "gelu",
+    "hidden_act": "gelu",
+    "num_conv_pos_embeddings": 5,
+    "conv_pos_kernel_size": 19,
+    "num_conv_pos_embedding_groups": 4,
+    "layer_norm_eps": 1e-05,
+    "mask_time_prob": 0.05,
+    "vocab_size": 32,
+}
+
+CONFIGS = {"mert": TINY_MERT_CONFIG, "hubert-v0": TINY_HUBERT_V0_CONFIG, "data2vec": TINY_DATA2VEC_CONFIG}
+
+
+def reference_model(config: dict) -> HubertModel | Data2VecAudioModel:
+    """The transformers model a test builds by hand, independently of the engine's conversion."""
+    drop = _MERT_ONLY | {"model_type", "architectures", "torch_dtype", "transformers_version"}
+    fields = {k: v for k, v in config.items() if k not in drop}
+    if config["model_type"] == "data2vec-audio":
+        return Data2VecAudioModel(Data2VecAudioConfig(**fields))
+    return HubertModel(HubertConfig(conv_pos_batch_norm=False, **fields))
 
 
 def write_tiny_mert(
     directory: Path,
     *,
+    kind: str = "mert",
     seed: int = 0,
     overrides: dict | None = None,
     preprocessor: dict | None = None,
     safetensors: bool = False,
 ) -> tuple[Path, HubertModel]:
-    """Write a random tiny MERT checkpoint in the hub layout; return it and the reference model."""
-    config = {**TINY_MERT_CONFIG, **(overrides or {})}
+    """Write a random tiny checkpoint of ``kind`` (see CONFIGS) in the hub layout; return it and the reference model."""
+    config = {**CONFIGS[kind], **(overrides or {})}
     torch.manual_seed(seed)
-    model = HubertModel(reference_config(config)).eval()
+    model = reference_model(config).eval()
     state = {}
     for key, value in model.state_dict().items():
         # The hub's pytorch_model.bin was saved with torch's old weight_norm names.
@@ -112,7 +146,8 @@ def write_tiny_mert(
         state[key] = value.clone()
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(config, indent=2))
-    (directory / "preprocessor_config.json").write_text(json.dumps({**PREPROCESSOR, **(preprocessor or {})}))
+    rate = {"sampling_rate": 24000 if kind == "mert" else 16000}
+    (directory / "preprocessor_config.json").write_text(json.dumps({**PREPROCESSOR, **rate, **(preprocessor or {})}))
     if safetensors:
         from safetensors.torch import save_file
 

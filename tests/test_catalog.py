@@ -193,3 +193,18 @@ def test_vectors_are_normalised_and_stored_per_window(tmp_path, tiny_model, musi
         mean = vectors.mean(axis=0)
         stored = np.frombuffer(cat.store.tracks_by_id([track_id])[track_id].vector, np.float32)
         np.testing.assert_allclose(stored, mean / np.linalg.norm(mean), atol=1e-6)
+
+
+def test_music2vec_catalog_uses_its_30_second_context(tmp_path, music):
+    from tests.fixtures import write_tiny_mert
+
+    model, _ = write_tiny_mert(tmp_path / "music2vec", kind="data2vec")
+    with Catalog.create(tmp_path / "cat", model=str(model), layer=2) as cat:
+        assert (
+            cat.manifest["windows"]["window_s"] == 30.0 and cat.manifest["encoder"]["architecture"] == "data2vec-audio"
+        )
+        assert cat.index_paths([music]).added == 6
+        track_id = cat.track_id(music / "sub" / "f.flac")  # 24 s: one window of its own length
+        times, _ = cat.store.windows_of([track_id])[track_id]
+        assert times.tolist() == [[0.0, 24.0]]
+        assert cat.similar(track_id, k=3)[0].track_id != track_id

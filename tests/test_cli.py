@@ -119,3 +119,33 @@ def test_commands_without_a_model_do_not_load_torch():
         "import sys, mertsearch.cli, mertsearch.catalog; print('torch' in sys.modules, 'transformers' in sys.modules)"
     )
     assert subprocess.check_output([sys.executable, "-c", code], text=True).split() == ["False", "False"]
+
+
+def test_models_lists_all_five():
+    models = json.loads(run("models", "--json").stdout)["models"]
+    assert [m["name"] for m in models] == ["mert-v1-95m", "mert-v1-330m", "mert-v0", "mert-v0-public", "music2vec-v1"]
+    assert {m["sample_rate"] for m in models} == {24000, 16000}
+    assert "mert-v1-95m" in run("models").stdout
+
+
+def test_models_download_fetches_into_the_cache(monkeypatch, tiny_model):
+    import huggingface_hub
+
+    calls = []
+
+    def fake_download(repo_id, *, revision, allow_patterns, local_files_only=False):
+        calls.append(local_files_only)
+        if local_files_only:
+            raise FileNotFoundError("not cached yet")
+        return str(tiny_model)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    monkeypatch.setattr("socket.getaddrinfo", lambda *args: [])
+    document = json.loads(run("models", "download", "mert-v1-95m", "--json").stdout)
+    assert document["repo_id"] == "m-a-p/MERT-v1-95M" and document["directory"] == str(tiny_model)
+    assert calls == [True, False]
+
+
+def test_embed_uses_the_models_default_layer(tiny_model, music):
+    document = json.loads(run("embed", music / "a.wav", "--model", tiny_model, "--json").stdout)
+    assert document["layer"] == 4  # a 4-layer model that is not in the registry: its last layer

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import Wav2Vec2FeatureExtractor
 
-from mertsearch.encoder.checkpoint import load_hubert, resolve_checkpoint
+from mertsearch.encoder.checkpoint import load_model, resolve_checkpoint
 from mertsearch.encoder.mert import MertEncoder
 from mertsearch.errors import InvalidArgumentError, ModelLoadError
 from tests.fixtures import tone_track, write_tiny_mert
@@ -30,6 +30,18 @@ def test_layer_vectors_equal_hubert_hidden_states(tmp_path, stable_layer_norm, l
     encoder = MertEncoder(resolve_checkpoint(str(directory)), layer, batch_size=2)
     windows = _windows()
     np.testing.assert_allclose(encoder.embed_windows(windows), _reference_layer(reference, windows, layer), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["hubert-v0", "data2vec"], ids=["MERT-v0 (HubertModel form)", "music2vec (Data2Vec)"])
+@pytest.mark.parametrize("layer", [0, 2, 4])
+def test_16khz_models_equal_their_transformers_class(tmp_path, kind, layer):
+    directory, reference = write_tiny_mert(tmp_path / "m", kind=kind, preprocessor={"do_normalize": True})
+    encoder = MertEncoder(resolve_checkpoint(str(directory)), layer, batch_size=2)
+    assert encoder.sample_rate == 16000
+    windows = _windows(3, seconds=2.0)
+    extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(directory))
+    inputs = extractor(list(windows), sampling_rate=16000, return_tensors="np").input_values
+    np.testing.assert_allclose(encoder.embed_windows(windows), _reference_layer(reference, inputs, layer), atol=1e-4)
 
 
 def test_only_the_layers_up_to_the_chosen_one_run(tmp_path):
@@ -80,7 +92,7 @@ def test_missing_and_unexpected_keys_are_listed(tmp_path):
     state["label_embs_concat"] = torch.zeros(3)
     torch.save(state, directory / "pytorch_model.bin")
     with pytest.raises(ModelLoadError) as raised:
-        load_hubert(resolve_checkpoint(str(directory)))
+        load_model(resolve_checkpoint(str(directory)))
     assert "missing keys: encoder.layers.0.attention.k_proj.weight" in str(raised.value)
     assert "unexpected keys: label_embs_concat" in str(raised.value)
 
@@ -94,22 +106,22 @@ def test_pickled_code_in_weights_is_refused(tmp_path):
 
     torch.save({"x": Payload()}, directory / "pytorch_model.bin")
     with pytest.raises(ModelLoadError, match="cannot read weights"):
-        load_hubert(resolve_checkpoint(str(directory)))
+        load_model(resolve_checkpoint(str(directory)))
 
 
 @pytest.mark.parametrize("field", ["feature_extractor_cqt", "deepnorm"])
 def test_unimplemented_features_are_refused(tmp_path, field):
     directory, _ = write_tiny_mert(tmp_path / "m", overrides={field: True})
     with pytest.raises(ModelLoadError, match=field):
-        load_hubert(resolve_checkpoint(str(directory)))
+        load_model(resolve_checkpoint(str(directory)))
 
 
 def test_other_model_types_are_refused(tmp_path):
     directory, _ = write_tiny_mert(tmp_path / "m")
     config = json.loads((directory / "config.json").read_text())
     (directory / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
-    with pytest.raises(ModelLoadError, match="model_type 'bert'"):
-        load_hubert(resolve_checkpoint(str(directory)))
+    with pytest.raises(ModelLoadError, match="model_type 'bert'; expected one of data2vec-audio, hubert, mert_model"):
+        load_model(resolve_checkpoint(str(directory)))
 
 
 def test_layer_out_of_range(tmp_path):

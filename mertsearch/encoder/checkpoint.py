@@ -2,7 +2,8 @@
 
 A MERT checkpoint on the hub is ``config.json`` (model_type "mert_model", with an ``auto_map`` to
 remote code), ``pytorch_model.bin`` and ``preprocessor_config.json``. The remote ``MERTModel``
-keeps HubertModel's module names, so its weights load into transformers' ``HubertModel``; no
+keeps HubertModel's module names, so its weights load into transformers' ``HubertModel``. Older
+MERT checkpoints say model_type "hubert", and music2vec is a stock "data2vec-audio" model. No
 remote code is ever run, and pickled weights load with ``weights_only=True``.
 """
 
@@ -17,13 +18,14 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from mertsearch.encoder.registry import lookup
+from mertsearch.config import DEFAULT_LAYER
+from mertsearch.encoder.registry import CONTEXT_S, lookup
 from mertsearch.errors import ModelLoadError
 from mertsearch.files import sha256_file
 
 if TYPE_CHECKING:
     import torch
-    from transformers import HubertConfig, HubertModel
+    from transformers import PretrainedConfig, PreTrainedModel
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 HUB_FILES = ["config.json", "preprocessor_config.json", *WEIGHT_FILES]
@@ -122,7 +124,7 @@ def resolve_checkpoint(model: str, *, revision: str | None = None) -> Checkpoint
         return Checkpoint(directory=path.resolve(), source=str(path.resolve()), repo_id=None, revision=None)
     info = lookup(model)
     if info is not None:
-        repo_id, pinned = info.repo_id, revision or info.revision
+        repo_id, pinned = info.repo_id, revision or info.revision or "main"
     elif "/" in model and not model.startswith((".", "/", "~")) and model.count("/") == 1:
         repo_id, pinned = model, revision or "main"
     else:
@@ -158,20 +160,45 @@ def _hub_snapshot(repo_id: str, revision: str) -> Path:
         ) from exc
 
 
-def hubert_config(config: dict) -> HubertConfig:
-    """A transformers HubertConfig equivalent to a MERT (or Hubert) config.json."""
-    from transformers import HubertConfig
+# model_type in config.json -> the architecture (and transformers class) the weights load into.
+ARCHITECTURES = {"mert_model": "hubert", "hubert": "hubert", "data2vec-audio": "data2vec-audio"}
 
+
+def architecture(config: dict) -> str:
     model_type = config.get("model_type")
-    if model_type not in ("mert_model", "hubert"):
-        raise ModelLoadError(f"config.json has model_type {model_type!r}; expected 'mert_model' (or 'hubert')")
+    if model_type not in ARCHITECTURES:
+        raise ModelLoadError(
+            f"config.json has model_type {model_type!r}; expected one of {', '.join(sorted(ARCHITECTURES))}"
+        )
+    return ARCHITECTURES[model_type]
+
+
+def model_config(config: dict) -> PretrainedConfig:
+    """The transformers config (Hubert or Data2VecAudio) equivalent to a checkpoint's config.json."""
+    from transformers import Data2VecAudioConfig, HubertConfig
+
+    kind = architecture(config)
     for field, what in _UNSUPPORTED_IF_SET.items():
         if config.get(field):
             raise ModelLoadError(f"this checkpoint enables {what} ({field}=true), which mertsearch does not implement")
     fields = {k: v for k, v in config.items() if k not in _MERT_ONLY_FIELDS}
+    if kind == "data2vec-audio":
+        return Data2VecAudioConfig(**fields)
     # MERT's positional convolution uses weight norm, never batch norm.
     fields["conv_pos_batch_norm"] = False
     return HubertConfig(**fields)
+
+
+def default_layer(checkpoint: Checkpoint) -> int:
+    """The registry's layer for a known model, else layer 7 (or the last, for shallower models)."""
+    info = lookup(checkpoint.repo_id) or lookup(checkpoint.source)
+    return info.default_layer if info else min(DEFAULT_LAYER, int(checkpoint.config().get("num_hidden_layers", 0)))
+
+
+def default_window_s(checkpoint: Checkpoint) -> float:
+    """The model's pre-training context, the window length it should see."""
+    info = lookup(checkpoint.repo_id) or lookup(checkpoint.source)
+    return info.context_s if info else CONTEXT_S[architecture(checkpoint.config())]
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -197,20 +224,21 @@ def _rename(key: str) -> str:
 
 
 def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # Weights saved from a wrapper (MERT's base_model_prefix, or a Hubert head model) carry a prefix.
-    for prefix in ("mert_model.", "hubert."):
+    # Weights saved from a wrapper (MERT's base_model_prefix, or a head model) carry a prefix.
+    for prefix in ("mert_model.", "hubert.", "data2vec_audio."):
         if state and all(key.startswith(prefix) for key in state):
             return {key[len(prefix) :]: value for key, value in state.items()}
     return state
 
 
-def load_hubert(checkpoint: Checkpoint) -> HubertModel:
-    """HubertModel with the checkpoint's weights, in eval mode; every weight must match."""
-    from transformers import HubertModel
+def load_model(checkpoint: Checkpoint) -> PreTrainedModel:
+    """HubertModel or Data2VecAudioModel with the checkpoint's weights, in eval mode; every weight must match."""
+    from transformers import Data2VecAudioModel, HubertModel
 
-    config = hubert_config(checkpoint.config())
+    config = model_config(checkpoint.config())
     config._attn_implementation = "sdpa"
-    model = HubertModel(config)
+    model_class = Data2VecAudioModel if architecture(checkpoint.config()) == "data2vec-audio" else HubertModel
+    model = model_class(config)
     state = _strip_prefix({_rename(k): v for k, v in _load_state_dict(checkpoint.weights_path).items()})
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))

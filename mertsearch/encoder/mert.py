@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mertsearch.encoder.checkpoint import Checkpoint, load_hubert, read_preprocessing
+from mertsearch.encoder.checkpoint import Checkpoint, load_model, read_preprocessing
 from mertsearch.errors import InvalidArgumentError
 
 
@@ -25,13 +25,13 @@ class MertEncoder:
         device: str = "cpu",
         batch_size: int = 4,
     ) -> None:
-        model = load_hubert(checkpoint)
+        model = load_model(checkpoint)
         num_layers = model.config.num_hidden_layers
         if not 0 <= layer <= num_layers:
             raise InvalidArgumentError(f"layer must be between 0 and {num_layers} for this model, got {layer}")
         encoder = model.encoder
         encoder.layers = encoder.layers[:layer]
-        if model.config.do_stable_layer_norm:
+        if getattr(model.config, "do_stable_layer_norm", False):
             # The pre-LN encoder normalises after its last layer; hidden_states[L] is taken before that.
             encoder.layer_norm = nn.Identity()
         self.checkpoint = checkpoint
