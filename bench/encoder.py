@@ -66,7 +66,7 @@ def main() -> None:
         return np.stack(out)
 
     recipe_s, recipe_vectors = best_of(args.repeats, recipe)
-    engine_s, engine_vectors = best_of(args.repeats, lambda: encoder.embed_windows(windows))
+    engine_s, engine_vectors = best_of(args.repeats, lambda: encoder.embed_windows(windows)[:, 0])
     cosine = np.sum(recipe_vectors * engine_vectors, axis=1) / (
         np.linalg.norm(recipe_vectors, axis=1) * np.linalg.norm(engine_vectors, axis=1)
     )

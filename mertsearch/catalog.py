@@ -8,6 +8,7 @@ catalog/
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -16,16 +17,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mertsearch import __version__
 from mertsearch.config import WindowSettings
-from mertsearch.encoder.checkpoint import (
-    Checkpoint,
-    architecture,
-    default_layer,
-    default_window_s,
-    read_preprocessing,
-    resolve_checkpoint,
-)
+from mertsearch.encoder.checkpoint import Checkpoint, resolve_checkpoint
+from mertsearch.encoder.pooling import searchable_vectors
 from mertsearch.encoder.registry import DEFAULT_MODEL
 from mertsearch.errors import (
     CatalogMismatchError,
@@ -36,10 +30,12 @@ from mertsearch.errors import (
 from mertsearch.indexer.discover import discover_files
 from mertsearch.indexer.pipeline import IndexProgress, IndexReport, run_index
 from mertsearch.search import SearchResult, rank_tracks
+from mertsearch.search.tuning import label_retrieval, score_spread
+from mertsearch.settings import LayersArg, new_manifest, resolve_layers, wanted_manifest, window_settings
 from mertsearch.storage import MetadataStore, VectorIndex, check_compatible, read_manifest, write_manifest
-from mertsearch.storage.manifest import FORMAT
 from mertsearch.storage.store import from_blob
-from mertsearch.storage.vector_index import DEFAULT_FACTORY, saved_index_file
+from mertsearch.storage.transform import IDENTITY, VectorTransform
+from mertsearch.storage.vector_index import saved_index_file
 
 if TYPE_CHECKING:  # torch and transformers load only when audio is embedded, so `info` starts fast
     from mertsearch.audio.decode import AudioInput
@@ -58,27 +54,6 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def encoder_manifest(checkpoint: Checkpoint, layer: int) -> dict:
-    """The manifest's "encoder" section for a checkpoint and layer; validates the layer."""
-    config = checkpoint.config()
-    num_layers = int(config.get("num_hidden_layers", 0))
-    if not 0 <= layer <= num_layers:
-        raise InvalidArgumentError(f"--layer must be between 0 and {num_layers} for this model, got {layer}")
-    pre = read_preprocessing(checkpoint)
-    return {
-        "source": checkpoint.source,
-        "repo_id": checkpoint.repo_id,
-        "revision": checkpoint.revision,
-        "weights_sha256": checkpoint.weights_sha256(),
-        "architecture": architecture(config),
-        "sample_rate": pre.sample_rate,
-        "do_normalize": pre.do_normalize,
-        "layer": layer,
-        "num_layers": num_layers,
-        "dim": int(config["hidden_size"]),
-    }
-
-
 class Catalog:
     """Index music and search it. Open one with :meth:`open` (or :meth:`create`)."""
 
@@ -94,6 +69,21 @@ class Catalog:
         self._batch_size = batch_size
         self._encoder: MertEncoder | None = None
         self._index: VectorIndex | None = None
+        self._transform: VectorTransform | None = None
+        self._reconcile()
+
+    def _reconcile(self) -> None:
+        """Bring the manifest in line with the database after a crash between the two (see reindex)."""
+        changed = False
+        layers, transform = self.store.meta("layers"), self.store.meta("transform")
+        if layers is not None and json.loads(layers) != self.manifest["encoder"]["layers"]:
+            self.manifest["encoder"]["layers"] = json.loads(layers)
+            changed = True
+        if transform is not None and json.loads(transform) != self.manifest["transform"]:
+            self.manifest["transform"] = json.loads(transform)
+            changed = True
+        if changed:
+            write_manifest(self.directory, self.manifest)
 
     # --- opening ----------------------------------------------------------------------------
 
@@ -104,6 +94,8 @@ class Catalog:
         *,
         model: str | None = None,
         layer: int | None = None,
+        layers: LayersArg = None,
+        keep_layers: bool = False,
         revision: str | None = None,
         hop: float | None = None,
         create: bool = False,
@@ -112,9 +104,13 @@ class Catalog:
     ) -> Catalog:
         """Open the catalog in ``directory``; with ``create=True`` make it when it does not exist.
 
-        Settings given for an existing catalog must match the ones it was built with, or
-        CatalogMismatchError names each difference.
+        ``layers`` is one hidden-state index, several (searched as the mean of their normalised
+        vectors) or "all"; None means the model's default. ``keep_layers`` stores every layer's
+        vectors too, so :meth:`reindex` can switch layers later without the model. Settings given
+        for an existing catalog must match the ones it was built with, or CatalogMismatchError
+        names each difference.
         """
+        layers = _one_of(layer, layers)
         path = Path(directory).expanduser().absolute()
         stored = read_manifest(path) if path.is_dir() else None
         checkpoint = resolve_checkpoint(model, revision=revision) if model else None
@@ -126,32 +122,12 @@ class Catalog:
             if path.exists() and any(path.iterdir()):
                 raise CatalogNotFoundError(f"{path} is not empty and holds no catalog; choose a new directory")
             checkpoint = checkpoint or resolve_checkpoint(DEFAULT_MODEL, revision=revision)
-            chosen_layer = default_layer(checkpoint) if layer is None else layer
-            windows = _window_settings(checkpoint, hop)
-            manifest = {
-                "format": FORMAT,
-                "created_by": f"mertsearch {__version__}",
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "encoder": encoder_manifest(checkpoint, chosen_layer),
-                "windows": windows.as_dict(),
-                "pooling": {
-                    "window": "mean over frames, L2-normalised",
-                    "track": "mean of window vectors, L2-normalised",
-                },
-                "index": {"factory": DEFAULT_FACTORY, "metric": "inner_product", "vectors": "tracks"},
-            }
+            manifest = new_manifest(checkpoint, layers, keep_all=keep_layers, hop=hop)
             path.mkdir(parents=True, exist_ok=True)
             write_manifest(path, manifest)
             return cls(path, manifest, checkpoint=checkpoint, device=device, batch_size=batch_size)
 
-        wanted = {section: dict(values) for section, values in stored.items() if isinstance(values, dict)}
-        if checkpoint is not None:
-            wanted["encoder"] = encoder_manifest(checkpoint, stored["encoder"]["layer"] if layer is None else layer)
-        elif layer is not None:
-            wanted["encoder"]["layer"] = layer
-        if hop is not None:
-            wanted["windows"]["hop_s"] = hop
-        check_compatible(stored, wanted, path)
+        check_compatible(stored, wanted_manifest(stored, checkpoint, layers, keep_all=keep_layers, hop=hop), path)
         return cls(path, stored, checkpoint=checkpoint, device=device, batch_size=batch_size)
 
     @classmethod
@@ -183,7 +159,11 @@ class Catalog:
                     f"(sha256 {spec['weights_sha256'][:12]}...); pass --model with the original weights"
                 )
             self._encoder = MertEncoder(
-                checkpoint, spec["layer"], device=self._device or default_device(), batch_size=self._batch_size
+                checkpoint,
+                spec["layers"],
+                keep_all=bool(spec["kept_layers"]),
+                device=self._device or default_device(),
+                batch_size=self._batch_size,
             )
         return self._encoder
 
@@ -198,11 +178,21 @@ class Catalog:
                 self._index = self.rebuild_index()
         return self._index
 
+    @property
+    def transform(self) -> VectorTransform:
+        """The centering/whitening fitted on this catalog (identity when there is none)."""
+        if self._transform is None:
+            spec = self.manifest["transform"]
+            self._transform = (
+                IDENTITY if spec["kind"] == "none" else VectorTransform.load(self.directory / spec["file"])
+            )
+        return self._transform
+
     def rebuild_index(self) -> VectorIndex:
         """Build the FAISS index again from the stored vectors (no model needed) and save it."""
         index = VectorIndex(self.manifest["encoder"]["dim"], self.manifest["index"]["factory"])
         for ids, vectors in self.store.track_vectors():
-            index.add(ids, vectors)
+            index.add(ids, self.transform(vectors))
         index.save(self.directory / INDEX_DIR, self.store.data_version())
         self._index = index
         return index
@@ -216,6 +206,17 @@ class Catalog:
 
         samples = decode_audio(source, sample_rate=self.encoder.sample_rate, start=start, end=end)
         return embed_samples(self.encoder, samples, self.windows)
+
+    def _rank(self, vector: np.ndarray, window_vectors: np.ndarray, k: int, exclude=()) -> list[SearchResult]:
+        return rank_tracks(
+            self.index,
+            self.store,
+            vector=self.transform(vector[None, :])[0],
+            window_vectors=self.transform(window_vectors),
+            k=k,
+            exclude=exclude,
+            transform=self.transform,
+        )
 
     def index_paths(
         self,
@@ -243,7 +244,7 @@ class Catalog:
             nonlocal last_save
             if replaced is not None:
                 index.remove(np.array([replaced]))
-            index.add(np.array([track_id]), vector[None, :])
+            index.add(np.array([track_id]), self.transform(vector[None, :]))
             if time.monotonic() - last_save > SAVE_EVERY_S:
                 index.save(index_dir, self.store.data_version())
                 last_save = time.monotonic()
@@ -272,9 +273,7 @@ class Catalog:
         """Tracks most similar to an audio clip (a path, encoded bytes, or a (samples, rate) pair)."""
         _check_k(k)
         embedding = self.embed(query, start=start, end=end)
-        return rank_tracks(
-            self.index, self.store, vector=embedding.vector, window_vectors=embedding.window_vectors, k=k
-        )
+        return self._rank(embedding.vector, embedding.window_vectors, k)
 
     def similar(self, track: int | str | os.PathLike, *, k: int = 10) -> list[SearchResult]:
         """Tracks most similar to one already in the catalog (by id or path); the seed is left out."""
@@ -282,14 +281,7 @@ class Catalog:
         track_id = self.track_id(track)
         row = self.store.tracks_by_id([track_id])[track_id]
         _times, window_vectors = self.store.windows_of([track_id])[track_id]
-        return rank_tracks(
-            self.index,
-            self.store,
-            vector=from_blob(row.vector),
-            window_vectors=window_vectors,
-            k=k,
-            exclude={track_id},
-        )
+        return self._rank(from_blob(row.vector), window_vectors, k, exclude={track_id})
 
     def track_id(self, track: int | str | os.PathLike) -> int:
         """The id of a track given by id, by a numeric string, or by its path."""
@@ -320,7 +312,10 @@ class Catalog:
             "repo_id": spec["repo_id"],
             "revision": spec["revision"],
             "weights_sha256": spec["weights_sha256"],
-            "layer": spec["layer"],
+            "layer": spec["layers"][0] if len(spec["layers"]) == 1 else None,
+            "layers": spec["layers"],
+            "kept_layers": spec["kept_layers"],
+            "transform": self.manifest["transform"]["kind"],
             "dim": spec["dim"],
             "sample_rate": spec["sample_rate"],
             "window_s": self.windows.window_s,
@@ -332,18 +327,129 @@ class Catalog:
                 "bytes": index_file.stat().st_size if index_file else 0,
             },
             "database_bytes": sum(p.stat().st_size for p in database.parent.glob(DATABASE + "*") if p.is_file()),
+            "layer_vectors_bytes": counts["layer_vector_bytes"],
             "created_by": self.manifest.get("created_by"),
             "created_at": self.manifest.get("created_at"),
+        }
+
+    def reindex(self, *, layer: int | None = None, layers: LayersArg = None, transform: str | None = None) -> dict:
+        """Switch the searched layers and/or the centering, from stored vectors, without the model.
+
+        Other layers need a catalog that keeps every layer (``keep_layers``). ``transform`` is
+        "none", "center" or "whiten", fitted on the catalog's track vectors; a transform in place
+        is fitted again when the layers change. Returns what changed, with the spread of the
+        scores between random pairs of tracks before and after.
+        """
+        started = time.monotonic()
+        layers = _one_of(layer, layers)
+        spec = self.manifest["encoder"]
+        new_layers = spec["layers"] if layers is None else resolve_layers(layers, spec["num_layers"])
+        before = score_spread(self.transform(self.store.all_track_vectors(spec["dim"])[1]))
+        rewritten = 0
+        if new_layers != spec["layers"]:
+            kept = spec["kept_layers"]
+            if not kept:
+                raise InvalidArgumentError(
+                    f"this catalog stores only the vectors of layers {spec['layers']}; to switch layers without "
+                    "the model, index into a new catalog with --keep-layers all (or re-index with --layers)"
+                )
+            positions = [kept.index(layer) for layer in new_layers]
+            rewritten = self.store.rewrite_searchable(
+                spec["dim"], lambda windows: searchable_vectors(windows, positions), {"layers": json.dumps(new_layers)}
+            )
+            spec["layers"] = new_layers
+        kind = self.manifest["transform"]["kind"] if transform is None else transform
+        vectors = self.store.all_track_vectors(spec["dim"])[1]
+        fitted = VectorTransform.fit(kind, vectors)
+        spec_transform = {
+            "kind": kind,
+            "file": None if kind == "none" else fitted.save(self.directory),
+            "fitted_on_tracks": 0 if kind == "none" else len(vectors),
+        }
+        self.store.update_meta({"transform": json.dumps(spec_transform)}, bump_version=True)
+        self.manifest["transform"] = spec_transform
+        write_manifest(self.directory, self.manifest)
+        for old in self.directory.glob("transform-*.npz"):
+            if old.name != spec_transform["file"]:
+                old.unlink(missing_ok=True)
+        self._transform = fitted
+        self.rebuild_index()
+        return {
+            "layers": new_layers,
+            "transform": kind,
+            "tracks": len(vectors),
+            "tracks_rewritten": rewritten,
+            "scores_before": before,
+            "scores_after": score_spread(fitted(vectors)),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+
+    def tune_layers(
+        self,
+        labels: dict[str, str] | None = None,
+        *,
+        exclude_same_artist: bool = False,
+        k: int = 10,
+    ) -> dict:
+        """Label retrieval (precision@k, mAP) for every stored layer, raw and centered; the best layer.
+
+        ``labels`` maps track paths (or "#<id>") to labels; without it a track's label is the
+        name of its folder. Runs on stored vectors only: no model, seconds for thousands of tracks.
+        """
+        spec = self.manifest["encoder"]
+        ids, per_layer = self.store.track_layer_vectors(spec["dim"])
+        layers = spec["kept_layers"]
+        if not layers:  # only the searched vectors are stored: one row
+            ids, vectors = self.store.all_track_vectors(spec["dim"])
+            per_layer = vectors[:, None, :]
+            layers = ["+".join(map(str, spec["layers"]))]
+        tracks = self.store.tracks_by_id(ids.tolist())
+        if labels is None:
+            track_labels = [Path(tracks[i].path).parent.name for i in ids]
+        else:
+            track_labels = [labels.get(tracks[i].path) or labels.get(f"#{i}") for i in ids]
+        artists = [tracks[i].artist for i in ids]
+        rows = []
+        for position, layer in enumerate(layers):
+            vectors = per_layer[:, position]
+            centered = VectorTransform.fit("center", vectors)(vectors) if len(vectors) > 1 else vectors
+            raw = label_retrieval(vectors, track_labels, artists=artists, exclude_same_artist=exclude_same_artist, k=k)
+            cen = label_retrieval(centered, track_labels, artists=artists, exclude_same_artist=exclude_same_artist, k=k)
+            rows.append(
+                {
+                    "layer": layer,
+                    "precision_at_k": round(raw["precision_at_k"], 4),
+                    "map": round(raw["map"], 4),
+                    "precision_at_k_centered": round(cen["precision_at_k"], 4),
+                    "map_centered": round(cen["map"], 4),
+                    "scores": score_spread(vectors),
+                    "scores_centered": score_spread(centered),
+                }
+            )
+        scored = [row for row in rows if not np.isnan(row["map_centered"])]
+        if not scored:
+            raise InvalidArgumentError("no label is shared by two tracks: nothing to retrieve (check the labels)")
+        best = max(scored, key=lambda row: (row["map_centered"], row["precision_at_k_centered"]))
+        return {
+            "tracks": len(ids),
+            "labelled": sum(1 for label in track_labels if label),
+            "labels": len({label for label in track_labels if label}),
+            "queries": raw["queries"],
+            "k": k,
+            "exclude_same_artist": exclude_same_artist,
+            "layers": rows,
+            "recommended_layer": best["layer"],
+            "searched_layers": spec["layers"],
         }
 
     def failures(self) -> list[dict]:
         return [{"path": f.path, "reason": f.reason} for f in self.store.failures()]
 
 
-def _window_settings(checkpoint: Checkpoint, hop: float | None) -> WindowSettings:
-    """Windows of the model's pre-training context, one after the other unless ``hop`` is given."""
-    window = default_window_s(checkpoint)
-    return WindowSettings(window_s=window, hop_s=window if hop is None else hop)
+def _one_of(layer: int | None, layers: LayersArg) -> LayersArg:
+    if layer is not None and layers is not None:
+        raise InvalidArgumentError("give --layer or --layers, not both")
+    return layer if layer is not None else layers
 
 
 def _check_k(k: int) -> None:
@@ -356,6 +462,7 @@ def embed(
     *,
     model: str = DEFAULT_MODEL,
     layer: int | None = None,
+    layers: LayersArg = None,
     revision: str | None = None,
     hop: float | None = None,
     start: float | None = None,
@@ -364,13 +471,14 @@ def embed(
 ) -> Embedding:
     """Vectors of one clip without a catalog: the pooled, L2-normalised vector and the window vectors."""
     from mertsearch.audio.decode import decode_audio
+    from mertsearch.encoder.checkpoint import default_layer
     from mertsearch.encoder.embed import embed_samples
     from mertsearch.encoder.mert import MertEncoder
 
+    layers = _one_of(layer, layers)
     checkpoint = resolve_checkpoint(model, revision=revision)
-    encoder = MertEncoder(
-        checkpoint, default_layer(checkpoint) if layer is None else layer, device=device or default_device()
-    )
-    windows = _window_settings(checkpoint, hop)
+    chosen = resolve_layers(default_layer(checkpoint) if layers is None else layers, checkpoint.num_layers())
+    encoder = MertEncoder(checkpoint, chosen, device=device or default_device())
+    windows = window_settings(checkpoint, hop)
     samples = decode_audio(source, sample_rate=encoder.sample_rate, start=start, end=end)
     return embed_samples(encoder, samples, windows)

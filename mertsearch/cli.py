@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mertsearch import __version__
-from mertsearch.errors import MertSearchError
+from mertsearch.errors import InvalidArgumentError, MertSearchError
 
 app = typer.Typer(
     help="Find similar music: index a folder with a MERT layer, then search it with an audio clip or a track.",
@@ -29,6 +29,13 @@ _state = {"debug": False}
 CatalogOpt = Annotated[Path, typer.Option("--catalog", "-c", help="Catalog directory.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (for scripts).")]
 KOpt = Annotated[int, typer.Option("-k", "--k", help="Number of results.", min=1, max=10000)]
+LayerOpt = Annotated[
+    int | None, typer.Option(help="hidden_states index to search (0 = input to the first layer); default: the model's.")
+]
+LayersOpt = Annotated[
+    str | None,
+    typer.Option(help="Several layers, searched as the mean of their normalised vectors ('6,7,8'), or 'all'."),
+]
 DeviceOpt = Annotated[str | None, typer.Option(help="Torch device (cpu, cuda, cuda:1); default: cuda if present.")]
 
 
@@ -77,11 +84,20 @@ def index(
             "New catalogs default to mert-v1-95m."
         ),
     ] = None,
-    layer: Annotated[
-        int | None, typer.Option(help="hidden_states index to use (0 = input to the first layer); default 7.")
+    layer: LayerOpt = None,
+    layers: LayersOpt = None,
+    keep_layers: Annotated[
+        str | None,
+        typer.Option(
+            "--keep-layers",
+            help="'all': also store every layer's vectors (one pass of the whole model), so `reindex` and "
+            "`tune-layer` can switch and compare layers later without the model.",
+        ),
     ] = None,
     revision: Annotated[str | None, typer.Option(help="Hub revision (registry models are pinned).")] = None,
-    hop: Annotated[float | None, typer.Option(help="Seconds between window starts (default 5 = the window).")] = None,
+    hop: Annotated[
+        float | None, typer.Option(help="Seconds between window starts (default: the window, 5 s for MERT).")
+    ] = None,
     retry_failed: Annotated[bool, typer.Option(help="Try again files that failed before and did not change.")] = False,
     batch_size: Annotated[int, typer.Option(help="Windows per model call.", min=1)] = 4,
     device: DeviceOpt = None,
@@ -92,10 +108,14 @@ def index(
     def action() -> None:
         from mertsearch.catalog import Catalog
 
+        if keep_layers not in (None, "all", "none"):
+            raise InvalidArgumentError(f"--keep-layers takes 'all' (or 'none'), got {keep_layers!r}")
         with Catalog.open(
             catalog,
             model=model,
             layer=layer,
+            layers=layers,
+            keep_layers=keep_layers == "all",
             revision=revision,
             hop=hop,
             create=True,
@@ -232,11 +252,10 @@ def embed(
     model: Annotated[
         str, typer.Option(help="Registry name, hub repo id, or local checkpoint directory.")
     ] = "mert-v1-95m",
-    layer: Annotated[
-        int | None, typer.Option(help="hidden_states index (0 = input to the first layer); default: the model's.")
-    ] = None,
+    layer: LayerOpt = None,
+    layers: LayersOpt = None,
     revision: Annotated[str | None, typer.Option(help="Hub revision (registry models are pinned).")] = None,
-    hop: Annotated[float | None, typer.Option(help="Seconds between window starts (default 5).")] = None,
+    hop: Annotated[float | None, typer.Option(help="Seconds between window starts (default: the window).")] = None,
     start: Annotated[float | None, typer.Option(help="Use the clip from this second.", min=0)] = None,
     end: Annotated[float | None, typer.Option(help="Use the clip up to this second.", min=0)] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also save the vector as .npy.")] = None,
@@ -250,10 +269,15 @@ def embed(
 
         from mertsearch.catalog import embed as embed_clip
         from mertsearch.encoder.checkpoint import default_layer, resolve_checkpoint
+        from mertsearch.settings import resolve_layers
 
-        chosen = layer if layer is not None else default_layer(resolve_checkpoint(model, revision=revision))
+        if layer is not None and layers is not None:
+            raise InvalidArgumentError("give --layer or --layers, not both")
+        checkpoint = resolve_checkpoint(model, revision=revision)
+        asked = layers if layers is not None else layer
+        chosen = resolve_layers(default_layer(checkpoint) if asked is None else asked, checkpoint.num_layers())
         result = embed_clip(
-            clip, model=model, layer=chosen, revision=revision, hop=hop, start=start, end=end, device=device
+            clip, model=model, layers=chosen, revision=revision, hop=hop, start=start, end=end, device=device
         )
         if output is not None:
             np.save(output, result.vector)
@@ -261,7 +285,8 @@ def embed(
             _print_json(
                 {
                     "model": model,
-                    "layer": chosen,
+                    "layer": chosen[0] if len(chosen) == 1 else None,
+                    "layers": chosen,
                     "dim": int(result.vector.shape[0]),
                     "windows": len(result.window_vectors),
                     "duration": result.duration,
@@ -271,8 +296,100 @@ def embed(
             return
         head = ", ".join(f"{v:+.4f}" for v in result.vector[:6])
         out.print(
-            f"{clip}: {result.duration:.1f} s, {len(result.window_vectors)} windows, layer {chosen}, "
+            f"{clip}: {result.duration:.1f} s, {len(result.window_vectors)} windows, layers {chosen}, "
             f"dim {result.vector.shape[0]}: [{head}, ...]" + (f" (saved to {output})" if output else ""),
+            highlight=False,
+        )
+
+    _run(action)
+
+
+@app.command()
+def reindex(
+    catalog: CatalogOpt,
+    layer: LayerOpt = None,
+    layers: LayersOpt = None,
+    transform: Annotated[
+        str | None,
+        typer.Option(
+            help="'center' (subtract the catalog's mean vector), 'whiten' (also decorrelate) or 'none'; "
+            "fitted on the catalog and applied to queries the same way."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Switch the searched layer(s) or the centering from stored vectors, in seconds, without the model."""
+
+    def action() -> None:
+        from mertsearch.catalog import Catalog
+
+        with Catalog.open(catalog) as cat:
+            report = cat.reindex(layer=layer, layers=layers, transform=transform)
+        if as_json:
+            _print_json(report)
+            return
+        before, after = report["scores_before"], report["scores_after"]
+        out.print(
+            f"searching layers {report['layers']} with transform '{report['transform']}' over {report['tracks']} "
+            f"tracks ({report['tracks_rewritten']} rewritten, {report['seconds']:.1f} s). Scores between random "
+            f"pairs: mean {before['mean']} sd {before['std']} before, mean {after['mean']} sd {after['std']} now",
+            highlight=False,
+        )
+
+    _run(action)
+
+
+@app.command("tune-layer")
+def tune_layer(
+    catalog: CatalogOpt,
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="CSV with a header: 'path' (or 'track_id') and 'label'. Default: each track's folder name."),
+    ] = None,
+    exclude_same_artist: Annotated[
+        bool, typer.Option(help="Leave a query's own artist out of its ranking (artist effects inflate scores).")
+    ] = False,
+    k: Annotated[int, typer.Option("-k", "--k", help="Precision at this rank.", min=1)] = 10,
+    plot: Annotated[
+        Path | None, typer.Option(help="Where to write the PNG plot (default: DIR/tune-layer.png).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare every stored layer on label retrieval (precision@k, mAP), raw and centered; recommend one."""
+
+    def action() -> None:
+        from mertsearch.catalog import Catalog
+        from mertsearch.search.tuning import read_labels, write_plot
+
+        with Catalog.open(catalog) as cat:
+            report = cat.tune_layers(
+                read_labels(labels) if labels else None, exclude_same_artist=exclude_same_artist, k=k
+            )
+            destination = plot or cat.directory / "tune-layer.png"
+        write_plot(report, destination)
+        report["plot"] = str(destination)
+        if as_json:
+            _print_json(report)
+            return
+        table = Table(box=None, header_style="bold")
+        for column in ("layer", f"P@{k}", "mAP", f"P@{k} centered", "mAP centered", "score sd", "sd centered"):
+            table.add_column(column, justify="right")
+        for row in report["layers"]:
+            mark = " *" if row["layer"] == report["recommended_layer"] else ""
+            table.add_row(
+                f"{row['layer']}{mark}",
+                f"{row['precision_at_k']:.3f}",
+                f"{row['map']:.3f}",
+                f"{row['precision_at_k_centered']:.3f}",
+                f"{row['map_centered']:.3f}",
+                f"{row['scores']['std']:.3f}",
+                f"{row['scores_centered']['std']:.3f}",
+            )
+        out.print(table)
+        out.print(
+            f"{report['queries']} queries over {report['tracks']} tracks, {report['labels']} labels. "
+            f"Recommended layer: {report['recommended_layer']} (searching {report['searched_layers']} now; "
+            f"switch with `mertsearch reindex --catalog {catalog} --layer N`). Plot: {destination}",
             highlight=False,
         )
 

@@ -162,7 +162,7 @@ def test_a_stale_or_missing_index_is_rebuilt_from_stored_vectors(tmp_path, tiny_
 def test_opening_with_other_settings_names_the_difference(tmp_path, tiny_model, music):
     with _open(tmp_path, tiny_model) as cat:
         cat.index_paths([music / "a.wav"])
-    with pytest.raises(CatalogMismatchError, match=r"encoder.layer: 3 in the catalog, 2 asked"):
+    with pytest.raises(CatalogMismatchError, match=r"encoder.layers: \[3\] in the catalog, \[2\] asked"):
         Catalog.open(tmp_path / "cat", layer=2)
     with pytest.raises(CatalogMismatchError, match=r"windows.hop_s: 5.0 in the catalog, 2.5 asked"):
         Catalog.open(tmp_path / "cat", hop=2.5)

@@ -89,7 +89,7 @@ def test_failures_lists_reasons(catalog):
         (["similar", "999", "--catalog", "{cat}"], "no track with id 999"),
         (["search", "{tmp}/missing.wav", "--catalog", "{cat}"], "no such file"),
         (["index", "{tmp}/nowhere", "--catalog", "{cat}"], "no such file or folder"),
-        (["index", "{tmp}", "--catalog", "{cat}", "--layer", "2"], "encoder.layer: 3 in the catalog, 2 asked"),
+        (["index", "{tmp}", "--catalog", "{cat}", "--layer", "2"], "encoder.layers: [3] in the catalog, [2] asked"),
         (["embed", "x.wav", "--model", "{tmp}/no-model-here/x"], "unknown model"),
     ],
 )

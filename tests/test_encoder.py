@@ -29,7 +29,9 @@ def test_layer_vectors_equal_hubert_hidden_states(tmp_path, stable_layer_norm, l
     directory, reference = write_tiny_mert(tmp_path / "m", overrides={"do_stable_layer_norm": stable_layer_norm})
     encoder = MertEncoder(resolve_checkpoint(str(directory)), layer, batch_size=2)
     windows = _windows()
-    np.testing.assert_allclose(encoder.embed_windows(windows), _reference_layer(reference, windows, layer), atol=1e-5)
+    np.testing.assert_allclose(
+        encoder.embed_windows(windows)[:, 0], _reference_layer(reference, windows, layer), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("kind", ["hubert-v0", "data2vec"], ids=["MERT-v0 (HubertModel form)", "music2vec (Data2Vec)"])
@@ -41,7 +43,30 @@ def test_16khz_models_equal_their_transformers_class(tmp_path, kind, layer):
     windows = _windows(3, seconds=2.0)
     extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(directory))
     inputs = extractor(list(windows), sampling_rate=16000, return_tensors="np").input_values
-    np.testing.assert_allclose(encoder.embed_windows(windows), _reference_layer(reference, inputs, layer), atol=1e-4)
+    np.testing.assert_allclose(
+        encoder.embed_windows(windows)[:, 0], _reference_layer(reference, inputs, layer), atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("stable_layer_norm", [False, True], ids=["post-LN", "pre-LN"])
+def test_every_layer_in_one_pass_equals_hubert_hidden_states(tmp_path, stable_layer_norm):
+    directory, reference = write_tiny_mert(tmp_path / "m", overrides={"do_stable_layer_norm": stable_layer_norm})
+    encoder = MertEncoder(resolve_checkpoint(str(directory)), (1, 3), keep_all=True)
+    assert encoder.capture == (0, 1, 2, 3, 4) and len(encoder.model.encoder.layers) == 4
+    windows = _windows(2)
+    got = encoder.embed_windows(windows)
+    for layer in range(5):
+        np.testing.assert_allclose(got[:, layer], _reference_layer(reference, windows, layer), atol=1e-5)
+
+
+def test_several_layers_capture_only_those(tmp_path):
+    directory, reference = write_tiny_mert(tmp_path / "m")
+    encoder = MertEncoder(resolve_checkpoint(str(directory)), (3, 1))
+    assert encoder.capture == (1, 3) and len(encoder.model.encoder.layers) == 3
+    windows = _windows(2)
+    got = encoder.embed_windows(windows)
+    np.testing.assert_allclose(got[:, 0], _reference_layer(reference, windows, 1), atol=1e-5)
+    np.testing.assert_allclose(got[:, 1], _reference_layer(reference, windows, 3), atol=1e-5)
 
 
 def test_only_the_layers_up_to_the_chosen_one_run(tmp_path):
@@ -57,14 +82,14 @@ def test_preprocessing_follows_the_checkpoint_like_transformers_feature_extracto
     windows = _windows(2)
     extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(directory))
     inputs = extractor(list(windows), sampling_rate=24000, return_tensors="np").input_values
-    np.testing.assert_allclose(encoder.embed_windows(windows), _reference_layer(reference, inputs, 3), atol=1e-4)
+    np.testing.assert_allclose(encoder.embed_windows(windows)[:, 0], _reference_layer(reference, inputs, 3), atol=1e-4)
 
 
 def test_safetensors_weights_load_too(tmp_path):
     directory, reference = write_tiny_mert(tmp_path / "m", safetensors=True)
     encoder = MertEncoder(resolve_checkpoint(str(directory)), 4)
     windows = _windows(1)
-    np.testing.assert_allclose(encoder.embed_windows(windows), _reference_layer(reference, windows, 4), atol=1e-5)
+    np.testing.assert_allclose(encoder.embed_windows(windows)[:, 0], _reference_layer(reference, windows, 4), atol=1e-5)
 
 
 def test_batching_does_not_change_results(tmp_path):
@@ -82,7 +107,7 @@ def test_weights_saved_under_a_prefix_load(tmp_path):
     torch.save({f"mert_model.{k}": v for k, v in state.items()}, directory / "pytorch_model.bin")
     encoder = MertEncoder(resolve_checkpoint(str(directory)), 2)
     windows = _windows(1)
-    np.testing.assert_allclose(encoder.embed_windows(windows), _reference_layer(reference, windows, 2), atol=1e-5)
+    np.testing.assert_allclose(encoder.embed_windows(windows)[:, 0], _reference_layer(reference, windows, 2), atol=1e-5)
 
 
 def test_missing_and_unexpected_keys_are_listed(tmp_path):

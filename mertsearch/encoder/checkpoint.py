@@ -73,6 +73,9 @@ class Checkpoint:
     def preprocessor(self) -> dict:
         return _read_json(self.directory / "preprocessor_config.json", required=False)
 
+    def num_layers(self) -> int:
+        return int(self.config().get("num_hidden_layers", 0))
+
     def weights_sha256(self) -> str:
         return sha256_file(self.weights_path)
 
@@ -192,7 +195,7 @@ def model_config(config: dict) -> PretrainedConfig:
 def default_layer(checkpoint: Checkpoint) -> int:
     """The registry's layer for a known model, else layer 7 (or the last, for shallower models)."""
     info = lookup(checkpoint.repo_id) or lookup(checkpoint.source)
-    return info.default_layer if info else min(DEFAULT_LAYER, int(checkpoint.config().get("num_hidden_layers", 0)))
+    return info.default_layer if info else min(DEFAULT_LAYER, checkpoint.num_layers())
 
 
 def default_window_s(checkpoint: Checkpoint) -> float:

@@ -7,7 +7,7 @@ import numpy as np
 from mertsearch.audio.windows import plan_windows
 from mertsearch.config import WindowSettings
 from mertsearch.encoder.mert import MertEncoder
-from mertsearch.encoder.pooling import Embedding, pool_track
+from mertsearch.encoder.pooling import Embedding, pool
 
 # Windows stacked per call, to bound memory on long tracks.
 _CHUNK_WINDOWS = 32
@@ -29,11 +29,15 @@ def embed_samples(encoder: MertEncoder, samples: np.ndarray, windows: WindowSett
             for first in range(0, len(plan), _CHUNK_WINDOWS)
         ]
     )
-    window_vectors, vector = pool_track(means)
+    window_vectors, vector, layer_vectors, layer_windows = pool(
+        means, capture=encoder.capture, layers=encoder.layers, keep_all=encoder.keep_all
+    )
     return Embedding(
         vector=vector,
         window_vectors=window_vectors,
         window_starts=plan.start_seconds(),
         window_ends=plan.end_seconds(),
         duration=len(samples) / encoder.sample_rate,
+        layer_vectors=layer_vectors,
+        layer_window_vectors=layer_windows,
     )

@@ -1,7 +1,13 @@
-"""From window vectors to the vectors that are stored and searched."""
+"""From per-layer window vectors to the vectors that are stored and searched.
+
+A window's searchable vector is the L2-normalised mean of its L2-normalised layer vectors (just
+the normalised layer vector when one layer is searched); a track's is the L2-normalised mean of
+its window vectors. The same functions serve ingest, queries and switching layers later.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,13 +15,19 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Embedding:
-    """A track or clip as vectors: one per window (L2-normalised) and the pooled one."""
+    """A track or clip as vectors: one per window (L2-normalised) and the pooled one.
+
+    ``layer_vectors`` (layers, dim) and ``layer_window_vectors`` (windows, layers, dim) hold every
+    computed layer, normalised, when the encoder keeps all layers; else they are None.
+    """
 
     vector: np.ndarray
     window_vectors: np.ndarray
     window_starts: np.ndarray
     window_ends: np.ndarray
     duration: float
+    layer_vectors: np.ndarray | None = None
+    layer_window_vectors: np.ndarray | None = None
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
@@ -24,7 +36,22 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def pool_track(window_means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(window vectors, track vector): each window L2-normalised, the track their normalised mean."""
-    windows = l2_normalize(window_means)
+def searchable_vectors(layer_windows: np.ndarray, positions: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(window vectors, track vector) from normalised per-layer window vectors (windows, layers, dim)."""
+    windows = l2_normalize(layer_windows[:, list(positions)].mean(axis=1))
     return windows, l2_normalize(windows.mean(axis=0))
+
+
+def pool(
+    means: np.ndarray, *, capture: Sequence[int], layers: Sequence[int], keep_all: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(window vectors, track vector, per-layer track vectors, per-layer window vectors) of a track.
+
+    ``means`` are the raw mean-over-frames vectors (windows, len(capture), dim); ``layers`` the
+    searched ones among ``capture``. The per-layer parts are None unless ``keep_all``.
+    """
+    layer_windows = l2_normalize(means)
+    window_vectors, vector = searchable_vectors(layer_windows, [list(capture).index(layer) for layer in layers])
+    if not keep_all:
+        return window_vectors, vector, None, None
+    return window_vectors, vector, l2_normalize(layer_windows.mean(axis=0)), layer_windows

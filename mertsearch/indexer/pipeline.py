@@ -148,6 +148,8 @@ def _index_one(
         window_starts=embedding.window_starts,
         window_ends=embedding.window_ends,
         window_vectors=embedding.window_vectors,
+        layer_vectors=embedding.layer_vectors,
+        window_layer_vectors=embedding.layer_window_vectors,
     )
     track_id, replaced = store.put_track(record)
     on_stored(track_id, replaced, embedding.vector)

@@ -7,7 +7,7 @@ best pair gives the matching time range in the result track.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -44,8 +44,13 @@ def rank_tracks(
     window_vectors: np.ndarray,
     k: int,
     exclude: Collection[int] = (),
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> list[SearchResult]:
-    """The ``k`` tracks closest to ``vector``, best first, leaving out the ids in ``exclude``."""
+    """The ``k`` tracks closest to ``vector``, best first, leaving out the ids in ``exclude``.
+
+    ``vector`` and ``window_vectors`` are already transformed like the index; ``transform`` is
+    applied to the stored window vectors of the results before matching them.
+    """
     scores, ids = index.search(vector[None, :], k + len(exclude))
     hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0 and int(i) not in exclude][:k]
     if not hits:
@@ -58,6 +63,8 @@ def rank_tracks(
         if track is None:  # removed since the index was loaded
             continue
         times, vectors = windows[track_id]
+        if transform is not None:
+            vectors = transform(vectors)
         best = int(np.argmax((vectors @ window_vectors.T).max(axis=1)))
         results.append(
             SearchResult(

@@ -15,7 +15,7 @@ FORMAT = 1
 # Fields whose difference means the vectors are not comparable. Where the model comes from
 # (its path or repo id) may differ: the weights' hash is what identifies it.
 SHAPING_FIELDS = {
-    "encoder": ["weights_sha256", "architecture", "sample_rate", "do_normalize", "layer", "dim"],
+    "encoder": ["weights_sha256", "architecture", "sample_rate", "do_normalize", "layers", "kept_layers", "dim"],
     "windows": ["window_s", "hop_s", "min_tail_s", "min_duration_s"],
     "pooling": ["window", "track"],
 }
@@ -25,7 +25,14 @@ def read_manifest(directory: Path) -> dict | None:
     path = directory / MANIFEST
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    manifest = json.loads(path.read_text())
+    # Catalogs from before layer sets and transforms: one layer, no kept layers, no transform.
+    encoder = manifest.get("encoder", {})
+    if "layer" in encoder and "layers" not in encoder:
+        encoder["layers"] = [encoder.pop("layer")]
+    encoder.setdefault("kept_layers", [])
+    manifest.setdefault("transform", {"kind": "none", "file": None, "fitted_on_tracks": 0})
+    return manifest
 
 
 def write_manifest(directory: Path, manifest: dict) -> None:
@@ -38,7 +45,7 @@ def write_manifest(directory: Path, manifest: dict) -> None:
 
 
 def differences(stored: dict, wanted: dict) -> list[str]:
-    """Readable differences in the fields that shape vectors, e.g. 'encoder.layer: 7 in the catalog, 5 asked'."""
+    """Readable differences in the fields that shape vectors, e.g. 'encoder.layers: [7] in the catalog, [5] asked'."""
     out = []
     for section, fields in SHAPING_FIELDS.items():
         for field in fields:

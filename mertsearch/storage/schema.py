@@ -29,6 +29,8 @@ class Track(Base):
     musicbrainz_album_id: Mapped[str | None] = mapped_column(String(36))
     musicbrainz_artist_id: Mapped[str | None] = mapped_column(String(36))
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+    # Every layer's track vector (layers x dim), in catalogs that keep all layers.
+    layer_vectors: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     indexed_at: Mapped[float] = mapped_column(Float)
 
     windows: Mapped[list[Window]] = relationship(
@@ -46,6 +48,7 @@ class Window(Base):
     start: Mapped[float] = mapped_column(Float)
     end: Mapped[float] = mapped_column(Float)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+    layer_vectors: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
     track: Mapped[Track] = relationship(back_populates="windows")
 

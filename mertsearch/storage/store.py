@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, select
+from sqlalchemy import create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,9 +32,13 @@ class TrackRecord:
     window_starts: np.ndarray
     window_ends: np.ndarray
     window_vectors: np.ndarray
+    layer_vectors: np.ndarray | None = None  # (layers, dim), when the catalog keeps all layers
+    window_layer_vectors: np.ndarray | None = None  # (windows, layers, dim)
 
 
-def _to_blob(vector: np.ndarray) -> bytes:
+def _to_blob(vector: np.ndarray | None) -> bytes | None:
+    if vector is None:
+        return None
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
 
@@ -111,10 +115,19 @@ class MetadataStore:
             for field, value in record.tags.items():
                 setattr(track, field, value)
             track.vector = _to_blob(record.vector)
+            track.layer_vectors = _to_blob(record.layer_vectors)
             track.indexed_at = time.time()
             session.flush()
+            layers = record.window_layer_vectors
             session.add_all(
-                Window(track_id=track.id, position=i, start=float(s), end=float(e), vector=_to_blob(v))
+                Window(
+                    track_id=track.id,
+                    position=i,
+                    start=float(s),
+                    end=float(e),
+                    vector=_to_blob(v),
+                    layer_vectors=None if layers is None else _to_blob(layers[i]),
+                )
                 for i, (s, e, v) in enumerate(
                     zip(record.window_starts, record.window_ends, record.window_vectors, strict=True)
                 )
@@ -134,6 +147,13 @@ class MetadataStore:
         with self.session() as session, session.begin():
             track = session.get(Track, track_id)
             track.size, track.mtime_ns = size, mtime_ns
+
+    def all_track_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of every track, in id order."""
+        batches = list(self.track_vectors())
+        if not batches:
+            return np.empty(0, np.int64), np.empty((0, dim), np.float32)
+        return np.concatenate([ids for ids, _ in batches]), np.concatenate([vectors for _, vectors in batches])
 
     def track_vectors(self, batch: int = 10000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All (ids, vectors) of tracks, in batches, for rebuilding the index."""
@@ -163,6 +183,61 @@ class MetadataStore:
                 vectors.append(from_blob(blob))
         return {k: (np.array(t, dtype=np.float64), np.stack(v)) for k, (t, v) in out.items()}
 
+    # --- every layer's vectors (catalogs that keep all layers) -------------------------------
+
+    def track_layer_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(track ids, per-layer track vectors shaped (tracks, layers, dim)) of the tracks that have them."""
+        with self.session() as session:
+            rows = session.execute(
+                select(Track.id, Track.layer_vectors).where(Track.layer_vectors.is_not(None)).order_by(Track.id)
+            ).all()
+        if not rows:
+            return np.empty(0, np.int64), np.empty((0, 0, dim), np.float32)
+        return np.array([r[0] for r in rows]), np.stack([from_blob(r[1]).reshape(-1, dim) for r in rows])
+
+    def missing_layer_vectors(self) -> int:
+        """How many tracks lack per-layer vectors."""
+        with self.session() as session:
+            return session.scalar(select(func.count(Track.id)).where(Track.layer_vectors.is_(None)))
+
+    def rewrite_searchable(self, dim: int, combine, meta: dict[str, str]) -> int:
+        """Recompute every track's and window's searchable vectors from the stored per-layer ones.
+
+        ``combine`` maps window layer vectors (windows, layers, dim) to (window vectors, track
+        vector). Everything, ``meta`` included, changes in one transaction: a crash leaves the old
+        vectors or the new ones, never a mix. Returns the number of tracks rewritten.
+        """
+        with self.session() as session, session.begin():
+            track_ids = session.scalars(select(Track.id).order_by(Track.id)).all()
+            for track_id in track_ids:
+                rows = session.execute(
+                    select(Window.id, Window.layer_vectors).where(Window.track_id == track_id).order_by(Window.position)
+                ).all()
+                layer_windows = np.stack([from_blob(blob).reshape(-1, dim) for _id, blob in rows])
+                window_vectors, vector = combine(layer_windows)
+                session.execute(
+                    update(Window),
+                    [{"id": row[0], "vector": _to_blob(v)} for row, v in zip(rows, window_vectors, strict=True)],
+                )
+                session.execute(update(Track).where(Track.id == track_id).values(vector=_to_blob(vector)))
+            for key, value in meta.items():
+                session.merge(Meta(key=key, value=value))
+            self._bump_version(session)
+            return len(track_ids)
+
+    def meta(self, key: str) -> str | None:
+        with self.session() as session:
+            row = session.get(Meta, key)
+            return row.value if row else None
+
+    def update_meta(self, values: dict[str, str], *, bump_version: bool = False) -> None:
+        """Set meta keys in one transaction; ``bump_version`` when they change what the index holds."""
+        with self.session() as session, session.begin():
+            for key, value in values.items():
+                session.merge(Meta(key=key, value=value))
+            if bump_version:
+                self._bump_version(session)
+
     # --- failures -------------------------------------------------------------------------
 
     def failure_by_path(self, path: str) -> Failure | None:
@@ -186,9 +261,13 @@ class MetadataStore:
     def counts(self) -> dict[str, float]:
         with self.session() as session:
             tracks, seconds = session.execute(select(func.count(Track.id), func.sum(Track.duration))).one()
+            layer_bytes = (session.scalar(select(func.sum(func.length(Track.layer_vectors)))) or 0) + (
+                session.scalar(select(func.sum(func.length(Window.layer_vectors)))) or 0
+            )
             return {
                 "tracks": tracks,
                 "windows": session.scalar(select(func.count(Window.id))),
                 "failed": session.scalar(select(func.count(Failure.id))),
                 "audio_hours": (seconds or 0.0) / 3600,
+                "layer_vector_bytes": layer_bytes,
             }

@@ -1,0 +1,130 @@
+"""How well vectors retrieve tracks that share a label, and how spread their scores are.
+
+Used to choose a layer: for each stored layer, every labelled track queries all the others, and
+precision@k and average precision say how often tracks with the same label come first.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mertsearch.errors import InvalidArgumentError
+
+# Queries are scored in blocks, so memory stays at block x tracks.
+_BLOCK = 256
+
+
+def label_retrieval(
+    vectors: np.ndarray,
+    labels: list[str | None],
+    *,
+    artists: list[str | None] | None = None,
+    exclude_same_artist: bool = False,
+    k: int = 10,
+) -> dict[str, float]:
+    """precision@k and mAP of retrieving same-label tracks, each labelled track querying the rest.
+
+    Tracks without a label are neither queries nor relevant, but stay in the ranking as
+    distractors. With ``exclude_same_artist`` a query's own artist's tracks are left out of its
+    ranking, since artist effects inflate such scores.
+    """
+    labels_arr = np.array([label or "" for label in labels], dtype=object)
+    artist_arr = np.array([a or "" for a in (artists or [None] * len(labels))], dtype=object)
+    precisions, average_precisions = [], []
+    queries = [i for i, label in enumerate(labels_arr) if label]
+    for first in range(0, len(queries), _BLOCK):
+        block = queries[first : first + _BLOCK]
+        scores = vectors[block] @ vectors.T
+        for row, query in enumerate(block):
+            keep = np.ones(len(vectors), dtype=bool)
+            keep[query] = False
+            if exclude_same_artist and artist_arr[query]:
+                keep &= artist_arr != artist_arr[query]
+            candidates = np.flatnonzero(keep)
+            relevant = labels_arr[candidates] == labels_arr[query]
+            if not relevant.any():
+                continue  # nothing to find for this query
+            order = np.argsort(-scores[row, candidates], kind="stable")
+            hits = relevant[order]
+            precisions.append(hits[:k].mean() if len(hits) >= k else hits.sum() / k)
+            ranks = np.flatnonzero(hits) + 1
+            average_precisions.append(float(np.mean(np.arange(1, len(ranks) + 1) / ranks)))
+    if not precisions:
+        return {"precision_at_k": float("nan"), "map": float("nan"), "queries": 0}
+    return {
+        "precision_at_k": float(np.mean(precisions)),
+        "map": float(np.mean(average_precisions)),
+        "queries": len(precisions),
+    }
+
+
+def score_spread(vectors: np.ndarray, *, pairs: int = 5000, seed: int = 0) -> dict[str, float]:
+    """Cosine scores between random pairs of distinct tracks: mean, standard deviation, 5th/95th percentiles."""
+    if len(vectors) < 2:
+        return {"mean": float("nan"), "std": float("nan"), "p5": float("nan"), "p95": float("nan")}
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, len(vectors), pairs)
+    second = (first + rng.integers(1, len(vectors), pairs)) % len(vectors)
+    scores = np.einsum("ij,ij->i", vectors[first], vectors[second])
+    return {
+        "mean": round(float(scores.mean()), 4),
+        "std": round(float(scores.std()), 4),
+        "p5": round(float(np.percentile(scores, 5)), 4),
+        "p95": round(float(np.percentile(scores, 95)), 4),
+    }
+
+
+def read_labels(path: Path) -> dict[str, str]:
+    """Labels from a CSV with a header naming a ``label`` column and a ``path`` (or ``track_id``) column.
+
+    Relative paths are taken from the CSV's own folder. Returns {absolute path or "#id": label}.
+    """
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        fields = set(reader.fieldnames or [])
+        if "label" not in fields or not fields & {"path", "track_id"}:
+            raise InvalidArgumentError(f"{path} needs a header with a 'label' column and a 'path' or 'track_id' column")
+        out = {}
+        for row in reader:
+            label = (row.get("label") or "").strip()
+            if not label:
+                continue
+            if row.get("track_id"):
+                out[f"#{int(row['track_id'])}"] = label
+            else:
+                out[os.fsdecode((path.parent / row["path"]).expanduser().absolute())] = label
+        return out
+
+
+def write_plot(report: dict, path: Path) -> None:
+    """Precision@k and mAP per layer, with and without centering, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["layers"]
+    layers = [row["layer"] for row in rows]
+    figure, axis = plt.subplots(figsize=(8, 4.5), dpi=120)
+    for key, name, style in [
+        ("map", "mAP", "-o"),
+        ("map_centered", "mAP, centered", "--o"),
+        ("precision_at_k", f"precision@{report['k']}", "-s"),
+        ("precision_at_k_centered", f"precision@{report['k']}, centered", "--s"),
+    ]:
+        axis.plot(layers, [row[key] for row in rows], style, label=name)
+    axis.axvline(report["recommended_layer"], color="grey", linestyle=":", label=f"best: {report['recommended_layer']}")
+    axis.set_xlabel("layer (hidden_states index)")
+    axis.set_ylabel("score")
+    axis.set_xticks(layers)
+    excluded = ", same artist excluded" if report["exclude_same_artist"] else ""
+    axis.set_title(f"Label retrieval per layer ({report['queries']} queries{excluded})")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

@@ -1,0 +1,114 @@
+"""From what a user asks (model, layers, hop) to the manifest sections that shape vectors.
+
+Kept apart from the catalog so it can be read without torch: nothing here loads a model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from mertsearch import __version__
+from mertsearch.config import WindowSettings
+from mertsearch.encoder.checkpoint import (
+    Checkpoint,
+    architecture,
+    default_layer,
+    default_window_s,
+    read_preprocessing,
+)
+from mertsearch.errors import InvalidArgumentError
+from mertsearch.storage.manifest import FORMAT
+from mertsearch.storage.vector_index import DEFAULT_FACTORY
+
+# What a user may give for layers: one index, several, or "all" (every hidden state 0..N).
+LayersArg = int | Sequence[int] | str | None
+
+
+def parse_layers(text: str) -> list[int] | str:
+    """'7' -> [7], '6,7,8' -> [6, 7, 8], 'all' -> 'all'."""
+    text = text.strip().lower()
+    if text == "all":
+        return "all"
+    try:
+        layers = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InvalidArgumentError(f"layers must be numbers separated by commas, or 'all'; got {text!r}") from None
+    if not layers:
+        raise InvalidArgumentError("no layers given")
+    return layers
+
+
+def resolve_layers(layers: LayersArg, num_layers: int) -> list[int]:
+    """Sorted unique layer indices, each checked against the model's depth."""
+    if isinstance(layers, str):
+        layers = parse_layers(layers)
+    if layers == "all":
+        return list(range(num_layers + 1))
+    chosen = sorted({layers} if isinstance(layers, int) else set(layers))
+    bad = [layer for layer in chosen if not 0 <= layer <= num_layers]
+    if bad or not chosen:
+        raise InvalidArgumentError(f"layers must be between 0 and {num_layers} for this model, got {bad or chosen}")
+    return chosen
+
+
+def encoder_manifest(checkpoint: Checkpoint, layers: LayersArg, *, keep_all: bool) -> dict:
+    """The manifest's "encoder" section for a checkpoint and its layers (the model's default if None)."""
+    config = checkpoint.config()
+    num_layers = checkpoint.num_layers()
+    chosen = resolve_layers(default_layer(checkpoint) if layers is None else layers, num_layers)
+    pre = read_preprocessing(checkpoint)
+    return {
+        "source": checkpoint.source,
+        "repo_id": checkpoint.repo_id,
+        "revision": checkpoint.revision,
+        "weights_sha256": checkpoint.weights_sha256(),
+        "architecture": architecture(config),
+        "sample_rate": pre.sample_rate,
+        "do_normalize": pre.do_normalize,
+        "layers": chosen,
+        "kept_layers": list(range(num_layers + 1)) if keep_all else [],
+        "num_layers": num_layers,
+        "dim": int(config["hidden_size"]),
+    }
+
+
+def window_settings(checkpoint: Checkpoint, hop: float | None) -> WindowSettings:
+    """Windows of the model's pre-training context, one after the other unless ``hop`` is given."""
+    window = default_window_s(checkpoint)
+    return WindowSettings(window_s=window, hop_s=window if hop is None else hop)
+
+
+def new_manifest(checkpoint: Checkpoint, layers: LayersArg, *, keep_all: bool, hop: float | None) -> dict:
+    return {
+        "format": FORMAT,
+        "created_by": f"mertsearch {__version__}",
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "encoder": encoder_manifest(checkpoint, layers, keep_all=keep_all),
+        "windows": window_settings(checkpoint, hop).as_dict(),
+        "pooling": {
+            "window": "mean over frames of each layer, L2-normalised; several layers: their mean, L2-normalised",
+            "track": "mean of window vectors, L2-normalised",
+        },
+        "index": {"factory": DEFAULT_FACTORY, "metric": "inner_product", "vectors": "tracks"},
+        "transform": {"kind": "none", "file": None, "fitted_on_tracks": 0},
+    }
+
+
+def wanted_manifest(
+    stored: dict, checkpoint: Checkpoint | None, layers: LayersArg, *, keep_all: bool, hop: float | None
+) -> dict:
+    """The stored manifest with what the user asked for laid over it, to compare the two."""
+    wanted = {section: dict(values) for section, values in stored.items() if isinstance(values, dict)}
+    encoder = wanted["encoder"]
+    if checkpoint is not None:
+        asked = encoder_manifest(checkpoint, encoder["layers"] if layers is None else layers, keep_all=keep_all)
+        wanted["encoder"] = {**asked, "kept_layers": asked["kept_layers"] if keep_all else encoder["kept_layers"]}
+    else:
+        if layers is not None:
+            encoder["layers"] = resolve_layers(layers, encoder["num_layers"])
+        if keep_all:
+            encoder["kept_layers"] = list(range(encoder["num_layers"] + 1))
+    if hop is not None:
+        wanted["windows"]["hop_s"] = hop
+    return wanted
