@@ -34,10 +34,16 @@ def test_layer_vectors_equal_hubert_hidden_states(tmp_path, stable_layer_norm, l
     )
 
 
-@pytest.mark.parametrize("kind", ["hubert-v0", "data2vec"], ids=["MERT-v0 (HubertModel form)", "music2vec (Data2Vec)"])
+@pytest.mark.parametrize(
+    "kind,overrides",
+    [("hubert-v0", {}), ("mert", {"sample_rate": 16000}), ("data2vec", {})],
+    ids=["MERT-v0 (HubertModel form)", "MERT-v0 (MERTModel form)", "music2vec (Data2Vec)"],
+)
 @pytest.mark.parametrize("layer", [0, 2, 4])
-def test_16khz_models_equal_their_transformers_class(tmp_path, kind, layer):
-    directory, reference = write_tiny_mert(tmp_path / "m", kind=kind, preprocessor={"do_normalize": True})
+def test_16khz_models_equal_their_transformers_class(tmp_path, kind, overrides, layer):
+    directory, reference = write_tiny_mert(
+        tmp_path / "m", kind=kind, overrides=overrides, preprocessor={"do_normalize": True, "sampling_rate": 16000}
+    )
     encoder = MertEncoder(resolve_checkpoint(str(directory)), layer, batch_size=2)
     assert encoder.sample_rate == 16000
     windows = _windows(3, seconds=2.0)

@@ -28,67 +28,52 @@ class ModelInfo:
         return asdict(self)
 
 
-_MERT_LICENCE = "CC-BY-NC-4.0"
+def _mert(name: str, repo_id: str, revision: str | None, *, sample_rate: int, **size) -> ModelInfo:
+    """A MERT model: HubertModel weights, 5 s pre-training context, 320 samples per frame."""
+    defaults = {"num_layers": 12, "dim": 768, "params": "95M", "default_layer": 7}
+    return ModelInfo(
+        name=name,
+        repo_id=repo_id,
+        revision=revision,
+        architecture="HubertModel",
+        sample_rate=sample_rate,
+        feature_rate=sample_rate // 320,
+        context_s=5.0,
+        licence="CC-BY-NC-4.0",
+        **(defaults | size),
+    )
+
 
 MODELS: dict[str, ModelInfo] = {
     info.name: info
     for info in [
-        ModelInfo(
-            "mert-v1-95m",
-            "m-a-p/MERT-v1-95M",
-            "12af15fef9d0ac838c3f475bfbbf26d2060dd4f5",
-            "HubertModel",
-            24000,
-            75,
-            12,
-            768,
-            5.0,
-            "95M",
-            7,
-            _MERT_LICENCE,
-        ),
-        ModelInfo(
+        _mert("mert-v1-95m", "m-a-p/MERT-v1-95M", "12af15fef9d0ac838c3f475bfbbf26d2060dd4f5", sample_rate=24000),
+        # Layer 14 of 24 is the same relative depth as layer 7 of 12.
+        _mert(
             "mert-v1-330m",
             "m-a-p/MERT-v1-330M",
             "af10da70c94a0c849de9cc94b83e12769c4db499",
-            "HubertModel",
-            24000,
-            75,
-            24,
-            1024,
-            5.0,
-            "330M",
-            14,
-            _MERT_LICENCE,
+            sample_rate=24000,
+            num_layers=24,
+            dim=1024,
+            params="330M",
+            default_layer=14,
         ),
-        ModelInfo("mert-v0", "m-a-p/MERT-v0", None, "HubertModel", 16000, 50, 12, 768, 5.0, "95M", 7, _MERT_LICENCE),
+        _mert("mert-v0", "m-a-p/MERT-v0", None, sample_rate=16000),
+        _mert("mert-v0-public", "m-a-p/MERT-v0-public", None, sample_rate=16000),
         ModelInfo(
-            "mert-v0-public",
-            "m-a-p/MERT-v0-public",
-            None,
-            "HubertModel",
-            16000,
-            50,
-            12,
-            768,
-            5.0,
-            "95M",
-            7,
-            _MERT_LICENCE,
-        ),
-        ModelInfo(
-            "music2vec-v1",
-            "m-a-p/music2vec-v1",
-            None,
-            "Data2VecAudioModel",
-            16000,
-            50,
-            12,
-            768,
-            30.0,
-            "94M",
-            7,
-            "see the model card",
+            name="music2vec-v1",
+            repo_id="m-a-p/music2vec-v1",
+            revision=None,
+            architecture="Data2VecAudioModel",
+            sample_rate=16000,
+            feature_rate=50,
+            num_layers=12,
+            dim=768,
+            context_s=30.0,
+            params="94M",
+            default_layer=7,
+            licence="see the model card",
         ),
     ]
 }
