@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from mertsearch.config import WindowSettings
 from mertsearch.encoder.checkpoint import Checkpoint, resolve_checkpoint
-from mertsearch.encoder.pooling import searchable_vectors
+from mertsearch.encoder.pooling import l2_normalize, searchable_vectors
 from mertsearch.encoder.registry import DEFAULT_MODEL
 from mertsearch.errors import (
     CatalogMismatchError,
@@ -29,11 +29,13 @@ from mertsearch.errors import (
 )
 from mertsearch.indexer.discover import discover_files
 from mertsearch.indexer.pipeline import IndexProgress, IndexReport, run_index
-from mertsearch.search import SearchResult, rank_tracks
+from mertsearch.search import Query, Rules, SearchResult, rank
 from mertsearch.search.tuning import label_retrieval, score_spread
 from mertsearch.settings import LayersArg, new_manifest, resolve_layers, wanted_manifest, window_settings
 from mertsearch.storage import MetadataStore, VectorIndex, check_compatible, read_manifest, write_manifest
-from mertsearch.storage.store import from_blob
+from mertsearch.storage.filters import Filters
+from mertsearch.storage.indexes import Indexes
+from mertsearch.storage.store import StoredTrack, TrackRecord, from_blob
 from mertsearch.storage.transform import IDENTITY, VectorTransform
 from mertsearch.storage.vector_index import saved_index_file
 
@@ -68,7 +70,7 @@ class Catalog:
         self._device = device
         self._batch_size = batch_size
         self._encoder: MertEncoder | None = None
-        self._index: VectorIndex | None = None
+        self._indexes: Indexes | None = None
         self._transform: VectorTransform | None = None
         self._reconcile()
 
@@ -168,15 +170,22 @@ class Catalog:
         return self._encoder
 
     @property
+    def indexes(self) -> Indexes:
+        """The track and window FAISS indexes, loaded (or rebuilt when stale) on first use."""
+        if self._indexes is None:
+            self._indexes = Indexes(
+                self.directory / INDEX_DIR,
+                self.store,
+                dim=self.manifest["encoder"]["dim"],
+                factory=self.manifest["index"]["factory"],
+                transform=lambda vectors: self.transform(vectors),
+            )
+        return self._indexes
+
+    @property
     def index(self) -> VectorIndex:
-        if self._index is None:
-            index_dir = self.directory / INDEX_DIR
-            version = self.store.data_version()
-            dim, factory = self.manifest["encoder"]["dim"], self.manifest["index"]["factory"]
-            self._index = VectorIndex.load(index_dir, version, dim, factory)
-            if self._index is None:
-                self._index = self.rebuild_index()
-        return self._index
+        """The index of track vectors."""
+        return self.indexes.tracks
 
     @property
     def transform(self) -> VectorTransform:
@@ -188,14 +197,9 @@ class Catalog:
             )
         return self._transform
 
-    def rebuild_index(self) -> VectorIndex:
-        """Build the FAISS index again from the stored vectors (no model needed) and save it."""
-        index = VectorIndex(self.manifest["encoder"]["dim"], self.manifest["index"]["factory"])
-        for ids, vectors in self.store.track_vectors():
-            index.add(ids, self.transform(vectors))
-        index.save(self.directory / INDEX_DIR, self.store.data_version())
-        self._index = index
-        return index
+    def rebuild_index(self) -> None:
+        """Build the FAISS indexes again from the stored vectors (no model needed) and save them."""
+        self.indexes.rebuild()
 
     # --- ingest -----------------------------------------------------------------------------
 
@@ -206,17 +210,6 @@ class Catalog:
 
         samples = decode_audio(source, sample_rate=self.encoder.sample_rate, start=start, end=end)
         return embed_samples(self.encoder, samples, self.windows)
-
-    def _rank(self, vector: np.ndarray, window_vectors: np.ndarray, k: int, exclude=()) -> list[SearchResult]:
-        return rank_tracks(
-            self.index,
-            self.store,
-            vector=self.transform(vector[None, :])[0],
-            window_vectors=self.transform(window_vectors),
-            k=k,
-            exclude=exclude,
-            transform=self.transform,
-        )
 
     def index_paths(
         self,
@@ -231,26 +224,21 @@ class Catalog:
         from mertsearch.encoder.embed import embed_samples
 
         files = discover_files(paths)
-        index = self.index
+        indexes = self.indexes
+        indexes.load()
         encoder = self.encoder
-        index_dir = self.directory / INDEX_DIR
         last_save = time.monotonic()
 
         def embed_file(path: Path):
             samples = decode_audio(path, sample_rate=encoder.sample_rate)
             return embed_samples(encoder, samples, self.windows), read_tags(path)
 
-        def on_stored(track_id: int, replaced: int | None, vector: np.ndarray) -> None:
+        def on_stored(stored: StoredTrack, record: TrackRecord) -> None:
             nonlocal last_save
-            if replaced is not None:
-                index.remove(np.array([replaced]))
-            index.add(np.array([track_id]), self.transform(vector[None, :]))
+            indexes.stored(stored, record.vector, record.window_vectors)
             if time.monotonic() - last_save > SAVE_EVERY_S:
-                index.save(index_dir, self.store.data_version())
+                indexes.save()
                 last_save = time.monotonic()
-
-        def on_removed(track_id: int) -> None:
-            index.remove(np.array([track_id]))
 
         try:
             return run_index(
@@ -258,30 +246,106 @@ class Catalog:
                 store=self.store,
                 embed_file=embed_file,
                 on_stored=on_stored,
-                on_removed=on_removed,
+                on_removed=indexes.removed,
                 retry_failed=retry_failed,
                 progress=progress,
             )
         finally:
-            index.save(index_dir, self.store.data_version())
+            indexes.save()
 
     # --- queries ----------------------------------------------------------------------------
 
     def search(
-        self, query: AudioInput, *, k: int = 10, start: float | None = None, end: float | None = None
+        self,
+        query: AudioInput,
+        *,
+        k: int = 10,
+        start: float | None = None,
+        end: float | None = None,
+        mode: str = "segments",
+        filters: Filters | None = None,
+        per_artist: int | None = None,
+        per_album: int | None = None,
+        min_score: float | None = None,
     ) -> list[SearchResult]:
-        """Tracks most similar to an audio clip (a path, encoded bytes, or a (samples, rate) pair)."""
+        """Tracks most similar to an audio clip (a path, encoded bytes, or a (samples, rate) pair).
+
+        ``mode`` "segments" (default) matches the clip's windows against every stored window, so
+        a clip that is part of a long track finds it; "tracks" compares whole-track vectors.
+        ``filters`` limit the tracks searched; ``per_artist``/``per_album`` cap results per
+        artist/album; ``min_score`` drops weaker results.
+        """
         _check_k(k)
         embedding = self.embed(query, start=start, end=end)
-        return self._rank(embedding.vector, embedding.window_vectors, k)
+        times = np.stack([embedding.window_starts, embedding.window_ends], axis=1)
+        return self._rank(
+            embedding.vector,
+            embedding.window_vectors,
+            times,
+            k=k,
+            mode=mode,
+            rules=self._rules(filters, per_artist, per_album, min_score),
+        )
 
-    def similar(self, track: int | str | os.PathLike, *, k: int = 10) -> list[SearchResult]:
-        """Tracks most similar to one already in the catalog (by id or path); the seed is left out."""
+    def similar(
+        self,
+        tracks: int | str | os.PathLike | Sequence[int | str | os.PathLike],
+        *,
+        k: int = 10,
+        mode: str = "tracks",
+        filters: Filters | None = None,
+        per_artist: int | None = None,
+        per_album: int | None = None,
+        exclude_seed_artist: bool = False,
+        min_score: float | None = None,
+    ) -> list[SearchResult]:
+        """Tracks most similar to one or more catalog tracks (by id or path); the seeds are left out.
+
+        Several seeds query with the normalised mean of their vectors.
+        """
         _check_k(k)
-        track_id = self.track_id(track)
-        row = self.store.tracks_by_id([track_id])[track_id]
-        _times, window_vectors = self.store.windows_of([track_id])[track_id]
-        return self._rank(from_blob(row.vector), window_vectors, k, exclude={track_id})
+        seeds = [tracks] if isinstance(tracks, (int, str, os.PathLike)) else list(tracks)
+        ids = list(dict.fromkeys(self.track_id(seed) for seed in seeds))
+        rows = self.store.tracks_by_id(ids)
+        windows = self.store.windows_of(ids)
+        vector = l2_normalize(np.mean([from_blob(rows[i].vector) for i in ids], axis=0))
+        window_vectors = np.concatenate([windows[i][1] for i in ids])
+        times = np.concatenate([windows[i][0] for i in ids])
+        artists = [rows[i].artist for i in ids if rows[i].artist] if exclude_seed_artist else []
+        rules = self._rules(filters, per_artist, per_album, min_score, exclude=set(ids), exclude_artists=artists)
+        return self._rank(vector, window_vectors, times, k=k, mode=mode, rules=rules)
+
+    def _rules(self, filters, per_artist, per_album, min_score, *, exclude=(), exclude_artists=()) -> Rules:
+        for name, cap in (("per_artist", per_artist), ("per_album", per_album)):
+            if cap is not None and cap < 1:
+                raise InvalidArgumentError(f"{name} must be at least 1, got {cap}")
+        allowed = allowed_windows = None
+        if filters:
+            allowed, allowed_windows = self.store.ids_where(filters.condition())
+        return Rules(
+            allowed=allowed,
+            allowed_windows=allowed_windows,
+            exclude=exclude,
+            exclude_artists=exclude_artists,
+            per_artist=per_artist,
+            per_album=per_album,
+            min_score=min_score,
+        )
+
+    def _rank(
+        self, vector: np.ndarray, window_vectors: np.ndarray, times: np.ndarray, *, k: int, mode: str, rules: Rules
+    ) -> list[SearchResult]:
+        query = Query(self.transform(vector[None, :])[0], self.transform(window_vectors), times)
+        return rank(
+            mode=mode,
+            tracks_index=self.indexes.tracks,
+            windows_index=self.indexes.windows,
+            store=self.store,
+            query=query,
+            k=k,
+            rules=rules,
+            transform=self.transform,
+        )
 
     def track_id(self, track: int | str | os.PathLike) -> int:
         """The id of a track given by id, by a numeric string, or by its path."""

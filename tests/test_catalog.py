@@ -38,6 +38,8 @@ def _assert_consistent(cat: Catalog, expected_tracks: int) -> None:
         assert len(paths) == len(set(paths)) == expected_tracks
         assert session.scalar(select(func.count(Track.id))) == expected_tracks
     assert _index_ids(cat) == _track_ids(cat)
+    window_ids = sorted(int(i) for batch, _ in cat.store.window_vectors() for i in batch)
+    assert len(cat.indexes.windows) == len(window_ids) == cat.store.counts()["windows"]
 
 
 def test_index_then_search_finds_the_excerpt_first_with_its_position(tmp_path, tiny_model, music):

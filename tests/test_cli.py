@@ -46,8 +46,8 @@ def test_search_json(catalog, tmp_path):
     document = json.loads(run("search", clip, "--catalog", catalog, "-k", 3, "--json").stdout)
     results = document["results"]
     assert len(results) == 3 and results[0]["path"].endswith("e.wav")
-    assert set(results[0]) == {"track_id", "path", "title", "artist", "album", "score", "match"}
-    assert set(results[0]["match"]) == {"start", "end"}
+    assert {"track_id", "path", "title", "artist", "album", "score", "match", "query"} <= set(results[0])
+    assert set(results[0]["match"]) == set(results[0]["query"]) == {"start", "end"}
     part = json.loads(run("search", clip, "--catalog", catalog, "--start", 1, "--end", 6, "--json").stdout)
     assert part["results"][0]["path"].endswith("e.wav")
 

@@ -14,11 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from mertsearch.errors import MertSearchError
 from mertsearch.files import sha256_file
-from mertsearch.storage.store import MetadataStore, TrackRecord
+from mertsearch.storage.store import MetadataStore, StoredTrack, TrackRecord
 
 if TYPE_CHECKING:
     from mertsearch.audio.tags import TrackTags
@@ -26,10 +24,10 @@ if TYPE_CHECKING:
 
 # Turns a file into vectors and tags; raises MertSearchError (or OSError) for a bad file.
 EmbedFile = Callable[[Path], "tuple[Embedding, TrackTags]"]
-# Told about every stored track: (track id, id it replaced or None, track vector).
-OnStored = Callable[[int, "int | None", np.ndarray], None]
-# Told about a track removed from the catalog.
-OnRemoved = Callable[[int], None]
+# Told about every stored track: what the store changed, and what was stored.
+OnStored = Callable[[StoredTrack, TrackRecord], None]
+# Told about a track removed from the catalog: its id and its windows' ids.
+OnRemoved = Callable[[int, list[int]], None]
 
 
 @dataclass(frozen=True)
@@ -132,8 +130,7 @@ def _index_one(
         reason = _fail_reason(exc)
         if existing is not None:
             # The file changed into something unusable: its old vectors no longer describe it.
-            store.delete_track(existing.id)
-            on_removed(existing.id)
+            on_removed(existing.id, store.delete_track(existing.id))
         store.record_failure(key, size=stat.st_size, mtime_ns=stat.st_mtime_ns, reason=reason)
         report.failed.append(FailedFile(key, reason))
         return "failed"
@@ -151,10 +148,10 @@ def _index_one(
         layer_vectors=embedding.layer_vectors,
         window_layer_vectors=embedding.layer_window_vectors,
     )
-    track_id, replaced = store.put_track(record)
-    on_stored(track_id, replaced, embedding.vector)
+    stored = store.put_track(record)
+    on_stored(stored, record)
     report.audio_seconds += embedding.duration
-    if replaced is None:
+    if not stored.replaced:
         report.added += 1
         return "added"
     report.updated += 1

@@ -1,5 +1,5 @@
-"""Queries: vectors to ranked tracks, with the time range in each track that matched best."""
+"""Queries: vectors to ranked tracks, with the time ranges in each track and the query that matched."""
 
-from mertsearch.search.engine import SearchResult, TimeRange, rank_tracks
+from mertsearch.search.engine import MODES, Query, Rules, SearchResult, TimeRange, rank
 
-__all__ = ["SearchResult", "TimeRange", "rank_tracks"]
+__all__ = ["MODES", "Query", "Rules", "SearchResult", "TimeRange", "rank"]

@@ -1,19 +1,32 @@
-"""Rank catalog tracks for a query and say where in each track the match is.
+"""Rank catalog tracks for a query and say where each one matches.
 
-Tracks are ranked by the cosine similarity of their pooled vectors to the query's. Then, for
-each result, every stored window of that track is compared with every window of the query; the
-best pair gives the matching time range in the result track.
+Two ways to find candidates:
+
+- ``tracks``: the query's pooled vector against every track's pooled vector (whole-track
+  similarity);
+- ``segments``: each query window against every stored window; a track scores its best window
+  pair, so a clip that matches part of a long track finds it.
+
+Either way a result carries the best-matching time range in the track (``match``) and in the
+query (``query``). Candidates are fetched in growing rounds until ``k`` of them pass the filters
+and diversity rules, so asking for k results gives k whenever k tracks qualify.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Collection
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
+import faiss
 import numpy as np
 
+from mertsearch.errors import InvalidArgumentError
+from mertsearch.storage.schema import Track
 from mertsearch.storage.store import MetadataStore
 from mertsearch.storage.vector_index import VectorIndex
+
+MODES = ("segments", "tracks")
 
 
 @dataclass(frozen=True)
@@ -31,50 +44,165 @@ class SearchResult:
     album: str | None
     score: float
     match: TimeRange
+    query: TimeRange
+    duration: float = 0.0
+    alternates: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def rank_tracks(
-    index: VectorIndex,
-    store: MetadataStore,
+@dataclass(frozen=True)
+class Query:
+    """A query's vectors, already transformed like the indexes, and its windows' times."""
+
+    vector: np.ndarray
+    window_vectors: np.ndarray
+    window_times: np.ndarray  # (windows, 2): start, end in seconds
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What may be returned: allowed tracks and their windows (None: all), excluded ones,
+    diversity, a score floor."""
+
+    allowed: np.ndarray | None = None
+    allowed_windows: np.ndarray | None = None
+    exclude: Collection[int] = ()
+    exclude_artists: Collection[str] = ()
+    per_artist: int | None = None
+    per_album: int | None = None
+    min_score: float | None = None
+
+
+@dataclass
+class _Candidate:
+    track_id: int
+    score: float
+    window_id: int | None = None  # segments: the matching stored window
+    query_window: int = 0
+
+
+def _selector_params(allowed: np.ndarray | None) -> faiss.SearchParameters | None:
+    if allowed is None:
+        return None
+    return faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)))
+
+
+def _track_candidates(index: VectorIndex, query: Query, fetch: int, allowed: np.ndarray | None) -> list[_Candidate]:
+    scores, ids = index.search(query.vector[None, :], fetch, params=_selector_params(allowed))
+    return [_Candidate(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+
+def _segment_candidates(
+    index: VectorIndex, store: MetadataStore, query: Query, fetch: int, allowed_windows: np.ndarray | None
+) -> list[_Candidate]:
+    scores, ids = index.search(query.window_vectors, fetch, params=_selector_params(allowed_windows))
+    places = store.window_places([int(i) for i in np.unique(ids) if i >= 0])
+    best: dict[int, _Candidate] = {}
+    for query_window, (row_scores, row_ids) in enumerate(zip(scores, ids, strict=True)):
+        for score, window_id in zip(row_scores, row_ids, strict=True):
+            if window_id < 0 or int(window_id) not in places:
+                continue
+            track_id = places[int(window_id)][0]
+            if track_id not in best or score > best[track_id].score:
+                best[track_id] = _Candidate(track_id, float(score), int(window_id), query_window)
+    return sorted(best.values(), key=lambda c: -c.score)
+
+
+def _accepts(rules: Rules) -> Callable[[_Candidate, Track], bool]:
+    """A fresh stateful filter for one round of candidates (diversity counts start at zero)."""
+    artists: Counter = Counter()
+    albums: Counter = Counter()
+    excluded_artists = {a.casefold() for a in rules.exclude_artists if a}
+
+    def accept(candidate: _Candidate, track: Track) -> bool:
+        if candidate.track_id in rules.exclude:
+            return False
+        if rules.min_score is not None and candidate.score < rules.min_score:
+            return False
+        artist = (track.artist or "").casefold()
+        album = (track.album or "").casefold()
+        if artist and artist in excluded_artists:
+            return False
+        if rules.per_artist is not None and artist and artists[artist] >= rules.per_artist:
+            return False
+        if rules.per_album is not None and album and albums[(artist, album)] >= rules.per_album:
+            return False
+        artists[artist] += 1
+        albums[(artist, album)] += 1
+        return True
+
+    return accept
+
+
+def rank(
     *,
-    vector: np.ndarray,
-    window_vectors: np.ndarray,
+    mode: str,
+    tracks_index: VectorIndex,
+    windows_index: VectorIndex,
+    store: MetadataStore,
+    query: Query,
     k: int,
-    exclude: Collection[int] = (),
+    rules: Rules = Rules(),
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> list[SearchResult]:
-    """The ``k`` tracks closest to ``vector``, best first, leaving out the ids in ``exclude``.
+    """The ``k`` best tracks for ``query`` that pass ``rules``, best first."""
+    if mode not in MODES:
+        raise InvalidArgumentError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    index = tracks_index if mode == "tracks" else windows_index
+    allowed = rules.allowed if mode == "tracks" else rules.allowed_windows
+    fetch = max(4 * k + len(rules.exclude), 16)
+    while True:
+        if mode == "tracks":
+            candidates = _track_candidates(index, query, fetch, allowed)
+        else:
+            candidates = _segment_candidates(index, store, query, fetch, allowed)
+        rows = store.tracks_by_id([c.track_id for c in candidates])
+        accept = _accepts(rules)
+        chosen = [c for c in candidates if c.track_id in rows and accept(c, rows[c.track_id])][:k]
+        exhausted = fetch >= len(index) or (
+            candidates and rules.min_score is not None and candidates[-1].score < rules.min_score
+        )
+        if len(chosen) == k or exhausted or not candidates:
+            break
+        fetch *= 4
+    return _results(store, query, chosen, rows, transform)
 
-    ``vector`` and ``window_vectors`` are already transformed like the index; ``transform`` is
-    applied to the stored window vectors of the results before matching them.
-    """
-    scores, ids = index.search(vector[None, :], k + len(exclude))
-    hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0 and int(i) not in exclude][:k]
-    if not hits:
-        return []
-    tracks = store.tracks_by_id([i for i, _ in hits])
-    windows = store.windows_of([i for i, _ in hits])
+
+def _results(
+    store: MetadataStore,
+    query: Query,
+    chosen: list[_Candidate],
+    rows: dict[int, Track],
+    transform: Callable[[np.ndarray], np.ndarray] | None,
+) -> list[SearchResult]:
+    windows = store.windows_of([c.track_id for c in chosen])
     results = []
-    for track_id, score in hits:
-        track = tracks.get(track_id)
-        if track is None:  # removed since the index was loaded
-            continue
-        times, vectors = windows[track_id]
-        if transform is not None:
-            vectors = transform(vectors)
-        best = int(np.argmax((vectors @ window_vectors.T).max(axis=1)))
+    for candidate in chosen:
+        times, vectors = windows[candidate.track_id]
+        if candidate.window_id is None:
+            # Whole-track hit: find the best pair of windows to say where it matches.
+            if transform is not None:
+                vectors = transform(vectors)
+            pairs = vectors @ query.window_vectors.T
+            best, query_window = np.unravel_index(int(np.argmax(pairs)), pairs.shape)
+            match = times[best]
+        else:
+            query_window = candidate.query_window
+            match = store.window_places([candidate.window_id])[candidate.window_id][1:]
+        track = rows[candidate.track_id]
         results.append(
             SearchResult(
-                track_id=track_id,
+                track_id=candidate.track_id,
                 path=track.path,
                 title=track.title,
                 artist=track.artist,
                 album=track.album,
-                score=score,
-                match=TimeRange(start=round(float(times[best, 0]), 3), end=round(float(times[best, 1]), 3)),
+                score=round(candidate.score, 6),
+                match=TimeRange(round(float(match[0]), 3), round(float(match[1]), 3)),
+                query=TimeRange(*(round(float(t), 3) for t in query.window_times[query_window])),
+                duration=round(track.duration, 3),
             )
         )
     return results

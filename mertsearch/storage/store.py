@@ -36,6 +36,22 @@ class TrackRecord:
     window_layer_vectors: np.ndarray | None = None  # (windows, layers, dim)
 
 
+@dataclass(frozen=True)
+class StoredTrack:
+    """What put_track changed: the track's id, whether it replaced an older version, window ids."""
+
+    track_id: int
+    replaced: bool
+    old_window_ids: list[int]
+    window_ids: list[int]
+
+
+def _chunks(ids: Sequence[int], size: int = 10000) -> list[list[int]]:
+    """Id lists cut below SQLite's limit on bound parameters."""
+    ids = [int(i) for i in ids]
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
 def _to_blob(vector: np.ndarray | None) -> bytes | None:
     if vector is None:
         return None
@@ -94,21 +110,26 @@ class MetadataStore:
 
     def tracks_by_id(self, ids: Sequence[int]) -> dict[int, Track]:
         with self.session() as session:
-            rows = session.scalars(select(Track).where(Track.id.in_(list(ids)))).all()
-            return {row.id: row for row in rows}
+            return {
+                row.id: row
+                for chunk in _chunks(ids)
+                for row in session.scalars(select(Track).where(Track.id.in_(chunk)))
+            }
 
-    def put_track(self, record: TrackRecord) -> tuple[int, int | None]:
-        """Insert or replace the track at ``record.path``; returns (track id, replaced id or None).
+    def put_track(self, record: TrackRecord) -> StoredTrack:
+        """Insert or replace the track at ``record.path``.
 
         A re-embedded file keeps its track id, so ids users have seen stay valid.
         """
         with self.session() as session, session.begin():
             track = session.scalars(select(Track).where(Track.path == record.path)).first()
-            replaced = track.id if track else None
+            replaced = track is not None
+            old_window_ids = []
             if track is None:
                 track = Track(path=record.path)
                 session.add(track)
             else:
+                old_window_ids = list(session.scalars(select(Window.id).where(Window.track_id == track.id)))
                 session.execute(delete(Window).where(Window.track_id == track.id))
             track.size, track.mtime_ns, track.sha256 = record.size, record.mtime_ns, record.sha256
             track.duration = record.duration
@@ -119,7 +140,7 @@ class MetadataStore:
             track.indexed_at = time.time()
             session.flush()
             layers = record.window_layer_vectors
-            session.add_all(
+            windows = [
                 Window(
                     track_id=track.id,
                     position=i,
@@ -131,16 +152,21 @@ class MetadataStore:
                 for i, (s, e, v) in enumerate(
                     zip(record.window_starts, record.window_ends, record.window_vectors, strict=True)
                 )
-            )
+            ]
+            session.add_all(windows)
+            session.flush()
             session.execute(delete(Failure).where(Failure.path == record.path))
             self._bump_version(session)
-            return track.id, replaced
+            return StoredTrack(track.id, replaced, old_window_ids, [w.id for w in windows])
 
-    def delete_track(self, track_id: int) -> None:
+    def delete_track(self, track_id: int) -> list[int]:
+        """Remove a track and its windows; returns the removed window ids."""
         with self.session() as session, session.begin():
+            window_ids = list(session.scalars(select(Window.id).where(Window.track_id == track_id)))
             session.execute(delete(Window).where(Window.track_id == track_id))
             session.execute(delete(Track).where(Track.id == track_id))
             self._bump_version(session)
+            return window_ids
 
     def touch_track(self, track_id: int, *, size: int, mtime_ns: int) -> None:
         """Record a new size/mtime for a file whose content did not change."""
@@ -156,17 +182,42 @@ class MetadataStore:
         return np.concatenate([ids for ids, _ in batches]), np.concatenate([vectors for _, vectors in batches])
 
     def track_vectors(self, batch: int = 10000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """All (ids, vectors) of tracks, in batches, for rebuilding the index."""
+        """All (track ids, vectors), in batches, for rebuilding the track index."""
+        return self._batches(Track.id, Track.vector, batch)
+
+    def window_vectors(self, batch: int = 50000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All (window ids, vectors), in batches, for rebuilding the window index."""
+        return self._batches(Window.id, Window.vector, batch)
+
+    def _batches(self, id_column, vector_column, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         with self.session() as session:
             ids, vectors = [], []
-            for track_id, blob in session.execute(select(Track.id, Track.vector).order_by(Track.id)):
-                ids.append(track_id)
+            for row_id, blob in session.execute(select(id_column, vector_column).order_by(id_column)):
+                ids.append(row_id)
                 vectors.append(from_blob(blob))
                 if len(ids) == batch:
                     yield np.array(ids, dtype=np.int64), np.stack(vectors)
                     ids, vectors = [], []
             if ids:
                 yield np.array(ids, dtype=np.int64), np.stack(vectors)
+
+    def ids_where(self, condition) -> tuple[np.ndarray, np.ndarray]:
+        """(track ids, window ids) of the tracks that meet a SQL condition on tracks."""
+        with self.session() as session:
+            tracks = session.scalars(select(Track.id).where(condition))
+            windows = session.scalars(select(Window.id).join(Track, Window.track_id == Track.id).where(condition))
+            return np.fromiter(tracks, dtype=np.int64), np.fromiter(windows, dtype=np.int64)
+
+    def window_places(self, window_ids: Sequence[int]) -> dict[int, tuple[int, float, float]]:
+        """{window id: (track id, start, end)}."""
+        with self.session() as session:
+            return {
+                row[0]: (row[1], row[2], row[3])
+                for chunk in _chunks(window_ids)
+                for row in session.execute(
+                    select(Window.id, Window.track_id, Window.start, Window.end).where(Window.id.in_(chunk))
+                )
+            }
 
     def windows_of(self, track_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """For each track, (times shaped (n, 2) as start/end seconds, window vectors (n, dim))."""

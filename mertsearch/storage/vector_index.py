@@ -1,4 +1,4 @@
-"""The FAISS index of track vectors, whose ids are the database's track ids.
+"""A FAISS index of track or window vectors, whose ids are the database's track or window ids.
 
 The index is derived data: it can always be rebuilt from the vectors stored in the database.
 Each saved file is named after the database's data version it reflects, and files are replaced
@@ -16,7 +16,7 @@ import faiss
 import numpy as np
 
 DEFAULT_FACTORY = "IDMap2,Flat"
-_FILE = re.compile(r"^tracks-v(\d+)\.faiss$")
+_FILE = re.compile(r"^(tracks|windows)-v(\d+)\.faiss$")
 
 
 class VectorIndex:
@@ -38,19 +38,21 @@ class VectorIndex:
         if len(ids):
             self.index.remove_ids(np.asarray(ids, dtype=np.int64))
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids), each shaped (queries, k'), k' = min(k, size); best first."""
+    def search(
+        self, queries: np.ndarray, k: int, params: faiss.SearchParameters | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each shaped (queries, k'), k' = min(k, size); best first; -1 ids pad."""
         k = min(k, len(self))
         if k == 0:
             return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
-        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return scores, ids
+        vectors = np.ascontiguousarray(queries, dtype=np.float32)
+        return self.index.search(vectors, k, params=params) if params is not None else self.index.search(vectors, k)
 
-    def save(self, directory: Path, version: int) -> Path:
-        """Write the index for data ``version`` atomically and drop files of other versions."""
+    def save(self, directory: Path, version: int, name: str = "tracks") -> Path:
+        """Write the index ``name`` for data ``version`` atomically and drop its files of other versions."""
         directory.mkdir(parents=True, exist_ok=True)
-        target = directory / f"tracks-v{version}.faiss"
-        handle, tmp = tempfile.mkstemp(dir=directory, prefix=".tracks-", suffix=".tmp")
+        target = directory / f"{name}-v{version}.faiss"
+        handle, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}-", suffix=".tmp")
         os.close(handle)
         try:
             faiss.write_index(self.index, tmp)
@@ -62,14 +64,14 @@ class VectorIndex:
                 os.unlink(tmp)
         for other in directory.iterdir():
             found = _FILE.match(other.name)
-            if found and int(found.group(1)) != version:
+            if found and found.group(1) == name and int(found.group(2)) != version:
                 other.unlink(missing_ok=True)
         return target
 
     @classmethod
-    def load(cls, directory: Path, version: int, dim: int, factory: str) -> VectorIndex | None:
-        """The saved index for data ``version``, or None when there is none (rebuild it)."""
-        path = directory / f"tracks-v{version}.faiss"
+    def load(cls, directory: Path, version: int, dim: int, factory: str, name: str = "tracks") -> VectorIndex | None:
+        """The saved index ``name`` for data ``version``, or None when there is none (rebuild it)."""
+        path = directory / f"{name}-v{version}.faiss"
         if not path.is_file():
             return None
         index = faiss.read_index(str(path))
@@ -78,9 +80,9 @@ class VectorIndex:
         return cls(dim, factory, index=index)
 
 
-def saved_index_file(directory: Path) -> Path | None:
-    """The current index file in ``directory``, if any."""
+def saved_index_file(directory: Path, name: str = "tracks") -> Path | None:
+    """The newest saved file of index ``name`` in ``directory``, if any."""
     if not directory.is_dir():
         return None
-    files = [p for p in directory.iterdir() if _FILE.match(p.name)]
-    return max(files, key=lambda p: int(_FILE.match(p.name).group(1))) if files else None
+    files = [(int(m.group(2)), p) for p in directory.iterdir() if (m := _FILE.match(p.name)) and m.group(1) == name]
+    return max(files)[1] if files else None
