@@ -345,6 +345,7 @@ class Catalog:
             k=k,
             rules=rules,
             transform=self.transform,
+            tolerance=self.windows.hop_s / 2,
         )
 
     def track_id(self, track: int | str | os.PathLike) -> int:

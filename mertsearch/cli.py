@@ -183,7 +183,7 @@ def _show_results(results, as_json: bool) -> None:
         out.print("no results")
         return
     table = Table(box=None, header_style="bold")
-    for column in ("#", "score", "id", "artist", "title", "album", "match", "path"):
+    for column in ("#", "score", "id", "artist", "title", "album", "match", "in query", "path"):
         table.add_column(column, overflow="fold")
     for rank, r in enumerate(results, start=1):
         table.add_row(
@@ -194,7 +194,8 @@ def _show_results(results, as_json: bool) -> None:
             r.title or "",
             r.album or "",
             f"{_clock(r.match.start)}-{_clock(r.match.end)}",
-            r.path,
+            f"{_clock(r.query.start)}-{_clock(r.query.end)}",
+            r.path + "".join(f"\n  = {alternate}" for alternate in r.alternates),
         )
     out.print(table)
 
@@ -204,6 +205,42 @@ def _clock(seconds: float) -> str:
     return f"{int(minutes)}:{rest:04.1f}"
 
 
+FilterOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--filter", help="Only tracks with this tag: artist=NAME, album=, genre=, year=, path=PREFIX (repeatable)."
+    ),
+]
+MinDurationOpt = Annotated[float | None, typer.Option(help="Only tracks at least this many seconds long.")]
+MaxDurationOpt = Annotated[float | None, typer.Option(help="Only tracks at most this many seconds long.")]
+MinYearOpt = Annotated[int | None, typer.Option(help="Only tracks from this year on.")]
+MaxYearOpt = Annotated[int | None, typer.Option(help="Only tracks up to this year.")]
+PerArtistOpt = Annotated[int | None, typer.Option(help="At most this many results per artist.", min=1)]
+PerAlbumOpt = Annotated[int | None, typer.Option(help="At most this many results per album.", min=1)]
+MinScoreOpt = Annotated[float | None, typer.Option(help="Leave out results scoring below this.")]
+M3uOpt = Annotated[Path | None, typer.Option("--m3u", help="Also write the results as an M3U playlist.")]
+
+
+def _filters(expressions, min_duration, max_duration, min_year, max_year):
+    from mertsearch.storage.filters import Filters
+
+    return Filters.parse(
+        expressions or [],
+        min_duration=min_duration,
+        max_duration=max_duration,
+        min_year=min_year,
+        max_year=max_year,
+    )
+
+
+def _deliver(results, as_json: bool, m3u: Path | None) -> None:
+    if m3u is not None:
+        from mertsearch.search.playlist import write_m3u
+
+        write_m3u(results, m3u)
+    _show_results(results, as_json)
+
+
 @app.command()
 def search(
     clip: Annotated[Path, typer.Argument(help="Audio file to search with.")],
@@ -211,37 +248,89 @@ def search(
     k: KOpt = 10,
     start: Annotated[float | None, typer.Option(help="Use the clip from this second.", min=0)] = None,
     end: Annotated[float | None, typer.Option(help="Use the clip up to this second.", min=0)] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="'segments': match the clip's windows against every stored window (finds a clip inside a "
+            "long track); 'tracks': compare whole-track vectors."
+        ),
+    ] = "segments",
+    filter_: FilterOpt = None,
+    min_duration: MinDurationOpt = None,
+    max_duration: MaxDurationOpt = None,
+    min_year: MinYearOpt = None,
+    max_year: MaxYearOpt = None,
+    per_artist: PerArtistOpt = None,
+    per_album: PerAlbumOpt = None,
+    min_score: MinScoreOpt = None,
+    m3u: M3uOpt = None,
     model: Annotated[
         str | None, typer.Option(help="Where the catalog's model weights are now (checked by hash).")
     ] = None,
     device: DeviceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find the catalog tracks most similar to an audio clip."""
+    """Find the catalog tracks most similar to an audio clip, and where they match."""
 
     def action() -> None:
         from mertsearch.catalog import Catalog
 
+        filters = _filters(filter_, min_duration, max_duration, min_year, max_year)
         with Catalog.open(catalog, model=model, device=device) as cat:
-            _show_results(cat.search(clip, k=k, start=start, end=end), as_json)
+            results = cat.search(
+                clip,
+                k=k,
+                start=start,
+                end=end,
+                mode=mode,
+                filters=filters,
+                per_artist=per_artist,
+                per_album=per_album,
+                min_score=min_score,
+            )
+        _deliver(results, as_json, m3u)
 
     _run(action)
 
 
 @app.command()
 def similar(
-    track: Annotated[str, typer.Argument(help="A track id or the path of a file in the catalog.")],
+    tracks: Annotated[
+        list[str], typer.Argument(help="Track ids or paths of files in the catalog; several seeds combine.")
+    ],
     catalog: CatalogOpt,
     k: KOpt = 10,
+    mode: Annotated[str, typer.Option(help="'tracks' (whole-track vectors) or 'segments' (windows).")] = "tracks",
+    filter_: FilterOpt = None,
+    min_duration: MinDurationOpt = None,
+    max_duration: MaxDurationOpt = None,
+    min_year: MinYearOpt = None,
+    max_year: MaxYearOpt = None,
+    per_artist: PerArtistOpt = None,
+    per_album: PerAlbumOpt = None,
+    exclude_seed_artist: Annotated[bool, typer.Option(help="Leave out the seeds' artists.")] = False,
+    min_score: MinScoreOpt = None,
+    m3u: M3uOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find the tracks most similar to one already in the catalog (the seed itself is left out)."""
+    """Find the tracks most similar to ones already in the catalog (the seeds themselves are left out)."""
 
     def action() -> None:
         from mertsearch.catalog import Catalog
 
+        filters = _filters(filter_, min_duration, max_duration, min_year, max_year)
         with Catalog.open(catalog) as cat:
-            _show_results(cat.similar(track, k=k), as_json)
+            results = cat.similar(
+                tracks,
+                k=k,
+                mode=mode,
+                filters=filters,
+                per_artist=per_artist,
+                per_album=per_album,
+                exclude_seed_artist=exclude_seed_artist,
+                min_score=min_score,
+            )
+        _deliver(results, as_json, m3u)
 
     _run(action)
 

@@ -113,6 +113,17 @@ TINY_DATA2VEC_CONFIG = {
     "vocab_size": 32,
 }
 
+# Wider than TINY (but still small and fast): random features that tell tunes and positions
+# apart, for tests of retrieval itself rather than of loading.
+DISCERNING = {
+    "conv_dim": [128] * 7,
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_attention_heads": 4,
+    "num_conv_pos_embedding_groups": 4,
+    "num_hidden_layers": 2,
+}
+
 CONFIGS = {"mert": TINY_MERT_CONFIG, "hubert-v0": TINY_HUBERT_V0_CONFIG, "data2vec": TINY_DATA2VEC_CONFIG}
 
 
@@ -178,3 +189,21 @@ def write_audio(path: Path, samples: np.ndarray, sample_rate: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     AudioEncoder(torch.from_numpy(np.ascontiguousarray(samples)), sample_rate=sample_rate).to_file(str(path))
     return path
+
+
+def melody_track(seed: int, seconds: float, sample_rate: int = 44100) -> np.ndarray:
+    """A tune that changes all the time: notes of seeded pitch, length and loudness, (1, n).
+
+    Unlike tone_track, no two stretches of it sound alike, so a window's position can be told.
+    """
+    rng = np.random.default_rng(seed)
+    out = np.zeros(int(seconds * sample_rate), dtype=np.float64)
+    position = 0
+    while position < len(out):
+        length = int(rng.uniform(0.15, 0.6) * sample_rate)
+        t = np.arange(min(length, len(out) - position)) / sample_rate
+        pitch = 55 * 2 ** rng.uniform(0, 5)
+        note = sum(rng.uniform(0.2, 1) / h * np.sin(2 * np.pi * pitch * h * t) for h in range(1, 5))
+        out[position : position + len(t)] = rng.uniform(0.1, 0.5) * note * np.exp(-t * rng.uniform(1, 8))
+        position += len(t)
+    return np.clip(out + rng.normal(0, 0.003, len(out)), -1, 1)[None].astype(np.float32)

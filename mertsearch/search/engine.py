@@ -79,8 +79,9 @@ class Rules:
 class _Candidate:
     track_id: int
     score: float
-    window_id: int | None = None  # segments: the matching stored window
+    window_id: int | None = None  # the stored window that matched best, when known
     query_window: int = 0
+    match: tuple[float, float] | None = None  # where in the track, when known
 
 
 def _selector_params(allowed: np.ndarray | None) -> faiss.SearchParameters | None:
@@ -108,6 +109,70 @@ def _segment_candidates(
             if track_id not in best or score > best[track_id].score:
                 best[track_id] = _Candidate(track_id, float(score), int(window_id), query_window)
     return sorted(best.values(), key=lambda c: -c.score)
+
+
+def align(
+    track_times: np.ndarray, track_vectors: np.ndarray, query: Query, tolerance: float
+) -> tuple[float, tuple[float, float], int]:
+    """(score, matching time range in the track, query window) of the query's best alignment.
+
+    Every shift of the query along the track that puts some query window on some track window is
+    tried; at a shift, each query window takes the best track window starting within
+    ``tolerance`` of where it lands, and the shift scores the mean over all query windows (0 for
+    those that land outside the track). A true excerpt scores high at its own shift for all its
+    windows at once, where a chance resemblance lights up only one pair. The best shift is then
+    refined between its neighbours (a parabola through the three scores), since the excerpt may
+    start anywhere between two window starts.
+    """
+    pairs = track_vectors @ query.window_vectors.T  # (track windows, query windows)
+    track_starts, query_starts = track_times[:, 0], query.window_times[:, 0]
+    shifts = np.unique(np.round((track_starts[:, None] - query_starts[None, :]).ravel(), 2))
+    scores = np.empty(len(shifts))
+    for n, shift in enumerate(shifts):
+        near = np.abs(track_starts[:, None] - (query_starts[None, :] + shift)) <= tolerance
+        per_query = np.where(near, pairs, -np.inf).max(axis=0)
+        scores[n] = np.where(np.isfinite(per_query), per_query, 0.0).mean()
+    best = int(np.argmax(scores))
+    shift = float(shifts[best]) + _refinement(shifts, scores, best, 2 * tolerance)
+    near = np.abs(track_starts[:, None] - (query_starts[None, :] + shifts[best])) <= tolerance
+    _, query_window = np.unravel_index(int(np.argmax(np.where(near, pairs, -np.inf))), pairs.shape)
+    length = query.window_times[query_window, 1] - query.window_times[query_window, 0]
+    start = min(max(query_starts[query_window] + shift, 0.0), max(float(track_times[:, 1].max()) - length, 0.0))
+    return float(scores[best]), (start, start + length), int(query_window)
+
+
+def _refinement(shifts: np.ndarray, scores: np.ndarray, best: int, hop: float) -> float:
+    """Offset of the parabola's peak through the best shift and the shifts one hop either side."""
+    neighbours = []
+    for direction in (-1, 1):
+        found = np.flatnonzero(np.abs(shifts - (shifts[best] + direction * hop)) <= hop / 4)
+        if not len(found):
+            return 0.0
+        neighbours.append(scores[found[np.argmax(scores[found])]])
+    before, after = neighbours
+    curvature = before - 2 * scores[best] + after
+    if curvature >= 0:
+        return 0.0
+    return float(np.clip(0.5 * (before - after) / curvature * hop, -hop / 2, hop / 2))
+
+
+def _aligned(
+    candidates: list[_Candidate],
+    store: MetadataStore,
+    query: Query,
+    transform: Callable[[np.ndarray], np.ndarray] | None,
+    tolerance: float,
+) -> list[_Candidate]:
+    """Segment candidates scored again by alignment (see ``align``), best first."""
+    windows = store.windows_of([c.track_id for c in candidates])
+    out = []
+    for candidate in candidates:
+        times, vectors = windows[candidate.track_id]
+        if transform is not None:
+            vectors = transform(vectors)
+        score, match, query_window = align(times, vectors, query, tolerance)
+        out.append(_Candidate(candidate.track_id, score, None, query_window, match))
+    return sorted(out, key=lambda c: -c.score)
 
 
 def _accepts(rules: Rules) -> Callable[[_Candidate, Track], bool]:
@@ -146,8 +211,12 @@ def rank(
     k: int,
     rules: Rules = Rules(),
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    tolerance: float = 2.5,
 ) -> list[SearchResult]:
-    """The ``k`` best tracks for ``query`` that pass ``rules``, best first."""
+    """The ``k`` best tracks for ``query`` that pass ``rules``, best first.
+
+    ``tolerance`` (half the catalog's hop) is how far apart windows may start and still align.
+    """
     if mode not in MODES:
         raise InvalidArgumentError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     index = tracks_index if mode == "tracks" else windows_index
@@ -157,7 +226,8 @@ def rank(
         if mode == "tracks":
             candidates = _track_candidates(index, query, fetch, allowed)
         else:
-            candidates = _segment_candidates(index, store, query, fetch, allowed)
+            found = _segment_candidates(index, store, query, fetch, allowed)
+            candidates = _aligned(found, store, query, transform, tolerance)
         rows = store.tracks_by_id([c.track_id for c in candidates])
         accept = _accepts(rules)
         chosen = [c for c in candidates if c.track_id in rows and accept(c, rows[c.track_id])][:k]
@@ -177,20 +247,19 @@ def _results(
     rows: dict[int, Track],
     transform: Callable[[np.ndarray], np.ndarray] | None,
 ) -> list[SearchResult]:
-    windows = store.windows_of([c.track_id for c in chosen])
+    windows = store.windows_of([c.track_id for c in chosen if c.match is None])
     results = []
     for candidate in chosen:
-        times, vectors = windows[candidate.track_id]
-        if candidate.window_id is None:
-            # Whole-track hit: find the best pair of windows to say where it matches.
+        if candidate.match is not None:
+            query_window, match = candidate.query_window, candidate.match
+        else:
+            # Whole-track hit: the best pair of windows says where it matches.
+            times, vectors = windows[candidate.track_id]
             if transform is not None:
                 vectors = transform(vectors)
             pairs = vectors @ query.window_vectors.T
             best, query_window = np.unravel_index(int(np.argmax(pairs)), pairs.shape)
             match = times[best]
-        else:
-            query_window = candidate.query_window
-            match = store.window_places([candidate.window_id])[candidate.window_id][1:]
         track = rows[candidate.track_id]
         results.append(
             SearchResult(
@@ -199,7 +268,7 @@ def _results(
                 title=track.title,
                 artist=track.artist,
                 album=track.album,
-                score=round(candidate.score, 6),
+                score=candidate.score,
                 match=TimeRange(round(float(match[0]), 3), round(float(match[1]), 3)),
                 query=TimeRange(*(round(float(t), 3) for t in query.window_times[query_window])),
                 duration=round(track.duration, 3),
