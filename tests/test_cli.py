@@ -14,7 +14,7 @@ runner = CliRunner()
 
 
 def run(*args: str, code: int = 0):
-    result = runner.invoke(app, [str(a) for a in args])
+    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
     assert result.exit_code == code, result.output
     return result
 
