@@ -30,6 +30,7 @@ from mertsearch.errors import (
 from mertsearch.indexer.discover import discover_files
 from mertsearch.indexer.pipeline import IndexProgress, IndexReport, run_index
 from mertsearch.search import Query, Rules, SearchResult, rank
+from mertsearch.search.duplicates import find_leader
 from mertsearch.search.tuning import label_retrieval, score_spread
 from mertsearch.settings import LayersArg, new_manifest, resolve_layers, wanted_manifest, window_settings
 from mertsearch.storage import MetadataStore, VectorIndex, check_compatible, read_manifest, write_manifest
@@ -236,12 +237,22 @@ class Catalog:
         def on_stored(stored: StoredTrack, record: TrackRecord) -> None:
             nonlocal last_save
             indexes.stored(stored, record.vector, record.window_vectors)
+            leader = find_leader(
+                indexes.tracks,
+                self.store,
+                track_id=stored.track_id,
+                vector=self.transform(record.vector[None, :])[0],
+                window_vectors=record.window_vectors,
+                duration=record.duration,
+            )
+            if leader is not None:
+                self.store.set_duplicate(stored.track_id, leader)
             if time.monotonic() - last_save > SAVE_EVERY_S:
                 indexes.save()
                 last_save = time.monotonic()
 
         try:
-            return run_index(
+            report = run_index(
                 files,
                 store=self.store,
                 embed_file=embed_file,
@@ -250,8 +261,44 @@ class Catalog:
                 retry_failed=retry_failed,
                 progress=progress,
             )
+            report.removed = self._remove_vanished(paths, {os.fsdecode(f) for f in files})
+            return report
         finally:
             indexes.save()
+
+    def _remove_vanished(self, paths: Iterable[str | os.PathLike], found: set[str]) -> int:
+        """Forget tracks under the indexed folders whose files are gone from disk."""
+        folders = [os.fsdecode(Path(p).expanduser().absolute()) for p in paths if Path(p).expanduser().is_dir()]
+        if not folders:
+            return 0
+        prefixes = [folder.rstrip(os.sep) + os.sep for folder in folders]
+        gone = [
+            track_id
+            for track_id, path in self.store.paths_under(prefixes)
+            if path not in found and not os.path.exists(path)
+        ]
+        return len(self.remove(gone))
+
+    def remove(self, tracks: Sequence[int | str | os.PathLike]) -> list[int]:
+        """Take tracks (by id or path) out of the catalog; returns their ids. Files are not touched."""
+        ids = list(dict.fromkeys(self.track_id(track) for track in tracks))
+        indexes = self.indexes
+        indexes.load()
+        for track_id in ids:
+            indexes.removed(track_id, self.store.delete_track(track_id))
+        indexes.save()
+        return ids
+
+    def duplicates(self) -> list[dict]:
+        """Groups of files that hold the same recording: the leading track and the others."""
+        return [
+            {
+                "track_id": lead,
+                "path": members[0].path,
+                "alternates": [{"track_id": m.id, "path": m.path} for m in members[1:]],
+            }
+            for lead, members in sorted(self.store.duplicate_groups().items())
+        ]
 
     # --- queries ----------------------------------------------------------------------------
 
@@ -312,7 +359,9 @@ class Catalog:
         window_vectors = np.concatenate([windows[i][1] for i in ids])
         times = np.concatenate([windows[i][0] for i in ids])
         artists = [rows[i].artist for i in ids if rows[i].artist] if exclude_seed_artist else []
-        rules = self._rules(filters, per_artist, per_album, min_score, exclude=set(ids), exclude_artists=artists)
+        # Other files of the seeds' recordings are left out with them.
+        seeds = {rows[i].duplicate_of or i for i in ids}
+        rules = self._rules(filters, per_artist, per_album, min_score, exclude=seeds, exclude_artists=artists)
         return self._rank(vector, window_vectors, times, k=k, mode=mode, rules=rules)
 
     def _rules(self, filters, per_artist, per_album, min_score, *, exclude=(), exclude_artists=()) -> Rules:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -132,7 +133,8 @@ def index(
             return
         out.print(
             f"{document['added']} added, {document['updated']} updated, {document['unchanged']} unchanged, "
-            f"{len(document['failed'])} failed, {document['skipped_failed']} skipped (failed before); "
+            f"{len(document['failed'])} failed, {document['skipped_failed']} skipped (failed before), "
+            f"{document['removed']} removed (files gone); "
             f"{document['tracks']} tracks in {document['catalog']}",
             highlight=False,
         )
@@ -574,6 +576,73 @@ def info(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
             if isinstance(value, dict):
                 value = ", ".join(f"{k}={v}" for k, v in value.items())
             out.print(f"[bold]{key}[/bold]: {value}", highlight=False)
+
+    _run(action)
+
+
+@app.command()
+def duplicates(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
+    """List the files that hold the same recording (other formats, bitrates, copies)."""
+
+    def action() -> None:
+        from mertsearch.catalog import Catalog
+
+        with Catalog.open(catalog) as cat:
+            groups = cat.duplicates()
+        if as_json:
+            _print_json({"duplicates": groups})
+            return
+        for group in groups:
+            out.print(f"[bold]{group['track_id']}[/bold] {group['path']}", highlight=False, soft_wrap=True)
+            for alternate in group["alternates"]:
+                out.print(f"  = {alternate['track_id']} {alternate['path']}", highlight=False, soft_wrap=True)
+        if not groups:
+            out.print("no duplicates")
+
+    _run(action)
+
+
+@app.command()
+def remove(
+    tracks: Annotated[list[str], typer.Argument(help="Track ids or paths to take out of the catalog.")],
+    catalog: CatalogOpt,
+    as_json: JsonOpt = False,
+) -> None:
+    """Take tracks out of the catalog (the files themselves are not touched)."""
+
+    def action() -> None:
+        from mertsearch.catalog import Catalog
+
+        with Catalog.open(catalog) as cat:
+            removed = cat.remove(tracks)
+        if as_json:
+            _print_json({"removed": removed})
+        else:
+            out.print(f"removed {len(removed)} track(s): {', '.join(map(str, removed))}", highlight=False)
+
+    _run(action)
+
+
+@app.command()
+def rebuild(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
+    """Rebuild the search indexes from the stored vectors (no model needed)."""
+
+    def action() -> None:
+        from mertsearch.catalog import Catalog
+
+        started = time.monotonic()
+        with Catalog.open(catalog) as cat:
+            cat.rebuild_index()
+            document = {"tracks": len(cat.indexes.tracks), "windows": len(cat.indexes.windows)}
+        document["seconds"] = round(time.monotonic() - started, 3)
+        if as_json:
+            _print_json(document)
+        else:
+            out.print(
+                f"rebuilt the indexes of {document['tracks']} tracks and {document['windows']} windows "
+                f"in {document['seconds']:.1f} s",
+                highlight=False,
+            )
 
     _run(action)
 

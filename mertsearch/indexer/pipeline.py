@@ -55,6 +55,7 @@ class IndexReport:
     unchanged: int = 0
     skipped_failed: int = 0
     failed: list[FailedFile] = field(default_factory=list)
+    removed: int = 0  # tracks whose files are gone from the indexed folders
     files: int = 0
     audio_seconds: float = 0.0
     elapsed: float = 0.0

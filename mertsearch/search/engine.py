@@ -68,7 +68,7 @@ class Rules:
 
     allowed: np.ndarray | None = None
     allowed_windows: np.ndarray | None = None
-    exclude: Collection[int] = ()
+    exclude: Collection[int] = ()  # track ids; other files of their recordings go with them
     exclude_artists: Collection[str] = ()
     per_artist: int | None = None
     per_album: int | None = None
@@ -179,10 +179,12 @@ def _accepts(rules: Rules) -> Callable[[_Candidate, Track], bool]:
     """A fresh stateful filter for one round of candidates (diversity counts start at zero)."""
     artists: Counter = Counter()
     albums: Counter = Counter()
+    recordings: set[int] = set()
     excluded_artists = {a.casefold() for a in rules.exclude_artists if a}
 
     def accept(candidate: _Candidate, track: Track) -> bool:
-        if candidate.track_id in rules.exclude:
+        recording = track.duplicate_of or track.id
+        if candidate.track_id in rules.exclude or recording in rules.exclude or recording in recordings:
             return False
         if rules.min_score is not None and candidate.score < rules.min_score:
             return False
@@ -196,6 +198,7 @@ def _accepts(rules: Rules) -> Callable[[_Candidate, Track], bool]:
             return False
         artists[artist] += 1
         albums[(artist, album)] += 1
+        recordings.add(recording)
         return True
 
     return accept
@@ -248,6 +251,7 @@ def _results(
     transform: Callable[[np.ndarray], np.ndarray] | None,
 ) -> list[SearchResult]:
     windows = store.windows_of([c.track_id for c in chosen if c.match is None])
+    groups = store.duplicate_groups([rows[c.track_id].duplicate_of or c.track_id for c in chosen])
     results = []
     for candidate in chosen:
         if candidate.match is not None:
@@ -261,6 +265,7 @@ def _results(
             best, query_window = np.unravel_index(int(np.argmax(pairs)), pairs.shape)
             match = times[best]
         track = rows[candidate.track_id]
+        recording = groups.get(track.duplicate_of or track.id, [])
         results.append(
             SearchResult(
                 track_id=candidate.track_id,
@@ -272,6 +277,7 @@ def _results(
                 match=TimeRange(round(float(match[0]), 3), round(float(match[1]), 3)),
                 query=TimeRange(*(round(float(t), 3) for t in query.window_times[query_window])),
                 duration=round(track.duration, 3),
+                alternates=[member.path for member in recording if member.id != track.id],
             )
         )
     return results

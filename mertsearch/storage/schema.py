@@ -29,6 +29,8 @@ class Track(Base):
     musicbrainz_album_id: Mapped[str | None] = mapped_column(String(36))
     musicbrainz_artist_id: Mapped[str | None] = mapped_column(String(36))
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+    # The first-indexed file of the same recording (another encoding or a copy), if this is one.
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("tracks.id", ondelete="SET NULL"), index=True)
     # Every layer's track vector (layers x dim), in catalogs that keep all layers.
     layer_vectors: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     indexed_at: Mapped[float] = mapped_column(Float)

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, select, update
+from sqlalchemy import create_engine, delete, event, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -44,6 +44,17 @@ class StoredTrack:
     replaced: bool
     old_window_ids: list[int]
     window_ids: list[int]
+
+
+def _detach(session: Session, track_id: int) -> None:
+    """Take a track out of its duplicate group; if it led the group, the next-oldest member leads."""
+    members = list(session.scalars(select(Track.id).where(Track.duplicate_of == track_id).order_by(Track.id)))
+    if members:
+        leader, rest = members[0], members[1:]
+        session.execute(update(Track).where(Track.id == leader).values(duplicate_of=None))
+        if rest:
+            session.execute(update(Track).where(Track.id.in_(rest)).values(duplicate_of=leader))
+    session.execute(update(Track).where(Track.id == track_id).values(duplicate_of=None))
 
 
 def _chunks(ids: Sequence[int], size: int = 10000) -> list[list[int]]:
@@ -131,6 +142,7 @@ class MetadataStore:
             else:
                 old_window_ids = list(session.scalars(select(Window.id).where(Window.track_id == track.id)))
                 session.execute(delete(Window).where(Window.track_id == track.id))
+                _detach(session, track.id)  # new content: its duplicate links are checked again
             track.size, track.mtime_ns, track.sha256 = record.size, record.mtime_ns, record.sha256
             track.duration = record.duration
             for field, value in record.tags.items():
@@ -163,10 +175,34 @@ class MetadataStore:
         """Remove a track and its windows; returns the removed window ids."""
         with self.session() as session, session.begin():
             window_ids = list(session.scalars(select(Window.id).where(Window.track_id == track_id)))
+            _detach(session, track_id)
             session.execute(delete(Window).where(Window.track_id == track_id))
             session.execute(delete(Track).where(Track.id == track_id))
             self._bump_version(session)
             return window_ids
+
+    def set_duplicate(self, track_id: int, leader: int) -> None:
+        with self.session() as session, session.begin():
+            session.execute(update(Track).where(Track.id == track_id).values(duplicate_of=leader))
+
+    def duplicate_groups(self, leaders: Sequence[int] | None = None) -> dict[int, list[Track]]:
+        """{leader id: [leader, other files of the same recording...]} for groups of two or more."""
+        with self.session() as session:
+            query = select(Track).where(Track.duplicate_of.is_not(None))
+            if leaders is not None:
+                query = query.where(Track.duplicate_of.in_([int(i) for i in leaders]))
+            members = list(session.scalars(query.order_by(Track.id)))
+            heads = self.tracks_by_id(sorted({m.duplicate_of for m in members}))
+            groups: dict[int, list[Track]] = {lead: [track] for lead, track in heads.items()}
+            for member in members:
+                groups[member.duplicate_of].append(member)
+            return groups
+
+    def paths_under(self, prefixes: Sequence[str]) -> list[tuple[int, str]]:
+        """(id, path) of the tracks whose path starts with one of ``prefixes``."""
+        with self.session() as session:
+            condition = or_(*(Track.path.startswith(prefix, autoescape=True) for prefix in prefixes))
+            return [(row[0], row[1]) for row in session.execute(select(Track.id, Track.path).where(condition))]
 
     def touch_track(self, track_id: int, *, size: int, mtime_ns: int) -> None:
         """Record a new size/mtime for a file whose content did not change."""

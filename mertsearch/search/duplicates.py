@@ -1,0 +1,55 @@
+"""The same recording in several files (other formats, bitrates, copies), found by its vectors.
+
+Re-encodings of one recording give window vectors within cosine 0.9997 of each other, position
+by position, where different recordings stay below 0.98 even when they sound alike; so two files
+are one recording when their durations agree and every aligned window pair is that close.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mertsearch.storage.store import MetadataStore
+from mertsearch.storage.vector_index import VectorIndex
+
+WINDOW_COSINE = 0.999
+DURATION_TOLERANCE_S = 1.0
+# Candidates are the nearest tracks in the (transformed) track index scoring at least this.
+CANDIDATE_SCORE = 0.98
+
+
+def same_recording(a_windows: np.ndarray, a_duration: float, b_windows: np.ndarray, b_duration: float) -> bool:
+    if abs(a_duration - b_duration) > DURATION_TOLERANCE_S or abs(len(a_windows) - len(b_windows)) > 1:
+        return False
+    n = min(len(a_windows), len(b_windows))
+    return float(np.min(np.sum(a_windows[:n] * b_windows[:n], axis=1))) >= WINDOW_COSINE
+
+
+def find_leader(
+    index: VectorIndex,
+    store: MetadataStore,
+    *,
+    track_id: int,
+    vector: np.ndarray,
+    window_vectors: np.ndarray,
+    duration: float,
+) -> int | None:
+    """The leading track of the recording ``track_id`` is another file of, or None.
+
+    ``vector`` is transformed like the index; ``window_vectors`` are the stored (raw) ones.
+    """
+    scores, ids = index.search(vector[None, :], 8)
+    for score, candidate in zip(scores[0], ids[0], strict=True):
+        if candidate < 0 or score < CANDIDATE_SCORE:
+            break
+        if candidate == track_id:
+            continue
+        row = store.tracks_by_id([int(candidate)]).get(int(candidate))
+        windows = store.windows_of([int(candidate)]).get(int(candidate))
+        if (
+            row is not None
+            and windows is not None
+            and same_recording(window_vectors, duration, windows[1], row.duration)
+        ):
+            return row.duplicate_of or row.id
+    return None

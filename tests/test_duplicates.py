@@ -1,0 +1,102 @@
+"""The same recording in several files; files gone from disk; removing tracks."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mertsearch import Catalog
+from mertsearch.cli import app
+from tests.fixtures import DISCERNING, melody_track, write_audio, write_tiny_mert
+
+from .test_catalog import _assert_consistent
+
+SR = 44100
+
+
+@pytest.fixture
+def library(tmp_path):
+    """Three tunes; the first also as FLAC, as a 128 kbit/s MP3 and as a byte copy elsewhere."""
+    music = tmp_path / "music"
+    for n in range(3):
+        write_audio(music / f"tune{n}.wav", melody_track(200 + n, 14, SR), SR)
+    write_audio(music / "tune0.flac", melody_track(200, 14, SR), SR)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(music / "tune0.wav"),
+            "-b:a",
+            "128k",
+            str(music / "tune0.mp3"),
+        ],
+        check=True,
+    )
+    (music / "copies").mkdir()
+    shutil.copy(music / "tune0.wav", music / "copies" / "tune0 (1).wav")
+    model, _ = write_tiny_mert(tmp_path / "model", overrides=DISCERNING)
+    return music, model
+
+
+def test_files_of_one_recording_form_a_group_and_show_once(tmp_path, library):
+    music, model = library
+    with Catalog.create(tmp_path / "cat", model=str(model), layer=2) as cat:
+        assert cat.index_paths([music]).added == 6
+        groups = cat.duplicates()
+        assert len(groups) == 1
+        paths = {groups[0]["path"], *(a["path"] for a in groups[0]["alternates"])}
+        assert {p.rsplit("/", 1)[-1] for p in paths} == {"tune0.wav", "tune0.flac", "tune0.mp3", "tune0 (1).wav"}
+
+        results = cat.search(music / "tune0.wav", k=10)
+        assert len(results) == 3  # three recordings, each once
+        assert len(results[0].alternates) == 3 and results[0].path.rsplit("/", 1)[-1].startswith("tune0")
+        # A seed's other files are left out with it.
+        assert all(not r.path.rsplit("/", 1)[-1].startswith("tune0") for r in cat.similar(music / "tune0.mp3"))
+
+        # The leader's file changes into another tune: the group carries on under the next file.
+        leader = groups[0]["track_id"]
+        write_audio(Path(groups[0]["path"]), melody_track(999, 11, SR), SR)
+        cat.index_paths([music])
+        after = cat.duplicates()
+        assert len(after) == 1 and len(after[0]["alternates"]) == 2 and after[0]["track_id"] != leader
+
+
+def test_files_gone_from_disk_are_removed_on_the_next_run(tmp_path, library):
+    music, model = library
+    with Catalog.create(tmp_path / "cat", model=str(model), layer=2) as cat:
+        cat.index_paths([music])
+        (music / "tune1.wav").unlink()
+        shutil.rmtree(music / "copies")
+        report = cat.index_paths([music])
+        assert report.removed == 2 and report.unchanged == 4
+        _assert_consistent(cat, 4)
+        cat.index_paths([music / "tune2.wav"])  # indexing one file removes nothing elsewhere
+        _assert_consistent(cat, 4)
+
+
+def test_remove_rebuild_and_duplicates_commands(tmp_path, library):
+    music, model = library
+    catalog = tmp_path / "cat"
+    runner = CliRunner()
+
+    def run(*args, code=0):
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == code, result.output
+        return result
+
+    run("index", music, "--catalog", catalog, "--model", model, "--layer", 2)
+    groups = json.loads(run("duplicates", "--catalog", catalog, "--json").stdout)["duplicates"]
+    assert len(groups) == 1 and len(groups[0]["alternates"]) == 3
+    removed = json.loads(run("remove", music / "tune2.wav", "1", "--catalog", catalog, "--json").stdout)["removed"]
+    assert len(removed) == 2 and 1 in removed
+    rebuilt = json.loads(run("rebuild", "--catalog", catalog, "--json").stdout)
+    assert rebuilt["tracks"] == 4
+    assert "no track with id 999" in run("remove", "999", "--catalog", catalog, code=1).stderr
+    with Catalog.open(catalog) as cat:
+        _assert_consistent(cat, 4)
