@@ -61,7 +61,14 @@ class Catalog:
     """Index music and search it. Open one with :meth:`open` (or :meth:`create`)."""
 
     def __init__(
-        self, directory: Path, manifest: dict, *, checkpoint: Checkpoint | None, device: str | None, batch_size: int
+        self,
+        directory: Path,
+        manifest: dict,
+        *,
+        checkpoint: Checkpoint | None,
+        device: str | None,
+        batch_size: int,
+        mmap: bool = False,
     ) -> None:
         self.directory = directory
         self.manifest = manifest
@@ -70,6 +77,7 @@ class Catalog:
         self._checkpoint = checkpoint
         self._device = device
         self._batch_size = batch_size
+        self._mmap = mmap
         self._encoder: MertEncoder | None = None
         self._indexes: Indexes | None = None
         self._transform: VectorTransform | None = None
@@ -104,6 +112,7 @@ class Catalog:
         create: bool = False,
         device: str | None = None,
         batch_size: int = 4,
+        mmap: bool = False,
     ) -> Catalog:
         """Open the catalog in ``directory``; with ``create=True`` make it when it does not exist.
 
@@ -111,7 +120,8 @@ class Catalog:
         vectors) or "all"; None means the model's default. ``keep_layers`` stores every layer's
         vectors too, so :meth:`reindex` can switch layers later without the model. Settings given
         for an existing catalog must match the ones it was built with, or CatalogMismatchError
-        names each difference.
+        names each difference. ``mmap`` maps saved indexes read-only instead of reading them,
+        so a large catalog opens at once for searching (it cannot index then).
         """
         layers = _one_of(layer, layers)
         path = Path(directory).expanduser().absolute()
@@ -128,10 +138,10 @@ class Catalog:
             manifest = new_manifest(checkpoint, layers, keep_all=keep_layers, hop=hop)
             path.mkdir(parents=True, exist_ok=True)
             write_manifest(path, manifest)
-            return cls(path, manifest, checkpoint=checkpoint, device=device, batch_size=batch_size)
+            return cls(path, manifest, checkpoint=checkpoint, device=device, batch_size=batch_size, mmap=mmap)
 
         check_compatible(stored, wanted_manifest(stored, checkpoint, layers, keep_all=keep_layers, hop=hop), path)
-        return cls(path, stored, checkpoint=checkpoint, device=device, batch_size=batch_size)
+        return cls(path, stored, checkpoint=checkpoint, device=device, batch_size=batch_size, mmap=mmap)
 
     @classmethod
     def create(cls, directory: str | os.PathLike, **settings) -> Catalog:
@@ -180,6 +190,7 @@ class Catalog:
                 dim=self.manifest["encoder"]["dim"],
                 factory=self.manifest["index"]["factory"],
                 transform=lambda vectors: self.transform(vectors),
+                mmap=self._mmap,
             )
         return self._indexes
 
@@ -198,9 +209,15 @@ class Catalog:
             )
         return self._transform
 
-    def rebuild_index(self) -> None:
-        """Build the FAISS indexes again from the stored vectors (no model needed) and save them."""
-        self.indexes.rebuild()
+    def rebuild_index(self, factory: str | None = None) -> None:
+        """Build the FAISS indexes again from the stored vectors (no model needed) and save them.
+
+        ``factory`` sets the index kind from now on: "auto" (by size) or a FAISS factory string.
+        """
+        self.indexes.rebuild(factory)
+        if factory is not None and factory != self.manifest["index"]["factory"]:
+            self.manifest["index"]["factory"] = factory
+            write_manifest(self.directory, self.manifest)
 
     # --- ingest -----------------------------------------------------------------------------
 
@@ -414,7 +431,6 @@ class Catalog:
         """Counts, settings and sizes, for `mertsearch info`."""
         counts = self.store.counts()
         spec = self.manifest["encoder"]
-        index_file = saved_index_file(self.directory / INDEX_DIR)
         database = self.directory / DATABASE
         return {
             "catalog": str(self.directory),
@@ -436,14 +452,22 @@ class Catalog:
             "hop_s": self.windows.hop_s,
             "index": {
                 "factory": self.manifest["index"]["factory"],
-                "vectors": "tracks",
-                "file": index_file.name if index_file else None,
-                "bytes": index_file.stat().st_size if index_file else 0,
+                **{name: self._index_info(name) for name in ("tracks", "windows")},
             },
             "database_bytes": sum(p.stat().st_size for p in database.parent.glob(DATABASE + "*") if p.is_file()),
             "layer_vectors_bytes": counts["layer_vector_bytes"],
             "created_by": self.manifest.get("created_by"),
             "created_at": self.manifest.get("created_at"),
+        }
+
+    def _index_info(self, name: str) -> dict:
+        index = getattr(self.indexes, name)
+        saved = saved_index_file(self.directory / INDEX_DIR, name)
+        return {
+            "kind": index.factory,
+            "vectors": len(index),
+            "file": saved.name if saved else None,
+            "bytes": saved.stat().st_size if saved else 0,
         }
 
     def reindex(self, *, layer: int | None = None, layers: LayersArg = None, transform: str | None = None) -> dict:

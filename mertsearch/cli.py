@@ -278,7 +278,7 @@ def search(
         from mertsearch.catalog import Catalog
 
         filters = _filters(filter_, min_duration, max_duration, min_year, max_year)
-        with Catalog.open(catalog, model=model, device=device) as cat:
+        with Catalog.open(catalog, model=model, device=device, mmap=True) as cat:
             results = cat.search(
                 clip,
                 k=k,
@@ -321,7 +321,7 @@ def similar(
         from mertsearch.catalog import Catalog
 
         filters = _filters(filter_, min_duration, max_duration, min_year, max_year)
-        with Catalog.open(catalog) as cat:
+        with Catalog.open(catalog, mmap=True) as cat:
             results = cat.similar(
                 tracks,
                 k=k,
@@ -567,7 +567,7 @@ def info(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
     def action() -> None:
         from mertsearch.catalog import Catalog
 
-        with Catalog.open(catalog) as cat:
+        with Catalog.open(catalog, mmap=True) as cat:
             document = cat.info()
         if as_json:
             _print_json(document)
@@ -624,7 +624,17 @@ def remove(
 
 
 @app.command()
-def rebuild(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
+def rebuild(
+    catalog: CatalogOpt,
+    factory: Annotated[
+        str | None,
+        typer.Option(
+            help="Index kind from now on: 'auto' (exact while small, IVF-SQ8 as it grows) or a FAISS factory "
+            "string such as 'IVF4096,SQ8' or 'IDMap2,HNSW32' (HNSW cannot remove tracks)."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Rebuild the search indexes from the stored vectors (no model needed)."""
 
     def action() -> None:
@@ -632,15 +642,19 @@ def rebuild(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
 
         started = time.monotonic()
         with Catalog.open(catalog) as cat:
-            cat.rebuild_index()
-            document = {"tracks": len(cat.indexes.tracks), "windows": len(cat.indexes.windows)}
+            cat.rebuild_index(factory)
+            document = {
+                "tracks": len(cat.indexes.tracks),
+                "windows": len(cat.indexes.windows),
+                "kinds": {"tracks": cat.indexes.tracks.factory, "windows": cat.indexes.windows.factory},
+            }
         document["seconds"] = round(time.monotonic() - started, 3)
         if as_json:
             _print_json(document)
         else:
             out.print(
-                f"rebuilt the indexes of {document['tracks']} tracks and {document['windows']} windows "
-                f"in {document['seconds']:.1f} s",
+                f"rebuilt the indexes of {document['tracks']} tracks ({document['kinds']['tracks']}) and "
+                f"{document['windows']} windows ({document['kinds']['windows']}) in {document['seconds']:.1f} s",
                 highlight=False,
             )
 

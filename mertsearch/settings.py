@@ -19,7 +19,6 @@ from mertsearch.encoder.checkpoint import (
 )
 from mertsearch.errors import InvalidArgumentError
 from mertsearch.storage.manifest import FORMAT
-from mertsearch.storage.vector_index import DEFAULT_FACTORY
 
 # What a user may give for layers: one index, several, or "all" (every hidden state 0..N).
 LayersArg = int | Sequence[int] | str | None
@@ -90,7 +89,7 @@ def new_manifest(checkpoint: Checkpoint, layers: LayersArg, *, keep_all: bool, h
             "window": "mean over frames of each layer, L2-normalised; several layers: their mean, L2-normalised",
             "track": "mean of window vectors, L2-normalised",
         },
-        "index": {"factory": DEFAULT_FACTORY, "metric": "inner_product", "vectors": "tracks"},
+        "index": {"factory": "auto", "metric": "inner_product", "vectors": "tracks and windows"},
         "transform": {"kind": "none", "file": None, "fitted_on_tracks": 0},
     }
 

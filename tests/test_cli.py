@@ -73,7 +73,9 @@ def test_embed_json(tiny_model, music):
 def test_info_json(catalog):
     document = json.loads(run("info", "--catalog", catalog, "--json").stdout)
     assert (document["tracks"], document["failed"], document["layer"], document["dim"]) == (6, 1, 3, 32)
-    assert document["index"]["bytes"] > 0 and document["database_bytes"] > 0
+    assert document["index"]["factory"] == "auto" and document["database_bytes"] > 0
+    assert document["index"]["tracks"]["kind"] == "IDMap2,Flat" and document["index"]["tracks"]["vectors"] == 6
+    assert document["index"]["windows"]["vectors"] == document["windows"] and document["index"]["windows"]["bytes"] > 0
     assert {"model", "revision", "weights_sha256"} <= set(document)
 
 

@@ -18,12 +18,11 @@ from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 
-import faiss
 import numpy as np
 
 from mertsearch.errors import InvalidArgumentError
 from mertsearch.storage.schema import Track
-from mertsearch.storage.store import MetadataStore
+from mertsearch.storage.store import MetadataStore, from_blob
 from mertsearch.storage.vector_index import VectorIndex
 
 MODES = ("segments", "tracks")
@@ -84,21 +83,27 @@ class _Candidate:
     match: tuple[float, float] | None = None  # where in the track, when known
 
 
-def _selector_params(allowed: np.ndarray | None) -> faiss.SearchParameters | None:
-    if allowed is None:
-        return None
-    return faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)))
-
-
 def _track_candidates(index: VectorIndex, query: Query, fetch: int, allowed: np.ndarray | None) -> list[_Candidate]:
-    scores, ids = index.search(query.vector[None, :], fetch, params=_selector_params(allowed))
+    scores, ids = index.search(query.vector[None, :], fetch, allowed=allowed)
     return [_Candidate(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+
+def _rescored(
+    candidates: list[_Candidate], rows: dict[int, Track], query: Query, transform: Callable | None
+) -> list[_Candidate]:
+    """Exact scores from the stored vectors, since a compressed index only approximates them."""
+    known = [c for c in candidates if c.track_id in rows]
+    if not known:
+        return []
+    vectors = np.stack([from_blob(rows[c.track_id].vector) for c in known])
+    exact = (transform(vectors) if transform is not None else vectors) @ query.vector
+    return sorted((_Candidate(c.track_id, float(s)) for c, s in zip(known, exact, strict=True)), key=lambda c: -c.score)
 
 
 def _segment_candidates(
     index: VectorIndex, store: MetadataStore, query: Query, fetch: int, allowed_windows: np.ndarray | None
 ) -> list[_Candidate]:
-    scores, ids = index.search(query.window_vectors, fetch, params=_selector_params(allowed_windows))
+    scores, ids = index.search(query.window_vectors, fetch, allowed=allowed_windows)
     places = store.window_places([int(i) for i in np.unique(ids) if i >= 0])
     best: dict[int, _Candidate] = {}
     for query_window, (row_scores, row_ids) in enumerate(zip(scores, ids, strict=True)):
@@ -227,11 +232,13 @@ def rank(
     fetch = max(4 * k + len(rules.exclude), 16)
     while True:
         if mode == "tracks":
-            candidates = _track_candidates(index, query, fetch, allowed)
+            found = _track_candidates(index, query, fetch, allowed)
+            rows = store.tracks_by_id([c.track_id for c in found])
+            candidates = _rescored(found, rows, query, transform)
         else:
             found = _segment_candidates(index, store, query, fetch, allowed)
             candidates = _aligned(found, store, query, transform, tolerance)
-        rows = store.tracks_by_id([c.track_id for c in candidates])
+            rows = store.tracks_by_id([c.track_id for c in candidates])
         accept = _accepts(rules)
         chosen = [c for c in candidates if c.track_id in rows and accept(c, rows[c.track_id])][:k]
         exhausted = fetch >= len(index) or (

@@ -3,7 +3,8 @@
 ``tracks`` holds one vector per track (ids: track ids) for whole-track similarity; ``windows``
 holds every window's vector (ids: window ids) for segment search. Both are derived from the
 stored vectors through the catalog's transform, saved under the database's data version, and
-rebuilt when missing or stale.
+rebuilt when missing or stale. With the "auto" factory each index changes kind as it grows
+(see vector_index.choose_factory); trained kinds train on a random sample of the stored vectors.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from mertsearch.storage.store import MetadataStore, StoredTrack
-from mertsearch.storage.vector_index import VectorIndex
+from mertsearch.storage.vector_index import FLAT, FLAT_LIMIT, VectorIndex, choose_factory
 
 NAMES = ("tracks", "windows")
+AUTO = "auto"
+# Vectors sampled to train an inverted file: FAISS wants 30-256 per list.
+TRAIN_PER_LIST = 64
 
 
 class Indexes:
@@ -28,18 +32,20 @@ class Indexes:
         dim: int,
         factory: str,
         transform: Callable[[np.ndarray], np.ndarray],
+        mmap: bool = False,
     ) -> None:
         self.directory = directory
         self.store = store
         self.dim = dim
         self.factory = factory
         self.transform = transform
+        self.mmap = mmap
         self._loaded: dict[str, VectorIndex] = {}
 
     def _get(self, name: str) -> VectorIndex:
         if name not in self._loaded:
             version = self.store.data_version()
-            index = VectorIndex.load(self.directory, version, self.dim, self.factory, name)
+            index = VectorIndex.load(self.directory, version, self.dim, name, mmap=self.mmap)
             if index is None:
                 index = self._build(name)
                 index.save(self.directory, version, name)
@@ -54,20 +60,48 @@ class Indexes:
     def windows(self) -> VectorIndex:
         return self._get("windows")
 
+    def _count(self, name: str) -> int:
+        return self.store.counts()[name]
+
+    def _wanted(self, count: int) -> str:
+        return choose_factory(count) if self.factory == AUTO else self.factory
+
     def _build(self, name: str) -> VectorIndex:
-        index = VectorIndex(self.dim, self.factory)
+        count = self._count(name)
+        index = VectorIndex(self.dim, self._wanted(count))
+        if index.needs_training:
+            lists = (
+                int(index.factory.split(",")[0].removeprefix("IVF") or 1) if index.factory.startswith("IVF") else 256
+            )
+            sample = self.store.sample_vectors(name, max(TRAIN_PER_LIST * lists, 10_000))
+            index.train(self.transform(sample))
         batches = self.store.track_vectors() if name == "tracks" else self.store.window_vectors()
         for ids, vectors in batches:
             index.add(ids, self.transform(vectors))
         return index
+
+    def _should_change(self, index: VectorIndex) -> bool:
+        """With the auto factory: whether the index has outgrown (or shrunk below) its kind."""
+        if self.factory != AUTO:
+            return False
+        wanted = choose_factory(len(index))
+        if index.factory == wanted:
+            return False
+        if index.factory == FLAT:
+            return len(index) >= FLAT_LIMIT
+        if wanted == FLAT:
+            return len(index) < FLAT_LIMIT // 2  # hysteresis: no flip-flop around the limit
+        return True  # the number of lists ought to double or halve
 
     def load(self) -> None:
         """Load (or rebuild) both indexes now: they must reflect the store before it changes."""
         for name in NAMES:
             self._get(name)
 
-    def rebuild(self) -> None:
+    def rebuild(self, factory: str | None = None) -> None:
         """Build both indexes again from the stored vectors (no model needed) and save them."""
+        if factory is not None:
+            self.factory = factory
         version = self.store.data_version()
         for name in NAMES:
             self._loaded[name] = self._build(name)
@@ -87,6 +121,9 @@ class Indexes:
         self.windows.remove(np.array(window_ids))
 
     def save(self) -> None:
+        """Save what changed; an index that outgrew its kind is rebuilt as the kind its size calls for."""
         version = self.store.data_version()
-        for name, index in self._loaded.items():
+        for name, index in list(self._loaded.items()):
+            if self._should_change(index):
+                index = self._loaded[name] = self._build(name)
             index.save(self.directory, version, name)

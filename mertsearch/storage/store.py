@@ -237,6 +237,13 @@ class MetadataStore:
             if ids:
                 yield np.array(ids, dtype=np.int64), np.stack(vectors)
 
+    def sample_vectors(self, name: str, count: int) -> np.ndarray:
+        """Up to ``count`` random stored vectors of tracks or windows (to train an index)."""
+        table = Track if name == "tracks" else Window
+        with self.session() as session:
+            blobs = session.scalars(select(table.vector).order_by(func.random()).limit(count)).all()
+        return np.stack([from_blob(b) for b in blobs]) if blobs else np.empty((0, 0), np.float32)
+
     def ids_where(self, condition) -> tuple[np.ndarray, np.ndarray]:
         """(track ids, window ids) of the tracks that meet a SQL condition on tracks."""
         with self.session() as session:

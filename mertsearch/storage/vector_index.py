@@ -3,10 +3,16 @@
 The index is derived data: it can always be rebuilt from the vectors stored in the database.
 Each saved file is named after the database's data version it reflects, and files are replaced
 atomically, so a reader never sees a half-written index nor mistakes a stale one for current.
+
+Kinds: exact search ("IDMap2,Flat") while an index is small; past that an inverted file with
+8-bit scalar quantisation ("IVF<lists>,SQ8": a quarter of the memory, and it supports removal),
+whose candidates the search engine re-scores exactly from the stored vectors. Any FAISS factory
+string may be given instead.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
@@ -15,38 +21,122 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-DEFAULT_FACTORY = "IDMap2,Flat"
+from mertsearch.errors import InvalidArgumentError
+
+FLAT = "IDMap2,Flat"
+DEFAULT_FACTORY = FLAT
+# Up to this many vectors exact search stays fast (about 4 ms a query at 768 dims on 2 cores).
+FLAT_LIMIT = 50_000
 _FILE = re.compile(r"^(tracks|windows)-v(\d+)\.faiss$")
+
+
+def choose_factory(count: int) -> str:
+    """The automatic kind for ``count`` vectors: exact while small, then IVF-SQ8 with ~4*sqrt(n) lists."""
+    if count < FLAT_LIMIT:
+        return FLAT
+    lists = 2 ** round(math.log2(4 * math.sqrt(count)))
+    return f"IVF{min(max(lists, 256), 65536)},SQ8"
+
+
+def default_nprobe(index: faiss.Index) -> int:
+    """Lists probed per query: enough for recall@10 >= 0.95 after exact re-scoring (see bench/index.py)."""
+    lists = getattr(faiss.extract_index_ivf(index), "nlist", 0) if _is_ivf(index) else 0
+    return max(16, lists // 64)
+
+
+def _is_ivf(index: faiss.Index) -> bool:
+    try:
+        faiss.extract_index_ivf(index)
+        return True
+    except RuntimeError:
+        return False
+
+
+def describe(index: faiss.Index) -> str:
+    """A factory string for a loaded index (for reports and to decide whether to change kind)."""
+    if _is_ivf(index):
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+        name = type(ivf).__name__
+        if name == "IndexIVFScalarQuantizer":
+            code = {
+                faiss.ScalarQuantizer.QT_8bit: "SQ8",
+                faiss.ScalarQuantizer.QT_4bit: "SQ4",
+                faiss.ScalarQuantizer.QT_fp16: "SQfp16",
+            }.get(ivf.sq.qtype, "SQ")
+        elif name == "IndexIVFPQ":
+            code = f"PQ{ivf.pq.M}"
+        else:
+            code = {"IndexIVFFlat": "Flat"}.get(name, name)
+        return f"IVF{ivf.nlist},{code}"
+    return FLAT if isinstance(faiss.downcast_index(index), faiss.IndexIDMap2) else type(index).__name__
 
 
 class VectorIndex:
     """Inner-product search over L2-normalised vectors (so scores are cosine similarities)."""
 
-    def __init__(self, dim: int, factory: str = DEFAULT_FACTORY, index: faiss.Index | None = None) -> None:
+    def __init__(
+        self, dim: int, factory: str = DEFAULT_FACTORY, index: faiss.Index | None = None, read_only: bool = False
+    ) -> None:
         self.dim = dim
-        self.factory = factory
-        self.index = index if index is not None else faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        try:
+            self.index = index if index is not None else faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise InvalidArgumentError(f"FAISS cannot build an index from {factory!r}: {exc}") from None
+        self.factory = describe(self.index)
+        self.read_only = read_only
+        self.nprobe = default_nprobe(self.index)
+        self._gpu: faiss.Index | None = None
 
     def __len__(self) -> int:
         return self.index.ntotal
 
+    @property
+    def needs_training(self) -> bool:
+        return not self.index.is_trained
+
+    def train(self, sample: np.ndarray) -> None:
+        self.index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        self.nprobe = default_nprobe(self.index)
+
+    def _writable(self) -> None:
+        if self.read_only:  # a memory-mapped index aborts the process when changed: refuse first
+            raise InvalidArgumentError("this index was opened read-only (memory-mapped)")
+        self._gpu = None
+
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):
+            self._writable()
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
 
     def remove(self, ids: np.ndarray) -> None:
         if len(ids):
+            self._writable()
             self.index.remove_ids(np.asarray(ids, dtype=np.int64))
 
-    def search(
-        self, queries: np.ndarray, k: int, params: faiss.SearchParameters | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids), each shaped (queries, k'), k' = min(k, size); best first; -1 ids pad."""
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each shaped (queries, k'), k' = min(k, size); best first; -1 ids pad.
+
+        ``allowed`` restricts the search to those ids (a FAISS id selector, so the k results
+        all come from them).
+        """
         k = min(k, len(self))
         if k == 0:
             return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
         vectors = np.ascontiguousarray(queries, dtype=np.float32)
-        return self.index.search(vectors, k, params=params) if params is not None else self.index.search(vectors, k)
+        selector = None if allowed is None else faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+        if _is_ivf(self.index):
+            params = faiss.SearchParametersIVF(nprobe=self.nprobe, sel=selector)
+        elif selector is not None:
+            params = faiss.SearchParameters(sel=selector)
+        else:
+            return self._searcher().search(vectors, k)
+        return self.index.search(vectors, k, params=params)
+
+    def _searcher(self) -> faiss.Index:
+        """The index itself, or a copy on the GPUs when FAISS sees any (plain searches only)."""
+        if self._gpu is None and faiss.get_num_gpus() > 0 and not self.read_only:
+            self._gpu = faiss.index_cpu_to_all_gpus(self.index)
+        return self._gpu if self._gpu is not None else self.index
 
     def save(self, directory: Path, version: int, name: str = "tracks") -> Path:
         """Write the index ``name`` for data ``version`` atomically and drop its files of other versions."""
@@ -69,15 +159,20 @@ class VectorIndex:
         return target
 
     @classmethod
-    def load(cls, directory: Path, version: int, dim: int, factory: str, name: str = "tracks") -> VectorIndex | None:
-        """The saved index ``name`` for data ``version``, or None when there is none (rebuild it)."""
+    def load(
+        cls, directory: Path, version: int, dim: int, name: str = "tracks", *, mmap: bool = False
+    ) -> VectorIndex | None:
+        """The saved index ``name`` for data ``version``, or None when there is none (rebuild it).
+
+        ``mmap`` maps the file instead of reading it (fast start for large indexes; read-only).
+        """
         path = directory / f"{name}-v{version}.faiss"
         if not path.is_file():
             return None
-        index = faiss.read_index(str(path))
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP if mmap else 0)
         if index.d != dim:
             return None
-        return cls(dim, factory, index=index)
+        return cls(dim, index=index, read_only=mmap)
 
 
 def saved_index_file(directory: Path, name: str = "tracks") -> Path | None:
