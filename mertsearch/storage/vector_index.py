@@ -34,8 +34,9 @@ def choose_factory(count: int) -> str:
     """The automatic kind for ``count`` vectors: exact while small, then IVF-SQ8 with ~4*sqrt(n) lists."""
     if count < FLAT_LIMIT:
         return FLAT
-    lists = 2 ** round(math.log2(4 * math.sqrt(count)))
-    return f"IVF{min(max(lists, 256), 65536)},SQ8"
+    lists = min(2 ** round(math.log2(4 * math.sqrt(count))), 65536)
+    # FAISS wants at least 39 training points per list.
+    return f"IVF{max(1, min(lists, count // 39))},SQ8"
 
 
 def default_nprobe(index: faiss.Index) -> int:
