@@ -23,6 +23,7 @@ from mertsearch.errors import (  # noqa: E402
 )
 from mertsearch.indexer.pipeline import FailedFile, IndexProgress, IndexReport  # noqa: E402
 from mertsearch.search import SearchResult, TimeRange  # noqa: E402
+from mertsearch.storage.filters import Filters  # noqa: E402
 
 __all__ = [
     "AudioDecodeError",
@@ -31,6 +32,7 @@ __all__ = [
     "CatalogNotFoundError",
     "Embedding",
     "FailedFile",
+    "Filters",
     "IndexProgress",
     "IndexReport",
     "InvalidArgumentError",

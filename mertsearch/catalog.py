@@ -254,16 +254,6 @@ class Catalog:
         def on_stored(stored: StoredTrack, record: TrackRecord) -> None:
             nonlocal last_save
             indexes.stored(stored, record.vector, record.window_vectors)
-            leader = find_leader(
-                indexes.tracks,
-                self.store,
-                track_id=stored.track_id,
-                vector=self.transform(record.vector[None, :])[0],
-                window_vectors=record.window_vectors,
-                duration=record.duration,
-            )
-            if leader is not None:
-                self.store.set_duplicate(stored.track_id, leader)
             if time.monotonic() - last_save > SAVE_EVERY_S:
                 indexes.save()
                 last_save = time.monotonic()
@@ -275,6 +265,14 @@ class Catalog:
                 embed_file=embed_file,
                 on_stored=on_stored,
                 on_removed=indexes.removed,
+                leader_of=lambda record, own_id: find_leader(
+                    indexes.tracks,
+                    self.store,
+                    exclude=own_id,
+                    vector=self.transform(record.vector[None, :])[0],
+                    window_vectors=record.window_vectors,
+                    duration=record.duration,
+                ),
                 retry_failed=retry_failed,
                 progress=progress,
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 EmbedFile = Callable[[Path], "tuple[Embedding, TrackTags]"]
 # Told about every stored track: what the store changed, and what was stored.
 OnStored = Callable[[StoredTrack, TrackRecord], None]
+# Names the leading track of the recording a new file also holds (or None); gets the record and
+# the id of the file's own older version, which is never its duplicate.
+LeaderOf = Callable[[TrackRecord, "int | None"], "int | None"]
 # Told about a track removed from the catalog: its id and its windows' ids.
 OnRemoved = Callable[[int, list[int]], None]
 
@@ -79,13 +82,14 @@ def run_index(
     embed_file: EmbedFile,
     on_stored: OnStored,
     on_removed: OnRemoved,
+    leader_of: LeaderOf | None = None,
     retry_failed: bool = False,
     progress: Callable[[IndexProgress], None] | None = None,
 ) -> IndexReport:
     report = IndexReport(files=len(files))
     started = time.monotonic()
     for done, path in enumerate(files, start=1):
-        status = _index_one(path, store, embed_file, on_stored, on_removed, retry_failed, report)
+        status = _index_one(path, store, embed_file, on_stored, on_removed, leader_of, retry_failed, report)
         report.elapsed = time.monotonic() - started
         if progress is not None:
             progress(IndexProgress(done, len(files), report.audio_seconds, report.elapsed, str(path), status))
@@ -98,6 +102,7 @@ def _index_one(
     embed_file: EmbedFile,
     on_stored: OnStored,
     on_removed: OnRemoved,
+    leader_of: LeaderOf | None,
     retry_failed: bool,
     report: IndexReport,
 ) -> str:
@@ -149,6 +154,9 @@ def _index_one(
         layer_vectors=embedding.layer_vectors,
         window_layer_vectors=embedding.layer_window_vectors,
     )
+    if leader_of is not None:
+        # Found before storing, so the link is written with the track in one transaction.
+        record = replace(record, duplicate_of=leader_of(record, existing.id if existing else None))
     stored = store.put_track(record)
     on_stored(stored, record)
     report.audio_seconds += embedding.duration

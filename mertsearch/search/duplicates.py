@@ -29,20 +29,21 @@ def find_leader(
     index: VectorIndex,
     store: MetadataStore,
     *,
-    track_id: int,
+    exclude: int | None,
     vector: np.ndarray,
     window_vectors: np.ndarray,
     duration: float,
 ) -> int | None:
-    """The leading track of the recording ``track_id`` is another file of, or None.
+    """The leading track of the recording a new file (these vectors) is another file of, or None.
 
-    ``vector`` is transformed like the index; ``window_vectors`` are the stored (raw) ones.
+    ``vector`` is transformed like the index; ``window_vectors`` are the raw ones; the track
+    ``exclude`` (the file's own older version) is never the answer.
     """
     scores, ids = index.search(vector[None, :], 8)
     for score, candidate in zip(scores[0], ids[0], strict=True):
         if candidate < 0 or score < CANDIDATE_SCORE:
             break
-        if candidate == track_id:
+        if candidate == exclude:
             continue
         row = store.tracks_by_id([int(candidate)]).get(int(candidate))
         windows = store.windows_of([int(candidate)]).get(int(candidate))
@@ -51,5 +52,6 @@ def find_leader(
             and windows is not None
             and same_recording(window_vectors, duration, windows[1], row.duration)
         ):
-            return row.duplicate_of or row.id
+            leader = row.duplicate_of or row.id
+            return None if leader == exclude else leader
     return None

@@ -34,6 +34,7 @@ class TrackRecord:
     window_vectors: np.ndarray
     layer_vectors: np.ndarray | None = None  # (layers, dim), when the catalog keeps all layers
     window_layer_vectors: np.ndarray | None = None  # (windows, layers, dim)
+    duplicate_of: int | None = None  # the leading track of the recording this file also holds
 
 
 @dataclass(frozen=True)
@@ -142,12 +143,13 @@ class MetadataStore:
             else:
                 old_window_ids = list(session.scalars(select(Window.id).where(Window.track_id == track.id)))
                 session.execute(delete(Window).where(Window.track_id == track.id))
-                _detach(session, track.id)  # new content: its duplicate links are checked again
+                _detach(session, track.id)  # new content: its duplicate links start again
             track.size, track.mtime_ns, track.sha256 = record.size, record.mtime_ns, record.sha256
             track.duration = record.duration
             for field, value in record.tags.items():
                 setattr(track, field, value)
             track.vector = _to_blob(record.vector)
+            track.duplicate_of = record.duplicate_of if record.duplicate_of != track.id else None
             track.layer_vectors = _to_blob(record.layer_vectors)
             track.indexed_at = time.time()
             session.flush()
@@ -180,10 +182,6 @@ class MetadataStore:
             session.execute(delete(Track).where(Track.id == track_id))
             self._bump_version(session)
             return window_ids
-
-    def set_duplicate(self, track_id: int, leader: int) -> None:
-        with self.session() as session, session.begin():
-            session.execute(update(Track).where(Track.id == track_id).values(duplicate_of=leader))
 
     def duplicate_groups(self, leaders: Sequence[int] | None = None) -> dict[int, list[Track]]:
         """{leader id: [leader, other files of the same recording...]} for groups of two or more."""
