@@ -578,8 +578,36 @@ class Catalog:
             "searched_layers": spec["layers"],
         }
 
+    def track(self, track: int | str | os.PathLike) -> dict:
+        """Everything known about one track: tags, duration, and other files of its recording."""
+        track_id = self.track_id(track)
+        row = self.store.tracks_by_id([track_id])[track_id]
+        group = self.store.duplicate_groups([row.duplicate_of or row.id]).get(row.duplicate_of or row.id, [])
+        return {**track_summary(row), "alternates": [m.path for m in group if m.id != row.id]}
+
+    def find_tracks(self, text: str = "", *, limit: int = 50, offset: int = 0) -> dict:
+        """Tracks whose title, artist, album or path contains ``text``: {"total", "tracks"}."""
+        total, rows = self.store.find_tracks(text, limit=limit, offset=offset)
+        return {"total": total, "tracks": [track_summary(row) for row in rows]}
+
     def failures(self) -> list[dict]:
         return [{"path": f.path, "reason": f.reason} for f in self.store.failures()]
+
+
+def track_summary(row) -> dict:
+    return {
+        "track_id": row.id,
+        "path": row.path,
+        "title": row.title,
+        "artist": row.artist,
+        "album": row.album,
+        "genre": row.genre,
+        "year": row.year,
+        "duration": round(row.duration, 3),
+        "musicbrainz_track_id": row.musicbrainz_track_id,
+        "musicbrainz_album_id": row.musicbrainz_album_id,
+        "musicbrainz_artist_id": row.musicbrainz_artist_id,
+    }
 
 
 def _one_of(layer: int | None, layers: LayersArg) -> LayersArg:

@@ -581,6 +581,53 @@ def info(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def serve(
+    catalog: CatalogOpt,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MERTSEARCH_TOKEN",
+            help="Bearer token required on every API request (also read from MERTSEARCH_TOKEN); "
+            "required when listening beyond loopback.",
+        ),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option("--cors-origin", help="Origin allowed to call the API (repeatable).")
+    ] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted, in MB.", min=0.01)] = 50.0,
+    max_clip_seconds: Annotated[float, typer.Option(help="Longest clip searched, in seconds.", min=1)] = 600.0,
+    model: Annotated[str | None, typer.Option(help="Where the catalog's model weights are now.")] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Serve the HTTP API and the web page (open http://HOST:PORT/ in a browser)."""
+
+    def action() -> None:
+        import uvicorn
+
+        from mertsearch.api.app import Settings, create_app, is_loopback
+
+        if not token and not is_loopback(host):
+            raise InvalidArgumentError(
+                f"listening on {host} (beyond loopback) needs a token: --token or MERTSEARCH_TOKEN"
+            )
+        settings = Settings(
+            catalog=catalog,
+            token=token or None,
+            cors_origins=cors_origin or [],
+            max_upload_bytes=int(max_upload_mb * 2**20),
+            max_clip_seconds=max_clip_seconds,
+            model=model,
+            device=device,
+        )
+        err.print(f"serving {catalog} on http://{host}:{port}/ (API docs at /docs)", highlight=False)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+    _run(action)
+
+
+@app.command()
 def duplicates(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
     """List the files that hold the same recording (other formats, bitrates, copies)."""
 

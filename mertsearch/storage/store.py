@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, or_, select, update
+from sqlalchemy import create_engine, delete, event, func, or_, select, true, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -274,6 +274,22 @@ class MetadataStore:
                 times.append((start, end))
                 vectors.append(from_blob(blob))
         return {k: (np.array(t, dtype=np.float64), np.stack(v)) for k, (t, v) in out.items()}
+
+    def find_tracks(self, text: str, *, limit: int, offset: int) -> tuple[int, list[Track]]:
+        """(total, page) of tracks whose title, artist, album or path contains ``text`` (any case)."""
+        pattern = f"%{text.strip().lower()}%"
+        fields = (Track.title, Track.artist, Track.album, Track.path)
+        condition = or_(*(func.lower(field).like(pattern) for field in fields)) if text.strip() else true()
+        with self.session() as session:
+            total = session.scalar(select(func.count(Track.id)).where(condition))
+            rows = session.scalars(
+                select(Track)
+                .where(condition)
+                .order_by(Track.artist, Track.album, Track.title, Track.id)
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            return total, list(rows)
 
     # --- every layer's vectors (catalogs that keep all layers) -------------------------------
 

@@ -1,0 +1,262 @@
+"""The HTTP API: search by uploaded clip, similar tracks, track metadata and audio, catalog info.
+
+Every error is JSON ``{"status": code, "message": text}``. The model loads once, at start; one
+lock serialises the model and FAISS work so concurrent requests are safe, while metadata
+requests run side by side.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import mimetypes
+import threading
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mertsearch.catalog import Catalog
+from mertsearch.errors import (
+    AudioDecodeError,
+    CatalogMismatchError,
+    InvalidArgumentError,
+    MertSearchError,
+    ModelLoadError,
+    TrackNotFoundError,
+)
+from mertsearch.storage.filters import Filters
+
+STATIC = Path(__file__).parent / "static"
+_STATUS = [
+    (TrackNotFoundError, 404),
+    (AudioDecodeError, 422),
+    (InvalidArgumentError, 422),
+    (CatalogMismatchError, 409),
+    (ModelLoadError, 503),
+]
+
+
+@dataclass
+class Settings:
+    catalog: Path
+    token: str | None = None
+    cors_origins: list[str] = field(default_factory=list)
+    max_upload_bytes: int = 50 * 2**20
+    max_clip_seconds: float = 600.0
+    model: str | None = None
+    device: str | None = None
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"status": status, "message": message}, status_code=status, headers=headers)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    state: dict = {}
+    lock = threading.Lock()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        catalog = Catalog.open(settings.catalog, model=settings.model, device=settings.device, mmap=True)
+        try:
+            catalog.indexes.load()
+            try:
+                catalog.encoder  # noqa: B018 - load the model once, before the first request
+            except MertSearchError as exc:  # the page and metadata still work; /search says why not
+                state["model_error"] = str(exc)
+            state["catalog"] = catalog
+            yield
+        finally:
+            catalog.close()
+
+    app = FastAPI(
+        title="mertsearch",
+        summary="Music similarity search over a catalog indexed with a MERT model.",
+        version=__import__("mertsearch").__version__,
+        lifespan=lifespan,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
+        )
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return _error(exc.status, exc.message, headers)
+
+    @app.exception_handler(MertSearchError)
+    async def known_error(_request: Request, exc: MertSearchError) -> JSONResponse:
+        status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 400)
+        return _error(status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'][1:]) or 'request'}: {error['msg']}" for error in exc.errors()
+        )
+        return _error(422, f"invalid request: {problems}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, f"internal error: {type(exc).__name__}")
+
+    def authorised(request: Request) -> None:
+        if settings.token is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if request.method == "GET" and request.url.path.endswith("/audio") and "token" in request.query_params:
+            # An <audio> element cannot send headers: the page passes the token in the URL instead.
+            scheme, given = "bearer", request.query_params["token"]
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), settings.token):
+            raise ApiError(401, "a valid bearer token is required (Authorization: Bearer TOKEN)")
+
+    def catalog() -> Catalog:
+        return state["catalog"]
+
+    Auth = Depends(authorised)
+
+    @app.get("/health", summary="Liveness: the catalog is open")
+    def health() -> dict:
+        return {"status": "ok", "tracks": catalog().store.counts()["tracks"], "model": "model_error" not in state}
+
+    @app.get("/info", dependencies=[Auth], summary="What the catalog holds and how it was built")
+    def info() -> dict:
+        with lock:
+            return catalog().info()
+
+    def filters(
+        filter_: list[str] | None,
+        min_duration: float | None,
+        max_duration: float | None,
+        min_year: int | None,
+        max_year: int | None,
+    ) -> Filters:
+        return Filters.parse(
+            filter_ or [], min_duration=min_duration, max_duration=max_duration, min_year=min_year, max_year=max_year
+        )
+
+    @app.post("/search", dependencies=[Auth], summary="Tracks most similar to an uploaded audio clip")
+    def search(
+        file: Annotated[UploadFile, File(description="An audio file (wav, flac, mp3, ogg, opus, m4a...)")],
+        k: Annotated[int, Form(ge=1, le=1000)] = 10,
+        start: Annotated[float | None, Form(ge=0)] = None,
+        end: Annotated[float | None, Form(gt=0)] = None,
+        mode: Annotated[str, Form(pattern="^(segments|tracks)$")] = "segments",
+        filter_: Annotated[list[str] | None, Form(alias="filter")] = None,
+        min_duration: Annotated[float | None, Form()] = None,
+        max_duration: Annotated[float | None, Form()] = None,
+        min_year: Annotated[int | None, Form()] = None,
+        max_year: Annotated[int | None, Form()] = None,
+        per_artist: Annotated[int | None, Form(ge=1)] = None,
+        per_album: Annotated[int | None, Form(ge=1)] = None,
+        min_score: Annotated[float | None, Form()] = None,
+    ) -> dict:
+        if "model_error" in state:
+            raise ApiError(503, f"search by audio is unavailable: {state['model_error']}")
+        data = file.file.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise ApiError(413, f"upload larger than {settings.max_upload_bytes} bytes")
+        if not data:
+            raise ApiError(400, "empty upload")
+        chosen = filters(filter_, min_duration, max_duration, min_year, max_year)
+        with lock:
+            cat = catalog()
+            from mertsearch.audio.decode import decode_audio
+
+            samples = decode_audio(data, sample_rate=cat.encoder.sample_rate, start=start, end=end)
+            seconds = len(samples) / cat.encoder.sample_rate
+            if seconds > settings.max_clip_seconds:
+                raise ApiError(
+                    413, f"clip of {seconds:.0f} s is longer than {settings.max_clip_seconds:g} s: send a part of it"
+                )
+            results = cat.search(
+                (samples, cat.encoder.sample_rate),
+                k=k,
+                mode=mode,
+                filters=chosen,
+                per_artist=per_artist,
+                per_album=per_album,
+                min_score=min_score,
+            )
+        return {"results": [r.as_dict() for r in results]}
+
+    @app.get("/tracks/{track_id}/similar", dependencies=[Auth], summary="Tracks most similar to a catalog track")
+    def similar(
+        track_id: int,
+        k: Annotated[int, Query(ge=1, le=1000)] = 10,
+        mode: Annotated[str, Query(pattern="^(segments|tracks)$")] = "tracks",
+        filter_: Annotated[list[str] | None, Query(alias="filter")] = None,
+        min_duration: float | None = None,
+        max_duration: float | None = None,
+        min_year: int | None = None,
+        max_year: int | None = None,
+        per_artist: Annotated[int | None, Query(ge=1)] = None,
+        per_album: Annotated[int | None, Query(ge=1)] = None,
+        exclude_seed_artist: bool = False,
+        min_score: float | None = None,
+    ) -> dict:
+        chosen = filters(filter_, min_duration, max_duration, min_year, max_year)
+        with lock:
+            results = catalog().similar(
+                track_id,
+                k=k,
+                mode=mode,
+                filters=chosen,
+                per_artist=per_artist,
+                per_album=per_album,
+                exclude_seed_artist=exclude_seed_artist,
+                min_score=min_score,
+            )
+        return {"results": [r.as_dict() for r in results]}
+
+    @app.get("/tracks/{track_id}", dependencies=[Auth], summary="One track's metadata")
+    def track(track_id: int) -> dict:
+        return catalog().track(track_id)
+
+    @app.get("/tracks", dependencies=[Auth], summary="Find tracks by title, artist, album or path")
+    def tracks(
+        q: str = "",
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict:
+        return catalog().find_tracks(q, limit=limit, offset=offset)
+
+    @app.get("/tracks/{track_id}/audio", dependencies=[Auth], summary="The track's audio file (range requests)")
+    def audio(track_id: int) -> FileResponse:
+        path = Path(catalog().track(track_id)["path"])  # only ever a path the catalog indexed
+        if not path.is_file():
+            raise ApiError(404, f"the file of track {track_id} is gone from disk")
+        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return FileResponse(path, media_type=media_type, filename=path.name, content_disposition_type="inline")
+
+    app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
+    return app

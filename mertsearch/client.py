@@ -1,0 +1,89 @@
+"""A small Python client for a running `mertsearch serve`.
+
+from mertsearch.client import Client
+
+client = Client("http://127.0.0.1:8000", token=None)
+for hit in client.search("clip.mp3", k=5):
+    print(hit["score"], hit["artist"], hit["title"], hit["match"])
+client.similar(hit["track_id"], k=10, per_artist=1)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+
+from mertsearch.errors import MertSearchError
+
+
+class ApiError(MertSearchError, RuntimeError):
+    """The server answered with an error; ``status`` is the HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class Client:
+    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 120.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    def _json(self, response: httpx.Response) -> dict:
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("message", response.text)
+            except ValueError:
+                message = response.text
+            raise ApiError(response.status_code, message)
+        return response.json()
+
+    def health(self) -> dict:
+        return self._json(self._http.get("/health"))
+
+    def info(self) -> dict:
+        return self._json(self._http.get("/info"))
+
+    def search(self, clip: str | os.PathLike | bytes, *, k: int = 10, **options) -> list[dict]:
+        """Results for an audio clip (a path or the file's bytes). Options as `POST /search` takes them:
+        start, end, mode, filter (a list of key=value), min_duration, ..., per_artist, per_album, min_score."""
+        if isinstance(clip, (bytes, bytearray)):
+            name, data = "clip", bytes(clip)
+        else:
+            name, data = Path(clip).name, Path(clip).read_bytes()
+        form = {"k": str(k), **{key: _form_value(value) for key, value in options.items() if value is not None}}
+        response = self._http.post("/search", files={"file": (name, data)}, data=form)
+        return self._json(response)["results"]
+
+    def similar(self, track_id: int, *, k: int = 10, **options) -> list[dict]:
+        params = {"k": k, **{key: value for key, value in options.items() if value is not None}}
+        return self._json(self._http.get(f"/tracks/{int(track_id)}/similar", params=params))["results"]
+
+    def track(self, track_id: int) -> dict:
+        return self._json(self._http.get(f"/tracks/{int(track_id)}"))
+
+    def tracks(self, q: str = "", *, limit: int = 50, offset: int = 0) -> dict:
+        return self._json(self._http.get("/tracks", params={"q": q, "limit": limit, "offset": offset}))
+
+    def audio_url(self, track_id: int) -> str:
+        """A URL a player can stream (and seek in) directly."""
+        suffix = f"?token={self.token}" if self.token else ""
+        return f"{self.base_url}/tracks/{int(track_id)}/audio{suffix}"
+
+
+def _form_value(value):
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else str(value)
