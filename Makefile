@@ -1,6 +1,7 @@
 # make install: a .venv with everything (and FFmpeg's shared libraries where apt can bring them).
 # make test:    install, then lint and run the whole test suite.
 # make index MUSIC=~/Music CATALOG=./catalog [MODEL=mert-v1-95m LAYER=7]: install, then index.
+# make serve CATALOG=./catalog: the HTTP API and web page on http://127.0.0.1:8000/
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ CATALOG ?= ./catalog
 MODEL ?= mert-v1-95m
 LAYER ?= 7
 
-.PHONY: install ffmpeg test lint index clean
+.PHONY: install ffmpeg chromium test lint index serve clean
 
 install: ffmpeg $(STAMP)
 
@@ -27,6 +28,18 @@ ffmpeg:
 		exit 1; \
 	fi
 
+# The web page's tests drive Debian's Chromium (Playwright uses it; it downloads no browser).
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then \
+		echo "Chromium: found"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium; \
+	else \
+		echo "the browser tests need Chromium at /usr/bin/chromium: install your system's chromium package" >&2; \
+		exit 1; \
+	fi
+
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -37,11 +50,14 @@ lint: install
 	$(BIN)/ruff check mertsearch tests bench
 	$(BIN)/ruff format --check mertsearch tests bench
 
-test: install lint
+test: install chromium lint
 	$(BIN)/python -m pytest
 
 index: install
 	$(BIN)/mertsearch index "$(MUSIC)" --catalog "$(CATALOG)" --model "$(MODEL)" --layer $(LAYER)
+
+serve: install
+	$(BIN)/mertsearch serve --catalog "$(CATALOG)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache
