@@ -14,6 +14,7 @@ from mertsearch.catalog import Catalog, embed  # noqa: E402
 from mertsearch.encoder.pooling import Embedding  # noqa: E402
 from mertsearch.errors import (  # noqa: E402
     AudioDecodeError,
+    CatalogBusyError,
     CatalogMismatchError,
     CatalogNotFoundError,
     InvalidArgumentError,
@@ -28,6 +29,7 @@ from mertsearch.storage.filters import Filters  # noqa: E402
 __all__ = [
     "AudioDecodeError",
     "Catalog",
+    "CatalogBusyError",
     "CatalogMismatchError",
     "CatalogNotFoundError",
     "Embedding",

@@ -8,6 +8,7 @@ catalog/
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -36,6 +37,7 @@ from mertsearch.settings import LayersArg, new_manifest, resolve_layers, wanted_
 from mertsearch.storage import MetadataStore, VectorIndex, check_compatible, read_manifest, write_manifest
 from mertsearch.storage.filters import Filters
 from mertsearch.storage.indexes import Indexes
+from mertsearch.storage.lock import WriterLock
 from mertsearch.storage.store import StoredTrack, TrackRecord, from_blob
 from mertsearch.storage.transform import IDENTITY, VectorTransform
 from mertsearch.storage.vector_index import saved_index_file
@@ -55,6 +57,17 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _writes(method):
+    """Run a method that changes the catalog under the writer lock."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock.held(wait_s=self.wait_s):
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 class Catalog:
@@ -78,6 +91,8 @@ class Catalog:
         self._device = device
         self._batch_size = batch_size
         self._mmap = mmap
+        self._lock = WriterLock(directory)
+        self.wait_s = 0.0  # how long a writing operation waits for another writer
         self._encoder: MertEncoder | None = None
         self._indexes: Indexes | None = None
         self._transform: VectorTransform | None = None
@@ -209,6 +224,7 @@ class Catalog:
             )
         return self._transform
 
+    @_writes
     def rebuild_index(self, factory: str | None = None) -> None:
         """Build the FAISS indexes again from the stored vectors (no model needed) and save them.
 
@@ -229,6 +245,7 @@ class Catalog:
         samples = decode_audio(source, sample_rate=self.encoder.sample_rate, start=start, end=end)
         return embed_samples(self.encoder, samples, self.windows)
 
+    @_writes
     def index_paths(
         self,
         paths: Iterable[str | os.PathLike],
@@ -294,6 +311,7 @@ class Catalog:
         ]
         return len(self.remove(gone))
 
+    @_writes
     def remove(self, tracks: Sequence[int | str | os.PathLike]) -> list[int]:
         """Take tracks (by id or path) out of the catalog; returns their ids. Files are not touched."""
         ids = list(dict.fromkeys(self.track_id(track) for track in tracks))
@@ -468,6 +486,7 @@ class Catalog:
             "bytes": saved.stat().st_size if saved else 0,
         }
 
+    @_writes
     def reindex(self, *, layer: int | None = None, layers: LayersArg = None, transform: str | None = None) -> dict:
         """Switch the searched layers and/or the centering, from stored vectors, without the model.
 

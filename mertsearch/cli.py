@@ -37,6 +37,7 @@ LayersOpt = Annotated[
     str | None,
     typer.Option(help="Several layers, searched as the mean of their normalised vectors ('6,7,8'), or 'all'."),
 ]
+WaitOpt = Annotated[float, typer.Option(help="Seconds to wait when another process is writing to the catalog.", min=0)]
 DeviceOpt = Annotated[str | None, typer.Option(help="Torch device (cpu, cuda, cuda:1); default: cuda if present.")]
 
 
@@ -100,6 +101,7 @@ def index(
         float | None, typer.Option(help="Seconds between window starts (default: the window, 5 s for MERT).")
     ] = None,
     retry_failed: Annotated[bool, typer.Option(help="Try again files that failed before and did not change.")] = False,
+    wait: WaitOpt = 0.0,
     batch_size: Annotated[int, typer.Option(help="Windows per model call.", min=1)] = 4,
     device: DeviceOpt = None,
     as_json: JsonOpt = False,
@@ -123,6 +125,7 @@ def index(
             device=device,
             batch_size=batch_size,
         ) as cat:
+            cat.wait_s = wait
             if as_json:
                 report = cat.index_paths(paths, retry_failed=retry_failed)
             else:
@@ -407,6 +410,7 @@ def reindex(
             "fitted on the catalog and applied to queries the same way."
         ),
     ] = None,
+    wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Switch the searched layer(s) or the centering from stored vectors, in seconds, without the model."""
@@ -415,6 +419,7 @@ def reindex(
         from mertsearch.catalog import Catalog
 
         with Catalog.open(catalog) as cat:
+            cat.wait_s = wait
             report = cat.reindex(layer=layer, layers=layers, transform=transform)
         if as_json:
             _print_json(report)
@@ -653,6 +658,7 @@ def duplicates(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
 def remove(
     tracks: Annotated[list[str], typer.Argument(help="Track ids or paths to take out of the catalog.")],
     catalog: CatalogOpt,
+    wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Take tracks out of the catalog (the files themselves are not touched)."""
@@ -661,6 +667,7 @@ def remove(
         from mertsearch.catalog import Catalog
 
         with Catalog.open(catalog) as cat:
+            cat.wait_s = wait
             removed = cat.remove(tracks)
         if as_json:
             _print_json({"removed": removed})
@@ -680,6 +687,7 @@ def rebuild(
             "string such as 'IVF4096,SQ8' or 'IDMap2,HNSW32' (HNSW cannot remove tracks)."
         ),
     ] = None,
+    wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Rebuild the search indexes from the stored vectors (no model needed)."""
@@ -689,6 +697,7 @@ def rebuild(
 
         started = time.monotonic()
         with Catalog.open(catalog) as cat:
+            cat.wait_s = wait
             cat.rebuild_index(factory)
             document = {
                 "tracks": len(cat.indexes.tracks),

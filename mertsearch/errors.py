@@ -21,6 +21,10 @@ class CatalogNotFoundError(MertSearchError, FileNotFoundError):
     """The catalog directory does not exist or holds no catalog."""
 
 
+class CatalogBusyError(MertSearchError, RuntimeError):
+    """Another process is writing to the catalog."""
+
+
 class CatalogMismatchError(MertSearchError, ValueError):
     """The catalog was built with other encoder settings than the ones asked for."""
 
