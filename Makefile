@@ -16,29 +16,27 @@ LAYER ?= 7
 
 install: ffmpeg $(STAMP)
 
-# torchcodec decodes through FFmpeg's shared libraries (libavcodec and friends).
-ffmpeg:
-	@if ldconfig -p 2>/dev/null | grep -q 'libavcodec\.so'; then \
-		echo "FFmpeg libraries: found"; \
+# $(call system_package,CHECK,PACKAGE,NAME,ADVICE): run CHECK; if it fails, apt-get install PACKAGE
+# where apt exists, else print ADVICE and stop.
+define system_package
+	@if $(1) >/dev/null 2>&1; then \
+		echo "$(3): found"; \
 	elif command -v apt-get >/dev/null 2>&1; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends ffmpeg; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $(2); \
 	else \
-		echo "FFmpeg's shared libraries are missing: install FFmpeg 4-7 (e.g. 'brew install ffmpeg' or 'dnf install ffmpeg-free') and rerun make install" >&2; \
+		echo "$(4)" >&2; \
 		exit 1; \
 	fi
+endef
+
+# torchcodec decodes through FFmpeg's shared libraries (libavcodec and friends).
+ffmpeg:
+	$(call system_package,sh -c "ldconfig -p | grep -q 'libavcodec\.so'",ffmpeg,FFmpeg libraries,FFmpeg's shared libraries are missing: install FFmpeg 4-7 (brew install ffmpeg or dnf install ffmpeg-free) and rerun make install)
 
 # The web page's tests drive Debian's Chromium (Playwright uses it; it downloads no browser).
 chromium:
-	@if command -v chromium >/dev/null 2>&1; then \
-		echo "Chromium: found"; \
-	elif command -v apt-get >/dev/null 2>&1; then \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium; \
-	else \
-		echo "the browser tests need Chromium at /usr/bin/chromium: install your system's chromium package" >&2; \
-		exit 1; \
-	fi
+	$(call system_package,command -v chromium,chromium,Chromium,the browser tests need Chromium at /usr/bin/chromium: install your system's chromium package)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
