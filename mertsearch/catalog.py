@@ -41,6 +41,7 @@ from mertsearch.storage.lock import WriterLock
 from mertsearch.storage.store import StoredTrack, TrackRecord, from_blob
 from mertsearch.storage.transform import IDENTITY, VectorTransform
 from mertsearch.storage.vector_index import saved_index_file
+from mertsearch.storage.verify import check_indexes, check_store
 
 if TYPE_CHECKING:  # torch and transformers load only when audio is embedded, so `info` starts fast
     from mertsearch.audio.decode import AudioInput
@@ -596,6 +597,45 @@ class Catalog:
             "recommended_layer": best["layer"],
             "searched_layers": spec["layers"],
         }
+
+    def verify(self) -> list[str]:
+        """Problems found between the manifest, the database, the indexes and the stored vectors."""
+        problems = []
+        spec = self.manifest["encoder"]
+        for key, value in (("layers", spec["layers"]), ("transform", self.manifest["transform"])):
+            stored = self.store.meta(key)
+            if stored is not None and json.loads(stored) != value:
+                problems.append(f"the manifest's {key} ({value}) differ from the database's ({stored})")
+        kind = self.manifest["transform"]
+        if kind["kind"] != "none" and not (self.directory / str(kind["file"])).is_file():
+            problems.append(f"the transform file {kind['file']} is missing (reindex --transform {kind['kind']})")
+        problems += check_store(self.store, spec["dim"])
+        if not problems or all("transform" not in p for p in problems):
+            problems += check_indexes(self.indexes, self.transform)
+        return problems
+
+    @_writes
+    def repair(self) -> list[str]:
+        """Fix what can be fixed from the stored data; returns what was done."""
+        done = []
+        orphans, led_again, empty = self.store.repair_rows()
+        if orphans:
+            done.append(f"removed {orphans} windows that belonged to no track")
+        if led_again:
+            done.append(f"made {led_again} duplicate-group leaders lead again")
+        if empty:
+            self.remove(empty)
+            done.append(f"removed {len(empty)} tracks that had no windows (index their files again)")
+        if (
+            self.manifest["transform"]["kind"] != "none"
+            and not (self.directory / str(self.manifest["transform"]["file"])).is_file()
+        ):
+            self.reindex(transform=self.manifest["transform"]["kind"])
+            done.append("fitted the transform again")
+        self.rebuild_index()
+        done.append("rebuilt both indexes from the stored vectors")
+        self._reconcile()
+        return done
 
     def track(self, track: int | str | os.PathLike) -> dict:
         """Everything known about one track: tags, duration, and other files of its recording."""

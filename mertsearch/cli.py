@@ -718,6 +718,53 @@ def rebuild(
 
 
 @app.command()
+def verify(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
+    """Check that the manifest, database, indexes and stored vectors agree; exit 1 on any problem."""
+
+    def action() -> None:
+        from mertsearch.catalog import Catalog
+
+        with Catalog.open(catalog) as cat:
+            problems = cat.verify()
+        if as_json:
+            _print_json({"ok": not problems, "problems": problems})
+        else:
+            for problem in problems:
+                err.print(f"problem: {problem}", highlight=False, soft_wrap=True)
+            out.print(
+                "catalog is consistent" if not problems else f"{len(problems)} problem(s); try `mertsearch repair`"
+            )
+        if problems:
+            raise typer.Exit(1)
+
+    _run(action)
+
+
+@app.command()
+def repair(catalog: CatalogOpt, wait: WaitOpt = 0.0, as_json: JsonOpt = False) -> None:
+    """Fix what can be fixed from the stored data (rebuilds the indexes), then verify again."""
+
+    def action() -> None:
+        from mertsearch.catalog import Catalog
+
+        with Catalog.open(catalog) as cat:
+            cat.wait_s = wait
+            done = cat.repair()
+            remaining = cat.verify()
+        if as_json:
+            _print_json({"done": done, "problems": remaining})
+        else:
+            for line in done:
+                out.print(line, highlight=False)
+            for problem in remaining:
+                err.print(f"still a problem: {problem}", highlight=False, soft_wrap=True)
+        if remaining:
+            raise typer.Exit(1)
+
+    _run(action)
+
+
+@app.command()
 def failures(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
     """List the files that could not be indexed, and why."""
 

@@ -291,6 +291,20 @@ class MetadataStore:
             ).all()
             return total, list(rows)
 
+    def repair_rows(self) -> tuple[int, int, list[int]]:
+        """Fix rows that break the catalog's rules: (windows of no track removed, duplicate leaders
+        made to lead again, ids of tracks without windows, left for the caller to remove)."""
+        with self.session() as session, session.begin():
+            orphans = session.execute(delete(Window).where(Window.track_id.not_in(select(Track.id)))).rowcount
+            leaders = select(Track.duplicate_of).where(Track.duplicate_of.is_not(None))
+            led_again = session.execute(
+                update(Track).where(Track.id.in_(leaders), Track.duplicate_of.is_not(None)).values(duplicate_of=None)
+            ).rowcount
+            empty = list(session.scalars(select(Track.id).where(Track.id.not_in(select(Window.track_id)))))
+            if orphans or led_again:
+                self._bump_version(session)
+        return orphans, led_again, empty
+
     # --- every layer's vectors (catalogs that keep all layers) -------------------------------
 
     def track_layer_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
