@@ -78,7 +78,6 @@ class Rules:
 class _Candidate:
     track_id: int
     score: float
-    window_id: int | None = None  # the stored window that matched best, when known
     query_window: int = 0
     match: tuple[float, float] | None = None  # where in the track, when known
 
@@ -112,7 +111,7 @@ def _segment_candidates(
                 continue
             track_id = places[int(window_id)][0]
             if track_id not in best or score > best[track_id].score:
-                best[track_id] = _Candidate(track_id, float(score), int(window_id), query_window)
+                best[track_id] = _Candidate(track_id, float(score), query_window)
     return sorted(best.values(), key=lambda c: -c.score)
 
 
@@ -176,7 +175,7 @@ def _aligned(
         if transform is not None:
             vectors = transform(vectors)
         score, match, query_window = align(times, vectors, query, tolerance)
-        out.append(_Candidate(candidate.track_id, score, None, query_window, match))
+        out.append(_Candidate(candidate.track_id, score, query_window, match))
     return sorted(out, key=lambda c: -c.score)
 
 
