@@ -607,12 +607,16 @@ class Catalog:
             if stored is not None and json.loads(stored) != value:
                 problems.append(f"the manifest's {key} ({value}) differ from the database's ({stored})")
         kind = self.manifest["transform"]
-        if kind["kind"] != "none" and not (self.directory / str(kind["file"])).is_file():
+        if self._transform_missing():
             problems.append(f"the transform file {kind['file']} is missing (reindex --transform {kind['kind']})")
         problems += check_store(self.store, spec["dim"])
-        if not problems or all("transform" not in p for p in problems):
+        if not self._transform_missing():  # the index checks compare through the transform
             problems += check_indexes(self.indexes, self.transform)
         return problems
+
+    def _transform_missing(self) -> bool:
+        spec = self.manifest["transform"]
+        return spec["kind"] != "none" and not (self.directory / str(spec["file"])).is_file()
 
     @_writes
     def repair(self) -> list[str]:
@@ -626,10 +630,7 @@ class Catalog:
         if empty:
             self.remove(empty)
             done.append(f"removed {len(empty)} tracks that had no windows (index their files again)")
-        if (
-            self.manifest["transform"]["kind"] != "none"
-            and not (self.directory / str(self.manifest["transform"]["file"])).is_file()
-        ):
+        if self._transform_missing():
             self.reindex(transform=self.manifest["transform"]["kind"])
             done.append("fitted the transform again")
         self.rebuild_index()

@@ -130,7 +130,7 @@ def index(
                 report = cat.index_paths(paths, retry_failed=retry_failed)
             else:
                 report = _index_with_progress(cat, paths, retry_failed)
-            document = {**report.as_dict(), "tracks": cat.store.counts()["tracks"], "catalog": str(cat.directory)}
+            document = {**report.as_dict(), "tracks": cat.store.count("tracks"), "catalog": str(cat.directory)}
         if as_json:
             _print_json(document)
             return

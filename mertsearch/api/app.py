@@ -146,7 +146,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/health", summary="Liveness: the catalog is open")
     def health() -> dict:
-        return {"status": "ok", "tracks": catalog().store.counts()["tracks"], "model": "model_error" not in state}
+        return {"status": "ok", "tracks": catalog().store.count("tracks"), "model": "model_error" not in state}
 
     @app.get("/info", dependencies=[Auth], summary="What the catalog holds and how it was built")
     def info() -> dict:

@@ -40,17 +40,20 @@ def find_leader(
     ``exclude`` (the file's own older version) is never the answer.
     """
     scores, ids = index.search(vector[None, :], 8)
-    for score, candidate in zip(scores[0], ids[0], strict=True):
-        if candidate < 0 or score < CANDIDATE_SCORE:
-            break
-        if candidate == exclude:
-            continue
-        row = store.tracks_by_id([int(candidate)]).get(int(candidate))
-        windows = store.windows_of([int(candidate)]).get(int(candidate))
+    candidates = [
+        int(i)
+        for i, score in zip(ids[0], scores[0], strict=True)
+        if i >= 0 and score >= CANDIDATE_SCORE and i != exclude
+    ]
+    if not candidates:
+        return None
+    rows, windows = store.tracks_by_id(candidates), store.windows_of(candidates)
+    for candidate in candidates:  # best first
+        row = rows.get(candidate)
         if (
             row is not None
-            and windows is not None
-            and same_recording(window_vectors, duration, windows[1], row.duration)
+            and candidate in windows
+            and same_recording(window_vectors, duration, windows[candidate][1], row.duration)
         ):
             leader = row.duplicate_of or row.id
             return None if leader == exclude else leader

@@ -60,14 +60,11 @@ class Indexes:
     def windows(self) -> VectorIndex:
         return self._get("windows")
 
-    def _count(self, name: str) -> int:
-        return self.store.counts()[name]
-
     def _wanted(self, count: int) -> str:
         return choose_factory(count) if self.factory == AUTO else self.factory
 
     def _build(self, name: str) -> VectorIndex:
-        count = self._count(name)
+        count = self.store.count(name)
         index = VectorIndex(self.dim, self._wanted(count))
         if index.needs_training:
             lists = (

@@ -380,6 +380,18 @@ class MetadataStore:
 
     # --- figures --------------------------------------------------------------------------
 
+    def count(self, name: str) -> int:
+        """How many tracks or windows there are (cheap: no blob is read)."""
+        table = Track if name == "tracks" else Window
+        with self.session() as session:
+            return session.scalar(select(func.count(table.id)))
+
+    def ids(self, name: str) -> np.ndarray:
+        """Every track or window id, in order (no vector is read)."""
+        table = Track if name == "tracks" else Window
+        with self.session() as session:
+            return np.fromiter(session.scalars(select(table.id).order_by(table.id)), dtype=np.int64)
+
     def counts(self) -> dict[str, float]:
         with self.session() as session:
             tracks, seconds = session.execute(select(func.count(Track.id), func.sum(Track.duration))).one()

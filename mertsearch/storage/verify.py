@@ -63,10 +63,7 @@ def check_indexes(indexes: Indexes, transform: Callable[[np.ndarray], np.ndarray
         if index is None:
             problems.append(f"the {name} index is missing or older than the database (rebuild it)")
             continue
-        stored_ids = np.concatenate(
-            [ids for ids, _ in (store.track_vectors() if name == "tracks" else store.window_vectors())]
-            or [np.empty(0, np.int64)]
-        )
+        stored_ids = store.ids(name)
         held = index_ids(index)
         if len(held) != len(np.unique(held)):
             problems.append(f"the {name} index holds {len(held) - len(np.unique(held))} ids twice")
