@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -41,18 +42,23 @@ WaitOpt = Annotated[float, typer.Option(help="Seconds to wait when another proce
 DeviceOpt = Annotated[str | None, typer.Option(help="Torch device (cpu, cuda, cuda:1); default: cuda if present.")]
 
 
-def _run(action: Callable[[], None]) -> None:
+def _friendly(command: Callable) -> Callable:
     """Turn known errors into one line on stderr and a non-zero exit (a traceback only with --debug)."""
-    try:
-        action()
-    except MertSearchError as exc:
-        if _state["debug"]:
-            raise
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        err.print("interrupted; run the same command again to carry on where it stopped")
-        raise typer.Exit(130) from None
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except MertSearchError as exc:
+            if _state["debug"]:
+                raise
+            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; run the same command again to carry on where it stopped")
+            raise typer.Exit(130) from None
+
+    return run
 
 
 def _print_json(document: dict) -> None:
@@ -76,6 +82,7 @@ def main_options(
 
 
 @app.command()
+@_friendly
 def index(
     paths: Annotated[list[Path], typer.Argument(help="Audio files or folders (searched recursively).")],
     catalog: CatalogOpt,
@@ -107,44 +114,40 @@ def index(
     as_json: JsonOpt = False,
 ) -> None:
     """Index audio files: add new ones, re-embed changed ones, skip unchanged ones."""
+    from mertsearch.catalog import Catalog
 
-    def action() -> None:
-        from mertsearch.catalog import Catalog
-
-        if keep_layers not in (None, "all", "none"):
-            raise InvalidArgumentError(f"--keep-layers takes 'all' (or 'none'), got {keep_layers!r}")
-        with Catalog.open(
-            catalog,
-            model=model,
-            layer=layer,
-            layers=layers,
-            keep_layers=keep_layers == "all",
-            revision=revision,
-            hop=hop,
-            create=True,
-            device=device,
-            batch_size=batch_size,
-        ) as cat:
-            cat.wait_s = wait
-            if as_json:
-                report = cat.index_paths(paths, retry_failed=retry_failed)
-            else:
-                report = _index_with_progress(cat, paths, retry_failed)
-            document = {**report.as_dict(), "tracks": cat.store.count("tracks"), "catalog": str(cat.directory)}
+    if keep_layers not in (None, "all", "none"):
+        raise InvalidArgumentError(f"--keep-layers takes 'all' (or 'none'), got {keep_layers!r}")
+    with Catalog.open(
+        catalog,
+        model=model,
+        layer=layer,
+        layers=layers,
+        keep_layers=keep_layers == "all",
+        revision=revision,
+        hop=hop,
+        create=True,
+        device=device,
+        batch_size=batch_size,
+    ) as cat:
+        cat.wait_s = wait
         if as_json:
-            _print_json(document)
-            return
-        out.print(
-            f"{document['added']} added, {document['updated']} updated, {document['unchanged']} unchanged, "
-            f"{len(document['failed'])} failed, {document['skipped_failed']} skipped (failed before), "
-            f"{document['removed']} removed (files gone); "
-            f"{document['tracks']} tracks in {document['catalog']}",
-            highlight=False,
-        )
-        for failed in document["failed"]:
-            err.print(f"  failed: {failed['path']}: {failed['reason']}", highlight=False, soft_wrap=True)
-
-    _run(action)
+            report = cat.index_paths(paths, retry_failed=retry_failed)
+        else:
+            report = _index_with_progress(cat, paths, retry_failed)
+        document = {**report.as_dict(), "tracks": cat.store.count("tracks"), "catalog": str(cat.directory)}
+    if as_json:
+        _print_json(document)
+        return
+    out.print(
+        f"{document['added']} added, {document['updated']} updated, {document['unchanged']} unchanged, "
+        f"{len(document['failed'])} failed, {document['skipped_failed']} skipped (failed before), "
+        f"{document['removed']} removed (files gone); "
+        f"{document['tracks']} tracks in {document['catalog']}",
+        highlight=False,
+    )
+    for failed in document["failed"]:
+        err.print(f"  failed: {failed['path']}: {failed['reason']}", highlight=False, soft_wrap=True)
 
 
 def _index_with_progress(cat, paths: list[Path], retry_failed: bool):
@@ -247,6 +250,7 @@ def _deliver(results, as_json: bool, m3u: Path | None) -> None:
 
 
 @app.command()
+@_friendly
 def search(
     clip: Annotated[Path, typer.Argument(help="Audio file to search with.")],
     catalog: CatalogOpt,
@@ -276,29 +280,26 @@ def search(
     as_json: JsonOpt = False,
 ) -> None:
     """Find the catalog tracks most similar to an audio clip, and where they match."""
+    from mertsearch.catalog import Catalog
 
-    def action() -> None:
-        from mertsearch.catalog import Catalog
-
-        filters = _filters(filter_, min_duration, max_duration, min_year, max_year)
-        with Catalog.open(catalog, model=model, device=device, mmap=True) as cat:
-            results = cat.search(
-                clip,
-                k=k,
-                start=start,
-                end=end,
-                mode=mode,
-                filters=filters,
-                per_artist=per_artist,
-                per_album=per_album,
-                min_score=min_score,
-            )
-        _deliver(results, as_json, m3u)
-
-    _run(action)
+    filters = _filters(filter_, min_duration, max_duration, min_year, max_year)
+    with Catalog.open(catalog, model=model, device=device, mmap=True) as cat:
+        results = cat.search(
+            clip,
+            k=k,
+            start=start,
+            end=end,
+            mode=mode,
+            filters=filters,
+            per_artist=per_artist,
+            per_album=per_album,
+            min_score=min_score,
+        )
+    _deliver(results, as_json, m3u)
 
 
 @app.command()
+@_friendly
 def similar(
     tracks: Annotated[
         list[str], typer.Argument(help="Track ids or paths of files in the catalog; several seeds combine.")
@@ -319,28 +320,25 @@ def similar(
     as_json: JsonOpt = False,
 ) -> None:
     """Find the tracks most similar to ones already in the catalog (the seeds themselves are left out)."""
+    from mertsearch.catalog import Catalog
 
-    def action() -> None:
-        from mertsearch.catalog import Catalog
-
-        filters = _filters(filter_, min_duration, max_duration, min_year, max_year)
-        with Catalog.open(catalog, mmap=True) as cat:
-            results = cat.similar(
-                tracks,
-                k=k,
-                mode=mode,
-                filters=filters,
-                per_artist=per_artist,
-                per_album=per_album,
-                exclude_seed_artist=exclude_seed_artist,
-                min_score=min_score,
-            )
-        _deliver(results, as_json, m3u)
-
-    _run(action)
+    filters = _filters(filter_, min_duration, max_duration, min_year, max_year)
+    with Catalog.open(catalog, mmap=True) as cat:
+        results = cat.similar(
+            tracks,
+            k=k,
+            mode=mode,
+            filters=filters,
+            per_artist=per_artist,
+            per_album=per_album,
+            exclude_seed_artist=exclude_seed_artist,
+            min_score=min_score,
+        )
+    _deliver(results, as_json, m3u)
 
 
 @app.command()
+@_friendly
 def embed(
     clip: Annotated[Path, typer.Argument(help="Audio file to embed.")],
     model: Annotated[
@@ -357,48 +355,45 @@ def embed(
     as_json: JsonOpt = False,
 ) -> None:
     """Print the pooled, L2-normalised vector of an audio file (no catalog needed)."""
+    import numpy as np
 
-    def action() -> None:
-        import numpy as np
+    from mertsearch.catalog import embed as embed_clip
+    from mertsearch.encoder.checkpoint import default_layer, resolve_checkpoint
+    from mertsearch.settings import resolve_layers
 
-        from mertsearch.catalog import embed as embed_clip
-        from mertsearch.encoder.checkpoint import default_layer, resolve_checkpoint
-        from mertsearch.settings import resolve_layers
-
-        if layer is not None and layers is not None:
-            raise InvalidArgumentError("give --layer or --layers, not both")
-        checkpoint = resolve_checkpoint(model, revision=revision)
-        asked = layers if layers is not None else layer
-        chosen = resolve_layers(default_layer(checkpoint) if asked is None else asked, checkpoint.num_layers())
-        result = embed_clip(
-            clip, model=model, layers=chosen, revision=revision, hop=hop, start=start, end=end, device=device
+    if layer is not None and layers is not None:
+        raise InvalidArgumentError("give --layer or --layers, not both")
+    checkpoint = resolve_checkpoint(model, revision=revision)
+    asked = layers if layers is not None else layer
+    chosen = resolve_layers(default_layer(checkpoint) if asked is None else asked, checkpoint.num_layers())
+    result = embed_clip(
+        clip, model=model, layers=chosen, revision=revision, hop=hop, start=start, end=end, device=device
+    )
+    if output is not None:
+        np.save(output, result.vector)
+    if as_json:
+        _print_json(
+            {
+                "model": model,
+                "layer": chosen[0] if len(chosen) == 1 else None,
+                "layers": chosen,
+                "dim": int(result.vector.shape[0]),
+                "windows": len(result.window_vectors),
+                "duration": result.duration,
+                "vector": [float(v) for v in result.vector],
+            }
         )
-        if output is not None:
-            np.save(output, result.vector)
-        if as_json:
-            _print_json(
-                {
-                    "model": model,
-                    "layer": chosen[0] if len(chosen) == 1 else None,
-                    "layers": chosen,
-                    "dim": int(result.vector.shape[0]),
-                    "windows": len(result.window_vectors),
-                    "duration": result.duration,
-                    "vector": [float(v) for v in result.vector],
-                }
-            )
-            return
-        head = ", ".join(f"{v:+.4f}" for v in result.vector[:6])
-        out.print(
-            f"{clip}: {result.duration:.1f} s, {len(result.window_vectors)} windows, layers {chosen}, "
-            f"dim {result.vector.shape[0]}: [{head}, ...]" + (f" (saved to {output})" if output else ""),
-            highlight=False,
-        )
-
-    _run(action)
+        return
+    head = ", ".join(f"{v:+.4f}" for v in result.vector[:6])
+    out.print(
+        f"{clip}: {result.duration:.1f} s, {len(result.window_vectors)} windows, layers {chosen}, "
+        f"dim {result.vector.shape[0]}: [{head}, ...]" + (f" (saved to {output})" if output else ""),
+        highlight=False,
+    )
 
 
 @app.command()
+@_friendly
 def reindex(
     catalog: CatalogOpt,
     layer: LayerOpt = None,
@@ -414,28 +409,25 @@ def reindex(
     as_json: JsonOpt = False,
 ) -> None:
     """Switch the searched layer(s) or the centering from stored vectors, in seconds, without the model."""
+    from mertsearch.catalog import Catalog
 
-    def action() -> None:
-        from mertsearch.catalog import Catalog
-
-        with Catalog.open(catalog) as cat:
-            cat.wait_s = wait
-            report = cat.reindex(layer=layer, layers=layers, transform=transform)
-        if as_json:
-            _print_json(report)
-            return
-        before, after = report["scores_before"], report["scores_after"]
-        out.print(
-            f"searching layers {report['layers']} with transform '{report['transform']}' over {report['tracks']} "
-            f"tracks ({report['tracks_rewritten']} rewritten, {report['seconds']:.1f} s). Scores between random "
-            f"pairs: mean {before['mean']} sd {before['std']} before, mean {after['mean']} sd {after['std']} now",
-            highlight=False,
-        )
-
-    _run(action)
+    with Catalog.open(catalog) as cat:
+        cat.wait_s = wait
+        report = cat.reindex(layer=layer, layers=layers, transform=transform)
+    if as_json:
+        _print_json(report)
+        return
+    before, after = report["scores_before"], report["scores_after"]
+    out.print(
+        f"searching layers {report['layers']} with transform '{report['transform']}' over {report['tracks']} "
+        f"tracks ({report['tracks_rewritten']} rewritten, {report['seconds']:.1f} s). Scores between random "
+        f"pairs: mean {before['mean']} sd {before['std']} before, mean {after['mean']} sd {after['std']} now",
+        highlight=False,
+    )
 
 
 @app.command("tune-layer")
+@_friendly
 def tune_layer(
     catalog: CatalogOpt,
     labels: Annotated[
@@ -452,44 +444,38 @@ def tune_layer(
     as_json: JsonOpt = False,
 ) -> None:
     """Compare every stored layer on label retrieval (precision@k, mAP), raw and centered; recommend one."""
+    from mertsearch.catalog import Catalog
+    from mertsearch.search.tuning import read_labels, write_plot
 
-    def action() -> None:
-        from mertsearch.catalog import Catalog
-        from mertsearch.search.tuning import read_labels, write_plot
-
-        with Catalog.open(catalog) as cat:
-            report = cat.tune_layers(
-                read_labels(labels) if labels else None, exclude_same_artist=exclude_same_artist, k=k
-            )
-            destination = plot or cat.directory / "tune-layer.png"
-        write_plot(report, destination)
-        report["plot"] = str(destination)
-        if as_json:
-            _print_json(report)
-            return
-        table = Table(box=None, header_style="bold")
-        for column in ("layer", f"P@{k}", "mAP", f"P@{k} centered", "mAP centered", "score sd", "sd centered"):
-            table.add_column(column, justify="right")
-        for row in report["layers"]:
-            mark = " *" if row["layer"] == report["recommended_layer"] else ""
-            table.add_row(
-                f"{row['layer']}{mark}",
-                f"{row['precision_at_k']:.3f}",
-                f"{row['map']:.3f}",
-                f"{row['precision_at_k_centered']:.3f}",
-                f"{row['map_centered']:.3f}",
-                f"{row['scores']['std']:.3f}",
-                f"{row['scores_centered']['std']:.3f}",
-            )
-        out.print(table)
-        out.print(
-            f"{report['queries']} queries over {report['tracks']} tracks, {report['labels']} labels. "
-            f"Recommended layer: {report['recommended_layer']} (searching {report['searched_layers']} now; "
-            f"switch with `mertsearch reindex --catalog {catalog} --layer N`). Plot: {destination}",
-            highlight=False,
+    with Catalog.open(catalog) as cat:
+        report = cat.tune_layers(read_labels(labels) if labels else None, exclude_same_artist=exclude_same_artist, k=k)
+        destination = plot or cat.directory / "tune-layer.png"
+    write_plot(report, destination)
+    report["plot"] = str(destination)
+    if as_json:
+        _print_json(report)
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("layer", f"P@{k}", "mAP", f"P@{k} centered", "mAP centered", "score sd", "sd centered"):
+        table.add_column(column, justify="right")
+    for row in report["layers"]:
+        mark = " *" if row["layer"] == report["recommended_layer"] else ""
+        table.add_row(
+            f"{row['layer']}{mark}",
+            f"{row['precision_at_k']:.3f}",
+            f"{row['map']:.3f}",
+            f"{row['precision_at_k_centered']:.3f}",
+            f"{row['map_centered']:.3f}",
+            f"{row['scores']['std']:.3f}",
+            f"{row['scores_centered']['std']:.3f}",
         )
-
-    _run(action)
+    out.print(table)
+    out.print(
+        f"{report['queries']} queries over {report['tracks']} tracks, {report['labels']} labels. "
+        f"Recommended layer: {report['recommended_layer']} (searching {report['searched_layers']} now; "
+        f"switch with `mertsearch reindex --catalog {catalog} --layer N`). Plot: {destination}",
+        highlight=False,
+    )
 
 
 models_app = typer.Typer(help="The models mertsearch knows by name; download one ahead of time.", no_args_is_help=False)
@@ -537,55 +523,50 @@ def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 
 @models_app.command("download")
+@_friendly
 def models_download(
     name: Annotated[str, typer.Argument(help="Registry name or hub repo id.")],
     revision: Annotated[str | None, typer.Option(help="Hub revision (registry models are pinned).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Fetch a model into the Hugging Face cache now (only the files needed), so indexing works offline later."""
+    from mertsearch.encoder.checkpoint import resolve_checkpoint
 
-    def action() -> None:
-        from mertsearch.encoder.checkpoint import resolve_checkpoint
-
-        checkpoint = resolve_checkpoint(name, revision=revision)
-        document = {
-            "model": name,
-            "repo_id": checkpoint.repo_id,
-            "revision": checkpoint.revision,
-            "directory": str(checkpoint.directory),
-            "weights_sha256": checkpoint.weights_sha256(),
-        }
-        if as_json:
-            _print_json(document)
-        else:
-            out.print(
-                f"{name} ({checkpoint.repo_id} at {checkpoint.revision}) is in {checkpoint.directory}", highlight=False
-            )
-
-    _run(action)
+    checkpoint = resolve_checkpoint(name, revision=revision)
+    document = {
+        "model": name,
+        "repo_id": checkpoint.repo_id,
+        "revision": checkpoint.revision,
+        "directory": str(checkpoint.directory),
+        "weights_sha256": checkpoint.weights_sha256(),
+    }
+    if as_json:
+        _print_json(document)
+    else:
+        out.print(
+            f"{name} ({checkpoint.repo_id} at {checkpoint.revision}) is in {checkpoint.directory}", highlight=False
+        )
 
 
 @app.command()
+@_friendly
 def info(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
     """Show what a catalog holds and how it was built."""
+    from mertsearch.catalog import Catalog
 
-    def action() -> None:
-        from mertsearch.catalog import Catalog
-
-        with Catalog.open(catalog, mmap=True) as cat:
-            document = cat.info()
-        if as_json:
-            _print_json(document)
-            return
-        for key, value in document.items():
-            if isinstance(value, dict):
-                value = ", ".join(f"{k}={v}" for k, v in value.items())
-            out.print(f"[bold]{key}[/bold]: {value}", highlight=False)
-
-    _run(action)
+    with Catalog.open(catalog, mmap=True) as cat:
+        document = cat.info()
+    if as_json:
+        _print_json(document)
+        return
+    for key, value in document.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        out.print(f"[bold]{key}[/bold]: {value}", highlight=False)
 
 
 @app.command()
+@_friendly
 def serve(
     catalog: CatalogOpt,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -607,54 +588,46 @@ def serve(
     device: DeviceOpt = None,
 ) -> None:
     """Serve the HTTP API and the web page (open http://HOST:PORT/ in a browser)."""
+    import uvicorn
 
-    def action() -> None:
-        import uvicorn
+    from mertsearch.api.app import Settings, create_app, is_loopback
 
-        from mertsearch.api.app import Settings, create_app, is_loopback
-
-        if not token and not is_loopback(host):
-            raise InvalidArgumentError(
-                f"listening on {host} (beyond loopback) needs a token: --token or MERTSEARCH_TOKEN"
-            )
-        settings = Settings(
-            catalog=catalog,
-            token=token or None,
-            cors_origins=cors_origin or [],
-            max_upload_bytes=int(max_upload_mb * 2**20),
-            max_clip_seconds=max_clip_seconds,
-            model=model,
-            device=device,
-        )
-        err.print(f"serving {catalog} on http://{host}:{port}/ (API docs at /docs)", highlight=False)
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
-
-    _run(action)
+    if not token and not is_loopback(host):
+        raise InvalidArgumentError(f"listening on {host} (beyond loopback) needs a token: --token or MERTSEARCH_TOKEN")
+    settings = Settings(
+        catalog=catalog,
+        token=token or None,
+        cors_origins=cors_origin or [],
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        max_clip_seconds=max_clip_seconds,
+        model=model,
+        device=device,
+    )
+    err.print(f"serving {catalog} on http://{host}:{port}/ (API docs at /docs)", highlight=False)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
 
 @app.command()
+@_friendly
 def duplicates(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
     """List the files that hold the same recording (other formats, bitrates, copies)."""
+    from mertsearch.catalog import Catalog
 
-    def action() -> None:
-        from mertsearch.catalog import Catalog
-
-        with Catalog.open(catalog) as cat:
-            groups = cat.duplicates()
-        if as_json:
-            _print_json({"duplicates": groups})
-            return
-        for group in groups:
-            out.print(f"[bold]{group['track_id']}[/bold] {group['path']}", highlight=False, soft_wrap=True)
-            for alternate in group["alternates"]:
-                out.print(f"  = {alternate['track_id']} {alternate['path']}", highlight=False, soft_wrap=True)
-        if not groups:
-            out.print("no duplicates")
-
-    _run(action)
+    with Catalog.open(catalog) as cat:
+        groups = cat.duplicates()
+    if as_json:
+        _print_json({"duplicates": groups})
+        return
+    for group in groups:
+        out.print(f"[bold]{group['track_id']}[/bold] {group['path']}", highlight=False, soft_wrap=True)
+        for alternate in group["alternates"]:
+            out.print(f"  = {alternate['track_id']} {alternate['path']}", highlight=False, soft_wrap=True)
+    if not groups:
+        out.print("no duplicates")
 
 
 @app.command()
+@_friendly
 def remove(
     tracks: Annotated[list[str], typer.Argument(help="Track ids or paths to take out of the catalog.")],
     catalog: CatalogOpt,
@@ -662,22 +635,19 @@ def remove(
     as_json: JsonOpt = False,
 ) -> None:
     """Take tracks out of the catalog (the files themselves are not touched)."""
+    from mertsearch.catalog import Catalog
 
-    def action() -> None:
-        from mertsearch.catalog import Catalog
-
-        with Catalog.open(catalog) as cat:
-            cat.wait_s = wait
-            removed = cat.remove(tracks)
-        if as_json:
-            _print_json({"removed": removed})
-        else:
-            out.print(f"removed {len(removed)} track(s): {', '.join(map(str, removed))}", highlight=False)
-
-    _run(action)
+    with Catalog.open(catalog) as cat:
+        cat.wait_s = wait
+        removed = cat.remove(tracks)
+    if as_json:
+        _print_json({"removed": removed})
+    else:
+        out.print(f"removed {len(removed)} track(s): {', '.join(map(str, removed))}", highlight=False)
 
 
 @app.command()
+@_friendly
 def rebuild(
     catalog: CatalogOpt,
     factory: Annotated[
@@ -691,97 +661,82 @@ def rebuild(
     as_json: JsonOpt = False,
 ) -> None:
     """Rebuild the search indexes from the stored vectors (no model needed)."""
+    from mertsearch.catalog import Catalog
 
-    def action() -> None:
-        from mertsearch.catalog import Catalog
-
-        started = time.monotonic()
-        with Catalog.open(catalog) as cat:
-            cat.wait_s = wait
-            cat.rebuild_index(factory)
-            document = {
-                "tracks": len(cat.indexes.tracks),
-                "windows": len(cat.indexes.windows),
-                "kinds": {"tracks": cat.indexes.tracks.factory, "windows": cat.indexes.windows.factory},
-            }
-        document["seconds"] = round(time.monotonic() - started, 3)
-        if as_json:
-            _print_json(document)
-        else:
-            out.print(
-                f"rebuilt the indexes of {document['tracks']} tracks ({document['kinds']['tracks']}) and "
-                f"{document['windows']} windows ({document['kinds']['windows']}) in {document['seconds']:.1f} s",
-                highlight=False,
-            )
-
-    _run(action)
+    started = time.monotonic()
+    with Catalog.open(catalog) as cat:
+        cat.wait_s = wait
+        cat.rebuild_index(factory)
+        document = {
+            "tracks": len(cat.indexes.tracks),
+            "windows": len(cat.indexes.windows),
+            "kinds": {"tracks": cat.indexes.tracks.factory, "windows": cat.indexes.windows.factory},
+        }
+    document["seconds"] = round(time.monotonic() - started, 3)
+    if as_json:
+        _print_json(document)
+    else:
+        out.print(
+            f"rebuilt the indexes of {document['tracks']} tracks ({document['kinds']['tracks']}) and "
+            f"{document['windows']} windows ({document['kinds']['windows']}) in {document['seconds']:.1f} s",
+            highlight=False,
+        )
 
 
 @app.command()
+@_friendly
 def verify(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
     """Check that the manifest, database, indexes and stored vectors agree; exit 1 on any problem."""
+    from mertsearch.catalog import Catalog
 
-    def action() -> None:
-        from mertsearch.catalog import Catalog
-
-        with Catalog.open(catalog) as cat:
-            problems = cat.verify()
-        if as_json:
-            _print_json({"ok": not problems, "problems": problems})
-        else:
-            for problem in problems:
-                err.print(f"problem: {problem}", highlight=False, soft_wrap=True)
-            out.print(
-                "catalog is consistent" if not problems else f"{len(problems)} problem(s); try `mertsearch repair`"
-            )
-        if problems:
-            raise typer.Exit(1)
-
-    _run(action)
+    with Catalog.open(catalog) as cat:
+        problems = cat.verify()
+    if as_json:
+        _print_json({"ok": not problems, "problems": problems})
+    else:
+        for problem in problems:
+            err.print(f"problem: {problem}", highlight=False, soft_wrap=True)
+        out.print("catalog is consistent" if not problems else f"{len(problems)} problem(s); try `mertsearch repair`")
+    if problems:
+        raise typer.Exit(1)
 
 
 @app.command()
+@_friendly
 def repair(catalog: CatalogOpt, wait: WaitOpt = 0.0, as_json: JsonOpt = False) -> None:
     """Fix what can be fixed from the stored data (rebuilds the indexes), then verify again."""
+    from mertsearch.catalog import Catalog
 
-    def action() -> None:
-        from mertsearch.catalog import Catalog
-
-        with Catalog.open(catalog) as cat:
-            cat.wait_s = wait
-            done = cat.repair()
-            remaining = cat.verify()
-        if as_json:
-            _print_json({"done": done, "problems": remaining})
-        else:
-            for line in done:
-                out.print(line, highlight=False)
-            for problem in remaining:
-                err.print(f"still a problem: {problem}", highlight=False, soft_wrap=True)
-        if remaining:
-            raise typer.Exit(1)
-
-    _run(action)
+    with Catalog.open(catalog) as cat:
+        cat.wait_s = wait
+        done = cat.repair()
+        remaining = cat.verify()
+    if as_json:
+        _print_json({"done": done, "problems": remaining})
+    else:
+        for line in done:
+            out.print(line, highlight=False)
+        for problem in remaining:
+            err.print(f"still a problem: {problem}", highlight=False, soft_wrap=True)
+    if remaining:
+        raise typer.Exit(1)
 
 
 @app.command()
+@_friendly
 def failures(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
     """List the files that could not be indexed, and why."""
+    from mertsearch.catalog import Catalog
 
-    def action() -> None:
-        from mertsearch.catalog import Catalog
-
-        with Catalog.open(catalog) as cat:
-            rows = cat.failures()
-        if as_json:
-            _print_json({"failed": rows})
-            return
-        for row in rows:
-            out.print(f"{row['path']}: {row['reason']}", highlight=False, soft_wrap=True)
-        if not rows:
-            out.print("no failures")
-
-    _run(action)
+    with Catalog.open(catalog) as cat:
+        rows = cat.failures()
+    if as_json:
+        _print_json({"failed": rows})
+        return
+    for row in rows:
+        out.print(f"{row['path']}: {row['reason']}", highlight=False, soft_wrap=True)
+    if not rows:
+        out.print("no failures")
 
 
 def main() -> None:
