@@ -52,12 +52,19 @@ DATABASE = "catalog.db"
 INDEX_DIR = "index"
 # While indexing, the FAISS file is rewritten at most this often (it is rebuilt after a crash anyway).
 SAVE_EVERY_S = 60.0
+# A decoder worker silent this long (while it is waited for) is taken to hang.
+DECODE_TIMEOUT_S = 120.0
 
 
 def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_batch_size(device: str) -> int:
+    # A GPU needs many windows per call to be busy; on a CPU bigger batches only cost memory.
+    return 32 if device.startswith("cuda") else 4
 
 
 def _writes(method):
@@ -81,7 +88,8 @@ class Catalog:
         *,
         checkpoint: Checkpoint | None,
         device: str | None,
-        batch_size: int,
+        batch_size: int | None,
+        precision: str = "auto",
         mmap: bool = False,
     ) -> None:
         self.directory = directory
@@ -91,6 +99,7 @@ class Catalog:
         self._checkpoint = checkpoint
         self._device = device
         self._batch_size = batch_size
+        self._precision = precision
         self._mmap = mmap
         self._lock = WriterLock(directory)
         self.wait_s = 0.0  # how long a writing operation waits for another writer
@@ -127,7 +136,8 @@ class Catalog:
         hop: float | None = None,
         create: bool = False,
         device: str | None = None,
-        batch_size: int = 4,
+        batch_size: int | None = None,
+        precision: str = "auto",
         mmap: bool = False,
     ) -> Catalog:
         """Open the catalog in ``directory``; with ``create=True`` make it when it does not exist.
@@ -138,6 +148,10 @@ class Catalog:
         for an existing catalog must match the ones it was built with, or CatalogMismatchError
         names each difference. ``mmap`` maps saved indexes read-only instead of reading them,
         so a large catalog opens at once for searching (it cannot index then).
+
+        ``device`` runs the model on "cpu" or "cuda" (default: cuda when there is one);
+        ``batch_size`` is windows per model call (default: 32 on a GPU, 4 on a CPU);
+        ``precision`` is "auto", "fp32", "bf16" or "fp16" (see MertEncoder).
         """
         layers = _one_of(layer, layers)
         path = Path(directory).expanduser().absolute()
@@ -154,10 +168,12 @@ class Catalog:
             manifest = new_manifest(checkpoint, layers, keep_all=keep_layers, hop=hop)
             path.mkdir(parents=True, exist_ok=True)
             write_manifest(path, manifest)
-            return cls(path, manifest, checkpoint=checkpoint, device=device, batch_size=batch_size, mmap=mmap)
-
-        check_compatible(stored, wanted_manifest(stored, checkpoint, layers, keep_all=keep_layers, hop=hop), path)
-        return cls(path, stored, checkpoint=checkpoint, device=device, batch_size=batch_size, mmap=mmap)
+            stored = manifest
+        else:
+            check_compatible(stored, wanted_manifest(stored, checkpoint, layers, keep_all=keep_layers, hop=hop), path)
+        return cls(
+            path, stored, checkpoint=checkpoint, device=device, batch_size=batch_size, precision=precision, mmap=mmap
+        )
 
     @classmethod
     def create(cls, directory: str | os.PathLike, **settings) -> Catalog:
@@ -187,12 +203,14 @@ class Catalog:
                     f"the weights at {checkpoint.directory} are not the ones this catalog was built with "
                     f"(sha256 {spec['weights_sha256'][:12]}...); pass --model with the original weights"
                 )
+            device = self._device or default_device()
             self._encoder = MertEncoder(
                 checkpoint,
                 spec["layers"],
                 keep_all=bool(spec["kept_layers"]),
-                device=self._device or default_device(),
-                batch_size=self._batch_size,
+                device=device,
+                batch_size=self._batch_size or default_batch_size(device),
+                precision=self._precision,
             )
         return self._encoder
 
@@ -240,11 +258,11 @@ class Catalog:
 
     def embed(self, source: AudioInput, *, start: float | None = None, end: float | None = None) -> Embedding:
         """Vectors of any audio, processed exactly like the catalog's tracks."""
-        from mertsearch.audio.decode import decode_audio
-        from mertsearch.encoder.embed import embed_samples
+        from mertsearch.audio.decode import stream_audio
+        from mertsearch.encoder.embed import embed_chunks
 
-        samples = decode_audio(source, sample_rate=self.encoder.sample_rate, start=start, end=end)
-        return embed_samples(self.encoder, samples, self.windows)
+        chunks = stream_audio(source, sample_rate=self.encoder.sample_rate, start=start, end=end)
+        return embed_chunks(self.encoder, chunks, self.windows)
 
     @_writes
     def index_paths(
@@ -253,21 +271,24 @@ class Catalog:
         *,
         retry_failed: bool = False,
         progress: Callable[[IndexProgress], None] | None = None,
+        decoders: int | None = None,
+        decode_timeout_s: float = DECODE_TIMEOUT_S,
     ) -> IndexReport:
-        """Add new audio files under ``paths``, re-embed changed ones, skip unchanged ones."""
-        from mertsearch.audio.decode import decode_audio
-        from mertsearch.audio.tags import read_tags
-        from mertsearch.encoder.embed import embed_samples
+        """Add new audio files under ``paths``, re-embed changed ones, skip unchanged ones.
+
+        ``decoders`` worker processes decode files while the model runs (default: one per core
+        but one; 0 decodes in this process). A worker silent for ``decode_timeout_s`` seconds
+        is stopped and its file recorded as failed.
+        """
+        from mertsearch.indexer.batching import embed_jobs
+        from mertsearch.indexer.reader import read_track
+        from mertsearch.indexer.workers import Workers, default_workers
 
         files = discover_files(paths)
         indexes = self.indexes
         indexes.load()
-        encoder = self.encoder
         last_save = time.monotonic()
-
-        def embed_file(path: Path):
-            samples = decode_audio(path, sample_rate=encoder.sample_rate)
-            return embed_samples(encoder, samples, self.windows), read_tags(path)
+        read = functools.partial(read_track, sample_rate=self.manifest["encoder"]["sample_rate"], windows=self.windows)
 
         def on_stored(stored: StoredTrack, record: TrackRecord) -> None:
             nonlocal last_save
@@ -276,28 +297,32 @@ class Catalog:
                 indexes.save()
                 last_save = time.monotonic()
 
-        try:
-            report = run_index(
-                files,
-                store=self.store,
-                embed_file=embed_file,
-                on_stored=on_stored,
-                on_removed=indexes.removed,
-                leader_of=lambda record, own_id: find_leader(
-                    indexes.tracks,
-                    self.store,
-                    exclude=own_id,
-                    vector=self.transform(record.vector[None, :])[0],
-                    window_vectors=record.window_vectors,
-                    duration=record.duration,
-                ),
-                retry_failed=retry_failed,
-                progress=progress,
-            )
-            report.removed = self._remove_vanished(paths, {os.fsdecode(f) for f in files})
-            return report
-        finally:
-            indexes.save()
+        # The workers start before the model loads, so they share none of its memory or threads.
+        count = default_workers() if decoders is None else decoders
+        with Workers(read, count=count, timeout_s=decode_timeout_s) as workers:
+            encoder = self.encoder
+            try:
+                report = run_index(
+                    files,
+                    store=self.store,
+                    embed=lambda jobs: embed_jobs(jobs, encoder=encoder, workers=workers),
+                    on_stored=on_stored,
+                    on_removed=indexes.removed,
+                    leader_of=lambda record, own_id: find_leader(
+                        indexes.tracks,
+                        self.store,
+                        exclude=own_id,
+                        vector=self.transform(record.vector[None, :])[0],
+                        window_vectors=record.window_vectors,
+                        duration=record.duration,
+                    ),
+                    retry_failed=retry_failed,
+                    progress=progress,
+                )
+                report.removed = self._remove_vanished(paths, {os.fsdecode(f) for f in files})
+                return report
+            finally:
+                indexes.save()
 
     def _remove_vanished(self, paths: Iterable[str | os.PathLike], found: set[str]) -> int:
         """Forget tracks under the indexed folders whose files are gone from disk."""
@@ -692,17 +717,19 @@ def embed(
     start: float | None = None,
     end: float | None = None,
     device: str | None = None,
+    precision: str = "auto",
 ) -> Embedding:
     """Vectors of one clip without a catalog: the pooled, L2-normalised vector and the window vectors."""
-    from mertsearch.audio.decode import decode_audio
+    from mertsearch.audio.decode import stream_audio
     from mertsearch.encoder.checkpoint import default_layer
-    from mertsearch.encoder.embed import embed_samples
+    from mertsearch.encoder.embed import embed_chunks
     from mertsearch.encoder.mert import MertEncoder
 
     layers = _one_of(layer, layers)
     checkpoint = resolve_checkpoint(model, revision=revision)
     chosen = resolve_layers(default_layer(checkpoint) if layers is None else layers, checkpoint.num_layers())
-    encoder = MertEncoder(checkpoint, chosen, device=device or default_device())
+    device = device or default_device()
+    encoder = MertEncoder(checkpoint, chosen, device=device, batch_size=default_batch_size(device), precision=precision)
     windows = window_settings(checkpoint, hop)
-    samples = decode_audio(source, sample_rate=encoder.sample_rate, start=start, end=end)
-    return embed_samples(encoder, samples, windows)
+    chunks = stream_audio(source, sample_rate=encoder.sample_rate, start=start, end=end)
+    return embed_chunks(encoder, chunks, windows)

@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-import mertsearch.encoder.embed as embed_module
 from mertsearch import Catalog, CatalogMismatchError, CatalogNotFoundError, TrackNotFoundError
+from mertsearch.encoder.mert import MertEncoder
 from mertsearch.storage.vector_index import saved_index_file
 from tests.fixtures import tone_track, write_audio
 
@@ -132,22 +132,24 @@ def test_a_bad_file_is_recorded_and_the_run_goes_on(tmp_path, tiny_model, music)
 
 
 def test_an_interrupted_run_picks_up_where_it_stopped(tmp_path, tiny_model, music, monkeypatch):
-    real = embed_module.embed_samples
+    real = MertEncoder.embed_windows
     calls = {"n": 0}
 
-    def crash_on_fourth(*args, **kwargs):
+    def crash_on_fourth(self, windows):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt  # as if the user pressed Ctrl-C in the middle of embedding
-        return real(*args, **kwargs)
+        return real(self, windows)
 
-    monkeypatch.setattr(embed_module, "embed_samples", crash_on_fourth)
+    monkeypatch.setattr(MertEncoder, "embed_windows", crash_on_fourth)
     with _open(tmp_path, tiny_model) as cat, pytest.raises(KeyboardInterrupt):
         cat.index_paths([music])
-    monkeypatch.setattr(embed_module, "embed_samples", real)
+    monkeypatch.setattr(MertEncoder, "embed_windows", real)
     with Catalog.open(tmp_path / "cat") as cat:
+        stored = cat.store.count("tracks")
+        assert 0 < stored < 6
         report = cat.index_paths([music])
-        assert (report.added, report.unchanged) == (3, 3)
+        assert (report.added, report.unchanged) == (6 - stored, stored)
         _assert_consistent(cat, 6)
 
 

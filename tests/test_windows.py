@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mertsearch.audio.windows import plan_windows
+from mertsearch.audio.windows import WindowCutter, cut_windows
 from mertsearch.config import WindowSettings
 from mertsearch.errors import AudioDecodeError, InvalidArgumentError
 
@@ -9,8 +9,8 @@ SR = 100  # samples per second, to keep the arithmetic readable
 
 
 def starts(seconds: float, **kw) -> list[float]:
-    settings = {"window_s": 5.0, "hop_s": 5.0, **kw}
-    return list(plan_windows(int(seconds * SR), SR, **settings).start_seconds())
+    settings = WindowSettings(**{"window_s": 5.0, "hop_s": 5.0, **kw})
+    return [start / SR for start, _ in cut_windows(np.arange(int(seconds * SR), dtype=np.float32), SR, settings)]
 
 
 def test_full_windows_from_zero_every_hop():
@@ -26,21 +26,41 @@ def test_short_tail_is_dropped():
     assert starts(15.5) == [0, 5, 10]
 
 
-def test_every_window_has_the_same_length():
-    plan = plan_windows(1733, SR, window_s=5, hop_s=2)
-    assert plan.length == 500
-    assert (plan.starts + plan.length <= 1733).all()
-    assert plan.stack(np.arange(1733.0)).shape == (len(plan), 500)
+def test_every_window_has_the_same_length_and_holds_its_samples():
+    samples = np.arange(1733, dtype=np.float32)
+    windows = cut_windows(samples, SR, WindowSettings(window_s=5, hop_s=2))
+    assert [start for start, _ in windows] == [0, 200, 400, 600, 800, 1000, 1200]  # 33-sample tail dropped
+    for start, window in windows:
+        np.testing.assert_array_equal(window, samples[start : start + 500])
 
 
 def test_track_shorter_than_a_window_is_one_window_of_its_own_length():
-    plan = plan_windows(320, SR, window_s=5, hop_s=5)
-    assert list(plan.starts) == [0] and plan.length == 320
+    (start, window), *rest = cut_windows(np.ones(320, np.float32), SR, WindowSettings())
+    assert start == 0 and len(window) == 320 and not rest
 
 
 def test_too_short_is_an_error():
     with pytest.raises(AudioDecodeError, match="too short"):
-        plan_windows(50, SR, window_s=5, hop_s=5, min_duration_s=1.0)
+        cut_windows(np.ones(50, np.float32), SR, WindowSettings(min_duration_s=1.0))
+
+
+@pytest.mark.parametrize("hop_s", [5.0, 2.5, 1.7])
+def test_chunks_of_any_size_give_the_same_windows_holding_little(hop_s):
+    settings = WindowSettings(window_s=5.0, hop_s=hop_s)
+    rng = np.random.default_rng(1)
+    for total in [120, 499, 500, 501, 612, 1000, 1099, 1100, 4321]:
+        samples = rng.standard_normal(total).astype(np.float32)
+        whole = cut_windows(samples, SR, settings)
+        cutter, streamed, position = WindowCutter(SR, settings), [], 0
+        while position < total:
+            size = int(rng.integers(1, 400))
+            streamed += cutter.feed(samples[position : position + size])
+            position += size
+            assert len(cutter._buffer) <= cutter.length + 400  # never the whole track
+        streamed += cutter.finish()
+        assert [s for s, _ in streamed] == [s for s, _ in whole]
+        for (_, a), (_, b) in zip(streamed, whole, strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("kw", [{"hop_s": 0}, {"hop_s": 6}, {"window_s": -1}, {"min_duration_s": 0.01}])

@@ -1,19 +1,24 @@
-"""Decode audio with FFmpeg (through torchcodec) to mono float32 at a target sample rate.
+"""Decode audio with FFmpeg (through torchcodec) to mono float32 at the model's sample rate.
 
-Files, in-memory bytes and numpy arrays all take the same road: arrays at another rate are
-wrapped as WAV bytes and decoded by FFmpeg too, so a query is resampled exactly like the catalog.
+Files and in-memory bytes are decoded at their own rate, a chunk at a time, downmixed to the
+mean of their channels and resampled with torchaudio's sinc resampler (what ``T.Resample`` in
+MERT's published recipe uses). Numpy arrays skip the decoder and take the same downmix and
+resampler, so a query is processed exactly like the catalog. Memory stays bounded however
+long the file: only one chunk and the resampler's few samples of context are held at a time.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
+import torchaudio.functional
 from torchcodec.decoders import AudioDecoder
-from torchcodec.encoders import AudioEncoder
 
 from mertsearch.errors import AudioDecodeError
 
@@ -24,7 +29,15 @@ AudioInput = str | os.PathLike | bytes | tuple[np.ndarray, int]
 # Peak below which a track counts as silent: about -90 dBFS, under 16-bit dither.
 SILENCE_PEAK = 3e-5
 
+# Seconds of audio decoded at a time.
+CHUNK_S = 20.0
+
+# torchaudio's resampler defaults (T.Resample's too): Hann-windowed sinc, 6 zero crossings, 0.99 roll-off.
+_LOWPASS_WIDTH = 6
+_ROLLOFF = 0.99
+
 _CPP_PREFIX = re.compile(r"^\w+, \S+\.cpp:\d+, ")
+_END_OF_STREAM = "No audio frames were decoded"
 
 
 def _reason(exc: Exception) -> str:
@@ -33,16 +46,55 @@ def _reason(exc: Exception) -> str:
     return _CPP_PREFIX.sub("", text)
 
 
-def _array_to_wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
-    data = np.asarray(samples, dtype=np.float32)
-    if data.ndim == 1:
-        data = data[None, :]
-    if data.ndim != 2 or data.shape[1] == 0:
-        raise AudioDecodeError(f"expected samples shaped (n,) or (channels, n), got {samples.shape}")
-    if not np.isfinite(data).all():
-        raise AudioDecodeError("samples contain NaN or infinite values")
-    encoded = AudioEncoder(torch.from_numpy(np.ascontiguousarray(data)), sample_rate=int(sample_rate))
-    return encoded.to_tensor(format="wav").numpy().tobytes()
+class Resampler:
+    """torchaudio's ``functional.resample``, fed a chunk at a time.
+
+    The output is the whole signal's resampling, sample for sample: each part is resampled
+    with enough real neighbouring input around it that the filter never reaches the padding
+    torchaudio adds at a segment's edges, except at the true start and end of the signal.
+    """
+
+    def __init__(self, orig_rate: int, new_rate: int) -> None:
+        divisor = math.gcd(orig_rate, new_rate)
+        self.orig, self.new = orig_rate // divisor, new_rate // divisor
+        width = math.ceil(_LOWPASS_WIDTH * self.orig / (_ROLLOFF * min(self.orig, self.new)))
+        # Input kept on each side of the part resampled: whole blocks of ``orig`` samples, past the filter's reach.
+        self._context = self.orig * (math.ceil((width + self.orig) / self.orig) + 1)
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self._buffer_start = 0  # input index of _buffer[0], a multiple of orig
+        self._blocks_out = 0  # blocks of ``new`` output samples already returned
+        self._total = 0
+
+    def feed(self, samples: np.ndarray) -> np.ndarray:
+        """Output samples that no later input can change."""
+        if self.orig == self.new:
+            return samples
+        self._buffer = np.concatenate([self._buffer, samples.astype(np.float32, copy=False)])
+        self._total += len(samples)
+        return self._emit(max(self._blocks_out, (self._total - self._context) // self.orig))
+
+    def finish(self) -> np.ndarray:
+        """The rest of the output, once the input has ended."""
+        if self.orig == self.new:
+            return np.zeros(0, dtype=np.float32)
+        return self._emit(None)
+
+    def _emit(self, end_block: int | None) -> np.ndarray:
+        if end_block == self._blocks_out:
+            return np.zeros(0, dtype=np.float32)
+        low = max(0, self._blocks_out * self.orig - self._context)
+        segment = torch.from_numpy(self._buffer[low - self._buffer_start :])
+        out = torchaudio.functional.resample(segment, self.orig, self.new).numpy()
+        first = (self._blocks_out - low // self.orig) * self.new
+        if end_block is None:
+            result = out[first:]
+        else:
+            result = out[first : first + (end_block - self._blocks_out) * self.new]
+            self._blocks_out = end_block
+        keep_from = max(0, self._blocks_out * self.orig - self._context)
+        self._buffer = self._buffer[keep_from - self._buffer_start :]
+        self._buffer_start = keep_from
+        return result
 
 
 def _mono(data: np.ndarray) -> np.ndarray:
@@ -52,29 +104,20 @@ def _mono(data: np.ndarray) -> np.ndarray:
     return data.mean(axis=0, dtype=np.float32)
 
 
-def decode_audio(
-    source: AudioInput,
-    *,
-    sample_rate: int,
-    start: float | None = None,
-    end: float | None = None,
-) -> np.ndarray:
-    """Decode ``source`` to mono float32 samples at ``sample_rate``, optionally only [start, end) seconds.
-
-    Raises AudioDecodeError with a readable reason when the input is empty, not audio, or silent.
-    """
-    if start is not None and start < 0:
-        raise AudioDecodeError(f"start must be >= 0 seconds, got {start}")
-    if start is not None and end is not None and end <= start:
-        raise AudioDecodeError(f"end ({end} s) must be after start ({start} s)")
-
+def _native_chunks(
+    source: AudioInput, start: float | None, end: float | None, chunk_s: float
+) -> tuple[int, Iterator[np.ndarray]]:
+    """(rate, mono chunks at that rate) of the [start, end) part of ``source``."""
     if isinstance(source, tuple):
         samples, rate = source
         array = np.asarray(samples)
-        if int(rate) == sample_rate and start is None and end is None:
-            mono = _mono(array.astype(np.float32, copy=False))
-            return _checked(mono, sample_rate)
-        source = _array_to_wav_bytes(array, int(rate))
+        if array.ndim not in (1, 2) or array.shape[-1] == 0:
+            raise AudioDecodeError(f"expected samples shaped (n,) or (channels, n), got {array.shape}")
+        if int(rate) <= 0:
+            raise AudioDecodeError(f"sample rate must be > 0, got {rate}")
+        first = round((start or 0.0) * rate)
+        last = None if end is None else round(end * rate)
+        return int(rate), iter([_mono(array[..., first:last].astype(np.float32, copy=False))])
 
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -89,26 +132,83 @@ def decode_audio(
         source = bytes(source)
     else:
         raise AudioDecodeError(f"cannot decode an object of type {type(source).__name__}")
-
     try:
-        decoder = AudioDecoder(source, sample_rate=sample_rate)
-        if start is None and end is None:
-            decoded = decoder.get_all_samples()
-        else:
-            decoded = decoder.get_samples_played_in_range(start_seconds=start or 0.0, stop_seconds=end)
+        decoder = AudioDecoder(source)
+        rate = decoder.metadata.sample_rate
     except (RuntimeError, ValueError, IndexError) as exc:
         raise AudioDecodeError(f"cannot decode audio: {_reason(exc)}") from exc
-    return _checked(_mono(decoded.data.numpy()), sample_rate)
+    if not rate:
+        raise AudioDecodeError("cannot decode audio: the stream has no sample rate")
+
+    def chunks() -> Iterator[np.ndarray]:
+        # Positions are counted in samples, so consecutive ranges meet exactly.
+        position = round((start or 0.0) * rate)
+        stop = None if end is None else round(end * rate)
+        step = max(1, round(chunk_s * rate))
+        while stop is None or position < stop:
+            upto = position + step if stop is None else min(position + step, stop)
+            try:
+                data = decoder.get_samples_played_in_range(start_seconds=position / rate, stop_seconds=upto / rate)
+            except (RuntimeError, ValueError, IndexError) as exc:
+                if _END_OF_STREAM in str(exc):
+                    return
+                raise AudioDecodeError(f"cannot decode audio: {_reason(exc)}") from exc
+            if data.data.shape[-1] == 0:
+                return
+            yield _mono(data.data.numpy())
+            position = upto
+
+    return rate, chunks()
 
 
-def _checked(mono: np.ndarray, sample_rate: int) -> np.ndarray:
-    if mono.size == 0:
+def stream_audio(
+    source: AudioInput,
+    *,
+    sample_rate: int,
+    start: float | None = None,
+    end: float | None = None,
+    chunk_s: float = CHUNK_S,
+) -> Iterator[np.ndarray]:
+    """Mono float32 chunks of ``source`` at ``sample_rate``, optionally only its [start, end) seconds.
+
+    Raises AudioDecodeError with a readable reason when the input is not audio, contains NaN,
+    and (after the last chunk) when it turns out empty or silent.
+    """
+    if start is not None and start < 0:
+        raise AudioDecodeError(f"start must be >= 0 seconds, got {start}")
+    if start is not None and end is not None and end <= start:
+        raise AudioDecodeError(f"end ({end} s) must be after start ({start} s)")
+    rate, chunks = _native_chunks(source, start, end, chunk_s)
+    resampler = Resampler(rate, sample_rate)
+    count, peak = 0, 0.0
+    for native in _with_end(chunks):
+        out = resampler.finish() if native is None else resampler.feed(native)
+        if out.size == 0:
+            continue
+        if not np.isfinite(out).all():
+            raise AudioDecodeError("audio contains NaN or infinite values")
+        count += out.size
+        peak = max(peak, float(np.abs(out).max()))
+        yield np.ascontiguousarray(out)
+    if count == 0:
         raise AudioDecodeError("no audio samples (zero-length audio)")
-    if not np.isfinite(mono).all():
-        raise AudioDecodeError("decoded audio contains NaN or infinite values")
-    peak = float(np.abs(mono).max())
     if peak < SILENCE_PEAK:
         raise AudioDecodeError(
-            f"silent audio ({mono.size / sample_rate:.1f} s with peak level {20 * np.log10(max(peak, 1e-12)):.0f} dBFS)"
+            f"silent audio ({count / sample_rate:.1f} s with peak level {20 * np.log10(max(peak, 1e-12)):.0f} dBFS)"
         )
-    return np.ascontiguousarray(mono)
+
+
+def _with_end(chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray | None]:
+    yield from chunks
+    yield None
+
+
+def decode_audio(
+    source: AudioInput,
+    *,
+    sample_rate: int,
+    start: float | None = None,
+    end: float | None = None,
+) -> np.ndarray:
+    """All of ``source`` (or its [start, end) seconds) as one array: see :func:`stream_audio`."""
+    return np.concatenate(list(stream_audio(source, sample_rate=sample_rate, start=start, end=end)))

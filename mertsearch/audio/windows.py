@@ -1,4 +1,4 @@
-"""Cut a track into the fixed-length windows the model sees.
+"""Cut a track into the fixed-length windows the model sees, as its samples arrive.
 
 The rule, which queries and catalog tracks share:
 
@@ -12,55 +12,61 @@ The rule, which queries and catalog tracks share:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from mertsearch.config import WindowSettings
 from mertsearch.errors import AudioDecodeError
 
-
-@dataclass(frozen=True)
-class WindowPlan:
-    """Window boundaries in samples; every window has the same ``length``."""
-
-    starts: np.ndarray
-    length: int
-    sample_rate: int
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def start_seconds(self) -> np.ndarray:
-        return self.starts / self.sample_rate
-
-    def end_seconds(self) -> np.ndarray:
-        return (self.starts + self.length) / self.sample_rate
-
-    def stack(self, audio: np.ndarray, indices: range | None = None) -> np.ndarray:
-        """The windows (all of them, or ``indices``) as an array shaped (n, length)."""
-        chosen = self.starts if indices is None else self.starts[indices]
-        return np.stack([audio[s : s + self.length] for s in chosen])
+# (start sample, samples) of one window.
+Window = tuple[int, np.ndarray]
 
 
-def plan_windows(
-    num_samples: int,
-    sample_rate: int,
-    *,
-    window_s: float,
-    hop_s: float,
-    min_tail_s: float = 1.0,
-    min_duration_s: float = 1.0,
-) -> WindowPlan:
-    """Where the windows of a track ``num_samples`` long start (see the module's rule)."""
-    duration = num_samples / sample_rate
-    if duration < min_duration_s:
-        raise AudioDecodeError(f"too short: {duration:.2f} s, the minimum is {min_duration_s:g} s")
-    window = int(round(window_s * sample_rate))
-    hop = int(round(hop_s * sample_rate))
-    if num_samples <= window:
-        return WindowPlan(starts=np.array([0], dtype=np.int64), length=num_samples, sample_rate=sample_rate)
-    starts = list(range(0, num_samples - window + 1, hop))
-    tail = num_samples - (starts[-1] + window)
-    if tail >= min_tail_s * sample_rate:
-        starts.append(num_samples - window)
-    return WindowPlan(starts=np.array(starts, dtype=np.int64), length=window, sample_rate=sample_rate)
+class WindowCutter:
+    """Feed it a track's samples chunk by chunk; it returns each window as soon as it is known.
+
+    Only the samples a later window can still need are kept (at most one window's worth).
+    """
+
+    def __init__(self, sample_rate: int, settings: WindowSettings) -> None:
+        self.sample_rate = sample_rate
+        self.settings = settings
+        self.length = int(round(settings.window_s * sample_rate))
+        self._hop = int(round(settings.hop_s * sample_rate))
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self._buffer_start = 0
+        self._next_start = 0
+        self.total = 0  # samples fed so far
+
+    def feed(self, samples: np.ndarray) -> list[Window]:
+        self._buffer = np.concatenate([self._buffer, samples.astype(np.float32, copy=False)])
+        self.total += len(samples)
+        windows = []
+        while self._next_start + self.length <= self.total:
+            windows.append((self._next_start, self._take(self._next_start, self.length)))
+            self._next_start += self._hop
+        keep_from = max(0, min(self._next_start, self.total - self.length))
+        self._buffer = self._buffer[keep_from - self._buffer_start :]
+        self._buffer_start = keep_from
+        return windows
+
+    def finish(self) -> list[Window]:
+        """The last window, if the rule gives one; raises AudioDecodeError for a too-short track."""
+        duration = self.total / self.sample_rate
+        if duration < self.settings.min_duration_s:
+            raise AudioDecodeError(f"too short: {duration:.2f} s, the minimum is {self.settings.min_duration_s:g} s")
+        if self.total < self.length:
+            return [(0, self._take(0, self.total))]
+        tail = self.total - (self._next_start - self._hop + self.length)
+        if self.total > self.length and tail >= self.settings.min_tail_s * self.sample_rate:
+            return [(self.total - self.length, self._take(self.total - self.length, self.length))]
+        return []
+
+    def _take(self, start: int, length: int) -> np.ndarray:
+        offset = start - self._buffer_start
+        return self._buffer[offset : offset + length].copy()
+
+
+def cut_windows(samples: np.ndarray, sample_rate: int, settings: WindowSettings) -> list[Window]:
+    """All windows of a whole track held in memory."""
+    cutter = WindowCutter(sample_rate, settings)
+    return cutter.feed(samples) + cutter.finish()

@@ -1,29 +1,59 @@
 """The ingest loop: for each file decide added / updated / unchanged / failed, embed, store.
 
-Every track is committed on its own, so an interrupted run loses at most the file it was on,
-and a rerun carries on from there: files already stored are recognised by size and mtime, or
-by content hash when those changed.
+Files that need the model go to ``embed`` (decoder workers feeding the model, see
+mertsearch.indexer.batching), which hands back each file's outcome as it finishes. Every track
+is committed on its own, so an interrupted run loses at most the files in flight, and a rerun
+carries on from there: files already stored are recognised by size and mtime, or by content
+hash when those changed.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mertsearch.errors import MertSearchError
-from mertsearch.files import sha256_file
+from mertsearch.storage.schema import Track
 from mertsearch.storage.store import MetadataStore, StoredTrack, TrackRecord
 
 if TYPE_CHECKING:
-    from mertsearch.audio.tags import TrackTags
-    from mertsearch.encoder.embed import Embedding
+    from mertsearch.encoder.pooling import Embedding
 
-# Turns a file into vectors and tags; raises MertSearchError (or OSError) for a bad file.
-EmbedFile = Callable[[Path], "tuple[Embedding, TrackTags]"]
+
+@dataclass(frozen=True)
+class Embedded:
+    embedding: Embedding
+    tags: dict
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    reason: str
+
+
+Outcome = Embedded | Unchanged | Failed
+
+
+def fail_reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot read file: {exc.strerror or exc}"
+    if isinstance(exc, MertSearchError):
+        return str(exc)
+    return f"unexpected error: {type(exc).__name__}: {exc}"
+
+
+# Embeds the files of the jobs it is given: (job, outcome) for each, in the order they finish.
+Embed = Callable[["Iterator[Job]"], "Iterator[tuple[Job, Outcome]]"]
 # Told about every stored track: what the store changed, and what was stored.
 OnStored = Callable[[StoredTrack, TrackRecord], None]
 # Names the leading track of the recording a new file also holds (or None); gets the record and
@@ -69,17 +99,25 @@ class IndexReport:
         return out
 
 
-def _fail_reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError):
-        return f"cannot read file: {exc.strerror or exc}"
-    return str(exc)
+@dataclass(frozen=True)
+class Job:
+    """A file that needs the model (or at least its hash checked), as seen when the run began."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    existing: Track | None  # the stored row for this path, if any
+
+    @property
+    def known_sha256(self) -> str | None:
+        return self.existing.sha256 if self.existing is not None else None
 
 
 def run_index(
     files: list[Path],
     *,
     store: MetadataStore,
-    embed_file: EmbedFile,
+    embed: Embed,
     on_stored: OnStored,
     on_removed: OnRemoved,
     leader_of: LeaderOf | None = None,
@@ -88,29 +126,35 @@ def run_index(
 ) -> IndexReport:
     report = IndexReport(files=len(files))
     started = time.monotonic()
-    for done, path in enumerate(files, start=1):
-        status = _index_one(path, store, embed_file, on_stored, on_removed, leader_of, retry_failed, report)
+    done = 0
+
+    def tell(path: str, status: str) -> None:
+        nonlocal done
+        done += 1
         report.elapsed = time.monotonic() - started
         if progress is not None:
-            progress(IndexProgress(done, len(files), report.audio_seconds, report.elapsed, str(path), status))
+            progress(IndexProgress(done, len(files), report.audio_seconds, report.elapsed, path, status))
+
+    def jobs() -> Iterator[Job]:
+        for path in files:
+            job = _triage(path, store, retry_failed, report)
+            if isinstance(job, Job):
+                yield job
+            else:
+                tell(os.fsdecode(path), job)
+
+    for job, outcome in embed(jobs()):
+        tell(job.path, _finish(job, outcome, store, on_stored, on_removed, leader_of, report))
     return report
 
 
-def _index_one(
-    path: Path,
-    store: MetadataStore,
-    embed_file: EmbedFile,
-    on_stored: OnStored,
-    on_removed: OnRemoved,
-    leader_of: LeaderOf | None,
-    retry_failed: bool,
-    report: IndexReport,
-) -> str:
+def _triage(path: Path, store: MetadataStore, retry_failed: bool, report: IndexReport) -> Job | str:
+    """The job for a file, or its status when it needs no work (unchanged, skipped, failed)."""
     key = os.fsdecode(path)
     try:
         stat = path.stat()
     except OSError as exc:
-        report.failed.append(FailedFile(key, _fail_reason(exc)))
+        report.failed.append(FailedFile(key, fail_reason(exc)))
         return "failed"
     existing = store.track_by_path(key)
     if existing is not None and (existing.size, existing.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
@@ -125,28 +169,39 @@ def _index_one(
     ):
         report.skipped_failed += 1
         return "skipped"
-    try:
-        digest = sha256_file(path)
-        if existing is not None and existing.sha256 == digest:
-            store.touch_track(existing.id, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
-            report.unchanged += 1
-            return "unchanged"
-        embedding, tags = embed_file(path)
-    except (MertSearchError, OSError) as exc:
-        reason = _fail_reason(exc)
+    return Job(key, stat.st_size, stat.st_mtime_ns, existing)
+
+
+def _finish(
+    job: Job,
+    outcome: Outcome,
+    store: MetadataStore,
+    on_stored: OnStored,
+    on_removed: OnRemoved,
+    leader_of: LeaderOf | None,
+    report: IndexReport,
+) -> str:
+    existing = job.existing
+    if isinstance(outcome, Unchanged):
+        store.touch_track(existing.id, size=job.size, mtime_ns=job.mtime_ns)
+        report.unchanged += 1
+        return "unchanged"
+    if isinstance(outcome, Failed):
         if existing is not None:
             # The file changed into something unusable: its old vectors no longer describe it.
             on_removed(existing.id, store.delete_track(existing.id))
-        store.record_failure(key, size=stat.st_size, mtime_ns=stat.st_mtime_ns, reason=reason)
-        report.failed.append(FailedFile(key, reason))
+        store.record_failure(job.path, size=job.size, mtime_ns=job.mtime_ns, reason=outcome.reason)
+        report.failed.append(FailedFile(job.path, outcome.reason))
         return "failed"
+    assert isinstance(outcome, Embedded)
+    embedding = outcome.embedding
     record = TrackRecord(
-        path=key,
-        size=stat.st_size,
-        mtime_ns=stat.st_mtime_ns,
-        sha256=digest,
+        path=job.path,
+        size=job.size,
+        mtime_ns=job.mtime_ns,
+        sha256=outcome.sha256,
         duration=embedding.duration,
-        tags=tags.as_dict(),
+        tags=outcome.tags,
         vector=embedding.vector,
         window_starts=embedding.window_starts,
         window_ends=embedding.window_ends,
