@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.encoder import MERT_V1_95M  # noqa: E402
@@ -56,6 +57,18 @@ def fill(cat: Catalog, tracks: int, rng: np.random.Generator) -> None:
         )
 
 
+def matmul_gflops() -> float:
+    """This machine's fp32 matrix-product rate, on the shape of a transformer layer's feed-forward."""
+    a, b = torch.randn(375, 768), torch.randn(768, 3072)
+    best = float("inf")
+    for _ in range(10):  # the best of several tries: this machine is noisy
+        started = time.perf_counter()
+        for _ in range(10):
+            a @ b
+        best = min(best, time.perf_counter() - started)
+    return 10 * 2 * 375 * 768 * 3072 / best / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracks", type=int, default=10_000)
@@ -64,6 +77,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
+    gflops = matmul_gflops()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model, _ = write_tiny_mert(root / "model", overrides=MERT_V1_95M)
@@ -104,6 +118,11 @@ def main() -> None:
         "layer": args.layer,
         **{f"{name}_p50_s": round(float(np.percentile(v, 50)), 4) for name, v in parts.items()},
         **{f"{name}_p95_s": round(float(np.percentile(v, 95)), 4) for name, v in parts.items()},
+        "precision": encoder.precision,
+        # What fp32 arithmetic allows here: the clip's two windows (~15.5 GFLOP per audio second up to
+        # layer 7: the convolutional front end ~8, each transformer layer ~1.1) at this CPU's matmul rate.
+        "fp32_matmul_gflops": round(gflops, 1),
+        "embed_floor_s": round(10 * (8.0 + 1.06 * args.layer) / gflops, 3),
     }
     print(json.dumps(result) if args.json else "\n".join(f"{k:>18}: {v}" for k, v in result.items()))
 

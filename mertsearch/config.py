@@ -9,6 +9,15 @@ from mertsearch.errors import InvalidArgumentError
 # hidden_states[7] of MERT-v1-95M: the layer MARBLE's genre probes use; a good general default.
 DEFAULT_LAYER = 7
 
+# The model's arithmetic: "auto" measures bf16 against fp32 on the machine (see MertEncoder).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise InvalidArgumentError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
 
 @dataclass(frozen=True)
 class WindowSettings:

@@ -53,6 +53,7 @@ class Settings:
     max_clip_seconds: float = 600.0
     model: str | None = None
     device: str | None = None
+    precision: str = "auto"
 
 
 class ApiError(Exception):
@@ -81,7 +82,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        catalog = Catalog.open(settings.catalog, model=settings.model, device=settings.device, mmap=True)
+        catalog = Catalog.open(
+            settings.catalog, model=settings.model, device=settings.device, precision=settings.precision, mmap=True
+        )
         try:
             catalog.indexes.load()
             try:

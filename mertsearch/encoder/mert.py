@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from mertsearch.config import check_precision
 from mertsearch.encoder.checkpoint import Checkpoint, load_model, read_preprocessing
 from mertsearch.errors import InvalidArgumentError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Lowest cosine between a reduced-precision vector and the fp32 one that "auto" accepts.
 MIN_COSINE = 0.9999
@@ -42,11 +42,10 @@ class MertEncoder:
         *,
         keep_all: bool = False,
         device: str = "cpu",
-        batch_size: int = 4,
+        batch_size: int = 1,
         precision: str = "auto",
     ) -> None:
-        if precision not in PRECISIONS:
-            raise InvalidArgumentError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        check_precision(precision)
         model = load_model(checkpoint)
         num_layers = model.config.num_hidden_layers
         self.layers = (layers,) if isinstance(layers, int) else tuple(layers)

@@ -92,6 +92,10 @@ class IndexReport:
     files: int = 0
     audio_seconds: float = 0.0
     elapsed: float = 0.0
+    # How the model ran: "cpu"/"cuda", the arithmetic chosen, decoder processes (0: inline).
+    device: str = ""
+    precision: str = ""
+    decoders: int = 0
 
     def as_dict(self) -> dict:
         out = asdict(self)

@@ -122,6 +122,7 @@ class Workers:
             try:
                 message = conn.recv()
             except (EOFError, OSError):
+                worker.process.join(5)  # its pipe closes as it dies: wait to learn how it died
                 code = worker.process.exitcode
                 how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
                 message = ("failed", f"the decoder crashed on this file ({how})")

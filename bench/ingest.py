@@ -1,0 +1,175 @@
+"""Ingest throughput: the published MERT recipe against the engine's `index`, same recordings, same run.
+
+Real recordings (by default the Opus soundtrack of Debian's warzone2100-music package:
+`apt-get install warzone2100-music`), the shortest files first until at least --minutes of audio.
+Full-size MERT-v1-95M with random weights (the real compute), layer 7.
+
+(a) recipe: per file, torchaudio.load, channel mean, T.Resample to 24 kHz, the feature extractor
+    and HubertModel with output_hidden_states=True on one 5 s window at a time, fp32; the track
+    vector is the normalised mean of the windows' normalised layer-7 means (windows as the
+    engine cuts them, so the two are comparable).
+(b) engine: Catalog.index_paths with its defaults (decoder workers, batches across tracks, only
+    layers up to 7, precision "auto").
+
+Each runs in its own process, so peak memory (RSS, workers included) is its own.
+
+    .venv/bin/python bench/ingest.py --minutes 5 [--music DIR] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.encoder import MERT_V1_95M  # noqa: E402
+
+MUSIC = Path("/usr/share/games/warzone2100/music")
+LAYER = 7
+
+
+def pick_files(music: Path, minutes: float) -> list[Path]:
+    from torchcodec.decoders import AudioDecoder
+
+    from mertsearch.indexer.discover import discover_files
+
+    durations = sorted((AudioDecoder(str(p)).metadata.duration_seconds, str(p)) for p in discover_files([music]))
+    chosen, total = [], 0.0
+    for seconds, path in durations:
+        if total >= minutes * 60:
+            break
+        chosen.append(Path(path))
+        total += seconds
+    return chosen
+
+
+def peak_rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024
+
+
+def run_recipe(model_dir: Path, files: list[Path]) -> dict:
+    import torch
+    import torchaudio
+    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+
+    from mertsearch.audio.windows import cut_windows
+    from mertsearch.config import WindowSettings
+
+    config = json.loads((model_dir / "config.json").read_text())
+    model = HubertModel(HubertConfig(conv_pos_batch_norm=False, **config)).eval()
+    model.load_state_dict(torch.load(model_dir / "reference.pt", weights_only=True))
+    extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(model_dir))
+    vectors, audio_seconds = {}, 0.0
+    started = time.perf_counter()
+    for path in files:
+        waveform, rate = torchaudio.load(str(path))
+        audio = torchaudio.transforms.Resample(rate, 24000)(waveform.mean(dim=0)).numpy()
+        audio_seconds += len(audio) / 24000
+        means = []
+        for _, window in cut_windows(audio, 24000, WindowSettings()):
+            inputs = extractor(window, sampling_rate=24000, return_tensors="pt")
+            with torch.inference_mode():
+                hidden = model(**inputs, output_hidden_states=True).hidden_states[LAYER]
+            mean = hidden.mean(dim=1)[0].numpy()
+            means.append(mean / np.linalg.norm(mean))
+        track = np.mean(means, axis=0)
+        vectors[str(path)] = (track / np.linalg.norm(track)).tolist()
+    elapsed = time.perf_counter() - started
+    return {"elapsed_s": elapsed, "audio_seconds": audio_seconds, "vectors": vectors, "peak_rss_mb": peak_rss_mb()}
+
+
+def run_engine(model_dir: Path, files: list[Path], catalog: Path) -> dict:
+    from mertsearch import Catalog
+    from mertsearch.storage.store import from_blob
+
+    with Catalog.create(catalog, model=str(model_dir), layer=LAYER) as cat:
+        started = time.perf_counter()
+        report = cat.index_paths(files)
+        elapsed = time.perf_counter() - started
+        vectors = {str(p): from_blob(cat.store.track_by_path(str(p)).vector).tolist() for p in files}
+        return {
+            "elapsed_s": elapsed,
+            "audio_seconds": report.audio_seconds,
+            "vectors": vectors,
+            "peak_rss_mb": peak_rss_mb(),
+            "precision": report.precision,
+            "precision_report": cat.encoder.precision_report,
+            "decoders": report.decoders,
+            "batch_size": cat.encoder.batch_size,
+            "failed": [f.reason for f in report.failed],
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--music", type=Path, default=MUSIC)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--part", choices=["recipe", "engine"], help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--files", nargs="*", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.part == "recipe":
+        print(json.dumps(run_recipe(args.model_dir, args.files)))
+        return
+    if args.part == "engine":
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(run_engine(args.model_dir, args.files, Path(tmp) / "cat")))
+        return
+
+    if not args.music.is_dir():
+        sys.exit(f"no recordings at {args.music}: apt-get install warzone2100-music, or pass --music DIR")
+    import torch
+
+    from tests.fixtures import write_tiny_mert
+
+    files = pick_files(args.music, args.minutes)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir, reference = write_tiny_mert(Path(tmp) / "mert-v1-95m-random", overrides=MERT_V1_95M)
+        torch.save(reference.state_dict(), model_dir / "reference.pt")
+        parts = {}
+        for part in ("recipe", "engine"):
+            command = [sys.executable, __file__, "--part", part, "--model-dir", str(model_dir), "--files"]
+            run = subprocess.run(command + [str(f) for f in files], capture_output=True, text=True, check=True)
+            parts[part] = json.loads(run.stdout.strip().splitlines()[-1])
+    recipe, engine = parts["recipe"], parts["engine"]
+    cosines = [float(np.dot(recipe["vectors"][p], engine["vectors"][p])) for p in recipe["vectors"]]
+    result = {
+        "files": len(files),
+        "audio_minutes": round(recipe["audio_seconds"] / 60, 2),
+        "threads": torch.get_num_threads(),
+        "recipe_x_realtime": round(recipe["audio_seconds"] / recipe["elapsed_s"], 3),
+        "engine_x_realtime": round(engine["audio_seconds"] / engine["elapsed_s"], 3),
+        "speedup": round(
+            recipe["elapsed_s"] / engine["elapsed_s"] * engine["audio_seconds"] / recipe["audio_seconds"], 3
+        ),
+        "min_cosine": min(cosines),
+        "recipe_peak_rss_mb": round(recipe["peak_rss_mb"]),
+        "engine_peak_rss_mb": round(engine["peak_rss_mb"]),
+        "engine_precision": engine["precision"],
+        "engine_precision_report": engine["precision_report"],
+        "engine_decoders": engine["decoders"],
+        "engine_batch_size": engine["batch_size"],
+        "engine_failed": engine["failed"],
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>24}: {value}")
+
+
+if __name__ == "__main__":
+    main()
