@@ -65,8 +65,9 @@ def model_only(encoder: MertEncoder, dtype: torch.dtype, batch: int, seconds: fl
 def make_music(root: Path, minutes: float) -> Path:
     """Minutes of 60 s FLAC files: 20 distinct tunes, copied as often as needed (copying is fast)."""
     music = root / "music"
-    distinct = [write_audio(music / f"{n:03d}.flac", melody_track(n, 60, 44100), 44100) for n in range(20)]
-    for n in range(len(distinct), max(1, int(minutes))):
+    count = max(1, int(minutes))
+    distinct = [write_audio(music / f"{n:05d}.flac", melody_track(n, 60, 44100), 44100) for n in range(min(20, count))]
+    for n in range(len(distinct), count):
         shutil.copyfile(distinct[n % len(distinct)], music / f"{n:05d}.flac")
     return music
 
