@@ -117,12 +117,12 @@ def index(
     retry_failed: Annotated[bool, typer.Option(help="Try again files that failed before and did not change.")] = False,
     wait: WaitOpt = 0.0,
     batch_size: Annotated[
-        int | None, typer.Option(help="Windows per model call [default: 32 on a GPU, 1 on a CPU].", min=1)
+        int | None, typer.Option(help="Windows per model call (default: 32 on a GPU, 1 on a CPU).", min=1)
     ] = None,
     decoders: Annotated[
         int | None,
         typer.Option(
-            help="Worker processes decoding files while the model runs [default: one per CPU core but one]; "
+            help="Worker processes decoding files while the model runs (default: one per CPU core but one); "
             "0 decodes in the main process.",
             min=0,
         ),
