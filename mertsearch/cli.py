@@ -779,6 +779,10 @@ def failures(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
 
 
 def main() -> None:
+    # A file name that is not valid UTF-8 (held as surrogate escapes) is printed as \udcXX instead
+    # of failing the command; inside --json output that is a valid JSON string escape.
+    sys.stdout.reconfigure(errors="backslashreplace")
+    sys.stderr.reconfigure(errors="backslashreplace")
     app()
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 import mimetypes
+import os
 import threading
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -72,8 +74,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII characters escaped, so a file name that is not valid UTF-8 (held as
+    surrogate escapes) is sent as \\udcXX escapes instead of failing the response."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"status": status, "message": message}, status_code=status, headers=headers)
+    return AsciiJSONResponse({"status": status, "message": message}, status_code=status, headers=headers)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -101,6 +111,7 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Music similarity search over a catalog indexed with a MERT model.",
         version=__import__("mertsearch").__version__,
         lifespan=lifespan,
+        default_response_class=AsciiJSONResponse,
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -259,7 +270,9 @@ def create_app(settings: Settings) -> FastAPI:
         if not path.is_file():
             raise ApiError(404, f"the file of track {track_id} is gone from disk")
         media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return FileResponse(path, media_type=media_type, filename=path.name, content_disposition_type="inline")
+        # The header needs text: bytes of a name that are not UTF-8 become U+FFFD there.
+        shown = os.fsencode(path.name).decode("utf-8", "replace")
+        return FileResponse(path, media_type=media_type, filename=shown, content_disposition_type="inline")
 
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
     return app

@@ -97,6 +97,14 @@ class Resampler:
         return result
 
 
+def _undecodable(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
 def _mono(data: np.ndarray) -> np.ndarray:
     if data.ndim == 1:
         return data.astype(np.float32, copy=False)
@@ -126,6 +134,9 @@ def _native_chunks(
         if path.stat().st_size == 0:
             raise AudioDecodeError("empty file (0 bytes)")
         source = str(path)
+        if _undecodable(source):
+            # torchcodec takes only UTF-8 names; a file object reaches FFmpeg through Python reads.
+            source = open(path, "rb")  # noqa: SIM115 - closed by the decoder's garbage collection
     elif isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise AudioDecodeError("empty input (0 bytes)")

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from stat import S_ISREG
 from typing import TYPE_CHECKING
 
 from mertsearch.errors import MertSearchError
@@ -173,6 +174,12 @@ def _triage(path: Path, store: MetadataStore, retry_failed: bool, report: IndexR
     ):
         report.skipped_failed += 1
         return "skipped"
+    if not S_ISREG(stat.st_mode):
+        # A pipe or a device would block or never end when read.
+        reason = "not a regular file"
+        store.record_failure(key, size=stat.st_size, mtime_ns=stat.st_mtime_ns, reason=reason)
+        report.failed.append(FailedFile(key, reason))
+        return "failed"
     return Job(key, stat.st_size, stat.st_mtime_ns, existing)
 
 

@@ -4,6 +4,27 @@ from __future__ import annotations
 
 from sqlalchemy import Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class PathText(TypeDecorator):
+    """A file path as text. A name that is not valid UTF-8 (Python holds its bytes as surrogate
+    escapes, see os.fsdecode) cannot be text in SQLite: it is stored as its raw bytes instead."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape")
+
+    def process_result_value(self, value, dialect):
+        return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
 
 
 class Base(DeclarativeBase):
@@ -15,7 +36,7 @@ class Track(Base):
 
     # The primary key is also the track's id in the FAISS index and in every API.
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text, unique=True)
+    path: Mapped[str] = mapped_column(PathText, unique=True)
     size: Mapped[int] = mapped_column(Integer)
     mtime_ns: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
@@ -61,7 +82,7 @@ class Failure(Base):
     __tablename__ = "failures"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text, unique=True)
+    path: Mapped[str] = mapped_column(PathText, unique=True)
     size: Mapped[int] = mapped_column(Integer)
     mtime_ns: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
