@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
@@ -72,6 +73,11 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+# SQLite's largest integer: a bigger id or offset is a 422, not an overflow deep in the database.
+SQL_INT_MAX = 2**63 - 1
+TrackId = Annotated[int, PathParam(ge=1, le=SQL_INT_MAX, description="A track's id.")]
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -182,17 +188,17 @@ def create_app(settings: Settings) -> FastAPI:
     def search(
         file: Annotated[UploadFile, File(description="An audio file (wav, flac, mp3, ogg, opus, m4a...)")],
         k: Annotated[int, Form(ge=1, le=1000)] = 10,
-        start: Annotated[float | None, Form(ge=0)] = None,
-        end: Annotated[float | None, Form(gt=0)] = None,
+        start: Annotated[float | None, Form(ge=0, allow_inf_nan=False)] = None,
+        end: Annotated[float | None, Form(gt=0, allow_inf_nan=False)] = None,
         mode: Annotated[str, Form(pattern="^(segments|tracks)$")] = "segments",
         filter_: Annotated[list[str] | None, Form(alias="filter")] = None,
-        min_duration: Annotated[float | None, Form()] = None,
-        max_duration: Annotated[float | None, Form()] = None,
-        min_year: Annotated[int | None, Form()] = None,
-        max_year: Annotated[int | None, Form()] = None,
-        per_artist: Annotated[int | None, Form(ge=1)] = None,
-        per_album: Annotated[int | None, Form(ge=1)] = None,
-        min_score: Annotated[float | None, Form()] = None,
+        min_duration: Annotated[float | None, Form(ge=0, allow_inf_nan=False)] = None,
+        max_duration: Annotated[float | None, Form(ge=0, allow_inf_nan=False)] = None,
+        min_year: Annotated[int | None, Form(ge=-9999, le=9999)] = None,
+        max_year: Annotated[int | None, Form(ge=-9999, le=9999)] = None,
+        per_artist: Annotated[int | None, Form(ge=1, le=1000)] = None,
+        per_album: Annotated[int | None, Form(ge=1, le=1000)] = None,
+        min_score: Annotated[float | None, Form(allow_inf_nan=False)] = None,
     ) -> dict:
         if "model_error" in state:
             raise ApiError(503, f"search by audio is unavailable: {state['model_error']}")
@@ -225,18 +231,18 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/tracks/{track_id}/similar", dependencies=[Auth], summary="Tracks most similar to a catalog track")
     def similar(
-        track_id: int,
+        track_id: TrackId,
         k: Annotated[int, Query(ge=1, le=1000)] = 10,
         mode: Annotated[str, Query(pattern="^(segments|tracks)$")] = "tracks",
         filter_: Annotated[list[str] | None, Query(alias="filter")] = None,
-        min_duration: float | None = None,
-        max_duration: float | None = None,
-        min_year: int | None = None,
-        max_year: int | None = None,
-        per_artist: Annotated[int | None, Query(ge=1)] = None,
-        per_album: Annotated[int | None, Query(ge=1)] = None,
+        min_duration: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+        max_duration: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+        min_year: Annotated[int | None, Query(ge=-9999, le=9999)] = None,
+        max_year: Annotated[int | None, Query(ge=-9999, le=9999)] = None,
+        per_artist: Annotated[int | None, Query(ge=1, le=1000)] = None,
+        per_album: Annotated[int | None, Query(ge=1, le=1000)] = None,
         exclude_seed_artist: bool = False,
-        min_score: float | None = None,
+        min_score: Annotated[float | None, Query(allow_inf_nan=False)] = None,
     ) -> dict:
         chosen = filters(filter_, min_duration, max_duration, min_year, max_year)
         with lock:
@@ -253,19 +259,19 @@ def create_app(settings: Settings) -> FastAPI:
         return {"results": [r.as_dict() for r in results]}
 
     @app.get("/tracks/{track_id}", dependencies=[Auth], summary="One track's metadata")
-    def track(track_id: int) -> dict:
+    def track(track_id: TrackId) -> dict:
         return catalog().track(track_id)
 
     @app.get("/tracks", dependencies=[Auth], summary="Find tracks by title, artist, album or path")
     def tracks(
         q: str = "",
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=SQL_INT_MAX)] = 0,
     ) -> dict:
         return catalog().find_tracks(q, limit=limit, offset=offset)
 
     @app.get("/tracks/{track_id}/audio", dependencies=[Auth], summary="The track's audio file (range requests)")
-    def audio(track_id: int) -> FileResponse:
+    def audio(track_id: TrackId) -> FileResponse:
         path = Path(catalog().track(track_id)["path"])  # only ever a path the catalog indexed
         if not path.is_file():
             raise ApiError(404, f"the file of track {track_id} is gone from disk")
