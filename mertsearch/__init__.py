@@ -14,6 +14,7 @@ from mertsearch.catalog import Catalog, embed  # noqa: E402
 from mertsearch.encoder.pooling import Embedding  # noqa: E402
 from mertsearch.errors import (  # noqa: E402
     AudioDecodeError,
+    AudioTooLongError,
     CatalogBusyError,
     CatalogMismatchError,
     CatalogNotFoundError,
@@ -28,6 +29,7 @@ from mertsearch.storage.filters import Filters  # noqa: E402
 
 __all__ = [
     "AudioDecodeError",
+    "AudioTooLongError",
     "Catalog",
     "CatalogBusyError",
     "CatalogMismatchError",

@@ -13,6 +13,10 @@ class AudioDecodeError(MertSearchError, ValueError):
     """An audio file or buffer could not be decoded, or holds no usable audio."""
 
 
+class AudioTooLongError(AudioDecodeError):
+    """A clip is longer than the limit set for it (a query, an upload)."""
+
+
 class ModelLoadError(MertSearchError, RuntimeError):
     """A model checkpoint could not be found, downloaded or loaded."""
 

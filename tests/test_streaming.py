@@ -11,6 +11,7 @@ import torchaudio.functional as F
 from torchcodec.decoders import AudioDecoder
 
 from mertsearch.audio.decode import Resampler, stream_audio
+from mertsearch.errors import AudioDecodeError, AudioTooLongError
 from tests.fixtures import tone_track, write_audio
 
 SR = 24000
@@ -82,3 +83,17 @@ def test_a_two_hour_file_streams_in_bounded_memory(tmp_path):
     result = json.loads(run.stdout)
     assert result["windows"] == 1440
     assert result["grew_mb"] < 150, result
+
+
+@pytest.mark.parametrize("rate", [1, 999, 44101, 1_000_000])
+def test_absurd_sample_rates_are_refused_not_resampled(rate):
+    # A corrupt header can claim any rate; 44101 Hz would need a multi-gigabyte filter.
+    with pytest.raises(AudioDecodeError, match="unsupported sample rate"):
+        list(stream_audio((np.ones(5000, np.float32), rate), sample_rate=SR))
+
+
+def test_a_clip_over_the_limit_stops_decoding_early(tmp_path):
+    path = write_audio(tmp_path / "long.flac", tone_track(1, 12.0, 44100), 44100)
+    with pytest.raises(AudioTooLongError, match="longer than 5 s"):
+        for _ in stream_audio(path, sample_rate=SR, max_seconds=5, chunk_s=1.0):
+            pass

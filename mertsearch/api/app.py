@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mertsearch.catalog import Catalog
 from mertsearch.errors import (
     AudioDecodeError,
+    AudioTooLongError,
     CatalogMismatchError,
     InvalidArgumentError,
     MertSearchError,
@@ -40,6 +41,7 @@ from mertsearch.storage.filters import Filters
 STATIC = Path(__file__).parent / "static"
 _STATUS = [
     (TrackNotFoundError, 404),
+    (AudioTooLongError, 413),
     (AudioDecodeError, 422),
     (InvalidArgumentError, 422),
     (CatalogMismatchError, 409),
@@ -212,12 +214,9 @@ def create_app(settings: Settings) -> FastAPI:
             cat = catalog()
             from mertsearch.audio.decode import decode_audio
 
-            samples = decode_audio(data, sample_rate=cat.encoder.sample_rate, start=start, end=end)
-            seconds = len(samples) / cat.encoder.sample_rate
-            if seconds > settings.max_clip_seconds:
-                raise ApiError(
-                    413, f"clip of {seconds:.0f} s is longer than {settings.max_clip_seconds:g} s: send a part of it"
-                )
+            samples = decode_audio(
+                data, sample_rate=cat.encoder.sample_rate, start=start, end=end, max_seconds=settings.max_clip_seconds
+            )
             results = cat.search(
                 (samples, cat.encoder.sample_rate),
                 k=k,

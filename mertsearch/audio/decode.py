@@ -20,7 +20,7 @@ import torch
 import torchaudio.functional
 from torchcodec.decoders import AudioDecoder
 
-from mertsearch.errors import AudioDecodeError
+from mertsearch.errors import AudioDecodeError, AudioTooLongError
 
 # A path, the encoded bytes of a file, or a (samples, sample_rate) pair; samples are
 # shaped (n,) or (channels, n).
@@ -35,6 +35,12 @@ CHUNK_S = 20.0
 # torchaudio's resampler defaults (T.Resample's too): Hann-windowed sinc, 6 zero crossings, 0.99 roll-off.
 _LOWPASS_WIDTH = 6
 _ROLLOFF = 0.99
+
+# Sample rates accepted: telephone speech up to studio masters. A corrupt header can claim any
+# number; resampling from 1 Hz or to a ratio like 44101/24000 would take hours or gigabytes.
+MIN_RATE, MAX_RATE = 1000, 768_000
+# The resampling filter's largest size (floats): every common rate pair needs a few thousand.
+_MAX_KERNEL = 1 << 22
 
 _CPP_PREFIX = re.compile(r"^\w+, \S+\.cpp:\d+, ")
 _END_OF_STREAM = "No audio frames were decoded"
@@ -55,9 +61,13 @@ class Resampler:
     """
 
     def __init__(self, orig_rate: int, new_rate: int) -> None:
+        if not MIN_RATE <= orig_rate <= MAX_RATE:
+            raise AudioDecodeError(f"unsupported sample rate: {orig_rate} Hz")
         divisor = math.gcd(orig_rate, new_rate)
         self.orig, self.new = orig_rate // divisor, new_rate // divisor
         width = math.ceil(_LOWPASS_WIDTH * self.orig / (_ROLLOFF * min(self.orig, self.new)))
+        if self.new * (2 * width + self.orig) > _MAX_KERNEL:
+            raise AudioDecodeError(f"unsupported sample rate: {orig_rate} Hz (no simple ratio to {new_rate} Hz)")
         # Input kept on each side of the part resampled: whole blocks of ``orig`` samples, past the filter's reach.
         self._context = self.orig * (math.ceil((width + self.orig) / self.orig) + 1)
         self._buffer = np.zeros(0, dtype=np.float32)
@@ -84,6 +94,8 @@ class Resampler:
             return np.zeros(0, dtype=np.float32)
         low = max(0, self._blocks_out * self.orig - self._context)
         segment = torch.from_numpy(self._buffer[low - self._buffer_start :])
+        if len(segment) == 0:  # nothing was decoded at all
+            return np.zeros(0, dtype=np.float32)
         out = torchaudio.functional.resample(segment, self.orig, self.new).numpy()
         first = (self._blocks_out - low // self.orig) * self.new
         if end_block is None:
@@ -178,12 +190,14 @@ def stream_audio(
     sample_rate: int,
     start: float | None = None,
     end: float | None = None,
+    max_seconds: float | None = None,
     chunk_s: float = CHUNK_S,
 ) -> Iterator[np.ndarray]:
     """Mono float32 chunks of ``source`` at ``sample_rate``, optionally only its [start, end) seconds.
 
     Raises AudioDecodeError with a readable reason when the input is not audio, contains NaN,
-    and (after the last chunk) when it turns out empty or silent.
+    and (after the last chunk) when it turns out empty or silent; AudioTooLongError as soon as
+    more than ``max_seconds`` have been decoded.
     """
     if start is not None and start < 0:
         raise AudioDecodeError(f"start must be >= 0 seconds, got {start}")
@@ -199,6 +213,8 @@ def stream_audio(
         if not np.isfinite(out).all():
             raise AudioDecodeError("audio contains NaN or infinite values")
         count += out.size
+        if max_seconds is not None and count > max_seconds * sample_rate:
+            raise AudioTooLongError(f"clip is longer than {max_seconds:g} s: send a part of it")
         peak = max(peak, float(np.abs(out).max()))
         yield np.ascontiguousarray(out)
     if count == 0:
@@ -220,6 +236,8 @@ def decode_audio(
     sample_rate: int,
     start: float | None = None,
     end: float | None = None,
+    max_seconds: float | None = None,
 ) -> np.ndarray:
     """All of ``source`` (or its [start, end) seconds) as one array: see :func:`stream_audio`."""
-    return np.concatenate(list(stream_audio(source, sample_rate=sample_rate, start=start, end=end)))
+    chunks = stream_audio(source, sample_rate=sample_rate, start=start, end=end, max_seconds=max_seconds)
+    return np.concatenate(list(chunks))
