@@ -213,3 +213,14 @@ def test_music2vec_catalog_uses_its_30_second_context(tmp_path, music):
         times, _ = cat.store.windows_of([track_id])[track_id]
         assert times.tolist() == [[0.0, 24.0]]
         assert cat.similar(track_id, k=3)[0].track_id != track_id
+
+
+def test_a_damaged_index_file_is_rebuilt_from_stored_vectors(tmp_path, tiny_model, music):
+    with _open(tmp_path, tiny_model) as cat:
+        cat.index_paths([music])
+        expected = [r.track_id for r in cat.similar(1, k=5)]
+    saved = saved_index_file(tmp_path / "cat" / "index")
+    saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
+    with Catalog.open(tmp_path / "cat") as cat:
+        assert [r.track_id for r in cat.similar(1, k=5)] == expected
+        assert cat.verify() == []

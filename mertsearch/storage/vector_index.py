@@ -143,6 +143,9 @@ class VectorIndex:
         """Write the index ``name`` for data ``version`` atomically and drop its files of other versions."""
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / f"{name}-v{version}.faiss"
+        # Half-written files of a writer that was killed (only one writer runs at a time).
+        for stale in directory.glob(f".{name}-*.tmp"):
+            stale.unlink(missing_ok=True)
         handle, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}-", suffix=".tmp")
         os.close(handle)
         try:
@@ -163,14 +166,18 @@ class VectorIndex:
     def load(
         cls, directory: Path, version: int, dim: int, name: str = "tracks", *, mmap: bool = False
     ) -> VectorIndex | None:
-        """The saved index ``name`` for data ``version``, or None when there is none (rebuild it).
+        """The saved index ``name`` for data ``version``, or None when there is none or it cannot be
+        read (rebuild it: the database holds every vector).
 
         ``mmap`` maps the file instead of reading it (fast start for large indexes; read-only).
         """
         path = directory / f"{name}-v{version}.faiss"
         if not path.is_file():
             return None
-        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP if mmap else 0)
+        try:
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP if mmap else 0)
+        except RuntimeError:  # damaged on disk
+            return None
         if index.d != dim:
             return None
         return cls(dim, index=index, read_only=mmap)
