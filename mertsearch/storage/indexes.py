@@ -41,15 +41,24 @@ class Indexes:
         self.transform = transform
         self.mmap = mmap
         self._loaded: dict[str, VectorIndex] = {}
+        self._versions: dict[str, int] = {}  # the data version each loaded index was saved for
 
     def _get(self, name: str) -> VectorIndex:
+        if name in self._loaded and self.mmap:
+            # A reader (search, the server) follows a writer's progress: it maps the index the
+            # writer saved for the database's current version as soon as that file exists.
+            version = self.store.data_version()
+            if version != self._versions[name]:
+                newer = VectorIndex.load(self.directory, version, self.dim, name, mmap=True)
+                if newer is not None:
+                    self._loaded[name], self._versions[name] = newer, version
         if name not in self._loaded:
             version = self.store.data_version()
             index = VectorIndex.load(self.directory, version, self.dim, name, mmap=self.mmap)
             if index is None:
                 index = self._build(name)
                 index.save(self.directory, version, name)
-            self._loaded[name] = index
+            self._loaded[name], self._versions[name] = index, version
         return self._loaded[name]
 
     @property
@@ -101,7 +110,7 @@ class Indexes:
             self.factory = factory
         version = self.store.data_version()
         for name in NAMES:
-            self._loaded[name] = self._build(name)
+            self._loaded[name], self._versions[name] = self._build(name), version
             self._loaded[name].save(self.directory, version, name)
 
     def stored(self, stored: StoredTrack, vector: np.ndarray, window_vectors: np.ndarray) -> None:
@@ -124,3 +133,4 @@ class Indexes:
             if self._should_change(index):
                 index = self._loaded[name] = self._build(name)
             index.save(self.directory, version, name)
+            self._versions[name] = version
