@@ -15,6 +15,16 @@ from .servers import running
 EXAMPLES = 40  # per operation
 
 
+def _fuzz(operation, url: str, sent: dict[str, int]) -> None:
+    @given(case=operation.as_strategy())
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    def check(case):
+        case.call_and_validate(base_url=url, checks=[not_a_server_error])
+        sent[operation.label] = sent.get(operation.label, 0) + 1
+
+    check()
+
+
 @pytest.mark.slow
 def test_no_request_gets_a_server_error(tmp_path, tiny_model, music_source):
     music = shutil.copytree(music_source, tmp_path / "music")
@@ -23,18 +33,10 @@ def test_no_request_gets_a_server_error(tmp_path, tiny_model, music_source):
     settings_ = Settings(catalog=tmp_path / "cat", max_upload_bytes=2_000_000, max_clip_seconds=30)
     with running(settings_) as url:
         schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
-        sent = {}
+        sent: dict[str, int] = {}
         operations = 0
         for result in schema.get_all_operations():
             operations += 1
-            operation = result.ok()
-
-            @given(case=operation.as_strategy())
-            @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-            def check(case, label=operation.label):
-                case.call_and_validate(base_url=url, checks=[not_a_server_error])
-                sent[label] = sent.get(label, 0) + 1
-
-            check()
+            _fuzz(result.ok(), url, sent)
     # Operations without parameters have one possible request; the others get EXAMPLES each.
     assert operations >= 7 and len(sent) == operations and sum(sent.values()) >= 4 * EXAMPLES, sent
