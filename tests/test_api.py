@@ -92,6 +92,11 @@ def test_bad_uploads_are_4xx_with_a_reason(base_url, files, data, status, messag
     assert body["status"] == status and message in body["message"]
 
 
+def test_a_json_body_instead_of_a_form_is_4xx(base_url):
+    response = httpx.post(f"{base_url}/search", json={"file": "clip.wav", "k": 5})
+    assert response.status_code == 422 and "file" in response.json()["message"]
+
+
 def test_too_long_and_silent_clips(base_url, tmp_path):
     long_clip = write_audio(tmp_path / "long.flac", tone_track(2, 40, 8000), 8000)
     response = httpx.post(f"{base_url}/search", files={"file": ("long.flac", long_clip.read_bytes())})
@@ -110,6 +115,12 @@ def test_too_long_and_silent_clips(base_url, tmp_path):
         ("/tracks/1/similar?k=0", 422),
         ("/tracks/1/similar?filter=colour=red", 422),
         ("/tracks/..%2F..%2Fetc%2Fpasswd/audio", 404),
+        ("/..%2F..%2F..%2Fetc%2Fpasswd", 404),
+        ("/static/../../../../etc/passwd", 404),
+        ("/tracks/1/similar?k=1000000", 422),
+        (f"/tracks/{2**70}", 422),
+        (f"/tracks?offset={2**70}", 422),
+        ("/tracks/1/similar?min_duration=nan", 422),
         ("/nope", 404),
     ],
 )

@@ -71,8 +71,16 @@ print(json.dumps({"windows": windows, "grew_mb": (resource.getrusage(resource.RU
 """
 
 
+# Runs `mertsearch ARGS...` and prints the peak RSS (KB) of the largest process it started.
+_PEAK = """
+import resource, subprocess, sys
+subprocess.run([sys.executable, "-m", "mertsearch.cli", *sys.argv[1:]], check=True, stdout=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
 @pytest.mark.slow
-def test_a_two_hour_file_streams_in_bounded_memory(tmp_path):
+def test_a_two_hour_file_streams_in_bounded_memory(tmp_path, tiny_model):
     path = tmp_path / "two-hours.flac"
     # Stereo 44.1 kHz: decoded whole this would be 2.5 GB of float32 (0.7 GB once mono at 24 kHz).
     subprocess.run(
@@ -83,6 +91,20 @@ def test_a_two_hour_file_streams_in_bounded_memory(tmp_path):
     result = json.loads(run.stdout)
     assert result["windows"] == 1440
     assert result["grew_mb"] < 150, result
+
+    # Through `index` too: the indexer's (and its decoder's) peak memory is that of a short file.
+    minute = tmp_path / "short" / "minute.flac"
+    minute.parent.mkdir()
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=f=220:d=60", "-ac", "2", str(minute)], check=True
+    )
+    peaks = {}
+    for name, target in (("short", minute.parent), ("long", path)):
+        command = ["index", str(target), "--catalog", str(tmp_path / f"cat-{name}"), "--model", str(tiny_model)]
+        run = subprocess.run([sys.executable, "-c", _PEAK, *command, "--layer", "3"], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        peaks[name] = int(run.stdout.split()[-1]) / 1024
+    assert peaks["long"] - peaks["short"] < 200, peaks
 
 
 @pytest.mark.parametrize("rate", [1, 999, 44101, 1_000_000])
