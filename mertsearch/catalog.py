@@ -32,7 +32,7 @@ from mertsearch.indexer.discover import discover_files
 from mertsearch.indexer.pipeline import IndexProgress, IndexReport, run_index
 from mertsearch.search import Query, Rules, SearchResult, rank
 from mertsearch.search.duplicates import find_leader
-from mertsearch.search.tuning import label_retrieval, score_spread
+from mertsearch.search.tuning import label_retrieval, pair_scores, score_spread
 from mertsearch.settings import LayersArg, new_manifest, resolve_layers, wanted_manifest, window_settings
 from mertsearch.storage import MetadataStore, VectorIndex, check_compatible, read_manifest, write_manifest
 from mertsearch.storage.filters import Filters
@@ -623,6 +623,64 @@ class Catalog:
             "layers": rows,
             "recommended_layer": best["layer"],
             "searched_layers": spec["layers"],
+        }
+
+    def evaluate(
+        self,
+        *,
+        excerpts: int = 50,
+        seconds: float = 10.0,
+        seed: int = 0,
+        k: int = 10,
+        labels: dict[str, str] | None = None,
+        exclude_same_artist: bool = False,
+    ) -> dict:
+        """How good the search is on this catalog (see mertsearch.search.excerpts); seeded.
+
+        Excerpt identification, clean and degraded; label retrieval for every stored layer (labels
+        from ``labels`` or folder names, when two tracks share one); the spread of scores between
+        random pairs of tracks, raw and centered, against the scores of true matches.
+        """
+        from mertsearch.search.excerpts import draw_excerpts, identify
+
+        _check_k(k)
+        if excerpts < 1 or seconds <= 0:
+            raise InvalidArgumentError("give at least one excerpt of more than 0 s")
+        rng = np.random.default_rng(seed)
+        drawn = draw_excerpts(self, count=excerpts, seconds=seconds, rng=rng)
+        if not drawn:
+            raise InvalidArgumentError(
+                f"no track is longer than {seconds + self.windows.hop_s:g} s: use shorter excerpts"
+            )
+        identification = identify(self, drawn, rng, k=k)
+        true_scores = np.array(identification.pop("true_match_scores"), dtype=np.float32)
+        try:
+            label_report = self.tune_layers(labels, exclude_same_artist=exclude_same_artist, k=k)
+        except InvalidArgumentError as exc:
+            label_report = {"skipped": str(exc)}
+        _, vectors = self.store.all_track_vectors(self.manifest["encoder"]["dim"])
+        centered = VectorTransform.fit("center", vectors)(vectors) if len(vectors) > 1 else vectors
+        spec = self.manifest["encoder"]
+        return {
+            "catalog": str(self.directory),
+            "model": spec["source"],
+            "layers": spec["layers"],
+            "tracks": len(vectors),
+            "seed": seed,
+            "excerpt_seconds": seconds,
+            "identification": identification,
+            "labels": label_report,
+            "scores": {
+                "random_pairs": score_spread(vectors, seed=seed),
+                "random_pairs_centered": score_spread(centered, seed=seed),
+                "true_matches": {
+                    "count": int(len(true_scores)),
+                    "mean": round(float(true_scores.mean()), 4) if len(true_scores) else None,
+                    "p5": round(float(np.percentile(true_scores, 5)), 4) if len(true_scores) else None,
+                },
+                "random_pair_samples": [round(float(x), 4) for x in pair_scores(vectors, pairs=2000, seed=seed)],
+                "true_match_samples": [round(float(x), 4) for x in true_scores],
+            },
         }
 
     def verify(self) -> list[str]:

@@ -515,6 +515,63 @@ def tune_layer(
     )
 
 
+@app.command(name="eval")
+@_friendly
+def evaluate(
+    catalog: CatalogOpt,
+    excerpts: Annotated[
+        int, typer.Option(help="Random excerpts to identify (each under every degradation).", min=1)
+    ] = 50,
+    seconds: Annotated[float, typer.Option(help="Length of each excerpt.", min=1)] = 10.0,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice: same seed, same numbers.")] = 0,
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="CSV with a header: 'path' (or 'track_id') and 'label'. Default: each track's folder name."),
+    ] = None,
+    exclude_same_artist: Annotated[
+        bool, typer.Option(help="Leave a query's own artist out of label retrieval (artist effects inflate scores).")
+    ] = False,
+    k: Annotated[int, typer.Option("-k", "--k", help="Recall and precision at this rank.", min=1)] = 10,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for eval.md, eval.json and the plots (default: DIR/eval).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Where the catalog's model weights are now (checked by hash).")
+    ] = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure how good the search is on this catalog: excerpts found (clean and degraded), label
+    retrieval per stored layer, and the spread of scores. Writes a Markdown report with plots."""
+    from mertsearch.catalog import Catalog
+    from mertsearch.search.report import write_report
+    from mertsearch.search.tuning import read_labels
+
+    with Catalog.open(catalog, model=model, device=device, precision=precision, mmap=True) as cat:
+        report = cat.evaluate(
+            excerpts=excerpts,
+            seconds=seconds,
+            seed=seed,
+            k=k,
+            labels=read_labels(labels) if labels else None,
+            exclude_same_artist=exclude_same_artist,
+        )
+        report["files"] = write_report(report, out_dir or cat.directory / "eval")
+    if as_json:
+        _print_json(report)
+        return
+    ident = report["identification"]
+    table = Table(box=None, header_style="bold")
+    for column in ("degradation", "recall@1", f"recall@{k}", "position error"):
+        table.add_column(column, justify="left" if column == "degradation" else "right")
+    for name, row in ident["degradations"].items():
+        error = "-" if row["median_position_error_s"] is None else f"{row['median_position_error_s']:.2f} s"
+        table.add_row(name, f"{row['recall_at_1']:.2f}", f"{row[f'recall_at_{k}']:.2f}", error)
+    out.print(table)
+    out.print(f"{ident['excerpts']} excerpts of {seconds:g} s. Report: {report['files']['markdown']}", highlight=False)
+
+
 models_app = typer.Typer(help="The models mertsearch knows by name; download one ahead of time.", no_args_is_help=False)
 app.add_typer(models_app, name="models")
 

@@ -62,14 +62,21 @@ def label_retrieval(
     }
 
 
+def pair_scores(vectors: np.ndarray, *, pairs: int = 5000, seed: int = 0) -> np.ndarray:
+    """Cosine scores between random pairs of distinct tracks (none with fewer than two tracks)."""
+    if len(vectors) < 2:
+        return np.zeros(0, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, len(vectors), pairs)
+    second = (first + rng.integers(1, len(vectors), pairs)) % len(vectors)
+    return np.einsum("ij,ij->i", vectors[first], vectors[second])
+
+
 def score_spread(vectors: np.ndarray, *, pairs: int = 5000, seed: int = 0) -> dict[str, float]:
     """Cosine scores between random pairs of distinct tracks: mean, standard deviation, 5th/95th percentiles."""
     if len(vectors) < 2:
         return {"mean": float("nan"), "std": float("nan"), "p5": float("nan"), "p95": float("nan")}
-    rng = np.random.default_rng(seed)
-    first = rng.integers(0, len(vectors), pairs)
-    second = (first + rng.integers(1, len(vectors), pairs)) % len(vectors)
-    scores = np.einsum("ij,ij->i", vectors[first], vectors[second])
+    scores = pair_scores(vectors, pairs=pairs, seed=seed)
     return {
         "mean": round(float(scores.mean()), 4),
         "std": round(float(scores.std()), 4),

@@ -202,6 +202,12 @@ class MetadataStore:
             condition = or_(*(Track.path.startswith(prefix, autoescape=True) for prefix in prefixes))
             return [(row[0], row[1]) for row in session.execute(select(Track.id, Track.path).where(condition))]
 
+    def durations(self) -> list[tuple[int, str, float]]:
+        """(id, path, duration) of every track that leads its recording (no duplicate files), in id order."""
+        with self.session() as session:
+            query = select(Track.id, Track.path, Track.duration).where(Track.duplicate_of.is_(None)).order_by(Track.id)
+            return [(row[0], row[1], row[2]) for row in session.execute(query)]
+
     def touch_track(self, track_id: int, *, size: int, mtime_ns: int) -> None:
         """Record a new size/mtime for a file whose content did not change."""
         with self.session() as session, session.begin():
