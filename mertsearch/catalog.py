@@ -572,9 +572,10 @@ class Catalog:
         labels: dict[str, str] | None = None,
         *,
         exclude_same_artist: bool = False,
+        exclude_same_album: bool = False,
         k: int = 10,
     ) -> dict:
-        """Label retrieval (precision@k, mAP) for every stored layer, raw and centered; the best layer.
+        """Label retrieval (precision@k, mAP, nDCG@k) for every stored layer, raw and centered; the best layer.
 
         ``labels`` maps track paths (or "#<id>") to labels; without it a track's label is the
         name of its folder. Runs on stored vectors only: no model, seconds for thousands of tracks.
@@ -591,20 +592,28 @@ class Catalog:
             track_labels = [Path(tracks[i].path).parent.name for i in ids]
         else:
             track_labels = [labels.get(tracks[i].path) or labels.get(f"#{i}") for i in ids]
-        artists = [tracks[i].artist for i in ids]
+        others = {
+            "artists": [tracks[i].artist for i in ids],
+            "exclude_same_artist": exclude_same_artist,
+            "albums": [tracks[i].album for i in ids],
+            "exclude_same_album": exclude_same_album,
+            "k": k,
+        }
         rows = []
         for position, layer in enumerate(layers):
             vectors = per_layer[:, position]
             centered = VectorTransform.fit("center", vectors)(vectors) if len(vectors) > 1 else vectors
-            raw = label_retrieval(vectors, track_labels, artists=artists, exclude_same_artist=exclude_same_artist, k=k)
-            cen = label_retrieval(centered, track_labels, artists=artists, exclude_same_artist=exclude_same_artist, k=k)
+            raw = label_retrieval(vectors, track_labels, **others)
+            cen = label_retrieval(centered, track_labels, **others)
             rows.append(
                 {
                     "layer": layer,
                     "precision_at_k": round(raw["precision_at_k"], 4),
                     "map": round(raw["map"], 4),
+                    "ndcg_at_k": round(raw["ndcg_at_k"], 4),
                     "precision_at_k_centered": round(cen["precision_at_k"], 4),
                     "map_centered": round(cen["map"], 4),
+                    "ndcg_at_k_centered": round(cen["ndcg_at_k"], 4),
                     "scores": score_spread(vectors),
                     "scores_centered": score_spread(centered),
                 }
@@ -620,6 +629,7 @@ class Catalog:
             "queries": raw["queries"],
             "k": k,
             "exclude_same_artist": exclude_same_artist,
+            "exclude_same_album": exclude_same_album,
             "layers": rows,
             "recommended_layer": best["layer"],
             "searched_layers": spec["layers"],
@@ -634,6 +644,7 @@ class Catalog:
         k: int = 10,
         labels: dict[str, str] | None = None,
         exclude_same_artist: bool = False,
+        exclude_same_album: bool = False,
     ) -> dict:
         """How good the search is on this catalog (see mertsearch.search.excerpts); seeded.
 
@@ -655,7 +666,9 @@ class Catalog:
         identification = identify(self, drawn, rng, k=k)
         true_scores = np.array(identification.pop("true_match_scores"), dtype=np.float32)
         try:
-            label_report = self.tune_layers(labels, exclude_same_artist=exclude_same_artist, k=k)
+            label_report = self.tune_layers(
+                labels, exclude_same_artist=exclude_same_artist, exclude_same_album=exclude_same_album, k=k
+            )
         except InvalidArgumentError as exc:
             label_report = {"skipped": str(exc)}
         _, vectors = self.store.all_track_vectors(self.manifest["encoder"]["dim"])

@@ -474,6 +474,9 @@ def tune_layer(
     exclude_same_artist: Annotated[
         bool, typer.Option(help="Leave a query's own artist out of its ranking (artist effects inflate scores).")
     ] = False,
+    exclude_same_album: Annotated[
+        bool, typer.Option(help="Leave a query's own album out of its ranking (album effects inflate scores).")
+    ] = False,
     k: Annotated[int, typer.Option("-k", "--k", help="Precision at this rank.", min=1)] = 10,
     plot: Annotated[
         Path | None, typer.Option(help="Where to write the PNG plot (default: DIR/tune-layer.png).")
@@ -485,7 +488,12 @@ def tune_layer(
     from mertsearch.search.tuning import read_labels, write_plot
 
     with Catalog.open(catalog) as cat:
-        report = cat.tune_layers(read_labels(labels) if labels else None, exclude_same_artist=exclude_same_artist, k=k)
+        report = cat.tune_layers(
+            read_labels(labels) if labels else None,
+            exclude_same_artist=exclude_same_artist,
+            exclude_same_album=exclude_same_album,
+            k=k,
+        )
         destination = plot or cat.directory / "tune-layer.png"
     write_plot(report, destination)
     report["plot"] = str(destination)
@@ -531,6 +539,9 @@ def evaluate(
     exclude_same_artist: Annotated[
         bool, typer.Option(help="Leave a query's own artist out of label retrieval (artist effects inflate scores).")
     ] = False,
+    exclude_same_album: Annotated[
+        bool, typer.Option(help="Leave a query's own album out of label retrieval (album effects inflate scores).")
+    ] = False,
     k: Annotated[int, typer.Option("-k", "--k", help="Recall and precision at this rank.", min=1)] = 10,
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Folder for eval.md, eval.json and the plots (default: DIR/eval).")
@@ -556,6 +567,7 @@ def evaluate(
             k=k,
             labels=read_labels(labels) if labels else None,
             exclude_same_artist=exclude_same_artist,
+            exclude_same_album=exclude_same_album,
         )
         report["files"] = write_report(report, out_dir or cat.directory / "eval")
     if as_json:

@@ -119,9 +119,14 @@ def test_label_retrieval_matches_a_hand_computed_ranking():
     assert result["queries"] == 3
     assert result["map"] == pytest.approx(((1 + 2 / 3) / 2 * 2 + (1 / 2 + 2 / 3) / 2) / 3)
     assert result["precision_at_k"] == pytest.approx((1 / 2 + 1 / 2 + 1 / 2) / 3)
+    # nDCG@2: queries 0 and 1 hit at rank 1 of 2 relevant -> 1 / (1 + 1/log2(3)); query 3 at rank 2.
+    ideal = 1 + 1 / np.log2(3)
+    assert result["ndcg_at_k"] == pytest.approx((2 * (1 / ideal) + (1 / np.log2(3)) / ideal) / 3)
     alone = label_retrieval(vectors, ["a", "a", "b", "a"], artists=["x", "x", "y", "z"], exclude_same_artist=True, k=2)
     # Query 0 and 1 lose each other; 0 ranks 2, 3 -> AP 1/2; 1 ranks 2, 3 -> AP 1/2; 3 ranks 2, 1, 0 -> (1/2+2/3)/2.
     assert alone["map"] == pytest.approx((1 / 2 + 1 / 2 + (1 / 2 + 2 / 3) / 2) / 3)
+    by_album = label_retrieval(vectors, ["a", "a", "b", "a"], albums=["p", "p", "q", "r"], exclude_same_album=True, k=2)
+    assert by_album["map"] == pytest.approx(alone["map"])
 
 
 @pytest.fixture

@@ -44,18 +44,19 @@ def _markdown(report: dict, files: dict[str, Path]) -> str:
     labels = report["labels"]
     lines += ["", "## Label retrieval", ""]
     if "layers" in labels:
-        excluded = " (same artist excluded)" if labels["exclude_same_artist"] else ""
+        excluded = "".join(f" (same {what} excluded)" for what in ("artist", "album") if labels[f"exclude_same_{what}"])
         lines += [
             f"{labels['queries']} queries over {labels['labels']} labels{excluded}; best layer "
             f"{labels['recommended_layer']}.",
             "",
-            f"| layer | precision@{labels['k']} | mAP | precision@{labels['k']} centered | mAP centered |",
-            "|---|---|---|---|---|",
+            f"| layer | precision@{labels['k']} | mAP | nDCG@{labels['k']} | precision@{labels['k']} centered "
+            f"| mAP centered | nDCG@{labels['k']} centered |",
+            "|---|---|---|---|---|---|---|",
         ]
         for row in labels["layers"]:
             lines.append(
-                f"| {row['layer']} | {row['precision_at_k']:.3f} | {row['map']:.3f} | "
-                f"{row['precision_at_k_centered']:.3f} | {row['map_centered']:.3f} |"
+                f"| {row['layer']} | {row['precision_at_k']:.3f} | {row['map']:.3f} | {row['ndcg_at_k']:.3f} | "
+                f"{row['precision_at_k_centered']:.3f} | {row['map_centered']:.3f} | {row['ndcg_at_k_centered']:.3f} |"
             )
         lines += ["", f"![layers]({files['layers'].name})"]
     else:

@@ -24,17 +24,21 @@ def label_retrieval(
     *,
     artists: list[str | None] | None = None,
     exclude_same_artist: bool = False,
+    albums: list[str | None] | None = None,
+    exclude_same_album: bool = False,
     k: int = 10,
 ) -> dict[str, float]:
-    """precision@k and mAP of retrieving same-label tracks, each labelled track querying the rest.
+    """precision@k, mAP and nDCG@k of retrieving same-label tracks, each labelled track querying the rest.
 
     Tracks without a label are neither queries nor relevant, but stay in the ranking as
-    distractors. With ``exclude_same_artist`` a query's own artist's tracks are left out of its
-    ranking, since artist effects inflate such scores.
+    distractors. With ``exclude_same_artist`` (``exclude_same_album``) a query's own artist's
+    (album's) tracks are left out of its ranking, since artist effects inflate such scores.
     """
     labels_arr = np.array([label or "" for label in labels], dtype=object)
     artist_arr = np.array([a or "" for a in (artists or [None] * len(labels))], dtype=object)
-    precisions, average_precisions = [], []
+    album_arr = np.array([a or "" for a in (albums or [None] * len(labels))], dtype=object)
+    discounts = 1 / np.log2(np.arange(2, k + 2))
+    precisions, average_precisions, ndcgs = [], [], []
     queries = [i for i, label in enumerate(labels_arr) if label]
     for first in range(0, len(queries), _BLOCK):
         block = queries[first : first + _BLOCK]
@@ -44,6 +48,8 @@ def label_retrieval(
             keep[query] = False
             if exclude_same_artist and artist_arr[query]:
                 keep &= artist_arr != artist_arr[query]
+            if exclude_same_album and album_arr[query]:
+                keep &= album_arr != album_arr[query]
             candidates = np.flatnonzero(keep)
             relevant = labels_arr[candidates] == labels_arr[query]
             if not relevant.any():
@@ -53,11 +59,15 @@ def label_retrieval(
             precisions.append(hits[:k].mean() if len(hits) >= k else hits.sum() / k)
             ranks = np.flatnonzero(hits) + 1
             average_precisions.append(float(np.mean(np.arange(1, len(ranks) + 1) / ranks)))
+            top = hits[:k].astype(float)
+            ideal = discounts[: min(k, int(hits.sum()))].sum()
+            ndcgs.append(float((top * discounts[: len(top)]).sum() / ideal))
     if not precisions:
-        return {"precision_at_k": float("nan"), "map": float("nan"), "queries": 0}
+        return {"precision_at_k": float("nan"), "map": float("nan"), "ndcg_at_k": float("nan"), "queries": 0}
     return {
         "precision_at_k": float(np.mean(precisions)),
         "map": float(np.mean(average_precisions)),
+        "ndcg_at_k": float(np.mean(ndcgs)),
         "queries": len(precisions),
     }
 
