@@ -195,7 +195,7 @@ class Catalog:
     @property
     def encoder(self) -> MertEncoder:
         if self._encoder is None:
-            from mertsearch.encoder.mert import MertEncoder
+            from mertsearch.encoder.mert import open_encoder
 
             spec = self.manifest["encoder"]
             checkpoint = self._checkpoint or resolve_checkpoint(spec["source"], revision=spec["revision"])
@@ -205,7 +205,7 @@ class Catalog:
                     f"(sha256 {spec['weights_sha256'][:12]}...); pass --model with the original weights"
                 )
             device = self._device or default_device()
-            self._encoder = MertEncoder(
+            self._encoder = open_encoder(
                 checkpoint,
                 spec["layers"],
                 keep_all=bool(spec["kept_layers"]),
@@ -796,13 +796,15 @@ def embed(
     from mertsearch.audio.decode import stream_audio
     from mertsearch.encoder.checkpoint import default_layer
     from mertsearch.encoder.embed import embed_chunks
-    from mertsearch.encoder.mert import MertEncoder
+    from mertsearch.encoder.mert import open_encoder
 
     layers = _one_of(layer, layers)
     checkpoint = resolve_checkpoint(model, revision=revision)
     chosen = resolve_layers(default_layer(checkpoint) if layers is None else layers, checkpoint.num_layers())
     device = device or default_device()
-    encoder = MertEncoder(checkpoint, chosen, device=device, batch_size=default_batch_size(device), precision=precision)
+    encoder = open_encoder(
+        checkpoint, chosen, device=device, batch_size=default_batch_size(device), precision=precision
+    )
     windows = window_settings(checkpoint, hop)
     chunks = stream_audio(source, sample_rate=encoder.sample_rate, start=start, end=end)
     return embed_chunks(encoder, chunks, windows)

@@ -626,6 +626,11 @@ def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             info.licence,
         )
     out.print(table)
+    out.print(
+        "Also built in: --model spectral, a weight-free baseline (log-mel, MFCC and chroma statistics per 5 s "
+        "window, 190 dims) that needs no download and runs fast on a CPU.",
+        highlight=False,
+    )
 
 
 @models_app.command("download")

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from mertsearch.config import DEFAULT_LAYER
-from mertsearch.encoder.registry import CONTEXT_S, lookup
+from mertsearch.encoder.registry import CONTEXT_S, SPECTRAL, lookup
 from mertsearch.errors import ModelLoadError
 from mertsearch.files import sha256_file
 
@@ -77,6 +77,8 @@ class Checkpoint:
         return int(self.config().get("num_hidden_layers", 0))
 
     def weights_sha256(self) -> str:
+        if architecture(self.config()) == SPECTRAL:  # no weights: the recipe's settings identify it
+            return sha256_file(self.directory / "config.json")
         return sha256_file(self.weights_path)
 
 
@@ -122,6 +124,8 @@ def resolve_checkpoint(model: str, *, revision: str | None = None) -> Checkpoint
     Hub models are fetched once, at a pinned revision, into the standard Hugging Face cache;
     a second call finds them there without the network.
     """
+    if model == SPECTRAL:
+        return Checkpoint(directory=BUILTIN / SPECTRAL, source=SPECTRAL, repo_id=None, revision=None)
     path = Path(model).expanduser()
     if path.is_dir():
         return Checkpoint(directory=path.resolve(), source=str(path.resolve()), repo_id=None, revision=None)
@@ -164,7 +168,9 @@ def _hub_snapshot(repo_id: str, revision: str) -> Path:
 
 
 # model_type in config.json -> the architecture (and transformers class) the weights load into.
-ARCHITECTURES = {"mert_model": "hubert", "hubert": "hubert", "data2vec-audio": "data2vec-audio"}
+ARCHITECTURES = {"mert_model": "hubert", "hubert": "hubert", "data2vec-audio": "data2vec-audio", SPECTRAL: SPECTRAL}
+# Encoders that ship with mertsearch, in the layout of a checkpoint (config.json, no weights).
+BUILTIN = Path(__file__).parent / "builtin"
 
 
 def architecture(config: dict) -> str:

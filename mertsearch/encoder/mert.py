@@ -23,6 +23,19 @@ _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 MIN_COSINE = 0.9999
 
 
+def open_encoder(checkpoint: Checkpoint, layers: int | Sequence[int], **options) -> MertEncoder:
+    """The encoder a checkpoint calls for: MertEncoder, or the weight-free SpectralEncoder."""
+    from mertsearch.encoder.checkpoint import architecture
+    from mertsearch.encoder.registry import SPECTRAL
+
+    if architecture(checkpoint.config()) == SPECTRAL:
+        from mertsearch.encoder.spectral import SpectralEncoder
+
+        # One fixed "layer"; no device, batch or precision choice.
+        return SpectralEncoder(checkpoint, keep_all=options.get("keep_all", False))
+    return MertEncoder(checkpoint, layers, **options)
+
+
 class MertEncoder:
     """Per-layer window vectors (mean over frames) from a checkpoint, computed in batches.
 

@@ -80,8 +80,11 @@ MODELS: dict[str, ModelInfo] = {
 
 DEFAULT_MODEL = "mert-v1-95m"
 
+# The weight-free baseline: log-mel, MFCC and chroma statistics (mertsearch.encoder.spectral).
+SPECTRAL = "spectral"
+
 # Window length by architecture, for checkpoints that are not in the registry.
-CONTEXT_S = {"hubert": 5.0, "data2vec-audio": 30.0}
+CONTEXT_S = {"hubert": 5.0, "data2vec-audio": 30.0, SPECTRAL: 5.0}
 
 
 def lookup(model: str | None) -> ModelInfo | None:
