@@ -2,6 +2,7 @@
 # make test:    install, then lint and run the whole test suite.
 # make index MUSIC=~/Music CATALOG=./catalog [MODEL=mert-v1-95m LAYER=7]: install, then index.
 # make serve CATALOG=./catalog: the HTTP API and web page on http://127.0.0.1:8000/
+# make demo:    install, index a free soundtrack (Debian's warzone2100-music) and report search quality.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +13,7 @@ CATALOG ?= ./catalog
 MODEL ?= mert-v1-95m
 LAYER ?= 7
 
-.PHONY: install ffmpeg chromium test lint index serve clean
+.PHONY: install ffmpeg chromium test lint index serve demo clean
 
 install: ffmpeg $(STAMP)
 
@@ -56,6 +57,21 @@ index: install
 
 serve: install
 	$(BIN)/mertsearch serve --catalog "$(CATALOG)"
+
+DEMO_MUSIC ?= /usr/share/games/warzone2100/music
+DEMO_CATALOG ?= ./demo-catalog
+
+# Real recordings from Debian's packages; MERT-v1-95M when its weights can be had, else the
+# spectral baseline, said plainly. Then an evaluation report and a search.
+demo: install
+	$(call system_package,test -d "$(DEMO_MUSIC)",warzone2100-music,demo music,put some music in DEMO_MUSIC=FOLDER)
+	@if [ -f "$(DEMO_CATALOG)/manifest.json" ]; then model=""; \
+	elif $(BIN)/mertsearch models download $(MODEL) >/dev/null 2>&1; then model="--model $(MODEL)"; \
+	else echo "demo: the $(MODEL) weights cannot be downloaded here (no network?); using the weight-free spectral baseline instead"; \
+		model="--model spectral"; fi; \
+	$(BIN)/mertsearch index "$(DEMO_MUSIC)" --catalog "$(DEMO_CATALOG)" $$model
+	$(BIN)/mertsearch eval --catalog "$(DEMO_CATALOG)" --excerpts 20
+	$(BIN)/mertsearch similar 1 --catalog "$(DEMO_CATALOG)" -k 3
 
 clean:
 	rm -rf $(VENV) .pytest_cache
