@@ -8,9 +8,11 @@ catalog/
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -645,13 +647,17 @@ class Catalog:
         labels: dict[str, str] | None = None,
         exclude_same_artist: bool = False,
         exclude_same_album: bool = False,
+        baseline: bool = True,
     ) -> dict:
         """How good the search is on this catalog (see mertsearch.search.excerpts); seeded.
 
         Excerpt identification, clean and degraded; label retrieval for every stored layer (labels
         from ``labels`` or folder names, when two tracks share one); the spread of scores between
-        random pairs of tracks, raw and centered, against the scores of true matches.
+        random pairs of tracks, raw and centered, against the scores of true matches. With
+        ``baseline`` the same files are also indexed, in a temporary catalog, with the spectral
+        baseline, which answers the same excerpts: a reference row (it decodes every file again).
         """
+        from mertsearch.encoder.registry import SPECTRAL
         from mertsearch.search.excerpts import draw_excerpts, identify
 
         _check_k(k)
@@ -663,26 +669,34 @@ class Catalog:
             raise InvalidArgumentError(
                 f"no track is longer than {seconds + self.windows.hop_s:g} s: use shorter excerpts"
             )
-        identification = identify(self, drawn, rng, k=k)
-        true_scores = np.array(identification.pop("true_match_scores"), dtype=np.float32)
-        try:
-            label_report = self.tune_layers(
-                labels, exclude_same_artist=exclude_same_artist, exclude_same_album=exclude_same_album, k=k
-            )
-        except InvalidArgumentError as exc:
-            label_report = {"skipped": str(exc)}
-        _, vectors = self.store.all_track_vectors(self.manifest["encoder"]["dim"])
-        centered = VectorTransform.fit("center", vectors)(vectors) if len(vectors) > 1 else vectors
         spec = self.manifest["encoder"]
-        return {
+        options = {"exclude_same_artist": exclude_same_artist, "exclude_same_album": exclude_same_album, "k": k}
+        with contextlib.ExitStack() as stack:
+            catalogs = [self]
+            if baseline and spec["architecture"] != SPECTRAL:
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mertsearch-baseline-")))
+                reference = stack.enter_context(Catalog.create(folder, model=SPECTRAL, hop=self.windows.hop_s))
+                reference.index_paths([path for _, path, _ in self.store.durations()])
+                catalogs.append(reference)
+            tables, true_scores = identify(catalogs, drawn, rng, k=k)
+            label_reports = []
+            for catalog in catalogs:
+                try:
+                    label_reports.append(catalog.tune_layers(labels, **options))
+                except InvalidArgumentError as exc:
+                    label_reports.append({"skipped": str(exc)})
+        true_scores = np.array(true_scores, dtype=np.float32)
+        _, vectors = self.store.all_track_vectors(spec["dim"])
+        centered = VectorTransform.fit("center", vectors)(vectors) if len(vectors) > 1 else vectors
+        report = {
             "catalog": str(self.directory),
             "model": spec["source"],
             "layers": spec["layers"],
             "tracks": len(vectors),
             "seed": seed,
             "excerpt_seconds": seconds,
-            "identification": identification,
-            "labels": label_report,
+            "identification": {"excerpts": len(drawn), "k": k, "degradations": tables[0]},
+            "labels": label_reports[0],
             "scores": {
                 "random_pairs": score_spread(vectors, seed=seed),
                 "random_pairs_centered": score_spread(centered, seed=seed),
@@ -695,6 +709,9 @@ class Catalog:
                 "true_match_samples": [round(float(x), 4) for x in true_scores],
             },
         }
+        if len(catalogs) > 1:
+            report["baseline"] = {"model": SPECTRAL, "degradations": tables[1], "labels": label_reports[1]}
+        return report
 
     def verify(self) -> list[str]:
         """Problems found between the manifest, the database, the indexes and the stored vectors."""

@@ -546,6 +546,13 @@ def evaluate(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Folder for eval.md, eval.json and the plots (default: DIR/eval).")
     ] = None,
+    baseline: Annotated[
+        bool,
+        typer.Option(
+            help="Also index the same files with the spectral baseline (in a temporary catalog; decodes every file "
+            "again) and answer the same excerpts with it: a reference row."
+        ),
+    ] = True,
     model: Annotated[
         str | None, typer.Option(help="Where the catalog's model weights are now (checked by hash).")
     ] = None,
@@ -568,6 +575,7 @@ def evaluate(
             labels=read_labels(labels) if labels else None,
             exclude_same_artist=exclude_same_artist,
             exclude_same_album=exclude_same_album,
+            baseline=baseline,
         )
         report["files"] = write_report(report, out_dir or cat.directory / "eval")
     if as_json:
@@ -575,11 +583,18 @@ def evaluate(
         return
     ident = report["identification"]
     table = Table(box=None, header_style="bold")
-    for column in ("degradation", "recall@1", f"recall@{k}", "position error"):
+    reference = report.get("baseline")
+    columns = ["degradation", "recall@1", f"recall@{k}", "position error"]
+    columns += ["spectral recall@1", f"spectral recall@{k}"] if reference else []
+    for column in columns:
         table.add_column(column, justify="left" if column == "degradation" else "right")
     for name, row in ident["degradations"].items():
         error = "-" if row["median_position_error_s"] is None else f"{row['median_position_error_s']:.2f} s"
-        table.add_row(name, f"{row['recall_at_1']:.2f}", f"{row[f'recall_at_{k}']:.2f}", error)
+        cells = [name, f"{row['recall_at_1']:.2f}", f"{row[f'recall_at_{k}']:.2f}", error]
+        if reference:
+            other = reference["degradations"][name]
+            cells += [f"{other['recall_at_1']:.2f}", f"{other[f'recall_at_{k}']:.2f}"]
+        table.add_row(*cells)
     out.print(table)
     out.print(f"{ident['excerpts']} excerpts of {seconds:g} s. Report: {report['files']['markdown']}", highlight=False)
 

@@ -127,32 +127,34 @@ def draw_excerpts(catalog: Catalog, *, count: int, seconds: float, rng: np.rando
     return excerpts
 
 
-def identify(catalog: Catalog, excerpts: list[Excerpt], rng: np.random.Generator, *, k: int = 10) -> dict:
-    """Recall@1, recall@k and position error of the source track, per degradation."""
-    rate = catalog.encoder.sample_rate
-    rows = {}
+def identify(
+    catalogs: list[Catalog], excerpts: list[Excerpt], rng: np.random.Generator, *, k: int = 10
+) -> tuple[list[dict], list[float]]:
+    """Recall@1, recall@k and position error of the source file, per degradation, for each catalog
+    (all holding the same files: every catalog hears the very same degraded excerpt); and the
+    scores of the first catalog's true matches on clean excerpts."""
+    rate = catalogs[0].encoder.sample_rate
+    tables: list[dict] = [{} for _ in catalogs]
     true_scores = []
     for name, degrade in DEGRADATIONS.items():
-        hits1 = hitsk = 0
-        errors = []
+        hits1, hitsk, errors = [0] * len(catalogs), [0] * len(catalogs), [[] for _ in catalogs]
         for number, excerpt in enumerate(excerpts):
             other = excerpts[(number + 1) % len(excerpts)].samples
             samples = degrade(excerpt.samples, rate, rng, other).astype(np.float32)
-            results = catalog.search((samples, rate), k=k)
-            ranks = [
-                rank for rank, r in enumerate(results) if r.track_id == excerpt.track_id or excerpt.path in r.alternates
-            ]
-            if ranks and ranks[0] == 0:
-                hits1 += 1
-                best = results[0]
-                errors.append(abs((best.match.start - best.query.start) - excerpt.start))
-                if name == "clean":
-                    true_scores.append(best.score)
-            if ranks:
-                hitsk += 1
-        rows[name] = {
-            "recall_at_1": round(hits1 / len(excerpts), 4),
-            f"recall_at_{k}": round(hitsk / len(excerpts), 4),
-            "median_position_error_s": round(float(np.median(errors)), 3) if errors else None,
-        }
-    return {"excerpts": len(excerpts), "k": k, "degradations": rows, "true_match_scores": true_scores}
+            for which, catalog in enumerate(catalogs):
+                results = catalog.search((samples, rate), k=k)
+                ranks = [rank for rank, r in enumerate(results) if excerpt.path in (r.path, *r.alternates)]
+                if ranks and ranks[0] == 0:
+                    hits1[which] += 1
+                    best = results[0]
+                    errors[which].append(abs((best.match.start - best.query.start) - excerpt.start))
+                    if name == "clean" and which == 0:
+                        true_scores.append(best.score)
+                hitsk[which] += bool(ranks)
+        for which, table in enumerate(tables):
+            table[name] = {
+                "recall_at_1": round(hits1[which] / len(excerpts), 4),
+                f"recall_at_{k}": round(hitsk[which] / len(excerpts), 4),
+                "median_position_error_s": round(float(np.median(errors[which])), 3) if errors[which] else None,
+            }
+    return tables, true_scores

@@ -28,6 +28,8 @@ def write_report(report: dict, directory: Path) -> dict[str, str]:
 def _markdown(report: dict, files: dict[str, Path]) -> str:
     ident = report["identification"]
     k = ident["k"]
+    baseline = report.get("baseline")
+    baseline_header = f" spectral baseline: recall@1 | recall@{k} | position error |" if baseline else ""
     lines = [
         f"# Search quality of {report['catalog']}",
         "",
@@ -35,12 +37,14 @@ def _markdown(report: dict, files: dict[str, Path]) -> str:
         "",
         f"## Excerpt identification ({ident['excerpts']} excerpts of {report['excerpt_seconds']:g} s)",
         "",
-        f"| degradation | recall@1 | recall@{k} | median position error |",
-        "|---|---|---|---|",
+        f"| degradation | recall@1 | recall@{k} | median position error |{baseline_header}",
+        "|---|---|---|---|" + "---|" * (3 if baseline else 0),
     ]
     for name, row in ident["degradations"].items():
-        error = "-" if row["median_position_error_s"] is None else f"{row['median_position_error_s']:.2f} s"
-        lines.append(f"| {name} | {row['recall_at_1']:.2f} | {row[f'recall_at_{k}']:.2f} | {error} |")
+        line = f"| {name} | {_cells(row, k)} |"
+        if baseline:
+            line += f" {_cells(baseline['degradations'][name], k)} |"
+        lines.append(line)
     labels = report["labels"]
     lines += ["", "## Label retrieval", ""]
     if "layers" in labels:
@@ -56,6 +60,12 @@ def _markdown(report: dict, files: dict[str, Path]) -> str:
         for row in labels["layers"]:
             lines.append(
                 f"| {row['layer']} | {row['precision_at_k']:.3f} | {row['map']:.3f} | {row['ndcg_at_k']:.3f} | "
+                f"{row['precision_at_k_centered']:.3f} | {row['map_centered']:.3f} | {row['ndcg_at_k_centered']:.3f} |"
+            )
+        reference = (baseline or {}).get("labels", {})
+        for row in reference.get("layers", []):
+            lines.append(
+                f"| spectral baseline | {row['precision_at_k']:.3f} | {row['map']:.3f} | {row['ndcg_at_k']:.3f} | "
                 f"{row['precision_at_k_centered']:.3f} | {row['map_centered']:.3f} | {row['ndcg_at_k_centered']:.3f} |"
             )
         lines += ["", f"![layers]({files['layers'].name})"]
@@ -75,6 +85,11 @@ def _markdown(report: dict, files: dict[str, Path]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _cells(row: dict, k: int) -> str:
+    error = "-" if row["median_position_error_s"] is None else f"{row['median_position_error_s']:.2f} s"
+    return f"{row['recall_at_1']:.2f} | {row[f'recall_at_{k}']:.2f} | {error}"
 
 
 def _scores_plot(report: dict, path: Path) -> None:
