@@ -1,6 +1,7 @@
 # make install: a .venv with everything (and FFmpeg's shared libraries where apt can bring them).
 # make test:    install, then lint and run the whole test suite.
-# make index MUSIC=~/Music CATALOG=./catalog [MODEL=mert-v1-95m LAYER=7]: install, then index.
+# make index MUSIC=~/Music CATALOG=./catalog [MODEL=mert-v1-95m LAYER=N]: install, then index
+#               (LAYER defaults to the model's own: 7 for MERT-v1-95M).
 # make serve CATALOG=./catalog: the HTTP API and web page on http://127.0.0.1:8000/
 # make demo:    install, index a free soundtrack (Debian's warzone2100-music) and report search quality.
 
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.installed
 MUSIC ?= $(HOME)/Music
 CATALOG ?= ./catalog
 MODEL ?= mert-v1-95m
-LAYER ?= 7
+LAYER ?=
 
 .PHONY: install ffmpeg chromium test lint index serve demo clean
 
@@ -53,7 +54,7 @@ test: install chromium lint
 	$(BIN)/python -m pytest
 
 index: install
-	$(BIN)/mertsearch index "$(MUSIC)" --catalog "$(CATALOG)" --model "$(MODEL)" --layer $(LAYER)
+	$(BIN)/mertsearch index "$(MUSIC)" --catalog "$(CATALOG)" --model "$(MODEL)" $(if $(LAYER),--layer $(LAYER))
 
 serve: install
 	$(BIN)/mertsearch serve --catalog "$(CATALOG)"

@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mertsearch import Catalog  # noqa: E402
 from mertsearch.audio.decode import decode_audio  # noqa: E402
-from mertsearch.search.excerpts import DEGRADATIONS, draw_excerpts  # noqa: E402
+from mertsearch.search.excerpts import DEGRADATIONS, degraded, draw_excerpts  # noqa: E402
 
 MUSLY_RATE = 22050  # what track_from_audiodata expects
 
@@ -53,27 +53,25 @@ def main() -> None:
     registered = list(enumerate(tracks))
     jukebox.add_tracks(registered)
     analysis_s = time.perf_counter() - started
-    rows = {}
-    for name, degrade in DEGRADATIONS.items():
-        hits1 = hitsk = 0
-        for number, excerpt in enumerate(excerpts):
-            other = excerpts[(number + 1) % len(excerpts)].samples
-            samples = degrade(excerpt.samples, rate, rng, other).astype(np.float32)
-            query = jukebox.track_from_audiodata(decode_audio((samples, rate), sample_rate=MUSLY_RATE).tolist())
-            # Registered while it is compared: Musly normalises distances with each track's statistics.
-            query_id = len(tracks)
-            jukebox.add_tracks([(query_id, query)])
-            # Musly's "similarity" is a distance: the smaller, the closer.
-            distances = np.array(jukebox.compute_similarity((query_id, query), registered))
-            jukebox.remove_tracks([query_id])
-            order = [files[i] for i in np.argsort(distances, kind="stable")]
-            rank = order.index(excerpt.path)
-            hits1 += rank == 0
-            hitsk += rank < args.k
-        rows[name] = {
-            "recall_at_1": round(hits1 / len(excerpts), 4),
-            f"recall_at_{args.k}": round(hitsk / len(excerpts), 4),
+    hits1, hitsk = dict.fromkeys(DEGRADATIONS, 0), dict.fromkeys(DEGRADATIONS, 0)
+    for name, excerpt, samples in degraded(excerpts, rate, rng):
+        query = jukebox.track_from_audiodata(decode_audio((samples, rate), sample_rate=MUSLY_RATE).tolist())
+        # Registered while it is compared: Musly normalises distances with each track's statistics.
+        query_id = len(tracks)
+        jukebox.add_tracks([(query_id, query)])
+        # Musly's "similarity" is a distance: the smaller, the closer.
+        distances = np.array(jukebox.compute_similarity((query_id, query), registered))
+        jukebox.remove_tracks([query_id])
+        rank = [files[i] for i in np.argsort(distances, kind="stable")].index(excerpt.path)
+        hits1[name] += rank == 0
+        hitsk[name] += rank < args.k
+    rows = {
+        name: {
+            "recall_at_1": round(hits1[name] / len(excerpts), 4),
+            f"recall_at_{args.k}": round(hitsk[name] / len(excerpts), 4),
         }
+        for name in DEGRADATIONS
+    }
     result = {
         "catalog": str(args.catalog),
         "files": len(files),

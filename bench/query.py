@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.encoder import MERT_V1_95M  # noqa: E402
 from mertsearch import Catalog  # noqa: E402
 from mertsearch.audio.decode import decode_audio  # noqa: E402
-from mertsearch.encoder.embed import embed_samples  # noqa: E402
+from mertsearch.encoder.embed import embed_chunks  # noqa: E402
 from mertsearch.encoder.pooling import l2_normalize  # noqa: E402
 from mertsearch.storage.store import TrackRecord  # noqa: E402
 from tests.fixtures import melody_track, write_audio, write_tiny_mert  # noqa: E402
@@ -94,7 +94,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 samples = decode_audio(clip, sample_rate=encoder.sample_rate)
                 t1 = time.perf_counter()
-                embedding = embed_samples(encoder, samples, cat.windows)
+                embedding = embed_chunks(encoder, [samples], cat.windows)
                 t2 = time.perf_counter()
                 times = np.stack([embedding.window_starts, embedding.window_ends], axis=1)
                 cat._rank(

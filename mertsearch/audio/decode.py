@@ -21,6 +21,7 @@ import torchaudio.functional
 from torchcodec.decoders import AudioDecoder
 
 from mertsearch.errors import AudioDecodeError, AudioTooLongError
+from mertsearch.files import is_utf8
 
 # A path, the encoded bytes of a file, or a (samples, sample_rate) pair; samples are
 # shaped (n,) or (channels, n).
@@ -109,14 +110,6 @@ class Resampler:
         return result
 
 
-def _undecodable(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-        return False
-    except UnicodeEncodeError:
-        return True
-
-
 def _mono(data: np.ndarray) -> np.ndarray:
     if data.ndim == 1:
         return data.astype(np.float32, copy=False)
@@ -146,7 +139,7 @@ def _native_chunks(
         if path.stat().st_size == 0:
             raise AudioDecodeError("empty file (0 bytes)")
         source = str(path)
-        if _undecodable(source):
+        if not is_utf8(source):
             # torchcodec takes only UTF-8 names; a file object reaches FFmpeg through Python reads.
             source = open(path, "rb")  # noqa: SIM115 - closed by the decoder's garbage collection
     elif isinstance(source, (bytes, bytearray, memoryview)):

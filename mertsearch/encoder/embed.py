@@ -50,8 +50,3 @@ def embed_chunks(encoder: MertEncoder, chunks: Iterable[np.ndarray], windows: Wi
             del pending[: encoder.batch_size]
     run(pending + cutter.finish())
     return assemble(encoder, np.array(starts), np.array(lengths), np.concatenate(means), cutter.total)
-
-
-def embed_samples(encoder: MertEncoder, samples: np.ndarray, windows: WindowSettings) -> Embedding:
-    """Embed mono samples at the encoder's rate held in memory."""
-    return embed_chunks(encoder, [samples], windows)

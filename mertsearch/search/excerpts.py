@@ -8,7 +8,7 @@ Everything is drawn from one seed, so two runs on the same catalog give the same
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -127,6 +127,15 @@ def draw_excerpts(catalog: Catalog, *, count: int, seconds: float, rng: np.rando
     return excerpts
 
 
+def degraded(excerpts: list[Excerpt], rate: int, rng: np.random.Generator) -> Iterator[tuple[str, Excerpt, np.ndarray]]:
+    """(degradation, excerpt, samples) for every excerpt under every degradation, always in the same
+    order, so one seed gives every listener (catalogs, bench/musly.py) the very same sounds."""
+    for name, degrade in DEGRADATIONS.items():
+        for number, excerpt in enumerate(excerpts):
+            other = excerpts[(number + 1) % len(excerpts)].samples
+            yield name, excerpt, degrade(excerpt.samples, rate, rng, other).astype(np.float32)
+
+
 def identify(
     catalogs: list[Catalog], excerpts: list[Excerpt], rng: np.random.Generator, *, k: int = 10
 ) -> tuple[list[dict], list[float]]:
@@ -134,27 +143,32 @@ def identify(
     (all holding the same files: every catalog hears the very same degraded excerpt); and the
     scores of the first catalog's true matches on clean excerpts."""
     rate = catalogs[0].encoder.sample_rate
-    tables: list[dict] = [{} for _ in catalogs]
+    hits1 = [dict.fromkeys(DEGRADATIONS, 0) for _ in catalogs]
+    hitsk = [dict.fromkeys(DEGRADATIONS, 0) for _ in catalogs]
+    errors: list[dict[str, list[float]]] = [{name: [] for name in DEGRADATIONS} for _ in catalogs]
     true_scores = []
-    for name, degrade in DEGRADATIONS.items():
-        hits1, hitsk, errors = [0] * len(catalogs), [0] * len(catalogs), [[] for _ in catalogs]
-        for number, excerpt in enumerate(excerpts):
-            other = excerpts[(number + 1) % len(excerpts)].samples
-            samples = degrade(excerpt.samples, rate, rng, other).astype(np.float32)
-            for which, catalog in enumerate(catalogs):
-                results = catalog.search((samples, rate), k=k)
-                ranks = [rank for rank, r in enumerate(results) if excerpt.path in (r.path, *r.alternates)]
-                if ranks and ranks[0] == 0:
-                    hits1[which] += 1
-                    best = results[0]
-                    errors[which].append(abs((best.match.start - best.query.start) - excerpt.start))
-                    if name == "clean" and which == 0:
-                        true_scores.append(best.score)
-                hitsk[which] += bool(ranks)
-        for which, table in enumerate(tables):
-            table[name] = {
-                "recall_at_1": round(hits1[which] / len(excerpts), 4),
-                f"recall_at_{k}": round(hitsk[which] / len(excerpts), 4),
-                "median_position_error_s": round(float(np.median(errors[which])), 3) if errors[which] else None,
+    for name, excerpt, samples in degraded(excerpts, rate, rng):
+        for which, catalog in enumerate(catalogs):
+            results = catalog.search((samples, rate), k=k)
+            ranks = [rank for rank, r in enumerate(results) if excerpt.path in (r.path, *r.alternates)]
+            if ranks and ranks[0] == 0:
+                hits1[which][name] += 1
+                best = results[0]
+                errors[which][name].append(abs((best.match.start - best.query.start) - excerpt.start))
+                if name == "clean" and which == 0:
+                    true_scores.append(best.score)
+            hitsk[which][name] += bool(ranks)
+    tables = [
+        {
+            name: {
+                "recall_at_1": round(hits1[which][name] / len(excerpts), 4),
+                f"recall_at_{k}": round(hitsk[which][name] / len(excerpts), 4),
+                "median_position_error_s": (
+                    round(float(np.median(errors[which][name])), 3) if errors[which][name] else None
+                ),
             }
+            for name in DEGRADATIONS
+        }
+        for which in range(len(catalogs))
+    ]
     return tables, true_scores

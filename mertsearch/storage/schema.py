@@ -6,6 +6,8 @@ from sqlalchemy import Float, ForeignKey, Index, Integer, LargeBinary, String, T
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from mertsearch.files import is_utf8
+
 
 class PathText(TypeDecorator):
     """A file path as text. A name that is not valid UTF-8 (Python holds its bytes as surrogate
@@ -15,13 +17,9 @@ class PathText(TypeDecorator):
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        try:
-            value.encode("utf-8")
+        if value is None or is_utf8(value):
             return value
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "surrogateescape")
+        return value.encode("utf-8", "surrogateescape")
 
     def process_result_value(self, value, dialect):
         return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
