@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mertsearch.config import WindowSettings, check_precision
+from mertsearch.config import RaySettings, WindowSettings, check_precision
 from mertsearch.encoder.checkpoint import Checkpoint, resolve_checkpoint
 from mertsearch.encoder.pooling import l2_normalize, searchable_vectors
 from mertsearch.encoder.registry import DEFAULT_MODEL
@@ -56,6 +56,8 @@ INDEX_DIR = "index"
 SAVE_EVERY_S = 60.0
 # A decoder worker silent this long (while it is waited for) is taken to hang.
 DECODE_TIMEOUT_S = 120.0
+# Shard files of a distributed run, until it has ingested them all.
+SHARD_DIR = "shards"
 
 
 def default_device() -> str:
@@ -276,12 +278,14 @@ class Catalog:
         progress: Callable[[IndexProgress], None] | None = None,
         decoders: int | None = None,
         decode_timeout_s: float = DECODE_TIMEOUT_S,
+        ray: RaySettings | None = None,
     ) -> IndexReport:
         """Add new audio files under ``paths``, re-embed changed ones, skip unchanged ones.
 
         ``decoders`` worker processes decode files while the model runs (default: one per core
         but one; 0 decodes in this process). A worker silent for ``decode_timeout_s`` seconds
-        is stopped and its file recorded as failed.
+        is stopped and its file recorded as failed. With ``ray`` the files are decoded and
+        embedded on a Ray cluster instead (see mertsearch.indexer.distributed) and stored here.
         """
         from mertsearch.indexer.batching import embed_jobs
         from mertsearch.indexer.reader import read_track
@@ -300,15 +304,12 @@ class Catalog:
                 indexes.save()
                 last_save = time.monotonic()
 
-        # The workers start before the model loads, so they share none of its memory or threads.
-        count = default_workers() if decoders is None else decoders
-        with Workers(read, count=count, timeout_s=decode_timeout_s) as workers:
-            encoder = self.encoder
+        def ingest(embed) -> IndexReport:
             try:
                 report = run_index(
                     files,
                     store=self.store,
-                    embed=lambda jobs: embed_jobs(jobs, encoder=encoder, workers=workers),
+                    embed=embed,
                     on_stored=on_stored,
                     on_removed=indexes.removed,
                     leader_of=lambda record, own_id: find_leader(
@@ -323,10 +324,52 @@ class Catalog:
                     progress=progress,
                 )
                 report.removed = self._remove_vanished(paths, {os.fsdecode(f) for f in files})
-                report.device, report.precision, report.decoders = str(encoder.device), encoder.precision, count
                 return report
             finally:
                 indexes.save()
+
+        if ray is not None:
+            return self._index_on_ray(ingest, ray)
+        # The workers start before the model loads, so they share none of its memory or threads.
+        count = default_workers() if decoders is None else decoders
+        with Workers(read, count=count, timeout_s=decode_timeout_s) as workers:
+            encoder = self.encoder
+            report = ingest(lambda jobs: embed_jobs(jobs, encoder=encoder, workers=workers))
+            report.device, report.precision, report.decoders = str(encoder.device), encoder.precision, count
+            return report
+
+    def _index_on_ray(self, ingest, settings: RaySettings) -> IndexReport:
+        """Decode and embed on Ray; the model is never loaded here (the actors check its weights)."""
+        from mertsearch.indexer.distributed import RayRun, embed_on_ray
+
+        spec = self.manifest["encoder"]
+        checkpoint = self._checkpoint or resolve_checkpoint(spec["source"], revision=spec["revision"])
+        model = {
+            "directory": str(checkpoint.directory),
+            "source": spec["source"],
+            "revision": spec["revision"],
+            "weights_sha256": spec["weights_sha256"],
+            "layers": spec["layers"],
+            "keep_all": bool(spec["kept_layers"]),
+            "batch_size": self._batch_size,
+            "precision": self._precision,
+        }
+        run = RayRun()
+        report = ingest(
+            lambda jobs: embed_on_ray(
+                jobs,
+                spec=spec,
+                model=model,
+                windows=self.windows,
+                shards=self.directory / SHARD_DIR,
+                settings=settings,
+                run=run,
+            )
+        )
+        report.device = f"ray ({run.actors} actor(s), {run.device})" if run.device else "ray"
+        report.precision, report.decoders = run.precision, 0
+        report.executor, report.from_shards = "ray", run.from_shards
+        return report
 
     def _remove_vanished(self, paths: Iterable[str | os.PathLike], found: set[str]) -> int:
         """Forget tracks under the indexed folders whose files are gone from disk."""

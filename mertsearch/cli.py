@@ -132,13 +132,33 @@ def index(
     ] = 120.0,
     device: DeviceOpt = None,
     precision: PrecisionOpt = "auto",
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="'local': decoder processes and the model on this machine; 'ray': decode and embed on a Ray "
+            "cluster (pip install 'mertsearch[ray]'), storing the results here.",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="With --executor ray: the cluster's address (default: RAY_ADDRESS, else a local Ray)."),
+    ] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(help="With --executor ray: embedding actors (default: one per GPU, else one).", min=1),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index audio files: add new ones, re-embed changed ones, skip unchanged ones."""
     from mertsearch.catalog import Catalog
+    from mertsearch.config import RaySettings
 
     if keep_layers not in (None, "all", "none"):
         raise InvalidArgumentError(f"--keep-layers takes 'all' (or 'none'), got {keep_layers!r}")
+    if executor not in ("local", "ray"):
+        raise InvalidArgumentError(f"--executor takes 'local' or 'ray', got {executor!r}")
+    if executor == "local" and (address is not None or actors is not None):
+        raise InvalidArgumentError("--address and --actors go with --executor ray")
     with Catalog.open(
         catalog,
         model=model,
@@ -154,6 +174,8 @@ def index(
     ) as cat:
         cat.wait_s = wait
         options = {"retry_failed": retry_failed, "decoders": decoders, "decode_timeout_s": decode_timeout}
+        if executor == "ray":
+            options["ray"] = RaySettings(address=address, actors=actors)
         report = cat.index_paths(paths, **options) if as_json else _index_with_progress(cat, paths, options)
         document = {**report.as_dict(), "tracks": cat.store.count("tracks"), "catalog": str(cat.directory)}
     if as_json:
@@ -170,7 +192,9 @@ def index(
         out.print(
             f"{document['audio_hours']:.2f} h of audio in {document['elapsed']:.0f} s "
             f"({document['audio_seconds'] / max(document['elapsed'], 1e-9):.1f}x real time) on {document['device']}, "
-            f"{document['precision']}, {document['decoders']} decoder(s)",
+            f"{document['precision']}"
+            + (f", {document['decoders']} decoder(s)" if document["executor"] == "local" else "")
+            + (f"; {document['from_shards']} track(s) from an earlier run's shards" if document["from_shards"] else ""),
             highlight=False,
         )
     for failed in document["failed"]:

@@ -42,3 +42,17 @@ class WindowSettings:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """Ingest on Ray (see mertsearch.indexer.distributed): ``address`` of a running cluster (None:
+    Ray's own choice, RAY_ADDRESS or a local instance); ``actors`` embedding actors (default: one
+    per GPU in the cluster, else one on CPUs)."""
+
+    address: str | None = None
+    actors: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.actors is not None and self.actors < 1:
+            raise InvalidArgumentError(f"give at least one embedding actor, got {self.actors}")

@@ -97,6 +97,8 @@ class IndexReport:
     device: str = ""
     precision: str = ""
     decoders: int = 0
+    executor: str = "local"  # or "ray"
+    from_shards: int = 0  # tracks a distributed run took from an earlier run's shard files
 
     def as_dict(self) -> dict:
         out = asdict(self)

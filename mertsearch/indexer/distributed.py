@@ -1,0 +1,326 @@
+"""Ingest on a Ray cluster: the local executor's reader and model code, run as Ray Data stages.
+
+- a CPU stage runs :func:`mertsearch.indexer.reader.read_track` on each file (one task per file,
+  so a decoder that crashes a worker loses that file only), yielding its messages as rows;
+- an actor pool embeds the windows rows (one actor per GPU, or CPU actors), keeping the order-free
+  rows small: raw per-layer means instead of samples;
+- this process writes every batch it receives as a shard file (Parquet, written then renamed)
+  before ingesting the tracks it completes, through the same ``run_index`` bookkeeping as a local
+  run. A run that stops midway leaves its shards; the next run takes the tracks they complete from
+  them instead of embedding the files again. Tracks are keyed by path, size and mtime, and a file
+  already stored is never a job, so a repeated or partial shard cannot duplicate a track. The
+  shards are deleted once a run has ingested everything.
+
+Every node needs the audio files and the model weights at the paths this process sees (a shared
+filesystem), and mertsearch installed with the ``ray`` extra.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mertsearch.config import RaySettings
+from mertsearch.encoder.embed import assemble
+from mertsearch.errors import InvalidArgumentError
+from mertsearch.indexer.pipeline import Embedded, Failed, Job, Outcome, Unchanged
+from mertsearch.indexer.reader import FINAL, WINDOWS_PER_MESSAGE, read_track
+
+SHARD_PREFIX = "part-"
+# A file whose decoding task died (a crash in a native decoder, after Ray's retry) has no rows.
+LOST = "decoding crashed on a Ray worker (the task died on every try)"
+# Reserved per decoding task: torch and FFmpeg loaded (~0.6 GB measured), 20 s of audio, a few messages.
+DECODE_MEMORY = 2**30
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What :func:`mertsearch.encoder.embed.assemble` needs of an encoder, from the catalog's manifest."""
+
+    sample_rate: int
+    capture: tuple[int, ...]
+    layers: tuple[int, ...]
+    keep_all: bool
+
+    @classmethod
+    def of(cls, spec: dict) -> _Shape:
+        kept = tuple(spec["kept_layers"])
+        return cls(spec["sample_rate"], kept or tuple(sorted(set(spec["layers"]))), tuple(spec["layers"]), bool(kept))
+
+
+@dataclass
+class RayRun:
+    """What the run found out about the model side, for the report."""
+
+    device: str = ""
+    precision: str = ""
+    actors: int = 0
+    from_shards: int = 0  # tracks taken from an earlier run's shards
+    shards_written: int = 0
+
+
+def _ray():
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise InvalidArgumentError("--executor ray needs Ray: pip install 'mertsearch[ray]'") from exc
+    return ray
+
+
+def _key(path: str, size: int, mtime_ns: int) -> tuple[bytes, int, int]:
+    return os.fsencode(path), int(size), int(mtime_ns)
+
+
+def _decode(batch: dict[str, np.ndarray], *, sample_rate: int, windows) -> Iterator[dict[str, list]]:
+    """The CPU stage: one file's reader messages as rows (all rows share one schema)."""
+    path, size, mtime_ns, known = (batch[name][0] for name in ("path", "size", "mtime_ns", "known"))
+    for seq, message in enumerate(
+        read_track(os.fsdecode(path), known or None, sample_rate=sample_rate, windows=windows)
+    ):
+        row = {
+            "path": path,
+            "size": int(size),
+            "mtime_ns": int(mtime_ns),
+            "seq": seq,
+            "kind": message[0],
+            "starts": [],
+            "length": 0,
+            "samples": b"",
+            "sha256": "",
+            "total": 0,
+            "tags": "",
+            "reason": "",
+        }
+        if message[0] == "windows":
+            _, starts, samples = message
+            row.update(starts=list(starts), length=samples.shape[1], samples=samples.astype(np.float32).tobytes())
+        elif message[0] == "done":
+            row.update(sha256=message[1], total=int(message[2]), tags=json.dumps(message[3]))
+        elif message[0] == "same":
+            row.update(sha256=message[1])
+        else:
+            row.update(reason=message[1])
+        yield {name: [value] for name, value in row.items()}
+
+
+class _Embedder:
+    """The model stage: an actor holding the catalog's encoder on its GPU (or CPU)."""
+
+    def __init__(self, model: dict) -> None:
+        import torch
+
+        from mertsearch.catalog import default_batch_size
+        from mertsearch.encoder.checkpoint import Checkpoint, resolve_checkpoint
+        from mertsearch.encoder.mert import open_encoder
+        from mertsearch.errors import CatalogMismatchError
+
+        directory = Path(model["directory"])
+        checkpoint = (
+            Checkpoint(directory, model["source"], None, model["revision"])
+            if directory.is_dir()
+            else resolve_checkpoint(model["source"], revision=model["revision"])
+        )
+        if checkpoint.weights_sha256() != model["weights_sha256"]:
+            raise CatalogMismatchError(
+                f"the weights at {checkpoint.directory} on this Ray node are not the catalog's "
+                f"(sha256 {model['weights_sha256'][:12]}...)"
+            )
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.encoder = open_encoder(
+            checkpoint,
+            model["layers"],
+            keep_all=model["keep_all"],
+            device=device,
+            batch_size=model["batch_size"] or default_batch_size(device),
+            precision=model["precision"],
+        )
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        samples = batch.pop("samples")
+        lengths = batch["length"]
+        means = [b""] * len(samples)
+        # One model call per window length (short tracks have windows of their own length).
+        for length in {int(n) for n, kind in zip(lengths, batch["kind"], strict=True) if kind == "windows"}:
+            rows = [i for i, kind in enumerate(batch["kind"]) if kind == "windows" and lengths[i] == length]
+            stacked = np.concatenate([np.frombuffer(samples[i], np.float32).reshape(-1, length) for i in rows])
+            out = self.encoder.embed_windows(stacked)
+            counts = np.cumsum([len(samples[i]) // (4 * length) for i in rows])[:-1]
+            for i, part in zip(rows, np.split(out, counts), strict=True):
+                means[i] = part.astype(np.float32).tobytes()
+        batch["means"] = np.array(means, dtype=object)
+        batch["device"] = np.array([str(self.encoder.device)] * len(samples))
+        batch["precision"] = np.array([self.encoder.precision] * len(samples))
+        return batch
+
+
+@dataclass
+class _Pending:
+    windows: list[tuple[int, list[int], int, bytes]] = field(default_factory=list)  # (seq, starts, length, means)
+    final: dict | None = None
+
+    def complete(self) -> bool:
+        return self.final is not None and len(self.windows) == self.final["seq"]
+
+
+def _outcome(pending: _Pending, shape: _Shape) -> Outcome:
+    final = pending.final
+    if final["kind"] == "same":
+        return Unchanged(final["sha256"])
+    if final["kind"] == "failed":
+        return Failed(final["reason"])
+    parts = sorted(pending.windows)
+    starts = np.array([start for _, starts, _, _ in parts for start in starts], dtype=np.int64)
+    lengths = np.array([length for _, starts, length, _ in parts for _ in starts], dtype=np.int64)
+    means = np.concatenate(
+        [np.frombuffer(blob, np.float32).reshape(len(starts_), len(shape.capture), -1) for _, starts_, _, blob in parts]
+    )
+    embedding = assemble(shape, starts, lengths, means, final["total"])
+    return Embedded(embedding, json.loads(final["tags"]), final["sha256"])
+
+
+def _rows(table) -> Iterator[dict]:
+    names = [
+        "path",
+        "size",
+        "mtime_ns",
+        "seq",
+        "kind",
+        "starts",
+        "length",
+        "means",
+        "sha256",
+        "total",
+        "tags",
+        "reason",
+    ]
+    columns = [table.column(name).to_pylist() for name in names]
+    for values in zip(*columns, strict=True):
+        yield dict(zip(names, values, strict=True))
+
+
+class _Collector:
+    """Rows of any files in any order -> each file's outcome once all its rows are in."""
+
+    def __init__(self, shape: _Shape) -> None:
+        self.shape = shape
+        self.pending: dict[tuple, _Pending] = {}
+
+    def add(self, row: dict) -> tuple[tuple, Outcome] | None:
+        key = (row["path"], row["size"], row["mtime_ns"])
+        pending = self.pending.setdefault(key, _Pending())
+        if row["kind"] == "windows":
+            pending.windows.append((row["seq"], list(row["starts"]), row["length"], row["means"]))
+        elif row["kind"] in FINAL:
+            pending.final = row
+        if not pending.complete():
+            return None
+        del self.pending[key]
+        return key, _outcome(pending, self.shape)
+
+
+def _write_shard(folder: Path, number: int, table) -> None:
+    import pyarrow.parquet as pq
+
+    final = folder / f"{SHARD_PREFIX}{number:06d}.parquet"
+    temporary = final.with_suffix(".tmp")
+    pq.write_table(table, temporary)
+    os.replace(temporary, final)
+
+
+def _earlier_shards(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    for stray in root.glob("*/*.tmp"):  # a shard being written when the run stopped
+        stray.unlink(missing_ok=True)
+    return sorted(root.glob(f"*/{SHARD_PREFIX}*.parquet"))
+
+
+def embed_on_ray(
+    jobs: Iterable[Job],
+    *,
+    spec: dict,
+    model: dict,
+    windows,
+    shards: Path,
+    settings: RaySettings,
+    run: RayRun,
+) -> Iterator[tuple[Job, Outcome]]:
+    """(job, outcome) for every job, like the local executor's ``embed_jobs``, computed on Ray.
+
+    ``spec`` is the catalog manifest's encoder part, ``model`` what an actor needs to open the
+    encoder (see :class:`_Embedder`), ``shards`` the folder for this catalog's shard files.
+    """
+    import pyarrow.parquet as pq
+
+    shape = _Shape.of(spec)
+    todo = {_key(job.path, job.size, job.mtime_ns): job for job in jobs}
+    collector = _Collector(shape)
+    for shard in _earlier_shards(shards):
+        for row in _rows(pq.read_table(shard)):
+            if (done := collector.add(row)) is not None and (job := todo.pop(done[0], None)) is not None:
+                run.from_shards += 1
+                yield job, done[1]
+    collector.pending.clear()  # files an earlier run did not finish: embedded again
+    if todo:
+        folder = shards / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for table in _dataset(todo.values(), spec, model, windows, settings, run).iter_batches(
+            batch_size=None, batch_format="pyarrow"
+        ):
+            _write_shard(folder, run.shards_written, table)
+            run.shards_written += 1
+            if not run.device and table.num_rows:
+                run.device, run.precision = table.column("device")[0].as_py(), table.column("precision")[0].as_py()
+            for row in _rows(table):
+                if (done := collector.add(row)) is not None and (job := todo.pop(done[0], None)) is not None:
+                    yield job, done[1]
+        for job in list(todo.values()):
+            yield job, Failed(LOST)
+    shutil.rmtree(shards, ignore_errors=True)
+
+
+def _dataset(jobs: Iterable[Job], spec: dict, model: dict, windows, settings: RaySettings, run: RayRun):
+    ray = _ray()
+    if not ray.is_initialized():
+        ray.init(address=settings.address, logging_level=logging.WARNING, log_to_driver=False)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.max_errored_blocks = -1  # a file whose task died is reported failed; the others go on
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    run.actors = settings.actors or max(1, gpus)
+    items = [
+        {"path": os.fsencode(job.path), "size": job.size, "mtime_ns": job.mtime_ns, "known": job.known_sha256 or ""}
+        for job in jobs
+    ]
+    rows_per_call = max(1, -(-(model["batch_size"] or (32 if gpus else 1)) // WINDOWS_PER_MESSAGE))
+    # One block per file: a task that dies takes only its file with it (after Ray's retries). The
+    # memory reserved also keeps Ray from fusing decoding into the model's actors (fusion needs
+    # equal resources): decoding must not queue up on the GPU workers.
+    return (
+        ray.data.from_items(items, override_num_blocks=len(items))
+        .map_batches(
+            _decode,
+            batch_size=1,
+            fn_kwargs={"sample_rate": spec["sample_rate"], "windows": windows},
+            num_cpus=1,
+            memory=DECODE_MEMORY,
+        )
+        .map_batches(
+            _Embedder,
+            fn_constructor_kwargs={"model": model},
+            batch_size=rows_per_call,
+            compute=ray.data.ActorPoolStrategy(size=run.actors),
+            **({"num_gpus": 1} if gpus else {"num_cpus": 1}),
+        )
+    )

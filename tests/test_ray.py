@@ -1,0 +1,187 @@
+"""Ingest on a local Ray instance: the same vectors as the local executor, shards that survive a
+crash and are never ingested twice, the CLI's options."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mertsearch import Catalog
+from mertsearch.config import RaySettings
+from mertsearch.errors import InvalidArgumentError
+from mertsearch.storage.store import MetadataStore, from_blob
+
+from .test_catalog import _assert_consistent
+from .test_ingest import _recipe_track_vector
+
+ray = pytest.importorskip("ray")
+
+pytestmark = pytest.mark.slow
+LAYER = 3
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def bad_music(music):
+    (music / "broken.mp3").write_bytes(b"not audio at all" * 64)
+    return music
+
+
+def _vectors(cat: Catalog) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    out = {}
+    for track_id, path, _ in cat.store.durations():
+        track = cat.store.track_by_path(path)
+        starts, windows = cat.store.windows_of([track_id])[track_id]
+        out[path] = (from_blob(track.vector), np.asarray(starts), windows)
+    return out
+
+
+def test_ray_gives_the_local_executors_vectors(tmp_path, tiny_model, bad_music, local_ray):
+    with Catalog.create(tmp_path / "local", model=str(tiny_model), layer=LAYER, keep_layers=True) as local:
+        local.index_paths([bad_music], decoders=0)
+        expected, expected_failures = _vectors(local), local.failures()
+        expected_layers = local.store.track_layer_vectors(local.manifest["encoder"]["dim"])[1]
+    with Catalog.create(tmp_path / "ray", model=str(tiny_model), layer=LAYER, keep_layers=True) as cat:
+        report = cat.index_paths([bad_music], ray=RaySettings())
+        assert (report.executor, report.added, report.from_shards) == ("ray", 6, 0)
+        assert report.device.startswith("ray (1 actor(s), cpu") and report.precision == "fp32"
+        assert [f.reason for f in report.failed] == [f["reason"] for f in expected_failures]
+        got = _vectors(cat)
+        assert sorted(got) == sorted(expected)
+        for path, (vector, starts, windows) in got.items():
+            assert float(vector @ expected[path][0]) >= 0.9999
+            assert np.allclose(starts, expected[path][1])
+            assert np.min(np.sum(windows * expected[path][2], axis=1)) >= 0.9999
+        layers = cat.store.track_layer_vectors(cat.manifest["encoder"]["dim"])[1]
+        assert np.min(np.sum(layers * expected_layers, axis=-1)) >= 0.9999
+        assert not (cat.directory / "shards").exists()
+        _assert_consistent(cat, 6)
+        # Nothing changed: a second run has no work for Ray.
+        again = cat.index_paths([bad_music], ray=RaySettings())
+        assert (again.added, again.unchanged, again.skipped_failed) == (0, 6, 1)
+
+
+def test_ray_vectors_follow_the_published_recipe(tmp_path, music, local_ray):
+    """Against transformers' model and processor run directly (not the engine's own local run)."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from tests.fixtures import write_tiny_mert
+
+    directory, model = write_tiny_mert(tmp_path / "model")
+    model.eval()
+    extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(directory))
+    path = music / "a.wav"
+    with Catalog.create(tmp_path / "ray", model=str(directory), layer=LAYER) as cat:
+        cat.index_paths([path], ray=RaySettings())
+        vector = from_blob(cat.store.track_by_path(str(path)).vector)
+    assert float(vector @ _recipe_track_vector(path, model, extractor)) >= 0.9999
+
+
+def test_shards_of_a_stopped_run_are_used_once(tmp_path, tiny_model, music, local_ray, monkeypatch):
+    original = MetadataStore.put_track
+    stored = []
+
+    def put_track_then_stop(self, record):
+        if len(stored) == 2:
+            raise KeyboardInterrupt  # the indexer is stopped while storing its third track
+        stored.append(record.path)
+        return original(self, record)
+
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=LAYER) as cat:
+        monkeypatch.setattr(MetadataStore, "put_track", put_track_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            cat.index_paths([music], ray=RaySettings())
+        monkeypatch.setattr(MetadataStore, "put_track", original)
+        shards = cat.directory / "shards"
+        left = sorted(shards.rglob("*.parquet"))
+        assert left and not list(shards.rglob("*.tmp"))
+        kept = tmp_path / "kept-shards"
+        shutil.copytree(shards, kept)
+
+        report = cat.index_paths([music], ray=RaySettings())
+        # The track being stored when the run stopped was complete in a shard: not embedded again.
+        assert (report.added, report.unchanged) == (4, 2) and report.from_shards >= 1
+        assert not shards.exists()
+        _assert_consistent(cat, 6)
+
+        # The same shards once more (a repeated shard): every file is stored, nothing is duplicated.
+        shutil.copytree(kept, shards)
+        again = cat.index_paths([music], ray=RaySettings())
+        assert (again.added, again.updated, again.unchanged, again.from_shards) == (0, 0, 6, 0)
+        assert cat.store.count("tracks") == 6 and not shards.exists()
+        assert len({path for _, path, _ in cat.store.durations()}) == 6
+
+
+def test_a_file_whose_task_died_is_failed_with_a_reason(tmp_path, tiny_model, music, monkeypatch):
+    """A task killed on every try leaves no rows: the file is failed, the others are stored."""
+    import pyarrow as pa
+
+    import mertsearch.indexer.distributed as distributed
+
+    Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=LAYER).close()
+    window = 5 * 24000
+
+    class Dataset:
+        def __init__(self, jobs):
+            self.jobs = list(jobs)
+
+        def iter_batches(self, **_):
+            survivor = next(job for job in self.jobs if job.path.endswith("a.wav"))
+            base = {"path": survivor.path.encode(), "size": survivor.size, "mtime_ns": survivor.mtime_ns}
+            empty = {"starts": [], "length": 0, "means": b"", "sha256": "", "total": 0, "tags": "", "reason": ""}
+            means = np.random.default_rng(0).standard_normal((1, 1, 32)).astype(np.float32)
+            rows = [
+                {
+                    **base,
+                    **empty,
+                    "seq": 0,
+                    "kind": "windows",
+                    "starts": [0],
+                    "length": window,
+                    "means": means.tobytes(),
+                },
+                {**base, **empty, "seq": 1, "kind": "done", "sha256": "0" * 64, "total": window, "tags": "{}"},
+            ]
+            yield pa.Table.from_pylist([{**row, "device": "cpu", "precision": "fp32"} for row in rows])
+
+    monkeypatch.setattr(distributed, "_dataset", lambda jobs, *args: Dataset(jobs))
+    with Catalog.open(tmp_path / "cat") as cat:
+        report = cat.index_paths([music], ray=RaySettings())
+    assert report.added == 1
+    assert len(report.failed) == 5 and {f.reason for f in report.failed} == {distributed.LOST}
+
+
+def test_cli_ray_options(tmp_path, tiny_model, music):
+    from typer.testing import CliRunner
+
+    from mertsearch.cli import app
+
+    runner = CliRunner()
+    base = ["index", str(music), "--catalog", str(tmp_path / "c"), "--model", str(tiny_model), "--layer", "3"]
+    wrong = runner.invoke(app, [*base, "--address", "x:1"])
+    assert wrong.exit_code != 0 and "--executor ray" in wrong.output
+    wrong = runner.invoke(app, [*base, "--executor", "spark"])
+    assert wrong.exit_code != 0 and "'local' or 'ray'" in wrong.output
+    # A process of its own, as a user runs it: Ray starts a local instance and stops with it.
+    done = subprocess.run(
+        [sys.executable, "-m", "mertsearch.cli", *base, "--executor", "ray", "--actors", "1", "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert (document["executor"], document["added"], document["tracks"]) == ("ray", 6, 6)
+
+
+def test_settings_are_checked():
+    with pytest.raises(InvalidArgumentError):
+        RaySettings(actors=0)
