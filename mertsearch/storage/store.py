@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 def safe_url(url: str | URL) -> str:
     """The URL without its password, fit to record in a manifest or print."""
-    return make_url(url).set(password=None).render_as_string(hide_password=False)
+    return make_url(url)._replace(password=None).render_as_string(hide_password=False)
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,9 @@ class MetadataStore:
         return self._write(lambda session: self._put_track(session, record))
 
     def _put_track(self, session: Session, record: TrackRecord) -> StoredTrack:
-        track = session.scalars(select(Track).where(Track.path == record.path)).first()
+        # Locked (in PostgreSQL) so that a concurrent writer of the same file replaces it after this
+        # one, seeing its windows, and never leaves both sets behind.
+        track = session.scalars(select(Track).where(Track.path == record.path).with_for_update()).first()
         replaced = track is not None
         old_window_ids = []
         if track is None:
@@ -250,6 +252,7 @@ class MetadataStore:
         """Remove a track and its windows; returns the removed window ids."""
 
         def change(session: Session) -> list[int]:
+            session.execute(select(Track.id).where(Track.id == track_id).with_for_update())
             window_ids = list(session.scalars(select(Window.id).where(Window.track_id == track_id)))
             _detach(session, track_id)
             session.execute(delete(Window).where(Window.track_id == track_id))
