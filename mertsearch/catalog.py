@@ -745,7 +745,10 @@ class Catalog:
             catalogs = [self]
             if baseline and spec["architecture"] != SPECTRAL:
                 folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mertsearch-baseline-")))
-                reference = stack.enter_context(Catalog.create(folder, model=SPECTRAL, hop=self.windows.hop_s))
+                # A throwaway catalog: SQLite in its folder, whatever MERTSEARCH_DATABASE says.
+                reference = stack.enter_context(
+                    Catalog.create(folder, model=SPECTRAL, hop=self.windows.hop_s, database=default_database(folder))
+                )
                 reference.index_paths([path for _, path, _ in self.store.durations()])
                 catalogs.append(reference)
             tables, true_scores = identify(catalogs, drawn, rng, k=k)
