@@ -1,5 +1,5 @@
 # make install: a .venv with everything (and FFmpeg's shared libraries where apt can bring them).
-# make test:    install, then lint and run the whole test suite.
+# make test:    install, then lint and run the whole test suite (PostgreSQL's tests on a local server).
 # make index MUSIC=~/Music CATALOG=./catalog [MODEL=mert-v1-95m LAYER=N]: install, then index
 #               (LAYER defaults to the model's own: 7 for MERT-v1-95M).
 # make serve CATALOG=./catalog: the HTTP API and web page on http://127.0.0.1:8000/
@@ -14,7 +14,7 @@ CATALOG ?= ./catalog
 MODEL ?= mert-v1-95m
 LAYER ?=
 
-.PHONY: install ffmpeg chromium test lint index serve demo clean
+.PHONY: install ffmpeg chromium postgres test lint index serve demo clean
 
 install: ffmpeg $(STAMP)
 
@@ -40,6 +40,22 @@ ffmpeg:
 chromium:
 	$(call system_package,command -v chromium,chromium,Chromium,the browser tests need Chromium at /usr/bin/chromium: install your system's chromium package)
 
+# The PostgreSQL tests need a real server: Debian's postgresql package, its clusters started (the
+# service runs them as the postgres user), and a role that may create the tests' databases.
+TEST_POSTGRES_ROLE ?= mertsearch_test
+TEST_POSTGRES ?= postgresql+psycopg://$(TEST_POSTGRES_ROLE):$(TEST_POSTGRES_ROLE)@localhost/postgres
+AS_POSTGRES = $$( [ "$$(id -u)" = 0 ] && echo runuser -u postgres -- || echo sudo -u postgres )
+
+postgres:
+	$(call system_package,command -v pg_ctlcluster,postgresql,PostgreSQL,the PostgreSQL tests need a local server: install PostgreSQL or run pytest without MERTSEARCH_TEST_POSTGRES)
+	@pg_lsclusters -h | while read -r version name _rest; do \
+		pg_ctlcluster "$$version" "$$name" status >/dev/null 2>&1 || pg_ctlcluster "$$version" "$$name" start; \
+	done
+	@for _ in $$(seq 30); do pg_isready -q -h localhost && break; sleep 1; done; pg_isready -h localhost
+	@$(AS_POSTGRES) psql -qtAc "SELECT 1 FROM pg_roles WHERE rolname = '$(TEST_POSTGRES_ROLE)'" | grep -q 1 || \
+		$(AS_POSTGRES) psql -qc "CREATE ROLE $(TEST_POSTGRES_ROLE) LOGIN CREATEDB PASSWORD '$(TEST_POSTGRES_ROLE)'"
+	@echo "PostgreSQL: ready for the tests as $(TEST_POSTGRES_ROLE)"
+
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -50,8 +66,8 @@ lint: install
 	$(BIN)/ruff check mertsearch tests bench
 	$(BIN)/ruff format --check mertsearch tests bench
 
-test: install chromium lint
-	$(BIN)/python -m pytest
+test: install chromium postgres lint
+	MERTSEARCH_TEST_POSTGRES='$(TEST_POSTGRES)' $(BIN)/python -m pytest
 
 index: install
 	$(BIN)/mertsearch index "$(MUSIC)" --catalog "$(CATALOG)" --model "$(MODEL)" $(if $(LAYER),--layer $(LAYER))

@@ -1,7 +1,8 @@
 """A catalog: a directory holding the metadata database, the FAISS index and the manifest.
 
 catalog/
-  catalog.db        SQLite: tracks, windows and their vectors, failures (the source of truth)
+  catalog.db        SQLite: tracks, windows and their vectors, failures (the source of truth), unless
+                    the manifest names another database (a PostgreSQL URL, without its password)
   index/            tracks-v<N>.faiss, derived from the stored vectors, rebuilt when stale
   manifest.json     everything that shapes the vectors; checked on every open
 """
@@ -27,6 +28,7 @@ from mertsearch.encoder.registry import DEFAULT_MODEL
 from mertsearch.errors import (
     CatalogMismatchError,
     CatalogNotFoundError,
+    DatabaseError,
     InvalidArgumentError,
     TrackNotFoundError,
 )
@@ -35,12 +37,19 @@ from mertsearch.indexer.pipeline import IndexProgress, IndexReport, run_index
 from mertsearch.search import Query, Rules, SearchResult, rank
 from mertsearch.search.duplicates import find_leader
 from mertsearch.search.tuning import label_retrieval, pair_scores, score_spread
-from mertsearch.settings import LayersArg, new_manifest, resolve_layers, wanted_manifest, window_settings
+from mertsearch.settings import (
+    LayersArg,
+    database_from_env,
+    new_manifest,
+    resolve_layers,
+    wanted_manifest,
+    window_settings,
+)
 from mertsearch.storage import MetadataStore, VectorIndex, check_compatible, read_manifest, write_manifest
 from mertsearch.storage.filters import Filters
 from mertsearch.storage.indexes import Indexes
 from mertsearch.storage.lock import WriterLock
-from mertsearch.storage.store import StoredTrack, TrackRecord, from_blob
+from mertsearch.storage.store import StoredTrack, TrackRecord, from_blob, safe_url
 from mertsearch.storage.transform import IDENTITY, VectorTransform
 from mertsearch.storage.vector_index import saved_index_file
 from mertsearch.storage.verify import check_indexes, check_store
@@ -72,7 +81,7 @@ def default_batch_size(device: str) -> int:
 
 
 def _writes(method):
-    """Run a method that changes the catalog under the writer lock."""
+    """Run a method that changes the catalog under the writer lock, alone."""
 
     @functools.wraps(method)
     def locked(self, *args, **kwargs):
@@ -80,6 +89,40 @@ def _writes(method):
             return method(self, *args, **kwargs)
 
     return locked
+
+
+def _adds(method):
+    """Run an ingest under the writer lock: alone with SQLite; beside other ingests with a server
+    database, whose transactions keep concurrent writers apart (never beside reindex, repair...)."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock.held(wait_s=self.wait_s, shared=self.store.dialect != "sqlite"):
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
+def default_database(directory: Path) -> str:
+    return f"sqlite:///{directory / DATABASE}"
+
+
+def _database_url(directory: Path, stored: dict, asked: str | None, from_env: str | None) -> str:
+    """The URL to connect with: the one recorded in the manifest (SQLite in the directory if none),
+    or the one asked for when it is the same database (it may carry the password)."""
+    recorded = stored.get("database") or default_database(directory)
+    if asked is not None:
+        if safe_url(asked) != safe_url(recorded):
+            raise CatalogMismatchError(
+                f"catalog {directory} keeps its metadata in {safe_url(recorded)}, not {safe_url(asked)}; "
+                "leave --database out to use its own, or use a new --catalog directory"
+            )
+        return asked
+    # MERTSEARCH_DATABASE names the database of new catalogs; here it only helps when it is this
+    # catalog's (with its password), never moves a catalog elsewhere.
+    if from_env is not None and safe_url(from_env) == safe_url(recorded):
+        return from_env
+    return recorded
 
 
 class Catalog:
@@ -95,11 +138,12 @@ class Catalog:
         batch_size: int | None,
         precision: str = "auto",
         mmap: bool = False,
+        database: str | None = None,
     ) -> None:
         self.directory = directory
         self.manifest = manifest
         self.windows = WindowSettings(**manifest["windows"])
-        self.store = MetadataStore(f"sqlite:///{directory / DATABASE}")
+        self.store = MetadataStore(database or default_database(directory))
         self._checkpoint = checkpoint
         self._device = device
         self._batch_size = batch_size
@@ -143,8 +187,15 @@ class Catalog:
         batch_size: int | None = None,
         precision: str = "auto",
         mmap: bool = False,
+        database: str | None = None,
     ) -> Catalog:
         """Open the catalog in ``directory``; with ``create=True`` make it when it does not exist.
+
+        ``database`` is the SQLAlchemy URL of the metadata database of a new catalog (default: the
+        MERTSEARCH_DATABASE environment variable, else SQLite in the directory), e.g.
+        ``postgresql+psycopg://user@host/dbname``. The manifest records it without its password
+        (give that through PGPASSWORD or ~/.pgpass, or this URL again); an existing catalog is
+        reopened with its own, and a different ``database`` is CatalogMismatchError.
 
         ``layers`` is one hidden-state index, several (searched as the mean of their normalised
         vectors) or "all"; None means the model's default. ``keep_layers`` stores every layer's
@@ -162,6 +213,7 @@ class Catalog:
         path = Path(directory).expanduser().absolute()
         stored = read_manifest(path) if path.is_dir() else None
         checkpoint = resolve_checkpoint(model, revision=revision) if model else None
+        from_env = database_from_env()
         if stored is None:
             if not create:
                 raise CatalogNotFoundError(
@@ -171,13 +223,25 @@ class Catalog:
                 raise CatalogNotFoundError(f"{path} is not empty and holds no catalog; choose a new directory")
             checkpoint = checkpoint or resolve_checkpoint(DEFAULT_MODEL, revision=revision)
             manifest = new_manifest(checkpoint, layers, keep_all=keep_layers, hop=hop)
+            url = database or from_env
+            if url is not None and safe_url(url) != safe_url(default_database(path)):
+                manifest["database"] = safe_url(url)
+            _check_new_database(url, manifest)
             path.mkdir(parents=True, exist_ok=True)
             write_manifest(path, manifest)
             stored = manifest
         else:
             check_compatible(stored, wanted_manifest(stored, checkpoint, layers, keep_all=keep_layers, hop=hop), path)
+            url = _database_url(path, stored, database, from_env)
         return cls(
-            path, stored, checkpoint=checkpoint, device=device, batch_size=batch_size, precision=precision, mmap=mmap
+            path,
+            stored,
+            checkpoint=checkpoint,
+            device=device,
+            batch_size=batch_size,
+            precision=precision,
+            mmap=mmap,
+            database=url,
         )
 
     @classmethod
@@ -269,7 +333,7 @@ class Catalog:
         chunks = stream_audio(source, sample_rate=self.encoder.sample_rate, start=start, end=end)
         return embed_chunks(self.encoder, chunks, self.windows)
 
-    @_writes
+    @_adds
     def index_paths(
         self,
         paths: Iterable[str | os.PathLike],
@@ -520,9 +584,9 @@ class Catalog:
         """Counts, settings and sizes, for `mertsearch info`."""
         counts = self.store.counts()
         spec = self.manifest["encoder"]
-        database = self.directory / DATABASE
         return {
             "catalog": str(self.directory),
+            "database": safe_url(self.store.engine.url),
             "tracks": counts["tracks"],
             "windows": counts["windows"],
             "failed": counts["failed"],
@@ -543,11 +607,17 @@ class Catalog:
                 "factory": self.manifest["index"]["factory"],
                 **{name: self._index_info(name) for name in ("tracks", "windows")},
             },
-            "database_bytes": sum(p.stat().st_size for p in database.parent.glob(DATABASE + "*") if p.is_file()),
+            "database_bytes": self._database_bytes(),
             "layer_vectors_bytes": counts["layer_vector_bytes"],
             "created_by": self.manifest.get("created_by"),
             "created_at": self.manifest.get("created_at"),
         }
+
+    def _database_bytes(self) -> int:
+        if self.store.dialect == "sqlite":
+            database = Path(self.store.engine.url.database or "")
+            return sum(p.stat().st_size for p in database.parent.glob(database.name + "*") if p.is_file())
+        return self.store.size_bytes()
 
     def _index_info(self, name: str) -> dict:
         index = getattr(self.indexes, name)
@@ -718,7 +788,10 @@ class Catalog:
             catalogs = [self]
             if baseline and spec["architecture"] != SPECTRAL:
                 folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mertsearch-baseline-")))
-                reference = stack.enter_context(Catalog.create(folder, model=SPECTRAL, hop=self.windows.hop_s))
+                # A throwaway catalog: SQLite in its folder, whatever MERTSEARCH_DATABASE says.
+                reference = stack.enter_context(
+                    Catalog.create(folder, model=SPECTRAL, hop=self.windows.hop_s, database=default_database(folder))
+                )
                 reference.index_paths([path for _, path, _ in self.store.durations()])
                 catalogs.append(reference)
             tables, true_scores = identify(catalogs, drawn, rng, k=k)
@@ -810,6 +883,23 @@ class Catalog:
 
     def failures(self) -> list[dict]:
         return [{"path": f.path, "reason": f.reason} for f in self.store.failures()]
+
+
+def _check_new_database(url: str | None, manifest: dict) -> None:
+    """A new catalog's database must be reachable and hold no other catalog's tracks (whose vectors
+    the new settings might not match); checked before the directory is made."""
+    if url is None:
+        return
+    store = MetadataStore(url)
+    try:
+        counts = store.counts()
+        if counts["tracks"] or counts["failed"]:
+            raise DatabaseError(
+                f"the database {safe_url(url)} already holds a catalog's tracks; "
+                "give each catalog a database of its own"
+            )
+    finally:
+        store.close()
 
 
 def track_summary(row) -> dict:

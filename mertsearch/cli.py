@@ -115,6 +115,15 @@ def index(
         float | None, typer.Option(help="Seconds between window starts (default: the window, 5 s for MERT).")
     ] = None,
     retry_failed: Annotated[bool, typer.Option(help="Try again files that failed before and did not change.")] = False,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            help="SQLAlchemy URL of a new catalog's metadata database, e.g. postgresql+psycopg://user@host/dbname "
+            "(default: $MERTSEARCH_DATABASE, else SQLite in the catalog). Recorded without its password: give "
+            "that through PGPASSWORD or ~/.pgpass. Later commands find the database in the catalog.",
+        ),
+    ] = None,
     wait: WaitOpt = 0.0,
     batch_size: Annotated[
         int | None, typer.Option(help="Windows per model call (default: 32 on a GPU, 1 on a CPU).", min=1)
@@ -171,6 +180,7 @@ def index(
         device=device,
         batch_size=batch_size,
         precision=precision,
+        database=database,
     ) as cat:
         cat.wait_s = wait
         options = {"retry_failed": retry_failed, "decoders": decoders, "decode_timeout_s": decode_timeout}

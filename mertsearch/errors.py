@@ -39,3 +39,7 @@ class TrackNotFoundError(MertSearchError, LookupError):
 
 class InvalidArgumentError(MertSearchError, ValueError):
     """An argument is out of range or inconsistent with others."""
+
+
+class DatabaseError(MertSearchError, ConnectionError):
+    """The metadata database cannot be reached or used (wrong URL, server down, driver missing)."""

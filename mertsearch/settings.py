@@ -5,6 +5,7 @@ Kept apart from the catalog so it can be read without torch: nothing here loads 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 
@@ -19,6 +20,9 @@ from mertsearch.encoder.checkpoint import (
 )
 from mertsearch.errors import InvalidArgumentError
 from mertsearch.storage.manifest import FORMAT
+
+# The metadata database of new catalogs, as a SQLAlchemy URL (default: SQLite in the catalog).
+DATABASE_ENV = "MERTSEARCH_DATABASE"
 
 # What a user may give for layers: one index, several, or "all" (every hidden state 0..N).
 LayersArg = int | Sequence[int] | str | None
@@ -36,6 +40,11 @@ def parse_layers(text: str) -> list[int] | str:
     if not layers:
         raise InvalidArgumentError("no layers given")
     return layers
+
+
+def database_from_env() -> str | None:
+    """MERTSEARCH_DATABASE, when it is set and not empty."""
+    return os.environ.get(DATABASE_ENV, "").strip() or None
 
 
 def resolve_layers(layers: LayersArg, num_layers: int) -> list[int]:

@@ -64,7 +64,7 @@ def _names(paths) -> set[str]:
     return {os.path.basename(path) for path in paths}
 
 
-def test_bad_files_are_recorded_and_not_retried_and_odd_names_work(tmp_path, tiny_model, messy):
+def test_bad_files_are_recorded_and_not_retried_and_odd_names_work(tmp_path, tiny_model, messy, database):
     root, good, bad = messy
     with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=3) as cat:
         report = cat.index_paths([root])
@@ -91,7 +91,7 @@ def test_bad_files_are_recorded_and_not_retried_and_odd_names_work(tmp_path, tin
         assert {Path(r.path).name for r in cat.similar(str(root / "sub" / "plain.flac"), k=10)} >= {INVALID_UTF8}
 
 
-def test_invalid_utf8_names_in_json_output_and_the_api(tmp_path, tiny_model, messy):
+def test_invalid_utf8_names_in_json_output_and_the_api(tmp_path, tiny_model, messy, database):
     root, good, _ = messy
     command = [sys.executable, "-m", "mertsearch.cli", "index", str(root), "--catalog", str(tmp_path / "cat")]
     run = subprocess.run(

@@ -42,7 +42,7 @@ def _assert_consistent(cat: Catalog, expected_tracks: int) -> None:
     assert len(cat.indexes.windows) == len(window_ids) == cat.store.counts()["windows"]
 
 
-def test_index_then_search_finds_the_excerpt_first_with_its_position(tmp_path, tiny_model, music):
+def test_index_then_search_finds_the_excerpt_first_with_its_position(tmp_path, tiny_model, music, database):
     with _open(tmp_path, tiny_model) as cat:
         report = cat.index_paths([music])
         assert (report.added, report.failed) == (6, [])
@@ -80,7 +80,7 @@ def test_start_end_choose_part_of_the_query(tmp_path, tiny_model, music):
         assert int(np.argmax(similarities)) == 1 and similarities[1] > 0.999
 
 
-def test_similar_leaves_out_the_seed_and_takes_ids_or_paths(tmp_path, tiny_model, music):
+def test_similar_leaves_out_the_seed_and_takes_ids_or_paths(tmp_path, tiny_model, music, database):
     with _open(tmp_path, tiny_model) as cat:
         cat.index_paths([music])
         seed = cat.track_id(music / "c.mp3")
@@ -91,7 +91,7 @@ def test_similar_leaves_out_the_seed_and_takes_ids_or_paths(tmp_path, tiny_model
             cat.similar(999)
 
 
-def test_reindex_skips_unchanged_adds_new_and_reembeds_changed(tmp_path, tiny_model, music):
+def test_reindex_skips_unchanged_adds_new_and_reembeds_changed(tmp_path, tiny_model, music, database):
     with _open(tmp_path, tiny_model) as cat:
         cat.index_paths([music])
         changed = music / "a.wav"
@@ -108,7 +108,7 @@ def test_reindex_skips_unchanged_adds_new_and_reembeds_changed(tmp_path, tiny_mo
         _assert_consistent(cat, 7)
 
 
-def test_a_bad_file_is_recorded_and_the_run_goes_on(tmp_path, tiny_model, music):
+def test_a_bad_file_is_recorded_and_the_run_goes_on(tmp_path, tiny_model, music, database):
     (music / "broken.mp3").write_bytes(b"\xff\xfb\x90\x00" + os.urandom(3000))
     (music / "empty.flac").write_bytes(b"")
     write_audio(music / "silent.wav", np.zeros((1, SAMPLE_RATE * 3), np.float32), SAMPLE_RATE)
@@ -153,7 +153,7 @@ def test_an_interrupted_run_picks_up_where_it_stopped(tmp_path, tiny_model, musi
         _assert_consistent(cat, 6)
 
 
-def test_a_stale_or_missing_index_is_rebuilt_from_stored_vectors(tmp_path, tiny_model, music):
+def test_a_stale_or_missing_index_is_rebuilt_from_stored_vectors(tmp_path, tiny_model, music, database):
     with _open(tmp_path, tiny_model) as cat:
         cat.index_paths([music])
         expected = [r.track_id for r in cat.similar(1, k=5)]

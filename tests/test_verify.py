@@ -13,7 +13,7 @@ from mertsearch.storage.vector_index import VectorIndex, saved_index_file
 
 
 @pytest.fixture
-def catalog(tmp_path, tiny_model, music):
+def catalog(tmp_path, tiny_model, music, database):
     with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=2) as cat:
         cat.index_paths([music])
     return tmp_path / "cat"
@@ -37,12 +37,15 @@ def test_missing_index_stale_vectors_and_broken_rows_are_found_and_repaired(cata
         stale.save(catalog / "index", version, "windows")
         saved_index_file(catalog / "index", "tracks").unlink()
         with cat.store.engine.begin() as connection:
-            connection.execute(text("PRAGMA foreign_keys=OFF"))  # as an outside tool might leave it
+            # As an outside tool might leave it: foreign keys not enforced.
+            if cat.store.dialect == "sqlite":
+                connection.execute(text("PRAGMA foreign_keys=OFF"))
+                zeros = "zeroblob(128)"
+            else:
+                connection.execute(text("ALTER TABLE windows DROP CONSTRAINT windows_track_id_fkey"))
+                zeros = "decode(repeat('00', 128), 'hex')"
             connection.execute(
-                text(
-                    'INSERT INTO windows (track_id, position, start, "end", vector) '
-                    "VALUES (999, 0, 0, 5, zeroblob(128))"
-                )
+                text(f'INSERT INTO windows (track_id, position, start, "end", vector) VALUES (999, 0, 0, 5, {zeros})')
             )
             connection.execute(text("UPDATE tracks SET duplicate_of = 2 WHERE id = 1"))
             connection.execute(text("UPDATE tracks SET duplicate_of = 3 WHERE id = 2"))

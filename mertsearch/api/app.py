@@ -77,7 +77,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-# SQLite's largest integer: a bigger id or offset is a 422, not an overflow deep in the database.
+# The largest 64-bit integer (SQLite's INTEGER, PostgreSQL's BIGINT ids): a bigger id or offset is a 422,
+# not an overflow deep in the database.
 SQL_INT_MAX = 2**63 - 1
 TrackId = Annotated[int, PathParam(ge=1, le=SQL_INT_MAX, description="A track's id.")]
 

@@ -3,7 +3,9 @@
 ``tracks`` holds one vector per track (ids: track ids) for whole-track similarity; ``windows``
 holds every window's vector (ids: window ids) for segment search. Both are derived from the
 stored vectors through the catalog's transform, saved under the database's data version, and
-rebuilt when missing or stale. With the "auto" factory each index changes kind as it grows
+rebuilt when missing or stale. Another writer of the same database (PostgreSQL) moves the data
+version on by more than this writer's own changes: its indexes are then rebuilt before they are
+saved, so a saved file always holds what its version says. With the "auto" factory each index changes kind as it grows
 (see vector_index.choose_factory); trained kinds train on a random sample of the stored vectors.
 """
 
@@ -42,6 +44,8 @@ class Indexes:
         self.mmap = mmap
         self._loaded: dict[str, VectorIndex] = {}
         self._versions: dict[str, int] = {}  # the data version each loaded index was saved for
+        # The data version the loaded indexes reflect, counting this process's changes since.
+        self._expected: int | None = None
 
     def _get(self, name: str) -> VectorIndex:
         if name in self._loaded and self.mmap:
@@ -59,6 +63,10 @@ class Indexes:
                 index = self._build(name)
                 index.save(self.directory, version, name)
             self._loaded[name], self._versions[name] = index, version
+            if self._expected is not None and self._expected != version:
+                self._expected = -1  # loaded at different versions: rebuild both before saving
+            elif self._expected is None:
+                self._expected = version
         return self._loaded[name]
 
     @property
@@ -108,10 +116,12 @@ class Indexes:
         """Build both indexes again from the stored vectors (no model needed) and save them."""
         if factory is not None:
             self.factory = factory
+        # Read before building: the built index holds at least this version's rows, never fewer.
         version = self.store.data_version()
         for name in NAMES:
             self._loaded[name], self._versions[name] = self._build(name), version
             self._loaded[name].save(self.directory, version, name)
+        self._expected = version
 
     def stored(self, stored: StoredTrack, vector: np.ndarray, window_vectors: np.ndarray) -> None:
         """Reflect a track put into the store (new, or replacing its older version)."""
@@ -121,14 +131,28 @@ class Indexes:
             windows.remove(np.array(stored.old_window_ids))
         tracks.add(np.array([stored.track_id]), self.transform(vector[None, :]))
         windows.add(np.array(stored.window_ids), self.transform(window_vectors))
+        self._count_change()
 
     def removed(self, track_id: int, window_ids: list[int]) -> None:
         self.tracks.remove(np.array([track_id]))
         self.windows.remove(np.array(window_ids))
+        self._count_change()
+
+    def _count_change(self) -> None:
+        """One change of this process (put_track and delete_track each move the version on by one)."""
+        if self._expected is not None and self._expected >= 0:
+            self._expected += 1
 
     def save(self) -> None:
-        """Save what changed; an index that outgrew its kind is rebuilt as the kind its size calls for."""
+        """Save what changed; an index that outgrew its kind is rebuilt as the kind its size calls for.
+
+        When the database moved on by more than this process's changes, another writer changed
+        it: both indexes are built again from the stored vectors, which hold every writer's tracks.
+        """
         version = self.store.data_version()
+        if self._loaded and version != self._expected:
+            self.rebuild()
+            return
         for name, index in list(self._loaded.items()):
             if self._should_change(index):
                 index = self._loaded[name] = self._build(name)

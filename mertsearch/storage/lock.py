@@ -1,5 +1,8 @@
 """One writer at a time per catalog: an advisory lock on a file in the catalog directory.
 
+Ingests into a catalog whose metadata is in a server database (PostgreSQL) take it shared, so
+several run at once (the database keeps their transactions apart); everything else takes it alone.
+
 Searches never take it, so they keep working while an ingest runs (SQLite in WAL mode lets
 readers see the last committed state). The operating system drops the lock when the process
 ends, however it ends, so a crash never leaves a catalog locked.
@@ -25,10 +28,11 @@ class WriterLock:
         self._depth = 0
 
     @contextmanager
-    def held(self, *, wait_s: float = 0.0):
-        """Hold the lock (re-entrant within this object); wait up to ``wait_s`` for another writer."""
+    def held(self, *, wait_s: float = 0.0, shared: bool = False):
+        """Hold the lock (re-entrant within this object, in the mode first taken); wait up to
+        ``wait_s`` for another writer. ``shared``: beside other shared holders only."""
         if self._depth == 0:
-            self._acquire(wait_s)
+            self._acquire(wait_s, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         self._depth += 1
         try:
             yield
@@ -39,12 +43,12 @@ class WriterLock:
                 self._handle.close()
                 self._handle = None
 
-    def _acquire(self, wait_s: float) -> None:
+    def _acquire(self, wait_s: float, mode: int) -> None:
         handle = open(self.path, "a+")
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, mode | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
@@ -56,7 +60,7 @@ class WriterLock:
                         "wait for it to finish (or pass --wait SECONDS); searching works meanwhile"
                     ) from None
                 time.sleep(0.2)
-        handle.seek(0)
+        handle.seek(0)  # one holder's pid (the latest, when several share the lock)
         handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()

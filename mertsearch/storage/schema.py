@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from mertsearch.files import is_utf8
 
+# Surrogate escapes (one per byte 0x80-0xff that is not valid UTF-8) and the private-use code points
+# that stand for them in databases whose text must be valid Unicode: U+DC80 + b <-> U+10FE00 + b.
+_SURROGATES = {chr(0xDC00 + b): chr(0x10FE00 + b) for b in range(0x80, 0x100)}
+_FROM_SURROGATES = str.maketrans(_SURROGATES)
+_TO_SURROGATES = str.maketrans({v: k for k, v in _SURROGATES.items()})
+
+# Ids: 64-bit everywhere; in SQLite the INTEGER PRIMARY KEY that is the rowid (as catalogs always had).
+Id = BigInteger().with_variant(Integer, "sqlite")
+
 
 class PathText(TypeDecorator):
     """A file path as text. A name that is not valid UTF-8 (Python holds its bytes as surrogate
-    escapes, see os.fsdecode) cannot be text in SQLite: it is stored as its raw bytes instead."""
+    escapes, see os.fsdecode) cannot be text as it is. SQLite stores such a name as its raw bytes;
+    other databases (PostgreSQL) get each escaped byte as a private-use code point (U+10FE80 to
+    U+10FEFF), so the path stays text that starts with its folder's path, for prefix queries.
+    (A valid name that holds those private-use code points itself would read back escaped.)"""
 
     impl = Text
     cache_ok = True
@@ -19,10 +31,30 @@ class PathText(TypeDecorator):
     def process_bind_param(self, value, dialect):
         if value is None or is_utf8(value):
             return value
-        return value.encode("utf-8", "surrogateescape")
+        if dialect.name == "sqlite":
+            return value.encode("utf-8", "surrogateescape")
+        return value.translate(_FROM_SURROGATES)
 
     def process_result_value(self, value, dialect):
-        return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "surrogateescape")
+        if value is not None and dialect.name != "sqlite":
+            return value.translate(_TO_SURROGATES)
+        return value
+
+
+class TagText(TypeDecorator):
+    """Text read from files (tags, error messages). PostgreSQL's text cannot hold NUL characters,
+    which tags sometimes do, nor unpaired surrogates: those are dropped or replaced there."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None or dialect.name == "sqlite":
+            return value
+        value = value.replace("\x00", "")
+        return value if is_utf8(value) else value.encode("utf-8", "replace").decode("utf-8")
 
 
 class Base(DeclarativeBase):
@@ -33,23 +65,24 @@ class Track(Base):
     __tablename__ = "tracks"
 
     # The primary key is also the track's id in the FAISS index and in every API.
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     path: Mapped[str] = mapped_column(PathText, unique=True)
-    size: Mapped[int] = mapped_column(Integer)
-    mtime_ns: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     duration: Mapped[float] = mapped_column(Float)
-    title: Mapped[str | None] = mapped_column(Text)
-    artist: Mapped[str | None] = mapped_column(Text, index=True)
-    album: Mapped[str | None] = mapped_column(Text, index=True)
-    genre: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(TagText)
+    artist: Mapped[str | None] = mapped_column(TagText, index=True)
+    album: Mapped[str | None] = mapped_column(TagText, index=True)
+    genre: Mapped[str | None] = mapped_column(TagText)
     year: Mapped[int | None] = mapped_column(Integer)
-    musicbrainz_track_id: Mapped[str | None] = mapped_column(String(36))
-    musicbrainz_album_id: Mapped[str | None] = mapped_column(String(36))
-    musicbrainz_artist_id: Mapped[str | None] = mapped_column(String(36))
+    # Text, not String(36): PostgreSQL enforces a length, and a malformed tag must not fail the file.
+    musicbrainz_track_id: Mapped[str | None] = mapped_column(TagText)
+    musicbrainz_album_id: Mapped[str | None] = mapped_column(TagText)
+    musicbrainz_artist_id: Mapped[str | None] = mapped_column(TagText)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     # The first-indexed file of the same recording (another encoding or a copy), if this is one.
-    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("tracks.id", ondelete="SET NULL"), index=True)
+    duplicate_of: Mapped[int | None] = mapped_column(Id, ForeignKey("tracks.id", ondelete="SET NULL"), index=True)
     # Every layer's track vector (layers x dim), in catalogs that keep all layers.
     layer_vectors: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     indexed_at: Mapped[float] = mapped_column(Float)
@@ -63,8 +96,8 @@ class Window(Base):
     __tablename__ = "windows"
     __table_args__ = (Index("ix_windows_track", "track_id", "position"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"))
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    track_id: Mapped[int] = mapped_column(Id, ForeignKey("tracks.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
     start: Mapped[float] = mapped_column(Float)
     end: Mapped[float] = mapped_column(Float)
@@ -79,11 +112,11 @@ class Failure(Base):
 
     __tablename__ = "failures"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     path: Mapped[str] = mapped_column(PathText, unique=True)
-    size: Mapped[int] = mapped_column(Integer)
-    mtime_ns: Mapped[int] = mapped_column(Integer)
-    reason: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(TagText)
     failed_at: Mapped[float] = mapped_column(Float)
 
 

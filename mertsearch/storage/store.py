@@ -3,19 +3,38 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, or_, select, true, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import create_engine, delete, event, func, insert, or_, select, text, true, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
+from mertsearch.errors import DatabaseError
 from mertsearch.storage.schema import Base, Failure, Meta, Track, Window
 
 # Incremented in the same transaction as every change to the vectors, so a saved FAISS index
 # can say which state of the database it reflects.
 DATA_VERSION = "data_version"
+# Key of the PostgreSQL advisory lock held while the tables are created (two writers may start at once).
+SCHEMA_LOCK = 0x6D657274
+# A write that lost a race with another writer (the same path inserted twice, a row deleted under it,
+# a deadlock) is tried again this many times; it then finds the other writer's rows.
+WRITE_ATTEMPTS = 5
+# PostgreSQL's SQLSTATEs of transactions that may simply be run again.
+_RETRY_STATES = {"40001", "40P01"}  # serialization failure, deadlock
+
+T = TypeVar("T")
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL without its password, fit to record in a manifest or print."""
+    return make_url(url)._replace(password=None).render_as_string(hide_password=False)
 
 
 @dataclass(frozen=True)
@@ -59,7 +78,7 @@ def _detach(session: Session, track_id: int) -> None:
 
 
 def _chunks(ids: Sequence[int], size: int = 10000) -> list[list[int]]:
-    """Id lists cut below SQLite's limit on bound parameters."""
+    """Id lists cut below the limits on bound parameters (SQLite's 32766, PostgreSQL's 65535)."""
     ids = [int(i) for i in ids]
     return [ids[i : i + size] for i in range(0, len(ids), size)]
 
@@ -74,6 +93,16 @@ def from_blob(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype=np.float32)
 
 
+def _insert_missing(session: Session, table):
+    """INSERT that does nothing when the row is there already (another writer was first)."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    return insert(table)
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -83,14 +112,43 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-class MetadataStore:
-    """Tracks, windows and failures in a SQL database reached through a SQLAlchemy URL."""
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, (IntegrityError, StaleDataError)):
+        return True
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRY_STATES
 
-    def __init__(self, url: str) -> None:
-        self.engine: Engine = create_engine(url)
-        if self.engine.dialect.name == "sqlite":
+
+class MetadataStore:
+    """Tracks, windows and failures in a SQL database reached through a SQLAlchemy URL.
+
+    SQLite (one file, one writer at a time) or a server database such as PostgreSQL
+    (``postgresql+psycopg://user@host/dbname``), which several writers may share: every write
+    is one transaction, tried again when it loses a race with another writer.
+    """
+
+    def __init__(self, url: str | URL) -> None:
+        shown = safe_url(url) if isinstance(url, URL) or "://" in str(url) else str(url)
+        try:
+            self.engine: Engine = create_engine(url, pool_pre_ping=make_url(url).get_backend_name() != "sqlite")
+        except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+            raise DatabaseError(f"{shown} is not a database URL this program can use ({exc})") from None
+        except ModuleNotFoundError as exc:
+            raise DatabaseError(
+                f"the driver for {shown} is not installed ({exc.name}); "
+                "for PostgreSQL: pip install 'mertsearch[postgres]'"
+            ) from None
+        self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        try:
+            with self.engine.begin() as connection:
+                if self.dialect == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+                Base.metadata.create_all(connection)
+        except DBAPIError as exc:
+            self.engine.dispose()
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise DatabaseError(f"cannot use the database {shown}: {reason}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -98,6 +156,18 @@ class MetadataStore:
 
     def session(self) -> Session:
         return self._sessions()
+
+    def _write(self, change: Callable[[Session], T]) -> T:
+        """Run ``change`` in one transaction; again when it lost a race with another writer."""
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                with self.session() as session, session.begin():
+                    return change(session)
+            except Exception as exc:
+                if not _retryable(exc) or attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     # --- versions -------------------------------------------------------------------------
 
@@ -108,11 +178,12 @@ class MetadataStore:
 
     @staticmethod
     def _bump_version(session: Session) -> None:
-        row = session.get(Meta, DATA_VERSION)
+        # Locked for the rest of the transaction, so concurrent writers count one after the other.
+        row = session.get(Meta, DATA_VERSION, with_for_update=True)
         if row is None:
-            session.add(Meta(key=DATA_VERSION, value="1"))
-        else:
-            row.value = str(int(row.value) + 1)
+            session.execute(_insert_missing(session, Meta).values(key=DATA_VERSION, value="0"))
+            row = session.get(Meta, DATA_VERSION, with_for_update=True, populate_existing=True)
+        row.value = str(int(row.value) + 1)
 
     # --- tracks ---------------------------------------------------------------------------
 
@@ -133,55 +204,63 @@ class MetadataStore:
 
         A re-embedded file keeps its track id, so ids users have seen stay valid.
         """
-        with self.session() as session, session.begin():
-            track = session.scalars(select(Track).where(Track.path == record.path)).first()
-            replaced = track is not None
-            old_window_ids = []
-            if track is None:
-                track = Track(path=record.path)
-                session.add(track)
-            else:
-                old_window_ids = list(session.scalars(select(Window.id).where(Window.track_id == track.id)))
-                session.execute(delete(Window).where(Window.track_id == track.id))
-                _detach(session, track.id)  # new content: its duplicate links start again
-            track.size, track.mtime_ns, track.sha256 = record.size, record.mtime_ns, record.sha256
-            track.duration = record.duration
-            for field, value in record.tags.items():
-                setattr(track, field, value)
-            track.vector = _to_blob(record.vector)
-            track.duplicate_of = record.duplicate_of if record.duplicate_of != track.id else None
-            track.layer_vectors = _to_blob(record.layer_vectors)
-            track.indexed_at = time.time()
-            session.flush()
-            layers = record.window_layer_vectors
-            windows = [
-                Window(
-                    track_id=track.id,
-                    position=i,
-                    start=float(s),
-                    end=float(e),
-                    vector=_to_blob(v),
-                    layer_vectors=None if layers is None else _to_blob(layers[i]),
-                )
-                for i, (s, e, v) in enumerate(
-                    zip(record.window_starts, record.window_ends, record.window_vectors, strict=True)
-                )
-            ]
-            session.add_all(windows)
-            session.flush()
-            session.execute(delete(Failure).where(Failure.path == record.path))
-            self._bump_version(session)
-            return StoredTrack(track.id, replaced, old_window_ids, [w.id for w in windows])
+        return self._write(lambda session: self._put_track(session, record))
+
+    def _put_track(self, session: Session, record: TrackRecord) -> StoredTrack:
+        # Locked (in PostgreSQL) so that a concurrent writer of the same file replaces it after this
+        # one, seeing its windows, and never leaves both sets behind.
+        track = session.scalars(select(Track).where(Track.path == record.path).with_for_update()).first()
+        replaced = track is not None
+        old_window_ids = []
+        if track is None:
+            track = Track(path=record.path)
+            session.add(track)
+        else:
+            old_window_ids = list(session.scalars(select(Window.id).where(Window.track_id == track.id)))
+            session.execute(delete(Window).where(Window.track_id == track.id))
+            _detach(session, track.id)  # new content: its duplicate links start again
+        track.size, track.mtime_ns, track.sha256 = record.size, record.mtime_ns, record.sha256
+        track.duration = record.duration
+        for field, value in record.tags.items():
+            setattr(track, field, value)
+        track.vector = _to_blob(record.vector)
+        track.duplicate_of = record.duplicate_of if record.duplicate_of != track.id else None
+        track.layer_vectors = _to_blob(record.layer_vectors)
+        track.indexed_at = time.time()
+        session.flush()
+        layers = record.window_layer_vectors
+        windows = [
+            Window(
+                track_id=track.id,
+                position=i,
+                start=float(s),
+                end=float(e),
+                vector=_to_blob(v),
+                layer_vectors=None if layers is None else _to_blob(layers[i]),
+            )
+            for i, (s, e, v) in enumerate(
+                zip(record.window_starts, record.window_ends, record.window_vectors, strict=True)
+            )
+        ]
+        session.add_all(windows)
+        session.flush()
+        session.execute(delete(Failure).where(Failure.path == record.path))
+        self._bump_version(session)
+        return StoredTrack(track.id, replaced, old_window_ids, [w.id for w in windows])
 
     def delete_track(self, track_id: int) -> list[int]:
         """Remove a track and its windows; returns the removed window ids."""
-        with self.session() as session, session.begin():
+
+        def change(session: Session) -> list[int]:
+            session.execute(select(Track.id).where(Track.id == track_id).with_for_update())
             window_ids = list(session.scalars(select(Window.id).where(Window.track_id == track_id)))
             _detach(session, track_id)
             session.execute(delete(Window).where(Window.track_id == track_id))
             session.execute(delete(Track).where(Track.id == track_id))
             self._bump_version(session)
             return window_ids
+
+        return self._write(change)
 
     def duplicate_groups(self, leaders: Sequence[int] | None = None) -> dict[int, list[Track]]:
         """{leader id: [leader, other files of the same recording...]} for groups of two or more."""
@@ -209,10 +288,9 @@ class MetadataStore:
             return [(row[0], row[1], row[2]) for row in session.execute(query)]
 
     def touch_track(self, track_id: int, *, size: int, mtime_ns: int) -> None:
-        """Record a new size/mtime for a file whose content did not change."""
+        """Record a new size/mtime for a file whose content did not change (if the track is still there)."""
         with self.session() as session, session.begin():
-            track = session.get(Track, track_id)
-            track.size, track.mtime_ns = size, mtime_ns
+            session.execute(update(Track).where(Track.id == track_id).values(size=size, mtime_ns=mtime_ns))
 
     def all_track_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of every track, in id order."""
@@ -291,7 +369,11 @@ class MetadataStore:
             rows = session.scalars(
                 select(Track)
                 .where(condition)
-                .order_by(Track.artist, Track.album, Track.title, Track.id)
+                # NULLS FIRST as SQLite sorts them, so the pages are the same in every database.
+                .order_by(
+                    Track.artist.asc().nulls_first(), Track.album.asc().nulls_first(), Track.title.asc().nulls_first()
+                )
+                .order_by(Track.id)
                 .limit(limit)
                 .offset(offset)
             ).all()
@@ -373,12 +455,14 @@ class MetadataStore:
             return session.scalars(select(Failure).where(Failure.path == path)).first()
 
     def record_failure(self, path: str, *, size: int, mtime_ns: int, reason: str) -> None:
-        with self.session() as session, session.begin():
+        def change(session: Session) -> None:
             row = session.scalars(select(Failure).where(Failure.path == path)).first()
             if row is None:
                 row = Failure(path=path)
                 session.add(row)
             row.size, row.mtime_ns, row.reason, row.failed_at = size, mtime_ns, reason, time.time()
+
+        self._write(change)
 
     def failures(self) -> list[Failure]:
         with self.session() as session:
@@ -397,6 +481,16 @@ class MetadataStore:
         table = Track if name == "tracks" else Window
         with self.session() as session:
             return np.fromiter(session.scalars(select(table.id).order_by(table.id)), dtype=np.int64)
+
+    def size_bytes(self) -> int:
+        """Bytes the tables take in a server database (PostgreSQL; 0 where that cannot be asked)."""
+        if self.dialect != "postgresql":
+            return 0
+        with self.session() as session:
+            return sum(
+                session.scalar(select(func.pg_total_relation_size(table.name))) or 0
+                for table in Base.metadata.sorted_tables
+            )
 
     def counts(self) -> dict[str, float]:
         with self.session() as session:

@@ -12,10 +12,12 @@ string may be given instead.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 import faiss
@@ -27,6 +29,8 @@ FLAT = "IDMap2,Flat"
 DEFAULT_FACTORY = FLAT
 # Up to this many vectors exact search stays fast (about 4 ms a query at 768 dims on 2 cores).
 FLAT_LIMIT = 50_000
+# A temporary file this old is a killed writer's leftover, not another writer's save in progress.
+STALE_TMP_S = 3600.0
 _FILE = re.compile(r"^(tracks|windows)-v(\d+)\.faiss$")
 
 
@@ -140,12 +144,14 @@ class VectorIndex:
         return self._gpu if self._gpu is not None else self.index
 
     def save(self, directory: Path, version: int, name: str = "tracks") -> Path:
-        """Write the index ``name`` for data ``version`` atomically and drop its files of other versions."""
+        """Write the index ``name`` for data ``version`` atomically and drop its files of older versions."""
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / f"{name}-v{version}.faiss"
-        # Half-written files of a writer that was killed (only one writer runs at a time).
+        # Half-written files of a writer that was killed (old ones: another writer may be saving now).
         for stale in directory.glob(f".{name}-*.tmp"):
-            stale.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                if time.time() - stale.stat().st_mtime > STALE_TMP_S:
+                    stale.unlink()
         handle, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}-", suffix=".tmp")
         os.close(handle)
         try:
@@ -158,7 +164,8 @@ class VectorIndex:
                 os.unlink(tmp)
         for other in directory.iterdir():
             found = _FILE.match(other.name)
-            if found and found.group(1) == name and int(found.group(2)) != version:
+            # Only older versions: a concurrent writer may have saved a newer one meanwhile.
+            if found and found.group(1) == name and int(found.group(2)) < version:
                 other.unlink(missing_ok=True)
         return target
 

@@ -1,0 +1,167 @@
+"""The metadata database as a URL: SQLite by default, PostgreSQL shared by concurrent writers."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from mertsearch import Catalog, CatalogMismatchError
+from mertsearch.cli import app
+from mertsearch.storage.schema import Track
+from mertsearch.storage.store import MetadataStore, TrackRecord
+
+from .test_catalog import _assert_consistent
+
+INVALID_UTF8 = os.fsdecode(b"/music/caf\xe9 \xff/track.flac")
+
+
+def _record(path: str, *, size: int = 5 * 2**32, mtime_ns: int = 1_700_000_000_123_456_789, **tags) -> TrackRecord:
+    vector = np.ones(4, np.float32) / 2
+    return TrackRecord(
+        path=path,
+        size=size,
+        mtime_ns=mtime_ns,
+        sha256="0" * 64,
+        duration=6.0,
+        tags=tags,
+        vector=vector,
+        window_starts=np.array([0.0]),
+        window_ends=np.array([5.0]),
+        window_vectors=vector[None, :],
+    )
+
+
+@pytest.fixture
+def store(tmp_path, database):
+    store = MetadataStore(database or f"sqlite:///{tmp_path / 'catalog.db'}")
+    yield store
+    store.close()
+
+
+def test_large_numbers_odd_names_and_tags_round_trip(store):
+    stored = store.put_track(_record(INVALID_UTF8, title="nul\x00 in a tag", musicbrainz_track_id="x" * 50))
+    store.put_track(_record("/music/plain/a.flac"))
+    store.record_failure(os.fsdecode(b"/music/caf\xe9 \xff/bad.mp3"), size=2**40, mtime_ns=2**62, reason="bad")
+    row = store.track_by_path(INVALID_UTF8)
+    assert (row.id, row.path, row.size, row.mtime_ns) == (
+        stored.track_id,
+        INVALID_UTF8,
+        5 * 2**32,
+        1_700_000_000_123_456_789,
+    )
+    assert row.title.replace("\x00", "") == "nul in a tag"
+    # Prefix queries match names that are not valid UTF-8 (SQLite keeps those as bytes, which LIKE
+    # does not match: its behaviour of old, kept).
+    if store.dialect != "sqlite":
+        assert store.paths_under([os.fsdecode(b"/music/caf\xe9 \xff/")]) == [(stored.track_id, INVALID_UTF8)]
+        assert sorted(p for _, p in store.paths_under(["/music/"])) == [
+            "/music/caf\udce9 \udcff/track.flac",
+            "/music/plain/a.flac",
+        ]
+    assert store.find_tracks("caf", limit=5, offset=0)[0] == 1
+    (failure,) = store.failures()
+    assert failure.size == 2**40 and failure.mtime_ns == 2**62 and failure.path.endswith("bad.mp3")
+    assert store.data_version() == 2
+
+
+def test_concurrent_writes_of_one_path_leave_one_track(store):
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def write(n):
+        barrier.wait()
+        try:
+            for _ in range(5):
+                store.put_track(_record("/music/same.flac", title=f"writer {n}"))
+                store.record_failure("/music/failed.flac", size=1, mtime_ns=1, reason=f"writer {n}")
+        except Exception as exc:  # pragma: no cover - shown by the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with store.session() as session:
+        assert session.scalar(select(func.count(Track.id))) == 1
+    assert store.count("windows") == 1 and len(store.failures()) == 1
+    assert store.data_version() == 20  # every change counted once, none lost
+
+
+def test_the_manifest_records_the_url_without_its_password(tmp_path, tiny_model, music, postgres_url):
+    assert make_url(postgres_url).password  # the tests' URL carries one
+    runner = CliRunner()
+    catalog = tmp_path / "cat"
+    args = ["index", str(music / "a.wav"), "--catalog", str(catalog), "--model", str(tiny_model), "--layer", "2"]
+    result = runner.invoke(app, [*args, "--database", postgres_url, "--json"])
+    assert result.exit_code == 0, result.output
+    manifest = (catalog / "manifest.json").read_text()
+    password = make_url(postgres_url).password
+    assert f":{password}@" not in manifest
+    assert json.loads(manifest)["database"] == postgres_url.replace(f":{password}@", "@")
+    assert not (catalog / "catalog.db").exists()
+    # Later commands find the database in the manifest (the password comes from PGPASSWORD here).
+    info = runner.invoke(app, ["info", "--catalog", str(catalog), "--json"], env={"PGPASSWORD": password})
+    assert info.exit_code == 0, info.output
+    document = json.loads(info.stdout)
+    assert (
+        document["tracks"] == 1 and f":{password}@" not in info.stdout and document["database"].startswith("postgresql")
+    )
+    # Another database for this catalog is an error; so is a second catalog in this database.
+    result = runner.invoke(app, [*args, "--database", f"sqlite:///{tmp_path / 'other.db'}"])
+    assert result.exit_code == 1 and "keeps its metadata in postgresql" in result.stderr
+    assert f":{password}@" not in result.stderr
+    with pytest.raises(CatalogMismatchError, match="keeps its metadata in"):
+        Catalog.open(catalog, database=f"sqlite:///{tmp_path / 'other.db'}")
+    second = ["index", str(music), "--catalog", str(tmp_path / "second"), "--model", str(tiny_model)]
+    result = runner.invoke(app, [*second, "--database", postgres_url])
+    assert result.exit_code == 1 and "already holds a catalog" in result.stderr
+
+
+def test_a_sqlite_catalog_records_no_database_and_ignores_the_variable(tmp_path, tiny_model, music, monkeypatch):
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=2) as cat:
+        cat.index_paths([music / "a.wav"])
+    assert "database" not in json.loads((tmp_path / "cat" / "manifest.json").read_text())
+    monkeypatch.setenv("MERTSEARCH_DATABASE", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    with Catalog.open(tmp_path / "cat") as cat:  # an existing catalog keeps its own database
+        assert cat.store.count("tracks") == 1 and cat.info()["database"].endswith("cat/catalog.db")
+
+
+WRITER = """
+import sys
+from mertsearch import Catalog
+with Catalog.open(sys.argv[1]) as cat:
+    report = cat.index_paths(sys.argv[2:], decoders=0)
+print(report.added + report.updated)
+"""
+
+
+@pytest.mark.slow
+def test_two_writers_index_into_one_postgresql_catalog_at_once(tmp_path, tiny_model, music, postgres_url):
+    catalog = tmp_path / "cat"
+    with Catalog.create(catalog, model=str(tiny_model), layer=2, database=postgres_url) as cat:
+        cat.index_paths([music / "a.wav"])
+    # Two processes at once: one folder each, and one file both are given.
+    first = [str(music / "b.flac"), str(music / "c.mp3"), str(music / "a.wav")]
+    second = [str(music / "sub"), str(music / "d.ogg"), str(music / "a.wav")]
+    env = {**os.environ, "MERTSEARCH_DATABASE": postgres_url}
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(catalog), *paths], env=env, stdout=subprocess.PIPE)
+        for paths in (first, second)
+    ]
+    for writer in writers:
+        assert writer.wait(timeout=300) == 0
+    with Catalog.open(catalog, database=postgres_url) as cat:
+        _assert_consistent(cat, 6)
+        assert cat.verify() == []
+        with cat.store.engine.connect() as connection:
+            assert connection.execute(text("SELECT count(DISTINCT path) FROM tracks")).scalar() == 6
+        assert cat.similar(str(music / "sub" / "f.flac"), k=5)
