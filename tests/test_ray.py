@@ -86,7 +86,7 @@ def test_ray_vectors_follow_the_published_recipe(tmp_path, music, local_ray):
     assert float(vector @ _recipe_track_vector(path, model, extractor)) >= 0.9999
 
 
-def test_shards_of_a_stopped_run_are_used_once(tmp_path, tiny_model, music, local_ray, monkeypatch):
+def test_shards_of_a_stopped_run_are_used_once(tmp_path, tiny_model, music, local_ray, monkeypatch, database):
     original = MetadataStore.put_track
     stored = []
 

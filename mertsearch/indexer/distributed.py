@@ -17,6 +17,8 @@ filesystem), and mertsearch installed with the ``ray`` extra.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -25,7 +27,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -237,12 +239,27 @@ def _write_shard(folder: Path, number: int, table) -> None:
     os.replace(temporary, final)
 
 
-def _earlier_shards(root: Path) -> list[Path]:
-    if not root.is_dir():
-        return []
-    for stray in root.glob("*/*.tmp"):  # a shard being written when the run stopped
-        stray.unlink(missing_ok=True)
-    return sorted(root.glob(f"*/{SHARD_PREFIX}*.parquet"))
+def _claim(folder: Path) -> IO | None:
+    """Hold ``folder`` for this run (an open file locked until it is closed), or None if another
+    run holds it: on PostgreSQL several index runs may share one catalog directory."""
+    handle = open(folder / ".lock", "a")  # noqa: SIM115 - held for the run, closed by the caller
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def _earlier_runs(root: Path) -> dict[Path, IO]:
+    """The shard folders of runs that stopped before ingesting them all, claimed for this run."""
+    claimed = {}
+    for folder in sorted(root.glob("run-*")) if root.is_dir() else []:
+        if (handle := _claim(folder)) is not None:
+            for stray in folder.glob("*.tmp"):  # a shard being written when its run stopped
+                stray.unlink(missing_ok=True)
+            claimed[folder] = handle
+    return claimed
 
 
 def embed_on_ray(
@@ -265,28 +282,39 @@ def embed_on_ray(
     shape = _Shape.of(spec)
     todo = {_key(job.path, job.size, job.mtime_ns): job for job in jobs}
     collector = _Collector(shape)
-    for shard in _earlier_shards(shards):
-        for row in _rows(pq.read_table(shard)):
-            if (done := collector.add(row)) is not None and (job := todo.pop(done[0], None)) is not None:
-                run.from_shards += 1
-                yield job, done[1]
-    collector.pending.clear()  # files an earlier run did not finish: embedded again
-    if todo:
-        folder = shards / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for table in _dataset(todo.values(), spec, model, windows, settings, run).iter_batches(
-            batch_size=None, batch_format="pyarrow"
-        ):
-            _write_shard(folder, run.shards_written, table)
-            run.shards_written += 1
-            if not run.device and table.num_rows:
-                run.device, run.precision = table.column("device")[0].as_py(), table.column("precision")[0].as_py()
-            for row in _rows(table):
+    held = _earlier_runs(shards)
+    try:
+        for shard in sorted(shard for folder in held for shard in folder.glob(f"{SHARD_PREFIX}*.parquet")):
+            for row in _rows(pq.read_table(shard)):
                 if (done := collector.add(row)) is not None and (job := todo.pop(done[0], None)) is not None:
+                    run.from_shards += 1
                     yield job, done[1]
-        for job in list(todo.values()):
-            yield job, Failed(LOST)
-    shutil.rmtree(shards, ignore_errors=True)
+        collector.pending.clear()  # files an earlier run did not finish: embedded again
+        if todo:
+            folder = shards / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+            folder.mkdir(parents=True, exist_ok=True)
+            held[folder] = _claim(folder)
+            for table in _dataset(todo.values(), spec, model, windows, settings, run).iter_batches(
+                batch_size=None, batch_format="pyarrow"
+            ):
+                _write_shard(folder, run.shards_written, table)
+                run.shards_written += 1
+                if not run.device and table.num_rows:
+                    run.device = table.column("device")[0].as_py()
+                    run.precision = table.column("precision")[0].as_py()
+                for row in _rows(table):
+                    if (done := collector.add(row)) is not None and (job := todo.pop(done[0], None)) is not None:
+                        yield job, done[1]
+            for job in list(todo.values()):
+                yield job, Failed(LOST)
+        # Everything is stored: the shards are no longer needed.
+        for folder in held:
+            shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            shards.rmdir()  # unless another run is using it
+    finally:
+        for handle in held.values():
+            handle.close()
 
 
 def _dataset(jobs: Iterable[Job], spec: dict, model: dict, windows, settings: RaySettings, run: RayRun):
