@@ -43,3 +43,7 @@ class InvalidArgumentError(MertSearchError, ValueError):
 
 class DatabaseError(MertSearchError, ConnectionError):
     """The metadata database cannot be reached or used (wrong URL, server down, driver missing)."""
+
+
+class ClusterError(MertSearchError, RuntimeError):
+    """A distributed run failed on the cluster (the model would not load on a node, a lost cluster)."""

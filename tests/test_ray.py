@@ -185,3 +185,37 @@ def test_cli_ray_options(tmp_path, tiny_model, music):
 def test_settings_are_checked():
     with pytest.raises(InvalidArgumentError):
         RaySettings(actors=0)
+
+
+def test_weights_that_are_not_the_catalogs_stop_the_run_in_one_line(tmp_path, tiny_model, music, local_ray):
+    from mertsearch.errors import ClusterError
+    from mertsearch.indexer.distributed import RayRun, embed_on_ray
+    from mertsearch.indexer.pipeline import Job
+
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=LAYER) as cat:
+        spec, windows = cat.manifest["encoder"], cat.windows
+    model = {
+        "directory": str(tiny_model),
+        "source": str(tiny_model),
+        "revision": None,
+        "weights_sha256": "0" * 64,  # as if a node held other weights at that path
+        "layers": [LAYER],
+        "keep_all": False,
+        "batch_size": None,
+        "precision": "fp32",
+    }
+    path = music / "a.wav"
+    job = Job(str(path), path.stat().st_size, path.stat().st_mtime_ns, None)
+    with pytest.raises(ClusterError, match="not the catalog's") as caught:
+        list(
+            embed_on_ray(
+                [job],
+                spec=spec,
+                model=model,
+                windows=windows,
+                shards=tmp_path / "shards",
+                settings=RaySettings(),
+                run=RayRun(),
+            )
+        )
+    assert "\n" not in str(caught.value)

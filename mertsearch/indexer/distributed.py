@@ -22,6 +22,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterable, Iterator
@@ -33,7 +34,7 @@ import numpy as np
 
 from mertsearch.config import RaySettings
 from mertsearch.encoder.embed import assemble
-from mertsearch.errors import InvalidArgumentError
+from mertsearch.errors import ClusterError, InvalidArgumentError
 from mertsearch.indexer.pipeline import Embedded, Failed, Job, Outcome, Unchanged
 from mertsearch.indexer.reader import FINAL, WINDOWS_PER_MESSAGE, read_track
 
@@ -294,9 +295,7 @@ def embed_on_ray(
             folder = shards / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
             folder.mkdir(parents=True, exist_ok=True)
             held[folder] = _claim(folder)
-            for table in _dataset(todo.values(), spec, model, windows, settings, run).iter_batches(
-                batch_size=None, batch_format="pyarrow"
-            ):
+            for table in _results(_dataset(todo.values(), spec, model, windows, settings, run)):
                 _write_shard(folder, run.shards_written, table)
                 run.shards_written += 1
                 if not run.device and table.num_rows:
@@ -315,6 +314,19 @@ def embed_on_ray(
     finally:
         for handle in held.values():
             handle.close()
+
+
+def _results(dataset) -> Iterator:
+    """The dataset's batches as Arrow tables; a failure on the cluster as one line that says why."""
+    import ray.exceptions
+
+    try:
+        yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
+    except ray.exceptions.RayError as exc:
+        # Ray wraps the node's traceback; ours (e.g. weights that are not the catalog's) is in it.
+        ours = re.findall(r"mertsearch\.errors\.\w+: (.+)", str(exc))
+        why = ours[-1] if ours else f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+        raise ClusterError(f"the Ray run failed: {why} (the shards written so far are kept for the next run)") from None
 
 
 def _dataset(jobs: Iterable[Job], spec: dict, model: dict, windows, settings: RaySettings, run: RayRun):
