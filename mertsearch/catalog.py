@@ -513,11 +513,14 @@ class Catalog:
     def _index_info(self, name: str) -> dict:
         index = getattr(self.indexes, name)
         saved = saved_index_file(self.directory / INDEX_DIR, name)
+        lists = index.lists_file if index.lists_file is not None and index.lists_file.is_file() else None
         return {
             "kind": index.factory,
             "vectors": len(index),
             "file": saved.name if saved else None,
-            "bytes": saved.stat().st_size if saved else 0,
+            # An index merged on disk keeps its inverted lists in a file of their own.
+            "lists_file": lists.name if lists is not None else None,
+            "bytes": (saved.stat().st_size if saved else 0) + (lists.stat().st_size if lists is not None else 0),
         }
 
     @_writes
