@@ -313,12 +313,16 @@ class Catalog:
         return self._transform
 
     @_writes
-    def rebuild_index(self, factory: str | None = None) -> None:
+    def rebuild_index(self, factory: str | None = None, *, shard_size: int | None = None) -> None:
         """Build the FAISS indexes again from the stored vectors (no model needed) and save them.
 
         ``factory`` sets the index kind from now on: "auto" (by size) or a FAISS factory string.
+        Inverted files ("IVF...") too big for one shard are built in shards, merged on disk;
+        ``shard_size`` forces that, with shards of that many vectors.
         """
-        self.indexes.rebuild(factory)
+        if shard_size is not None and shard_size < 1:
+            raise InvalidArgumentError(f"shard_size must be at least 1, got {shard_size}")
+        self.indexes.rebuild(factory, shard_size=shard_size)
         if factory is not None and factory != self.manifest["index"]["factory"]:
             self.manifest["index"]["factory"] = factory
             write_manifest(self.directory, self.manifest)
@@ -622,11 +626,14 @@ class Catalog:
     def _index_info(self, name: str) -> dict:
         index = getattr(self.indexes, name)
         saved = saved_index_file(self.directory / INDEX_DIR, name)
+        lists = index.lists_file if index.lists_file is not None and index.lists_file.is_file() else None
         return {
             "kind": index.factory,
             "vectors": len(index),
             "file": saved.name if saved else None,
-            "bytes": saved.stat().st_size if saved else 0,
+            # An index merged on disk keeps its inverted lists in a file of their own.
+            "lists_file": lists.name if lists is not None else None,
+            "bytes": (saved.stat().st_size if saved else 0) + (lists.stat().st_size if lists is not None else 0),
         }
 
     @_writes

@@ -819,6 +819,13 @@ def rebuild(
             "string such as 'IVF4096,SQ8' or 'IDMap2,HNSW32' (HNSW cannot remove tracks)."
         ),
     ] = None,
+    shard_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Build inverted files (IVF kinds) in shards of this many vectors, merged into a lists file on "
+            "disk that searches map instead of reading (default: only when the codes exceed 512 MiB)."
+        ),
+    ] = None,
     wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -828,7 +835,7 @@ def rebuild(
     started = time.monotonic()
     with Catalog.open(catalog) as cat:
         cat.wait_s = wait
-        cat.rebuild_index(factory)
+        cat.rebuild_index(factory, shard_size=shard_size)
         document = {
             "tracks": len(cat.indexes.tracks),
             "windows": len(cat.indexes.windows),

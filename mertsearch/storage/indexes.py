@@ -7,6 +7,8 @@ rebuilt when missing or stale. Another writer of the same database (PostgreSQL) 
 version on by more than this writer's own changes: its indexes are then rebuilt before they are
 saved, so a saved file always holds what its version says. With the "auto" factory each index changes kind as it grows
 (see vector_index.choose_factory); trained kinds train on a random sample of the stored vectors.
+An inverted file whose codes outgrow one shard (sharded.SHARD_BYTES, or ``shard_size`` vectors)
+is built in shards and merged on disk (see storage/sharded.py).
 """
 
 from __future__ import annotations
@@ -16,13 +18,19 @@ from pathlib import Path
 
 import numpy as np
 
+from mertsearch.storage.sharded import (
+    TRAIN_PER_LIST,
+    build_in_shards,
+    default_shard_size,
+    shardable,
+    train_sample_size,
+)
 from mertsearch.storage.store import MetadataStore, StoredTrack
 from mertsearch.storage.vector_index import FLAT, FLAT_LIMIT, VectorIndex, choose_factory
 
 NAMES = ("tracks", "windows")
 AUTO = "auto"
-# Vectors sampled to train an inverted file: FAISS wants 30-256 per list.
-TRAIN_PER_LIST = 64
+__all__ = ["AUTO", "NAMES", "TRAIN_PER_LIST", "Indexes"]
 
 
 class Indexes:
@@ -35,8 +43,11 @@ class Indexes:
         factory: str,
         transform: Callable[[np.ndarray], np.ndarray],
         mmap: bool = False,
+        shard_size: int | None = None,
     ) -> None:
         self.directory = directory
+        # Vectors per shard when building an inverted file (None: by bytes, and only when big).
+        self.shard_size = shard_size
         self.store = store
         self.dim = dim
         self.factory = factory
@@ -83,13 +94,19 @@ class Indexes:
     def _build(self, name: str) -> VectorIndex:
         count = self.store.count(name)
         index = VectorIndex(self.dim, self._wanted(count))
-        if index.needs_training:
-            lists = (
-                int(index.factory.split(",")[0].removeprefix("IVF") or 1) if index.factory.startswith("IVF") else 256
-            )
-            sample = self.store.sample_vectors(name, max(TRAIN_PER_LIST * lists, 10_000))
-            index.train(self.transform(sample))
         batches = self.store.track_vectors() if name == "tracks" else self.store.window_vectors()
+        if shardable(index) and count > 0 and (self.shard_size or count > default_shard_size(index)):
+            return build_in_shards(
+                index,
+                directory=self.directory,
+                name=name,
+                sample=lambda size: self.store.sample_vectors(name, size),
+                batches=batches,
+                transform=self.transform,
+                shard_size=self.shard_size,
+            )
+        if index.needs_training:
+            index.train(self.transform(self.store.sample_vectors(name, train_sample_size(index))))
         for ids, vectors in batches:
             index.add(ids, self.transform(vectors))
         return index
@@ -112,10 +129,15 @@ class Indexes:
         for name in NAMES:
             self._get(name)
 
-    def rebuild(self, factory: str | None = None) -> None:
-        """Build both indexes again from the stored vectors (no model needed) and save them."""
+    def rebuild(self, factory: str | None = None, *, shard_size: int | None = None) -> None:
+        """Build both indexes again from the stored vectors (no model needed) and save them.
+
+        ``shard_size``: build inverted files in shards of this many vectors, merged on disk.
+        """
         if factory is not None:
             self.factory = factory
+        if shard_size is not None:
+            self.shard_size = shard_size
         # Read before building: the built index holds at least this version's rows, never fewer.
         version = self.store.data_version()
         for name in NAMES:

@@ -16,6 +16,8 @@ import contextlib
 import math
 import os
 import re
+import secrets
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +34,8 @@ FLAT_LIMIT = 50_000
 # A temporary file this old is a killed writer's leftover, not another writer's save in progress.
 STALE_TMP_S = 3600.0
 _FILE = re.compile(r"^(tracks|windows)-v(\d+)\.faiss$")
+# The inverted lists of an index built in shards and merged on disk (see storage/sharded.py).
+_LISTS = re.compile(r"^(tracks|windows)-[0-9a-f]+\.ivfdata$")
 
 
 def choose_factory(count: int) -> str:
@@ -103,9 +107,19 @@ class VectorIndex:
         self.index.train(np.ascontiguousarray(sample, dtype=np.float32))
         self.nprobe = default_nprobe(self.index)
 
+    @property
+    def lists_file(self) -> Path | None:
+        """The file holding the inverted lists of an index merged on disk (None: they are in the index)."""
+        lists = on_disk_lists(self.index)
+        return Path(lists.filename) if lists is not None else None
+
     def _writable(self) -> None:
         if self.read_only:  # a memory-mapped index aborts the process when changed: refuse first
             raise InvalidArgumentError("this index was opened read-only (memory-mapped)")
+        if on_disk_lists(self.index) is not None:
+            # Never change a published lists file in place (readers map it): take the lists into
+            # memory; the next save writes an ordinary index file, a rebuild merges on disk again.
+            lists_to_memory(self.index)
         self._gpu = None
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -152,6 +166,7 @@ class VectorIndex:
             with contextlib.suppress(OSError):
                 if time.time() - stale.stat().st_mtime > STALE_TMP_S:
                     stale.unlink()
+        lists = self._publish_lists(directory, name)
         handle, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}-", suffix=".tmp")
         os.close(handle)
         try:
@@ -167,7 +182,26 @@ class VectorIndex:
             # Only older versions: a concurrent writer may have saved a newer one meanwhile.
             if found and found.group(1) == name and int(found.group(2)) < version:
                 other.unlink(missing_ok=True)
+            found = _LISTS.match(other.name)
+            if found and found.group(1) == name and other != lists:
+                other.unlink(missing_ok=True)  # readers that map it keep their mapping
+        remove_build_folders(directory, name)
         return target
+
+    def _publish_lists(self, directory: Path, name: str) -> Path | None:
+        """Move the lists file of an index merged on disk beside the index files and flush it to disk."""
+        lists = on_disk_lists(self.index)
+        if lists is None:
+            return None
+        current = Path(lists.filename)
+        if current.parent != directory or not _LISTS.match(current.name) or not current.name.startswith(name):
+            target = directory / f"{name}-{secrets.token_hex(6)}.ivfdata"
+            os.replace(current, target)  # the mapping follows the file; the name is for the index header
+            lists.filename = str(target)
+            current = target
+        with open(current, "rb") as written:
+            os.fsync(written.fileno())
+        return current
 
     @classmethod
     def load(
@@ -182,12 +216,66 @@ class VectorIndex:
         if not path.is_file():
             return None
         try:
-            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP if mmap else 0)
-        except RuntimeError:  # damaged on disk
+            # Inverted lists stay mapped, not read: an index merged on disk keeps them in a lists
+            # file beside it (found by name, so a moved catalog works), others in the index file.
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP)
+            lists = on_disk_lists(index)
+            if lists is not None:
+                lists.filename = str(directory / Path(lists.filename).name)
+                lists.read_only = True
+                lists.do_mmap()
+            elif not mmap and _is_ivf(index):
+                lists_to_memory(index)  # a writer changes them
+        except RuntimeError:  # damaged or missing on disk
             return None
         if index.d != dim:
             return None
         return cls(dim, index=index, read_only=mmap)
+
+
+def on_disk_lists(index: faiss.Index):
+    """The OnDiskInvertedLists of an IVF index merged on disk, or None."""
+    if not _is_ivf(index):
+        return None
+    lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
+    # Lists mapped from the index file itself (IO_FLAG_MMAP) have no file name of their own.
+    return lists if isinstance(lists, faiss.OnDiskInvertedLists) and lists.filename else None
+
+
+def lists_to_memory(index: faiss.Index) -> None:
+    """Copy an IVF index's inverted lists (mapped from a file) into memory."""
+    ivf = faiss.extract_index_ivf(index)
+    source = ivf.invlists
+    copy = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
+    for number in range(ivf.nlist):
+        size = source.list_size(number)
+        if size:
+            copy.add_entries(number, size, source.get_ids(number), source.get_codes(number))
+    ivf.replace_invlists(copy, True)
+    copy.this.disown()  # the index owns it now
+
+
+def remove_build_folders(directory: Path, name: str) -> None:
+    """Folders of sharded builds that were interrupted: this process's own, those of processes that
+    are gone, and any untouched for an hour (a live build writes a shard every few seconds). The
+    build of another live writer (PostgreSQL) is left alone."""
+    for folder in directory.glob(f".{name}-build-*"):
+        found = re.match(rf"^\.{name}-build-(\d+)-", folder.name)
+        pid = int(found.group(1)) if found else None
+        with contextlib.suppress(OSError):
+            stale = time.time() - folder.stat().st_mtime > STALE_TMP_S
+            if stale or pid is None or pid == os.getpid() or not _alive(pid):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def saved_index_file(directory: Path, name: str = "tracks") -> Path | None:
