@@ -2,7 +2,7 @@
 
 Synthetic 768-d vectors in 2,000 clusters (L2-normalised, like the catalog's) are written to a file,
 which stands in for the store: both builds stream them in batches of 50,000, train on the same
-number of sampled vectors and add everything. Each build runs in its own process, so peak RSS is
+number of sampled vectors and add everything. Each build runs in its own process, so peak memory is
 its own. Then both are searched (the merged one memory-mapped, as `search` opens it) with held-out
 queries: latency of FAISS alone and recall@10 against exact search.
 
@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -38,22 +39,50 @@ def batches(path: Path, count: int):
 
 
 def sample(path: Path, count: int, size: int) -> np.ndarray:
+    """Random rows, read one by one (a memory map would count every page it touched, most of the
+    file, in the build's peak RSS, as the store's own sampling does not)."""
     rows = np.sort(np.random.default_rng(1).choice(count, min(size, count), replace=False))
-    data = np.memmap(path, np.float32, "r", shape=(count, DIM))
-    return np.array(data[rows])
+    out = np.empty((len(rows), DIM), np.float32)
+    with open(path, "rb") as handle:
+        for n, row in enumerate(rows):
+            handle.seek(int(row) * DIM * 4)
+            out[n] = np.fromfile(handle, np.float32, DIM)
+    return out
 
 
-def peak_rss_kb(reset: bool = False) -> int:
-    """This process's peak RSS (VmHWM); ``reset`` starts it again from now (a child inherits its
-    parent's peak through fork and exec, so ru_maxrss would report the parent's)."""
-    if reset:
-        Path("/proc/self/clear_refs").write_text("5")
+def _status_kb(field: str) -> int:
     status = Path("/proc/self/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith(field)))
+
+
+class PeakMemory:
+    """Peak anonymous memory (RssAnon, sampled every 20 ms) while the block runs: the memory a
+    build needs. Mapped files (the shards being merged, the lists file) count in RSS too but are
+    the page cache's, given back under pressure, so VmHWM would overstate the sharded build."""
+
+    def __enter__(self) -> PeakMemory:
+        self.start = self.peak = _status_kb("RssAnon")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, _status_kb("RssAnon"))
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _status_kb("RssAnon"))
+
+    @property
+    def growth_mb(self) -> int:
+        return round((self.peak - self.start) / 1024)
 
 
 def build(mode: str, path: Path, count: int, factory: str, shard_size: int, out: Path) -> dict:
-    rss_at_start = peak_rss_kb(reset=True)
+    memory = PeakMemory().__enter__()
     started = time.perf_counter()
     index = VectorIndex(DIM, factory)
     if mode == "sharded":
@@ -71,16 +100,18 @@ def build(mode: str, path: Path, count: int, factory: str, shard_size: int, out:
         for ids, vectors in batches(path, count):
             index.add(ids, vectors)
     index.save(out, 1, "windows")
+    memory.__exit__()
     return {
         "mode": mode,
         "build_s": round(time.perf_counter() - started, 1),
-        "peak_rss_mb": round(peak_rss_kb() / 1024),
-        "peak_rss_growth_mb": round((peak_rss_kb() - rss_at_start) / 1024),
+        "peak_anon_mb": round(memory.peak / 1024),
+        "peak_anon_growth_mb": memory.growth_mb,
+        "peak_rss_mb": round(_status_kb("VmHWM") / 1024),
     }
 
 
 def search(out: Path, queries: np.ndarray, truth: np.ndarray, nprobe: int | None) -> dict:
-    rss_at_start = peak_rss_kb(reset=True)
+    memory = PeakMemory().__enter__()
     started = time.perf_counter()
     index = VectorIndex.load(out, 1, DIM, "windows", mmap=True)
     open_ms = (time.perf_counter() - started) * 1000
@@ -100,7 +131,7 @@ def search(out: Path, queries: np.ndarray, truth: np.ndarray, nprobe: int | None
         "search_p50_ms": round(float(np.percentile(latencies, 50)), 3),
         "search_p95_ms": round(float(np.percentile(latencies, 95)), 3),
         "files_mb": round(sum(p.stat().st_size for p in files) / 2**20),
-        "search_peak_rss_growth_mb": round((peak_rss_kb() - rss_at_start) / 1024),
+        "search_peak_anon_growth_mb": (memory.__exit__(), memory.growth_mb)[1],
     }
 
 
@@ -156,7 +187,7 @@ def main() -> None:
             "rows": rows,
             "sharded_over_one_go": {
                 key: round(sharded[key] / base[key], 2) if base[key] else None
-                for key in ("build_s", "peak_rss_growth_mb", "search_p50_ms", "recall_at_10")
+                for key in ("build_s", "peak_anon_growth_mb", "search_p50_ms", "recall_at_10")
             },
         }
         if args.json:
