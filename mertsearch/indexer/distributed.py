@@ -332,8 +332,8 @@ def _results(dataset) -> Iterator:
 def _dataset(jobs: Iterable[Job], spec: dict, model: dict, windows, settings: RaySettings, run: RayRun):
     ray = _ray()
     if not ray.is_initialized():
-        ray.init(address=settings.address, logging_level=logging.WARNING, log_to_driver=False)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+        ray.init(address=settings.address, logging_level=logging.ERROR, log_to_driver=False)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notices would break the progress line
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.max_errored_blocks = -1  # a file whose task died is reported failed; the others go on
