@@ -107,3 +107,22 @@ def test_true_pairs_are_scored_raw_and_centered_like_a_hand_computation(every_la
     assert len(scores["random_pair_samples_centered"]) == len(scores["random_pair_samples"]) == 2000
     # Centering spreads random pairs far more than it lowers true pairs.
     assert scores["random_pairs"]["std"] < scores["random_pairs_centered"]["std"]
+
+
+def test_silent_stretches_are_never_drawn_as_excerpts(tmp_path):
+    from types import SimpleNamespace
+
+    quiet = np.zeros((1, 20 * SR), dtype=np.float32)
+    quiet[:, 14 * SR :] = melody_track(7, 6, SR)[:1]  # silence, then 6 s of music
+    tracks = [(1, str(write_audio(tmp_path / "quiet.flac", quiet, SR)), 20.0)]
+    tracks += [(n, str(write_audio(tmp_path / f"{n}.flac", melody_track(n, 20, SR), SR)), 20.0) for n in (2, 3)]
+    fake = SimpleNamespace(
+        encoder=SimpleNamespace(sample_rate=24000),
+        windows=SimpleNamespace(hop_s=5.0),
+        store=SimpleNamespace(durations=lambda: tracks),
+    )
+    for seed in range(6):
+        drawn = draw_excerpts(fake, count=3, seconds=8, rng=np.random.default_rng(seed))
+        assert drawn and all(np.abs(e.samples).max() > 1e-3 for e in drawn)
+        assert len({e.track_id for e in drawn}) == len(drawn)
+    assert any(len(draw_excerpts(fake, count=3, seconds=8, rng=np.random.default_rng(s))) == 2 for s in range(6))

@@ -107,9 +107,18 @@ class Excerpt:
     samples: np.ndarray
 
 
+# An excerpt whose peak is below this (-60 dBFS) is mostly silence: no fair query, and its -12 dB copy
+# could read as silent audio, which a search refuses.
+AUDIBLE_PEAK = 1e-3
+
+
 def draw_excerpts(catalog: Catalog, *, count: int, seconds: float, rng: np.random.Generator) -> list[Excerpt]:
-    """Up to ``count`` excerpts of distinct tracks long enough, each starting off the window grid."""
+    """Up to ``count`` excerpts of distinct tracks long enough, each starting off the window grid.
+
+    A drawn excerpt that is (nearly) silent is passed over for the next track in the drawn order.
+    """
     from mertsearch.audio.decode import decode_audio
+    from mertsearch.errors import AudioDecodeError
 
     rate = catalog.encoder.sample_rate
     hop = catalog.windows.hop_s
@@ -118,14 +127,20 @@ def draw_excerpts(catalog: Catalog, *, count: int, seconds: float, rng: np.rando
         for track_id, path, duration in catalog.store.durations()
         if duration >= seconds + hop
     ]
-    chosen = rng.permutation(len(candidates))[:count]
     excerpts = []
-    for index in chosen:
+    for index in rng.permutation(len(candidates)):
+        if len(excerpts) == count:
+            break
         track_id, path, duration = candidates[index]
         # A window-grid position plus a fraction of a hop, so the excerpt never lines up with stored windows.
         slot = int(rng.integers(0, int((duration - seconds) // hop) + 1))
         start = min(slot * hop + float(rng.uniform(0.2, 0.8)) * hop, duration - seconds)
-        samples = decode_audio(path, sample_rate=rate, start=start, end=start + seconds)
+        try:
+            samples = decode_audio(path, sample_rate=rate, start=start, end=start + seconds)
+        except AudioDecodeError:  # silent, or the file changed since it was indexed
+            continue
+        if float(np.abs(samples).max()) < AUDIBLE_PEAK:
+            continue
         excerpts.append(Excerpt(track_id, path, round(start, 3), samples))
     return excerpts
 
