@@ -52,15 +52,16 @@ def every_layer(tmp_path_factory):
     with Catalog.create(root / "all", model=str(model), layer=2, keep_layers=True, hop=2.5) as cat:
         cat.index_paths([root / "music"])
         cat.reindex(transform="center")
-        yield cat, model, root
+        yield cat, model, root, cat.evaluate(**SWEPT)
+
+
+SWEPT = {"excerpts": 3, "seconds": 6, "seed": 5, "baseline": False}
 
 
 @pytest.mark.slow
 def test_layer_sweep_gives_each_kept_layer_the_numbers_of_a_catalog_searching_it(every_layer, tmp_path):
-    cat, model, root = every_layer
-    options = {"excerpts": 3, "seconds": 6, "seed": 5, "baseline": False}
-    report = cat.evaluate(**options)
-    assert cat.evaluate(**options) == report  # same seed, same report, sweep included
+    cat, model, root, report = every_layer
+    assert cat.evaluate(**SWEPT) == report  # same seed, same report, sweep included
     assert cat.manifest["encoder"]["layers"] == [2]  # the catalog itself is left as it was
     rows = report["identification"]["layers"]
     assert [row["layer"] for row in rows] == [0, 1, 2]
@@ -70,7 +71,7 @@ def test_layer_sweep_gives_each_kept_layer_the_numbers_of_a_catalog_searching_it
     with Catalog.create(tmp_path / "one", model=str(model), layer=1, hop=2.5) as one:
         one.index_paths([root / "music"])
         one.reindex(transform="center")
-        single = one.evaluate(**options)
+        single = one.evaluate(**SWEPT)
     assert "layers" not in single["identification"]
     assert rows[1]["degradations"] == single["identification"]["degradations"]
 
@@ -82,12 +83,14 @@ def test_layer_sweep_gives_each_kept_layer_the_numbers_of_a_catalog_searching_it
     assert (tmp_path / "report" / "eval-layers.png").stat().st_size > 1000 and "layers" in files
 
 
+@pytest.mark.slow
 def test_true_pairs_are_scored_raw_and_centered_like_a_hand_computation(every_layer):
-    cat, _, _ = every_layer
-    report = cat.evaluate(excerpts=3, seconds=6, seed=2, baseline=False)
+    cat, _, _, report = every_layer
     scores = report["scores"]
     # The clean excerpts, drawn again from the same seed, embedded, and scored by hand against their sources.
-    drawn = draw_excerpts(cat, count=3, seconds=6, rng=np.random.default_rng(2))
+    drawn = draw_excerpts(
+        cat, count=SWEPT["excerpts"], seconds=SWEPT["seconds"], rng=np.random.default_rng(SWEPT["seed"])
+    )
     ids, vectors = cat.store.all_track_vectors(cat.manifest["encoder"]["dim"])
     stored = dict(zip(ids.tolist(), vectors, strict=True))
     center = VectorTransform.fit("center", vectors)
