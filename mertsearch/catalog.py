@@ -736,6 +736,7 @@ class Catalog:
             "catalog": str(self.directory),
             "model": spec["source"],
             "layers": spec["layers"],
+            "transform": self.manifest["transform"]["kind"],
             "tracks": len(vectors),
             "seed": seed,
             "excerpt_seconds": seconds,

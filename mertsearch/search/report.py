@@ -143,7 +143,12 @@ def _scores_plot(report: dict, path: Path) -> None:
     panels = [
         ("raw", "random_pair_samples", "true_match_samples_raw", "true pairs (clean excerpt, track vectors)"),
         ("centered", "random_pair_samples_centered", "true_match_samples_centered", "true pairs, centered"),
-        ("as searched", None, "true_match_samples", "true matches found first (segment score)"),
+        (
+            f"as searched (transform: {report.get('transform', 'none')})",
+            None,
+            "true_match_samples",
+            "true matches found first (segment score)",
+        ),
     ]
     for axis, (title, random_key, true_key, true_label) in zip(axes, panels, strict=True):
         if random_key:
