@@ -170,6 +170,7 @@ def _layers_plot(report: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     labels, ident = report["labels"], report["identification"]
     panels = ["labels"] * ("layers" in labels) + ["recall", "error"] * ("layers" in ident)
@@ -195,6 +196,7 @@ def _layers_plot(report: dict, path: Path) -> None:
             axis.set_title(f"Excerpt identification per layer ({ident['excerpts']} excerpts)")
         else:
             axis.set_yscale("symlog", linthresh=1.0)
+            axis.yaxis.set_major_formatter(ScalarFormatter())
             axis.set_ylabel("median position error (s)")
         axis.set_xlabel("layer (hidden_states index)")
         axis.set_xticks(layers)
