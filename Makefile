@@ -4,6 +4,7 @@
 #               (LAYER defaults to the model's own: 7 for MERT-v1-95M).
 # make serve CATALOG=./catalog: the HTTP API and web page on http://127.0.0.1:8000/
 # make demo:    install, index a free soundtrack (Debian's warzone2100-music) and report search quality.
+# make demo-midi: the same on real MIDI compositions (Debian's openttd-openmsx) rendered with FluidSynth.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +15,7 @@ CATALOG ?= ./catalog
 MODEL ?= mert-v1-95m
 LAYER ?=
 
-.PHONY: install ffmpeg chromium postgres test lint index serve demo clean
+.PHONY: install ffmpeg chromium postgres test lint index serve demo demo-midi clean
 
 install: ffmpeg $(STAMP)
 
@@ -78,17 +79,32 @@ serve: install
 DEMO_MUSIC ?= /usr/share/games/warzone2100/music
 DEMO_CATALOG ?= ./demo-catalog
 
-# Real recordings from Debian's packages; MERT-v1-95M when its weights can be had, else the
-# spectral baseline, said plainly. Then an evaluation report and a search.
-demo: install
-	$(call system_package,test -d "$(DEMO_MUSIC)",warzone2100-music,demo music,put some music in DEMO_MUSIC=FOLDER)
-	@if [ -f "$(DEMO_CATALOG)/manifest.json" ]; then model=""; \
-	elif $(BIN)/mertsearch models download $(MODEL) >/dev/null 2>&1; then model="--model $(MODEL)"; \
+# $(call demo_index,MUSIC,CATALOG): index MUSIC into CATALOG with MODEL, every layer kept (so eval sweeps
+# them), when its weights can be had; else with the spectral baseline, said plainly.
+define demo_index
+	@if [ -f "$(2)/manifest.json" ]; then model=""; \
+	elif $(BIN)/mertsearch models download $(MODEL) >/dev/null 2>&1; then model="--model $(MODEL) --keep-layers all"; \
 	else echo "demo: the $(MODEL) weights cannot be downloaded here (no network?); using the weight-free spectral baseline instead"; \
 		model="--model spectral"; fi; \
-	$(BIN)/mertsearch index "$(DEMO_MUSIC)" --catalog "$(DEMO_CATALOG)" $$model
+	$(BIN)/mertsearch index "$(1)" --catalog "$(2)" $$model
+endef
+
+# Real recordings from Debian's packages, then an evaluation report and a search.
+demo: install
+	$(call system_package,test -d "$(DEMO_MUSIC)",warzone2100-music,demo music,put some music in DEMO_MUSIC=FOLDER)
+	$(call demo_index,$(DEMO_MUSIC),$(DEMO_CATALOG))
 	$(BIN)/mertsearch eval --catalog "$(DEMO_CATALOG)" --excerpts 20
 	$(BIN)/mertsearch similar 1 --catalog "$(DEMO_CATALOG)" -k 3
+
+MIDI_MUSIC ?= ./midi-music
+MIDI_CATALOG ?= ./midi-catalog
+
+# Real compositions: OpenMSX's 31 MIDI files (Debian's openttd-openmsx, GPL-2) rendered to FLAC by
+# FluidSynth with the FluidR3 General MIDI soundfont (fluid-soundfont-gm); see bench/render_midi.sh.
+demo-midi: install
+	sh bench/render_midi.sh "$(MIDI_MUSIC)"
+	$(call demo_index,$(MIDI_MUSIC),$(MIDI_CATALOG))
+	$(BIN)/mertsearch eval --catalog "$(MIDI_CATALOG)" --excerpts 31
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -36,7 +36,7 @@ from mertsearch.indexer.discover import discover_files
 from mertsearch.indexer.pipeline import IndexProgress, IndexReport, run_index
 from mertsearch.search import Query, Rules, SearchResult, rank
 from mertsearch.search.duplicates import find_leader
-from mertsearch.search.tuning import label_retrieval, pair_scores, score_spread
+from mertsearch.search.tuning import label_retrieval, pair_scores, score_spread, spread
 from mertsearch.settings import (
     LayersArg,
     database_from_env,
@@ -498,6 +498,27 @@ class Catalog:
         """
         _check_k(k)
         embedding = self.embed(query, start=start, end=end)
+        return self.search_embedding(
+            embedding, k=k, mode=mode, filters=filters, per_artist=per_artist, per_album=per_album, min_score=min_score
+        )
+
+    def search_embedding(
+        self,
+        embedding: Embedding,
+        *,
+        k: int = 10,
+        mode: str = "segments",
+        filters: Filters | None = None,
+        per_artist: int | None = None,
+        per_album: int | None = None,
+        min_score: float | None = None,
+    ) -> list[SearchResult]:
+        """:meth:`search` with a clip already embedded (by :meth:`embed`, or the same model elsewhere).
+
+        The embedding's ``vector`` and ``window_vectors`` must be of this catalog's searched layers,
+        untransformed; the catalog's transform is applied here, as for any query.
+        """
+        _check_k(k)
         times = np.stack([embedding.window_starts, embedding.window_ends], axis=1)
         return self._rank(
             embedding.vector,
@@ -773,9 +794,17 @@ class Catalog:
 
         Excerpt identification, clean and degraded; label retrieval for every stored layer (labels
         from ``labels`` or folder names, when two tracks share one); the spread of scores between
-        random pairs of tracks, raw and centered, against the scores of true matches. With
+        random pairs of tracks against true pairs (a clean excerpt's pooled vector and its source
+        track's), both raw and centered, and the true matches' scores as searched. With
         ``baseline`` the same files are also indexed, in a temporary catalog, with the spectral
         baseline, which answers the same excerpts: a reference row (it decodes every file again).
+
+        A catalog that keeps every layer also gets excerpt identification for each kept layer
+        (``identification["layers"]``): the model runs once per degraded excerpt, as for one layer,
+        and a scratch copy of the catalog (its database: about 43 MB per hour of audio for
+        MERT-v1-95M) is switched to each layer from stored vectors and searched. Per layer that
+        adds a reindex of the copy (under a second for a few hours of audio) and one search per
+        degraded excerpt; see mertsearch.search.excerpts.identify.
         """
         from mertsearch.encoder.registry import SPECTRAL
         from mertsearch.search.excerpts import draw_excerpts, identify
@@ -801,24 +830,40 @@ class Catalog:
                 )
                 reference.index_paths([path for _, path, _ in self.store.durations()])
                 catalogs.append(reference)
-            tables, true_scores = identify(catalogs, drawn, rng, k=k)
+            sweep = None
+            if len(spec["kept_layers"]) > 1:
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mertsearch-layers-")))
+                sweep = stack.enter_context(self._scratch_copy(folder))
+            found = identify(catalogs, drawn, rng, k=k, sweep=sweep)
             label_reports = []
             for catalog in catalogs:
                 try:
                     label_reports.append(catalog.tune_layers(labels, **options))
                 except InvalidArgumentError as exc:
                     label_reports.append({"skipped": str(exc)})
-        true_scores = np.array(true_scores, dtype=np.float32)
-        _, vectors = self.store.all_track_vectors(spec["dim"])
-        centered = VectorTransform.fit("center", vectors)(vectors) if len(vectors) > 1 else vectors
+        ids, vectors = self.store.all_track_vectors(spec["dim"])
+        center = VectorTransform.fit("center", vectors) if len(vectors) > 1 else IDENTITY
+        centered = center(vectors)
+        # True pairs at the level of the random pairs: a clean excerpt's pooled vector against its source
+        # track's stored vector, raw and after the same centering.
+        row_of = {int(track_id): row for row, track_id in enumerate(ids)}
+        sources = np.stack([vectors[row_of[track_id]] for track_id, _ in found.clean_vectors])
+        clean = np.stack([vector for _, vector in found.clean_vectors])
+        true_raw = np.einsum("ij,ij->i", clean, sources)
+        true_centered = np.einsum("ij,ij->i", center(clean), center(sources))
+        true_scores = np.array(found.true_scores, dtype=np.float32)
+        identification = {"excerpts": len(drawn), "k": k, "degradations": found.tables[0]}
+        if found.layers is not None:
+            identification["layers"] = found.layers
         report = {
             "catalog": str(self.directory),
             "model": spec["source"],
             "layers": spec["layers"],
+            "transform": self.manifest["transform"]["kind"],
             "tracks": len(vectors),
             "seed": seed,
             "excerpt_seconds": seconds,
-            "identification": {"excerpts": len(drawn), "k": k, "degradations": tables[0]},
+            "identification": identification,
             "labels": label_reports[0],
             "scores": {
                 "random_pairs": score_spread(vectors, seed=seed),
@@ -828,13 +873,48 @@ class Catalog:
                     "mean": round(float(true_scores.mean()), 4) if len(true_scores) else None,
                     "p5": round(float(np.percentile(true_scores, 5)), 4) if len(true_scores) else None,
                 },
-                "random_pair_samples": [round(float(x), 4) for x in pair_scores(vectors, pairs=2000, seed=seed)],
-                "true_match_samples": [round(float(x), 4) for x in true_scores],
+                "true_matches_raw": spread(true_raw),
+                "true_matches_centered": spread(true_centered),
+                "random_pair_samples": _rounded(pair_scores(vectors, pairs=2000, seed=seed)),
+                "random_pair_samples_centered": _rounded(pair_scores(centered, pairs=2000, seed=seed)),
+                "true_match_samples": _rounded(true_scores),
+                "true_match_samples_raw": _rounded(true_raw),
+                "true_match_samples_centered": _rounded(true_centered),
             },
         }
         if len(catalogs) > 1:
-            report["baseline"] = {"model": SPECTRAL, "degradations": tables[1], "labels": label_reports[1]}
+            report["baseline"] = {"model": SPECTRAL, "degradations": found.tables[1], "labels": label_reports[1]}
         return report
+
+    def _scratch_copy(self, folder: Path) -> Catalog:
+        """A copy of this catalog's database and settings in ``folder`` (empty), to change freely.
+
+        The copy is always SQLite in ``folder``: a SQLite catalog is copied with SQLite's backup
+        (consistent while others read or write), another database table by table. The FAISS
+        indexes are rebuilt from the stored vectors when the copy first needs them.
+        """
+        import shutil
+        import sqlite3
+
+        if self.store.engine.dialect.name == "sqlite":
+            source = sqlite3.connect(self.directory / DATABASE)
+            target = sqlite3.connect(folder / DATABASE)
+            try:
+                with target:
+                    source.backup(target)
+            finally:
+                source.close()
+                target.close()
+        else:
+            copy = MetadataStore(default_database(folder))
+            try:
+                self.store.copy_to(copy)
+            finally:
+                copy.close()
+        write_manifest(folder, {key: value for key, value in self.manifest.items() if key != "database"})
+        if self.manifest["transform"]["kind"] != "none":
+            shutil.copy2(self.directory / self.manifest["transform"]["file"], folder)
+        return Catalog.open(folder)
 
     def verify(self) -> list[str]:
         """Problems found between the manifest, the database, the indexes and the stored vectors."""
@@ -929,6 +1009,10 @@ def _one_of(layer: int | None, layers: LayersArg) -> LayersArg:
     if layer is not None and layers is not None:
         raise InvalidArgumentError("give --layer or --layers, not both")
     return layer if layer is not None else layers
+
+
+def _rounded(scores: np.ndarray) -> list[float]:
+    return [round(float(x), 4) for x in scores]
 
 
 def _check_k(k: int) -> None:

@@ -595,7 +595,8 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Measure how good the search is on this catalog: excerpts found (clean and degraded), label
-    retrieval per stored layer, and the spread of scores. Writes a Markdown report with plots."""
+    retrieval and (with every layer kept) excerpts found per stored layer, and the spread of scores,
+    raw and centered, of random pairs and true pairs. Writes a Markdown report with plots."""
     from mertsearch.catalog import Catalog
     from mertsearch.search.report import write_report
     from mertsearch.search.tuning import read_labels
@@ -630,6 +631,13 @@ def evaluate(
             cells += [f"{other['recall_at_1']:.2f}", f"{other[f'recall_at_{k}']:.2f}"]
         table.add_row(*cells)
     out.print(table)
+    for row in ident.get("layers", []):
+        recalls = [cells["recall_at_1"] for cells in row["degradations"].values()]
+        out.print(
+            f"layer {row['layer']}: recall@1 clean {row['degradations']['clean']['recall_at_1']:.2f}, "
+            f"mean over degradations {sum(recalls) / len(recalls):.2f}",
+            highlight=False,
+        )
     out.print(f"{ident['excerpts']} excerpts of {seconds:g} s. Report: {report['files']['markdown']}", highlight=False)
 
 

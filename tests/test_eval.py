@@ -2,11 +2,15 @@
 
 import json
 
+import numpy as np
 import pytest
 
-from mertsearch.search.excerpts import DEGRADATIONS
+from mertsearch import Catalog
+from mertsearch.search.excerpts import DEGRADATIONS, draw_excerpts
+from mertsearch.storage.transform import VectorTransform
+from tests.fixtures import DISCERNING, melody_track, write_audio, write_tiny_mert
 
-from .test_search import catalog  # noqa: F401 - the tagged 12-track catalog fixture
+from .test_search import SR, catalog  # noqa: F401 - the tagged 12-track catalog fixture
 
 
 @pytest.mark.slow
@@ -36,3 +40,92 @@ def test_eval_report_is_seeded_complete_and_finds_clean_excerpts(catalog, tmp_pa
     assert "spectral baseline" in markdown
     assert all((tmp_path / "report" / name).stat().st_size > 1000 for name in ("eval-scores.png", "eval-layers.png"))
     assert set(files) == {"json", "markdown", "scores", "layers"}
+
+
+@pytest.fixture(scope="module")
+def every_layer(tmp_path_factory):
+    """Six generated tunes in two folders, a discerning tiny model (layers 0-2), every layer kept, centered."""
+    root = tmp_path_factory.mktemp("every-layer")
+    model, _ = write_tiny_mert(root / "model", overrides=DISCERNING)
+    for n in range(6):
+        write_audio(root / "music" / "ab"[n % 2] / f"{n}.flac", melody_track(200 + n, 12 + n, SR), SR)
+    with Catalog.create(root / "all", model=str(model), layer=2, keep_layers=True, hop=2.5) as cat:
+        cat.index_paths([root / "music"])
+        cat.reindex(transform="center")
+        yield cat, model, root, cat.evaluate(**SWEPT)
+
+
+SWEPT = {"excerpts": 3, "seconds": 6, "seed": 5, "baseline": False}
+
+
+@pytest.mark.slow
+def test_layer_sweep_gives_each_kept_layer_the_numbers_of_a_catalog_searching_it(every_layer, tmp_path):
+    cat, model, root, report = every_layer
+    assert cat.evaluate(**SWEPT) == report  # same seed, same report, sweep included
+    assert cat.manifest["encoder"]["layers"] == [2]  # the catalog itself is left as it was
+    rows = report["identification"]["layers"]
+    assert [row["layer"] for row in rows] == [0, 1, 2]
+    assert all(list(row["degradations"]) == list(DEGRADATIONS) for row in rows)
+    assert rows[2]["degradations"] == report["identification"]["degradations"]  # the searched layer
+    # An independent reference: a catalog indexed to search layer 1 only, centered the same way.
+    with Catalog.create(tmp_path / "one", model=str(model), layer=1, hop=2.5) as one:
+        one.index_paths([root / "music"])
+        one.reindex(transform="center")
+        single = one.evaluate(**SWEPT)
+    assert "layers" not in single["identification"]
+    assert rows[1]["degradations"] == single["identification"]["degradations"]
+
+    from mertsearch.search.report import write_report
+
+    files = write_report(report, tmp_path / "report")
+    markdown = (tmp_path / "report" / "eval.md").read_text()
+    assert "### Per layer" in markdown and "| 1 | " in markdown and "true pairs, centered" in markdown
+    assert (tmp_path / "report" / "eval-layers.png").stat().st_size > 1000 and "layers" in files
+
+
+@pytest.mark.slow
+def test_true_pairs_are_scored_raw_and_centered_like_a_hand_computation(every_layer):
+    cat, _, _, report = every_layer
+    scores = report["scores"]
+    # The clean excerpts, drawn again from the same seed, embedded, and scored by hand against their sources.
+    drawn = draw_excerpts(
+        cat, count=SWEPT["excerpts"], seconds=SWEPT["seconds"], rng=np.random.default_rng(SWEPT["seed"])
+    )
+    ids, vectors = cat.store.all_track_vectors(cat.manifest["encoder"]["dim"])
+    stored = dict(zip(ids.tolist(), vectors, strict=True))
+    center = VectorTransform.fit("center", vectors)
+    raw, centered = [], []
+    for excerpt in drawn:
+        query = cat.embed((excerpt.samples, cat.encoder.sample_rate)).vector
+        source = stored[excerpt.track_id]
+        raw.append(float(query @ source))
+        mean = vectors.mean(axis=0)
+        q, s = query - mean, source - mean
+        centered.append(float(q @ s / np.linalg.norm(q) / np.linalg.norm(s)))
+        assert centered[-1] == pytest.approx(float(center(query[None])[0] @ center(source[None])[0]), abs=1e-5)
+    assert scores["true_match_samples_raw"] == pytest.approx(raw, abs=2e-4)
+    assert scores["true_match_samples_centered"] == pytest.approx(centered, abs=2e-4)
+    assert scores["true_matches_centered"]["count"] == 3
+    assert scores["true_matches_centered"]["mean"] == pytest.approx(np.mean(centered), abs=2e-4)
+    assert len(scores["random_pair_samples_centered"]) == len(scores["random_pair_samples"]) == 2000
+    # Centering spreads random pairs far more than it lowers true pairs.
+    assert scores["random_pairs"]["std"] < scores["random_pairs_centered"]["std"]
+
+
+def test_silent_stretches_are_never_drawn_as_excerpts(tmp_path):
+    from types import SimpleNamespace
+
+    quiet = np.zeros((1, 20 * SR), dtype=np.float32)
+    quiet[:, 14 * SR :] = melody_track(7, 6, SR)[:1]  # silence, then 6 s of music
+    tracks = [(1, str(write_audio(tmp_path / "quiet.flac", quiet, SR)), 20.0)]
+    tracks += [(n, str(write_audio(tmp_path / f"{n}.flac", melody_track(n, 20, SR), SR)), 20.0) for n in (2, 3)]
+    fake = SimpleNamespace(
+        encoder=SimpleNamespace(sample_rate=24000),
+        windows=SimpleNamespace(hop_s=5.0),
+        store=SimpleNamespace(durations=lambda: tracks),
+    )
+    for seed in range(6):
+        drawn = draw_excerpts(fake, count=3, seconds=8, rng=np.random.default_rng(seed))
+        assert drawn and all(np.abs(e.samples).max() > 1e-3 for e in drawn)
+        assert len({e.track_id for e in drawn}) == len(drawn)
+    assert any(len(draw_excerpts(fake, count=3, seconds=8, rng=np.random.default_rng(s))) == 2 for s in range(6))

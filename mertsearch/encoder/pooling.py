@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mertsearch.errors import InvalidArgumentError
+
 
 @dataclass(frozen=True)
 class Embedding:
@@ -55,3 +57,21 @@ def pool(
     if not keep_all:
         return window_vectors, vector, None, None
     return window_vectors, vector, l2_normalize(layer_windows.mean(axis=0)), layer_windows
+
+
+def for_layers(embedding: Embedding, positions: Sequence[int]) -> Embedding:
+    """The embedding as if only the kept layers at ``positions`` were searched (see searchable_vectors).
+
+    Needs an embedding made with every layer kept; the same arithmetic as switching a catalog's
+    layers, so the result matches a catalog reindexed to those layers.
+    """
+    if embedding.layer_window_vectors is None:
+        raise InvalidArgumentError("this embedding holds no per-layer vectors (its encoder did not keep every layer)")
+    window_vectors, vector = searchable_vectors(embedding.layer_window_vectors, positions)
+    return Embedding(
+        vector=vector,
+        window_vectors=window_vectors,
+        window_starts=embedding.window_starts,
+        window_ends=embedding.window_ends,
+        duration=embedding.duration,
+    )

@@ -14,8 +14,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mertsearch.encoder.pooling import Embedding, for_layers
+
 if TYPE_CHECKING:
     from mertsearch.catalog import Catalog
+    from mertsearch.search.engine import SearchResult
 
 # name -> (samples, rate, rng, other excerpt) -> degraded samples
 Degradation = Callable[[np.ndarray, int, np.random.Generator, np.ndarray], np.ndarray]
@@ -104,9 +107,18 @@ class Excerpt:
     samples: np.ndarray
 
 
+# An excerpt whose peak is below this (-60 dBFS) is mostly silence: no fair query, and its -12 dB copy
+# could read as silent audio, which a search refuses.
+AUDIBLE_PEAK = 1e-3
+
+
 def draw_excerpts(catalog: Catalog, *, count: int, seconds: float, rng: np.random.Generator) -> list[Excerpt]:
-    """Up to ``count`` excerpts of distinct tracks long enough, each starting off the window grid."""
+    """Up to ``count`` excerpts of distinct tracks long enough, each starting off the window grid.
+
+    A drawn excerpt that is (nearly) silent is passed over for the next track in the drawn order.
+    """
     from mertsearch.audio.decode import decode_audio
+    from mertsearch.errors import AudioDecodeError
 
     rate = catalog.encoder.sample_rate
     hop = catalog.windows.hop_s
@@ -115,14 +127,20 @@ def draw_excerpts(catalog: Catalog, *, count: int, seconds: float, rng: np.rando
         for track_id, path, duration in catalog.store.durations()
         if duration >= seconds + hop
     ]
-    chosen = rng.permutation(len(candidates))[:count]
     excerpts = []
-    for index in chosen:
+    for index in rng.permutation(len(candidates)):
+        if len(excerpts) == count:
+            break
         track_id, path, duration = candidates[index]
         # A window-grid position plus a fraction of a hop, so the excerpt never lines up with stored windows.
         slot = int(rng.integers(0, int((duration - seconds) // hop) + 1))
         start = min(slot * hop + float(rng.uniform(0.2, 0.8)) * hop, duration - seconds)
-        samples = decode_audio(path, sample_rate=rate, start=start, end=start + seconds)
+        try:
+            samples = decode_audio(path, sample_rate=rate, start=start, end=start + seconds)
+        except AudioDecodeError:  # silent, or the file changed since it was indexed
+            continue
+        if float(np.abs(samples).max()) < AUDIBLE_PEAK:
+            continue
         excerpts.append(Excerpt(track_id, path, round(start, 3), samples))
     return excerpts
 
@@ -136,39 +154,98 @@ def degraded(excerpts: list[Excerpt], rate: int, rng: np.random.Generator) -> It
             yield name, excerpt, degrade(excerpt.samples, rate, rng, other).astype(np.float32)
 
 
-def identify(
-    catalogs: list[Catalog], excerpts: list[Excerpt], rng: np.random.Generator, *, k: int = 10
-) -> tuple[list[dict], list[float]]:
-    """Recall@1, recall@k and position error of the source file, per degradation, for each catalog
-    (all holding the same files: every catalog hears the very same degraded excerpt); and the
-    scores of the first catalog's true matches on clean excerpts."""
-    rate = catalogs[0].encoder.sample_rate
-    hits1 = [dict.fromkeys(DEGRADATIONS, 0) for _ in catalogs]
-    hitsk = [dict.fromkeys(DEGRADATIONS, 0) for _ in catalogs]
-    errors: list[dict[str, list[float]]] = [{name: [] for name in DEGRADATIONS} for _ in catalogs]
-    true_scores = []
-    for name, excerpt, samples in degraded(excerpts, rate, rng):
-        for which, catalog in enumerate(catalogs):
-            results = catalog.search((samples, rate), k=k)
-            ranks = [rank for rank, r in enumerate(results) if excerpt.path in (r.path, *r.alternates)]
-            if ranks and ranks[0] == 0:
-                hits1[which][name] += 1
-                best = results[0]
-                errors[which][name].append(abs((best.match.start - best.query.start) - excerpt.start))
-                if name == "clean" and which == 0:
-                    true_scores.append(best.score)
-            hitsk[which][name] += bool(ranks)
-    tables = [
-        {
+class _Tally:
+    """Hits at rank 1 and within k, and position errors, per degradation, for one listener."""
+
+    def __init__(self, excerpts: int, k: int) -> None:
+        self.excerpts, self.k = excerpts, k
+        self.hits1 = dict.fromkeys(DEGRADATIONS, 0)
+        self.hitsk = dict.fromkeys(DEGRADATIONS, 0)
+        self.errors: dict[str, list[float]] = {name: [] for name in DEGRADATIONS}
+
+    def add(self, name: str, excerpt: Excerpt, results: list[SearchResult]) -> SearchResult | None:
+        """Count one answer; the first result when it is the excerpt's source."""
+        ranks = [rank for rank, r in enumerate(results) if excerpt.path in (r.path, *r.alternates)]
+        self.hitsk[name] += bool(ranks)
+        if not ranks or ranks[0] != 0:
+            return None
+        best = results[0]
+        self.hits1[name] += 1
+        self.errors[name].append(abs((best.match.start - best.query.start) - excerpt.start))
+        return best
+
+    def table(self) -> dict[str, dict]:
+        return {
             name: {
-                "recall_at_1": round(hits1[which][name] / len(excerpts), 4),
-                f"recall_at_{k}": round(hitsk[which][name] / len(excerpts), 4),
+                "recall_at_1": round(self.hits1[name] / self.excerpts, 4),
+                f"recall_at_{self.k}": round(self.hitsk[name] / self.excerpts, 4),
                 "median_position_error_s": (
-                    round(float(np.median(errors[which][name])), 3) if errors[which][name] else None
+                    round(float(np.median(self.errors[name])), 3) if self.errors[name] else None
                 ),
             }
             for name in DEGRADATIONS
         }
-        for which in range(len(catalogs))
-    ]
-    return tables, true_scores
+
+
+@dataclass
+class Identification:
+    """What :func:`identify` found.
+
+    ``tables``: per catalog, {degradation: recall@1, recall@k, median position error};
+    ``true_scores``: the first catalog's scores of its true matches found first on clean excerpts
+    (as searched: segment alignment, in the catalog's transform); ``clean_vectors``: (source track
+    id, the clean excerpt's pooled vector of the searched layers, untransformed) for every excerpt;
+    ``layers``: with a layer sweep, [{"layer", "degradations"}] for every kept layer.
+    """
+
+    tables: list[dict]
+    true_scores: list[float]
+    clean_vectors: list[tuple[int, np.ndarray]]
+    layers: list[dict] | None = None
+
+
+def identify(
+    catalogs: list[Catalog],
+    excerpts: list[Excerpt],
+    rng: np.random.Generator,
+    *,
+    k: int = 10,
+    sweep: Catalog | None = None,
+) -> Identification:
+    """Recall@1, recall@k and position error of the source file, per degradation, for each catalog
+    (all holding the same files: every catalog hears the very same degraded excerpt).
+
+    ``sweep``, a scratch copy of the first catalog that keeps every layer, gives the same table for
+    each kept layer: each degraded excerpt is embedded once by the first catalog (its encoder
+    computes every layer then), its per-layer vectors are kept (excerpts x degradations x windows x
+    layers x dim floats: about 54 MB for 50 excerpts of 10 s, 13 layers of 768), and the copy is
+    switched to each layer in turn (``reindex``, from stored vectors) and searched with that
+    layer's query vectors, through the same ranking as any search. The model runs once per
+    degraded excerpt, not once per layer; each layer costs a reindex of the copy and one search
+    per degraded excerpt.
+    """
+    rate = catalogs[0].encoder.sample_rate
+    tallies = [_Tally(len(excerpts), k) for _ in catalogs]
+    true_scores: list[float] = []
+    clean_vectors: list[tuple[int, np.ndarray]] = []
+    heard: list[tuple[str, Excerpt, Embedding]] = []
+    for name, excerpt, samples in degraded(excerpts, rate, rng):
+        for which, catalog in enumerate(catalogs):
+            embedding = catalog.embed((samples, rate))
+            best = tallies[which].add(name, excerpt, catalog.search_embedding(embedding, k=k))
+            if which == 0 and name == "clean":
+                clean_vectors.append((excerpt.track_id, embedding.vector))
+                if best is not None:
+                    true_scores.append(best.score)
+            if which == 0 and sweep is not None:
+                heard.append((name, excerpt, embedding))
+    found = Identification([tally.table() for tally in tallies], true_scores, clean_vectors)
+    if sweep is not None:
+        found.layers = []
+        for position, layer in enumerate(sweep.manifest["encoder"]["kept_layers"]):
+            sweep.reindex(layers=[layer])
+            tally = _Tally(len(excerpts), k)
+            for name, excerpt, embedding in heard:
+                tally.add(name, excerpt, sweep.search_embedding(for_layers(embedding, [position]), k=k))
+            found.layers.append({"layer": layer, "degradations": tally.table()})
+    return found

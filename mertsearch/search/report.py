@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mertsearch.search.tuning import write_plot
+import numpy as np
+
+from mertsearch.search.tuning import plot_label_retrieval
 
 
 def write_report(report: dict, directory: Path) -> dict[str, str]:
@@ -18,9 +20,9 @@ def write_report(report: dict, directory: Path) -> dict[str, str]:
     }
     files["json"].write_text(json.dumps(report, indent=2) + "\n")
     _scores_plot(report, files["scores"])
-    if "layers" in report["labels"]:
+    if "layers" in report["labels"] or "layers" in report["identification"]:
         files["layers"] = directory / "eval-layers.png"
-        write_plot(report["labels"], files["layers"])
+        _layers_plot(report, files["layers"])
     files["markdown"].write_text(_markdown(report, files))
     return {kind: str(path) for kind, path in files.items()}
 
@@ -45,6 +47,7 @@ def _markdown(report: dict, files: dict[str, Path]) -> str:
         if baseline:
             line += f" {_cells(baseline['degradations'][name], k)} |"
         lines.append(line)
+    lines += _layer_rows(ident)
     labels = report["labels"]
     lines += ["", "## Label retrieval", ""]
     if "layers" in labels:
@@ -68,23 +71,59 @@ def _markdown(report: dict, files: dict[str, Path]) -> str:
                 f"| spectral baseline | {row['precision_at_k']:.3f} | {row['map']:.3f} | {row['ndcg_at_k']:.3f} | "
                 f"{row['precision_at_k_centered']:.3f} | {row['map_centered']:.3f} | {row['ndcg_at_k_centered']:.3f} |"
             )
-        lines += ["", f"![layers]({files['layers'].name})"]
     else:
         lines.append(f"Skipped: {labels['skipped']}")
+    if "layers" in files:
+        lines += ["", f"![layers]({files['layers'].name})"]
     scores = report["scores"]
-    raw, centered, true = scores["random_pairs"], scores["random_pairs_centered"], scores["true_matches"]
     lines += [
         "",
         "## Score spread",
         "",
-        f"Random pairs of tracks: mean {raw['mean']} (sd {raw['std']}, 5-95% {raw['p5']}..{raw['p95']}); "
-        f"centered: mean {centered['mean']} (sd {centered['std']}). "
-        f"True matches (clean excerpts found first): {true['count']}, mean score {true['mean']}.",
+        "Cosine scores of random pairs of tracks (track vectors) against true pairs (a clean excerpt's pooled "
+        "vector and its source track's), raw and after centering on the catalog's mean track vector:",
+        "",
+        "| pairs | count | mean | sd | 5% | 95% |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, name in [
+        ("random_pairs", "random pairs, raw"),
+        ("true_matches_raw", "true pairs, raw"),
+        ("random_pairs_centered", "random pairs, centered"),
+        ("true_matches_centered", "true pairs, centered"),
+    ]:
+        row = scores[key]
+        count = row.get("count", "-")
+        lines.append(f"| {name} | {count} | {row['mean']} | {row['std']} | {row['p5']} | {row['p95']} |")
+    true = scores["true_matches"]
+    lines += [
+        "",
+        f"As searched (segment alignment, in the catalog's own transform): {true['count']} clean excerpts found "
+        f"first, mean score {true['mean']}.",
         "",
         f"![scores]({files['scores'].name})",
         "",
     ]
     return "\n".join(lines)
+
+
+def _layer_rows(ident: dict) -> list[str]:
+    """Excerpt identification per kept layer: recall@1 / recall@k / median position error per degradation."""
+    if "layers" not in ident:
+        return []
+    k = ident["k"]
+    names = list(ident["layers"][0]["degradations"])
+    lines = [
+        "",
+        f"### Per layer (recall@1 / recall@{k} / median position error)",
+        "",
+        "| layer | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for row in ident["layers"]:
+        cells = [_cells(row["degradations"][name], k).replace(" | ", " / ") for name in names]
+        lines.append(f"| {row['layer']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _cells(row: dict, k: int) -> str:
@@ -93,28 +132,76 @@ def _cells(row: dict, k: int) -> str:
 
 
 def _scores_plot(report: dict, path: Path) -> None:
+    """Random pairs against true pairs of track-level vectors, raw and centered; and the true matches as searched."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     scores = report["scores"]
-    figure, axis = plt.subplots(figsize=(8, 4.5), dpi=120)
-    axis.hist(
-        scores["random_pair_samples"], bins=50, alpha=0.6, density=True, label="random pairs of tracks (track vectors)"
-    )
-    if scores["true_match_samples"]:
-        axis.hist(
-            scores["true_match_samples"],
-            bins=20,
-            alpha=0.6,
-            density=True,
-            label="true matches (clean excerpts, segment score)",
-        )
-    axis.set_xlabel("score (cosine)")
-    axis.set_ylabel("density")
-    axis.set_title("Scores: random pairs against true matches")
-    axis.legend(fontsize=8)
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.5), dpi=120)
+    panels = [
+        ("raw", "random_pair_samples", "true_match_samples_raw", "true pairs (clean excerpt, track vectors)"),
+        ("centered", "random_pair_samples_centered", "true_match_samples_centered", "true pairs, centered"),
+        (
+            f"as searched (transform: {report.get('transform', 'none')})",
+            None,
+            "true_match_samples",
+            "true matches found first (segment score)",
+        ),
+    ]
+    for axis, (title, random_key, true_key, true_label) in zip(axes, panels, strict=True):
+        if random_key:
+            axis.hist(scores[random_key], bins=50, alpha=0.6, density=True, label="random pairs of tracks")
+        if scores[true_key]:
+            axis.hist(scores[true_key], bins=20, alpha=0.6, density=True, label=true_label, color="C1")
+        axis.set_xlabel("score (cosine)")
+        axis.set_ylabel("density")
+        axis.set_title(f"Scores, {title}")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _layers_plot(report: dict, path: Path) -> None:
+    """One figure of the metrics per layer: label retrieval, and excerpt identification when swept."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
+
+    labels, ident = report["labels"], report["identification"]
+    panels = ["labels"] * ("layers" in labels) + ["recall", "error"] * ("layers" in ident)
+    figure, axes = plt.subplots(len(panels), 1, figsize=(9, 3.6 * len(panels)), dpi=120, squeeze=False)
+    for axis, panel in zip(axes[:, 0], panels, strict=True):
+        if panel == "labels":
+            plot_label_retrieval(axis, labels)
+            continue
+        rows = ident["layers"]
+        layers = [row["layer"] for row in rows]
+        for number, name in enumerate(rows[0]["degradations"]):
+            if panel == "recall":
+                values = [row["degradations"][name]["recall_at_1"] for row in rows]
+            else:
+                values = [row["degradations"][name]["median_position_error_s"] for row in rows]
+                values = [float("nan") if value is None else value for value in values]
+            axis.plot(layers, values, "-o", markersize=3, label=name, color=f"C{number % 10}")
+        if panel == "recall":
+            key = f"recall_at_{ident['k']}"
+            mean = [np.mean([cells[key] for cells in row["degradations"].values()]) for row in rows]
+            axis.plot(layers, mean, "k--", label=f"recall@{ident['k']}, mean over degradations")
+            axis.set_ylabel("recall@1")
+            axis.set_title(f"Excerpt identification per layer ({ident['excerpts']} excerpts)")
+        else:
+            axis.set_yscale("symlog", linthresh=1.0)
+            axis.yaxis.set_major_formatter(ScalarFormatter())
+            axis.set_ylabel("median position error (s)")
+        axis.set_xlabel("layer (hidden_states index)")
+        axis.set_xticks(layers)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, ncol=2)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

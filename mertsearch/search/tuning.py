@@ -86,8 +86,15 @@ def score_spread(vectors: np.ndarray, *, pairs: int = 5000, seed: int = 0) -> di
     """Cosine scores between random pairs of distinct tracks: mean, standard deviation, 5th/95th percentiles."""
     if len(vectors) < 2:
         return {"mean": float("nan"), "std": float("nan"), "p5": float("nan"), "p95": float("nan")}
-    scores = pair_scores(vectors, pairs=pairs, seed=seed)
+    return {key: value for key, value in spread(pair_scores(vectors, pairs=pairs, seed=seed)).items() if key != "count"}
+
+
+def spread(scores: np.ndarray) -> dict:
+    """Count, mean, standard deviation and 5th/95th percentiles of some scores (None for each when there are none)."""
+    if not len(scores):
+        return {"count": 0, "mean": None, "std": None, "p5": None, "p95": None}
     return {
+        "count": int(len(scores)),
         "mean": round(float(scores.mean()), 4),
         "std": round(float(scores.std()), 4),
         "p5": round(float(np.percentile(scores, 5)), 4),
@@ -124,9 +131,17 @@ def write_plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    figure, axis = plt.subplots(figsize=(8, 4.5), dpi=120)
+    plot_label_retrieval(axis, report)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def plot_label_retrieval(axis, report: dict) -> None:
+    """Draw a tune_layers report (precision@k and mAP per layer, raw and centered) on a matplotlib axis."""
     rows = report["layers"]
     layers = [row["layer"] for row in rows]
-    figure, axis = plt.subplots(figsize=(8, 4.5), dpi=120)
     for key, name, style in [
         ("map", "mAP", "-o"),
         ("map_centered", "mAP, centered", "--o"),
@@ -142,6 +157,3 @@ def write_plot(report: dict, path: Path) -> None:
     axis.set_title(f"Label retrieval per layer ({report['queries']} queries{excluded})")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)

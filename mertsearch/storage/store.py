@@ -151,6 +151,14 @@ class MetadataStore:
             raise DatabaseError(f"cannot use the database {shown}: {reason}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
+    def copy_to(self, other: MetadataStore, batch: int = 1000) -> None:
+        """Every row of every table into ``other`` (empty, any database), a batch at a time."""
+        with self.engine.connect() as source, other.engine.begin() as target:
+            for table in Base.metadata.sorted_tables:
+                rows = source.execution_options(yield_per=batch).execute(select(table))
+                for part in rows.mappings().partitions():
+                    target.execute(table.insert(), [dict(row) for row in part])
+
     def close(self) -> None:
         self.engine.dispose()
 
