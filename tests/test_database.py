@@ -165,3 +165,20 @@ def test_two_writers_index_into_one_postgresql_catalog_at_once(tmp_path, tiny_mo
         with cat.store.engine.connect() as connection:
             assert connection.execute(text("SELECT count(DISTINCT path) FROM tracks")).scalar() == 6
         assert cat.similar(str(music / "sub" / "f.flac"), k=5)
+
+
+def test_a_copy_into_sqlite_keeps_every_row(store, tmp_path):
+    """eval's scratch copy of a catalog: any database into a SQLite file, row for row."""
+    store.put_track(_record(INVALID_UTF8, title="odd"))
+    store.put_track(_record("/music/plain/a.flac"))
+    store.record_failure("/music/bad.mp3", size=3, mtime_ns=4, reason="bad")
+    store.update_meta({"layers": "[7]"}, bump_version=True)
+    copy = MetadataStore(f"sqlite:///{tmp_path / 'copy.db'}")
+    try:
+        store.copy_to(copy)
+        assert copy.count("tracks") == 2 and copy.count("windows") == 2 and len(copy.failures()) == 1
+        assert copy.track_by_path(INVALID_UTF8).title == "odd"
+        assert copy.meta("layers") == "[7]" and copy.data_version() == store.data_version()
+        np.testing.assert_array_equal(copy.all_track_vectors(4)[1], store.all_track_vectors(4)[1])
+    finally:
+        copy.close()
