@@ -49,6 +49,7 @@ AS_POSTGRES = $$( [ "$$(id -u)" = 0 ] && echo runuser -u postgres -- || echo sud
 
 postgres:
 	$(call system_package,command -v pg_ctlcluster,postgresql,PostgreSQL,the PostgreSQL tests need a local server: install PostgreSQL or run pytest without MERTSEARCH_TEST_POSTGRES)
+	@[ -n "$$(pg_lsclusters -h)" ] || pg_createcluster "$$(ls /usr/lib/postgresql | sort -V | tail -n 1)" main
 	@pg_lsclusters -h | while read -r version name _rest; do \
 		pg_ctlcluster "$$version" "$$name" status >/dev/null 2>&1 || pg_ctlcluster "$$version" "$$name" start; \
 	done
