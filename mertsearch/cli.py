@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from mertsearch import __version__
 from mertsearch.errors import InvalidArgumentError, MertSearchError
@@ -24,8 +25,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+# No console markup: paths, tags and messages are printed as they are ("[live] take 2.flac").
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
 _state = {"debug": False}
 
 CatalogOpt = Annotated[Path, typer.Option("--catalog", "-c", help="Catalog directory.")]
@@ -59,7 +61,7 @@ def _friendly(command: Callable) -> Callable:
         except MertSearchError as exc:
             if _state["debug"]:
                 raise
-            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            err.print(Text.assemble(("error:", "red"), f" {exc}"), highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("interrupted; run the same command again to carry on where it stopped")
@@ -145,7 +147,7 @@ def index(
         str,
         typer.Option(
             help="'local': decoder processes and the model on this machine; 'ray': decode and embed on a Ray "
-            "cluster (pip install 'mertsearch[ray]'), storing the results here.",
+            "cluster (pip install 'mertsearch\\[ray]'), storing the results here.",
         ),
     ] = "local",
     address: Annotated[
@@ -730,7 +732,7 @@ def info(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
     for key, value in document.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
-        out.print(f"[bold]{key}[/bold]: {value}", highlight=False)
+        out.print(Text.assemble((key, "bold"), f": {value}"), highlight=False)
 
 
 @app.command()
@@ -789,7 +791,7 @@ def duplicates(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
         _print_json({"duplicates": groups})
         return
     for group in groups:
-        out.print(f"[bold]{group['track_id']}[/bold] {group['path']}", highlight=False, soft_wrap=True)
+        out.print(Text.assemble((str(group["track_id"]), "bold"), f" {group['path']}"), highlight=False, soft_wrap=True)
         for alternate in group["alternates"]:
             out.print(f"  = {alternate['track_id']} {alternate['path']}", highlight=False, soft_wrap=True)
     if not groups:

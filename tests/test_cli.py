@@ -35,9 +35,10 @@ def test_index_json_and_rerun(catalog, music):
 
 
 def test_index_human_output_reports_counts_and_failures(tmp_path, tiny_model, music):
-    (music / "junk.mp3").write_bytes(b"not audio" * 100)
+    (music / "[red] junk.mp3").write_bytes(b"not audio" * 100)  # brackets are not console markup
     result = run("index", music, "--catalog", tmp_path / "c2", "--model", tiny_model, "--layer", 2)
     assert "6 added" in result.stdout and "1 failed" in result.stdout
+    assert "[red] junk.mp3: cannot decode audio" in result.output
     assert "junk.mp3" in result.stderr
 
 
