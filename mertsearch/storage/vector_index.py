@@ -12,7 +12,6 @@ string may be given instead.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re
@@ -163,11 +162,10 @@ class VectorIndex:
         target = directory / f"{name}-v{version}.faiss"
         # Half-written files of a writer that was killed (old ones: another writer may be saving now).
         for stale in directory.glob(f".{name}-*.tmp"):
-            with contextlib.suppress(OSError):
-                if time.time() - stale.stat().st_mtime > STALE_TMP_S:
-                    stale.unlink()
+            if _abandoned(stale, name, own=False):  # this process's other threads may be saving
+                stale.unlink(missing_ok=True)
         lists = self._publish_lists(directory, name)
-        handle, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}-", suffix=".tmp")
+        handle, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}-{os.getpid()}-", suffix=".tmp")
         os.close(handle)
         try:
             faiss.write_index(self.index, tmp)
@@ -256,26 +254,35 @@ def lists_to_memory(index: faiss.Index) -> None:
 
 
 def remove_build_folders(directory: Path, name: str) -> None:
-    """Folders of sharded builds that were interrupted: this process's own, those of processes that
-    are gone, and any untouched for an hour (a live build writes a shard every few seconds). The
-    build of another live writer (PostgreSQL) is left alone."""
+    """Folders of sharded builds that were interrupted (see _abandoned)."""
     for folder in directory.glob(f".{name}-build-*"):
-        found = re.match(rf"^\.{name}-build-(\d+)-", folder.name)
-        pid = int(found.group(1)) if found else None
-        with contextlib.suppress(OSError):
-            stale = time.time() - folder.stat().st_mtime > STALE_TMP_S
-            if stale or pid is None or pid == os.getpid() or not _alive(pid):
-                shutil.rmtree(folder, ignore_errors=True)
+        if _abandoned(folder, name, own=True):  # this process's own is done once its index is saved
+            shutil.rmtree(folder, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def _abandoned(path: Path, name: str, *, own: bool) -> bool:
+    """Whether a temporary file or build folder (named ``.{name}[-build]-{pid}-...``) was left by a
+    writer that stopped: one of a process that is gone, this process's own if ``own``, or any
+    untouched for an hour (a live build writes a shard every few seconds). Another live writer's
+    (PostgreSQL) stays."""
+    found = re.match(rf"^\.{name}-(?:build-)?(\d+)-", path.name)
+    try:
+        if time.time() - path.stat().st_mtime > STALE_TMP_S:
+            return True
+    except OSError:
+        return False
+    if found is None:
+        return True
+    pid = int(found.group(1))
+    if pid == os.getpid():
+        return own
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
-    except PermissionError:
         return True
-    return True
+    except PermissionError:
+        return False
+    return False
 
 
 def saved_index_file(directory: Path, name: str = "tracks") -> Path | None:
