@@ -2,6 +2,7 @@
 crash and are never ingested twice, the CLI's options."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -32,7 +33,12 @@ def local_ray():
 
 @pytest.fixture
 def bad_music(music):
+    """The six tracks, a seventh whose name is not UTF-8, and two broken files (one so named)."""
+    from tests.fixtures import tone_track, write_audio
+
+    write_audio(music / "g.flac", tone_track(9, 7, 44100), 44100).rename(music / os.fsdecode(b"caf\xe9 \xff.flac"))
     (music / "broken.mp3").write_bytes(b"not audio at all" * 64)
+    (music / os.fsdecode(b"bad \xff.mp3")).write_bytes(b"not audio either" * 64)
     return music
 
 
@@ -52,9 +58,11 @@ def test_ray_gives_the_local_executors_vectors(tmp_path, tiny_model, bad_music, 
         expected_layers = local.store.track_layer_vectors(local.manifest["encoder"]["dim"])[1]
     with Catalog.create(tmp_path / "ray", model=str(tiny_model), layer=LAYER, keep_layers=True) as cat:
         report = cat.index_paths([bad_music], ray=RaySettings())
-        assert (report.executor, report.added, report.from_shards) == ("ray", 6, 0)
+        assert (report.executor, report.added, report.from_shards) == ("ray", 7, 0)
         assert report.device.startswith("ray (1 actor(s), cpu") and report.precision == "fp32"
-        assert [f.reason for f in report.failed] == [f["reason"] for f in expected_failures]
+        assert sorted((f.path, f.reason) for f in report.failed) == sorted(
+            (f["path"], f["reason"]) for f in expected_failures
+        )
         got = _vectors(cat)
         assert sorted(got) == sorted(expected)
         for path, (vector, starts, windows) in got.items():
@@ -64,10 +72,10 @@ def test_ray_gives_the_local_executors_vectors(tmp_path, tiny_model, bad_music, 
         layers = cat.store.track_layer_vectors(cat.manifest["encoder"]["dim"])[1]
         assert np.min(np.sum(layers * expected_layers, axis=-1)) >= 0.9999
         assert not (cat.directory / "shards").exists()
-        _assert_consistent(cat, 6)
+        _assert_consistent(cat, 7)
         # Nothing changed: a second run has no work for Ray.
         again = cat.index_paths([bad_music], ray=RaySettings())
-        assert (again.added, again.unchanged, again.skipped_failed) == (0, 6, 1)
+        assert (again.added, again.unchanged, again.skipped_failed) == (0, 7, 2)
 
 
 def test_ray_vectors_follow_the_published_recipe(tmp_path, music, local_ray):

@@ -111,8 +111,8 @@ def _decode(batch: dict[str, np.ndarray], *, sample_rate: int, windows) -> Itera
             row.update(sha256=message[1], total=int(message[2]), tags=json.dumps(message[3]))
         elif message[0] == "same":
             row.update(sha256=message[1])
-        else:
-            row.update(reason=message[1])
+        else:  # JSON keeps a reason naming a path that is not UTF-8 (Arrow strings must be)
+            row.update(reason=json.dumps(message[1]))
         yield {name: [value] for name, value in row.items()}
 
 
@@ -180,7 +180,7 @@ def _outcome(pending: _Pending, shape: _Shape) -> Outcome:
     if final["kind"] == "same":
         return Unchanged(final["sha256"])
     if final["kind"] == "failed":
-        return Failed(final["reason"])
+        return Failed(json.loads(final["reason"]))
     parts = sorted(pending.windows)
     starts = np.array([start for _, starts, _, _ in parts for start in starts], dtype=np.int64)
     lengths = np.array([length for _, starts, length, _ in parts for _ in starts], dtype=np.int64)
