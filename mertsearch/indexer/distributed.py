@@ -75,6 +75,7 @@ def _ray():
     try:
         import ray
         import ray.data
+        import ray.exceptions
     except ImportError as exc:
         raise InvalidArgumentError("--executor ray needs Ray: pip install 'mertsearch[ray]'") from exc
     return ray
@@ -332,7 +333,13 @@ def _results(dataset) -> Iterator:
 def _dataset(jobs: Iterable[Job], spec: dict, model: dict, windows, settings: RaySettings, run: RayRun):
     ray = _ray()
     if not ray.is_initialized():
-        ray.init(address=settings.address, logging_level=logging.ERROR, log_to_driver=False)
+        try:
+            ray.init(address=settings.address, logging_level=logging.ERROR, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ray.exceptions.RayError) as exc:
+            raise ClusterError(
+                f"cannot connect to the Ray cluster at {settings.address or 'RAY_ADDRESS'}: {exc} (is it running, "
+                "with this Ray version? with token authentication, give its token in RAY_AUTH_TOKEN)"
+            ) from None
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notices would break the progress line
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
