@@ -213,23 +213,29 @@ def _rows(table) -> Iterator[dict]:
 
 
 class _Collector:
-    """Rows of any files in any order -> each file's outcome once all its rows are in."""
+    """Rows of any files in any order -> (job, outcome) for each job once all its file's rows are in.
 
-    def __init__(self, shape: _Shape) -> None:
+    Rows of files that are not (or no longer) jobs are dropped: a track already stored, or a file
+    changed since an earlier run wrote them."""
+
+    def __init__(self, shape: _Shape, jobs: Iterable[Job]) -> None:
         self.shape = shape
+        self.todo = {_key(job.path, job.size, job.mtime_ns): job for job in jobs}
         self.pending: dict[tuple, _Pending] = {}
 
-    def add(self, row: dict) -> tuple[tuple, Outcome] | None:
-        key = (row["path"], row["size"], row["mtime_ns"])
-        pending = self.pending.setdefault(key, _Pending())
-        if row["kind"] == "windows":
-            pending.windows.append((row["seq"], list(row["starts"]), row["length"], row["means"]))
-        elif row["kind"] in FINAL:
-            pending.final = row
-        if not pending.complete():
-            return None
-        del self.pending[key]
-        return key, _outcome(pending, self.shape)
+    def finished(self, rows: Iterable[dict]) -> Iterator[tuple[Job, Outcome]]:
+        for row in rows:
+            key = (row["path"], row["size"], row["mtime_ns"])
+            if key not in self.todo:
+                continue
+            pending = self.pending.setdefault(key, _Pending())
+            if row["kind"] == "windows":
+                pending.windows.append((row["seq"], list(row["starts"]), row["length"], row["means"]))
+            elif row["kind"] in FINAL:
+                pending.final = row
+            if pending.complete():
+                del self.pending[key]
+                yield self.todo.pop(key), _outcome(pending, self.shape)
 
 
 def _write_shard(folder: Path, number: int, table) -> None:
@@ -281,31 +287,26 @@ def embed_on_ray(
     """
     import pyarrow.parquet as pq
 
-    shape = _Shape.of(spec)
-    todo = {_key(job.path, job.size, job.mtime_ns): job for job in jobs}
-    collector = _Collector(shape)
+    collector = _Collector(_Shape.of(spec), jobs)
     held = _earlier_runs(shards)
     try:
         for shard in sorted(shard for folder in held for shard in folder.glob(f"{SHARD_PREFIX}*.parquet")):
-            for row in _rows(pq.read_table(shard)):
-                if (done := collector.add(row)) is not None and (job := todo.pop(done[0], None)) is not None:
-                    run.from_shards += 1
-                    yield job, done[1]
+            for job, outcome in collector.finished(_rows(pq.read_table(shard))):
+                run.from_shards += 1
+                yield job, outcome
         collector.pending.clear()  # files an earlier run did not finish: embedded again
-        if todo:
+        if collector.todo:
             folder = shards / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
             folder.mkdir(parents=True, exist_ok=True)
             held[folder] = _claim(folder)
-            for table in _results(_dataset(todo.values(), spec, model, windows, settings, run)):
+            for table in _results(_dataset(collector.todo.values(), spec, model, windows, settings, run)):
                 _write_shard(folder, run.shards_written, table)
                 run.shards_written += 1
                 if not run.device and table.num_rows:
                     run.device = table.column("device")[0].as_py()
                     run.precision = table.column("precision")[0].as_py()
-                for row in _rows(table):
-                    if (done := collector.add(row)) is not None and (job := todo.pop(done[0], None)) is not None:
-                        yield job, done[1]
-            for job in list(todo.values()):
+                yield from collector.finished(_rows(table))
+            for job in list(collector.todo.values()):
                 yield job, Failed(LOST)
         # Everything is stored: the shards are no longer needed.
         for folder in held:
