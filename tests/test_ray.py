@@ -227,3 +227,16 @@ def test_weights_that_are_not_the_catalogs_stop_the_run_in_one_line(tmp_path, ti
             )
         )
     assert "\n" not in str(caught.value)
+
+
+def test_a_cluster_that_cannot_be_reached_is_one_line(monkeypatch):
+    import mertsearch.indexer.distributed as distributed
+    from mertsearch.errors import ClusterError
+
+    def refuse(**_):
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.9:6379")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(ClusterError, match="cannot connect to the Ray cluster at 10.0.0.9:6379"):
+        distributed._dataset([], {}, {}, None, RaySettings(address="10.0.0.9:6379"), distributed.RayRun())

@@ -177,3 +177,24 @@ def test_a_killed_sharded_build_leaves_the_old_index_and_no_stray_files_after_th
     assert not [n for n in names if n.startswith(".")] and len([n for n in names if n.endswith(".ivfdata")]) == 2
     windows = VectorIndex.load(folder, store.data_version(), DIM, "windows", mmap=True)
     assert sorted(_all_ids(windows)) == store.ids("windows").tolist()
+
+
+def test_a_save_removes_a_dead_writers_leftovers_and_keeps_a_live_writers(tmp_path):
+    """Temporary files and build folders name their writer's pid: another writer (PostgreSQL) may be
+    saving or building right now, and its files must survive this writer's save."""
+    folder = tmp_path / "index"
+    folder.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = int(gone.stdout), 1  # the first process exits before the save; pid 1 lives on
+    leftovers = {
+        folder / f".tracks-{dead}-abc.tmp": False,
+        folder / f".tracks-{alive}-abc.tmp": True,
+        folder / f".tracks-build-{dead}-abc": False,
+        folder / f".tracks-build-{alive}-abc": True,
+    }
+    for path in leftovers:
+        path.mkdir() if "build" in path.name else path.write_bytes(b"half")
+    index = VectorIndex(DIM, "IDMap2,Flat")
+    index.add(np.arange(3), _unit(np.random.default_rng(0), 3))
+    index.save(folder, 1, "tracks")
+    assert {path: path.exists() for path in leftovers} == leftovers
