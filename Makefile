@@ -1,5 +1,6 @@
 # make install: a .venv with everything (and FFmpeg's shared libraries where apt can bring them).
-# make test:    install, then lint and run the whole test suite (PostgreSQL's tests on a local server).
+# make test:    install, then lint and run the whole test suite in fp32 and again in bf16 (PostgreSQL's
+#               tests on a local server); make test-fast: the tests not marked slow.
 # make index MUSIC=~/Music CATALOG=./catalog [MODEL=mert-v1-95m LAYER=N]: install, then index
 #               (LAYER defaults to the model's own: 7 for MERT-v1-95M).
 # make serve CATALOG=./catalog: the HTTP API and web page on http://127.0.0.1:8000/
@@ -15,7 +16,7 @@ CATALOG ?= ./catalog
 MODEL ?= mert-v1-95m
 LAYER ?=
 
-.PHONY: install ffmpeg chromium postgres test lint index serve demo demo-midi clean
+.PHONY: install ffmpeg chromium postgres test test-fast lint index serve demo demo-midi clean
 
 install: ffmpeg $(STAMP)
 
@@ -68,8 +69,15 @@ lint: install
 	$(BIN)/ruff check mertsearch tests bench
 	$(BIN)/ruff format --check mertsearch tests bench
 
+# The suite twice: in fp32 (what "auto" picks on a CPU without bf16 units), then with bf16 forced
+# (what it picks on one with them), so both roads are proven whatever CPU runs it.
 test: install chromium postgres lint
-	MERTSEARCH_TEST_POSTGRES='$(TEST_POSTGRES)' $(BIN)/python -m pytest
+	MERTSEARCH_TEST_POSTGRES='$(TEST_POSTGRES)' MERTSEARCH_TEST_PRECISION=fp32 $(BIN)/python -m pytest
+	MERTSEARCH_TEST_POSTGRES='$(TEST_POSTGRES)' MERTSEARCH_TEST_PRECISION=bf16 $(BIN)/python -m pytest
+
+# The fast inner loop: everything not marked slow (under 2 minutes on 2 cores).
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
 
 index: install
 	$(BIN)/mertsearch index "$(MUSIC)" --catalog "$(CATALOG)" --model "$(MODEL)" $(if $(LAYER),--layer $(LAYER))

@@ -136,7 +136,7 @@ class Catalog:
         checkpoint: Checkpoint | None,
         device: str | None,
         batch_size: int | None,
-        precision: str = "auto",
+        precision: str | None = None,
         mmap: bool = False,
         database: str | None = None,
     ) -> None:
@@ -185,7 +185,7 @@ class Catalog:
         create: bool = False,
         device: str | None = None,
         batch_size: int | None = None,
-        precision: str = "auto",
+        precision: str | None = None,
         mmap: bool = False,
         database: str | None = None,
     ) -> Catalog:
@@ -206,10 +206,11 @@ class Catalog:
 
         ``device`` runs the model on "cpu" or "cuda" (default: cuda when there is one);
         ``batch_size`` is windows per model call (default: 32 on a GPU, 1 on a CPU);
-        ``precision`` is "auto", "fp32", "bf16" or "fp16" (see MertEncoder).
+        ``precision`` is "auto", "fp32", "bf16" or "fp16" (see MertEncoder); None: the
+        MERTSEARCH_PRECISION environment variable, else "auto".
         """
         layers = _one_of(layer, layers)
-        check_precision(precision)
+        precision = check_precision(precision)
         path = Path(directory).expanduser().absolute()
         stored = read_manifest(path) if path.is_dir() else None
         checkpoint = resolve_checkpoint(model, revision=revision) if model else None
@@ -1031,7 +1032,7 @@ def embed(
     start: float | None = None,
     end: float | None = None,
     device: str | None = None,
-    precision: str = "auto",
+    precision: str | None = None,
 ) -> Embedding:
     """Vectors of one clip without a catalog: the pooled, L2-normalised vector and the window vectors."""
     from mertsearch.audio.decode import stream_audio

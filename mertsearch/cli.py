@@ -43,10 +43,12 @@ LayersOpt = Annotated[
 WaitOpt = Annotated[float, typer.Option(help="Seconds to wait when another process is writing to the catalog.", min=0)]
 DeviceOpt = Annotated[str | None, typer.Option(help="Torch device (cpu, cuda, cuda:1); default: cuda if present.")]
 PrecisionOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         help="Model arithmetic: auto (bf16 only where this machine computes it natively, faster, and within "
-        "cosine 0.9999 of fp32; else fp32), fp32, bf16 or fp16 (the last two trade accuracy for speed)."
+        "cosine 0.9999 of fp32; else fp32), fp32, bf16 or fp16 (the last two trade accuracy for speed). "
+        "Default: $MERTSEARCH_PRECISION, else auto.",
+        show_default=False,
     ),
 ]
 
@@ -142,7 +144,7 @@ def index(
         float, typer.Option(help="Seconds a decoder may go silent before its file is failed as hung.", min=1)
     ] = 120.0,
     device: DeviceOpt = None,
-    precision: PrecisionOpt = "auto",
+    precision: PrecisionOpt = None,
     executor: Annotated[
         str,
         typer.Option(
@@ -340,7 +342,7 @@ def search(
         str | None, typer.Option(help="Where the catalog's model weights are now (checked by hash).")
     ] = None,
     device: DeviceOpt = None,
-    precision: PrecisionOpt = "auto",
+    precision: PrecisionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Find the catalog tracks most similar to an audio clip, and where they match."""
@@ -416,7 +418,7 @@ def embed(
     end: Annotated[float | None, typer.Option(help="Use the clip up to this second.", min=0)] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also save the vector as .npy.")] = None,
     device: DeviceOpt = None,
-    precision: PrecisionOpt = "auto",
+    precision: PrecisionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Print the pooled, L2-normalised vector of an audio file (no catalog needed)."""
@@ -593,7 +595,7 @@ def evaluate(
         str | None, typer.Option(help="Where the catalog's model weights are now (checked by hash).")
     ] = None,
     device: DeviceOpt = None,
-    precision: PrecisionOpt = "auto",
+    precision: PrecisionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure how good the search is on this catalog: excerpts found (clean and degraded), label
@@ -756,7 +758,7 @@ def serve(
     max_clip_seconds: Annotated[float, typer.Option(help="Longest clip searched, in seconds.", min=1)] = 600.0,
     model: Annotated[str | None, typer.Option(help="Where the catalog's model weights are now.")] = None,
     device: DeviceOpt = None,
-    precision: PrecisionOpt = "auto",
+    precision: PrecisionOpt = None,
 ) -> None:
     """Serve the HTTP API and the web page (open http://HOST:PORT/ in a browser)."""
     import uvicorn

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
 from mertsearch.errors import InvalidArgumentError
@@ -11,11 +12,17 @@ DEFAULT_LAYER = 7
 
 # The model's arithmetic: "auto" measures bf16 against fp32 on the machine (see MertEncoder).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# The precision used where none is given (a server's, a cluster's, a test run's), else "auto".
+PRECISION_ENV = "MERTSEARCH_PRECISION"
 
 
-def check_precision(precision: str) -> str:
+def check_precision(precision: str | None) -> str:
+    """``precision`` checked; None means $MERTSEARCH_PRECISION when it is set and not empty, else "auto"."""
+    given = "precision"
+    if precision is None:
+        precision, given = os.environ.get(PRECISION_ENV) or "auto", PRECISION_ENV
     if precision not in PRECISIONS:
-        raise InvalidArgumentError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise InvalidArgumentError(f"{given} must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     return precision
 
 

@@ -5,11 +5,11 @@ import shutil
 import uuid
 from pathlib import Path
 
+import mutagen
 import pytest
 
-from tests.fixtures import tone_track, write_audio, write_tiny_mert
-
-SAMPLE_RATE = 44100
+from mertsearch import Catalog
+from tests.helpers import DISCERNING, SAMPLE_RATE, melody_track, tone_track, write_audio, write_tiny_mert
 
 
 @pytest.fixture(scope="session")
@@ -37,14 +37,65 @@ def music(tmp_path, music_source) -> Path:
     return folder
 
 
+# (artist, album, year, seconds) of twelve generated tracks.
+TAGS = [
+    ("Ann", "First", 1990, 12),
+    ("Ann", "First", 1990, 13),
+    ("Ann", "Second", 1995, 14),
+    ("Ann", "Second", 1995, 15),
+    ("Bob", "Blue", 2001, 16),
+    ("Bob", "Blue", 2001, 17),
+    ("Bob", "Red", 2003, 18),
+    ("Cat", "Only", 2010, 19),
+    ("Cat", "Only", 2010, 20),
+    ("Cat", "Only", 2010, 21),
+    ("Dan", "Solo", 2020, 22),
+    ("Dan", "Solo", 2020, 23),
+]
+
+
+@pytest.fixture(scope="module")
+def tagged_catalog(tmp_path_factory):
+    """Twelve generated tunes tagged with TAGS (folders by artist), a discerning tiny model, hop 2.5 s,
+    centered: (catalog, music folder), shared by a module's tests, which must not change it."""
+    root = tmp_path_factory.mktemp("tagged")
+    model, _ = write_tiny_mert(root / "model", overrides=DISCERNING)
+    for n, (artist, album, year, seconds) in enumerate(TAGS):
+        path = write_audio(
+            root / "music" / artist / f"{n:02d}.flac", melody_track(100 + n, seconds, SAMPLE_RATE), SAMPLE_RATE
+        )
+        tagged = mutagen.File(str(path), easy=True)
+        tagged["artist"], tagged["album"], tagged["date"], tagged["title"] = artist, album, str(year), f"Song {n}"
+        tagged.save()
+    with Catalog.create(root / "cat", model=str(model), layer=2, hop=2.5) as cat:
+        assert cat.index_paths([root / "music"]).added == 12
+        cat.reindex(transform="center")
+        yield cat, root / "music"
+
+
 # A PostgreSQL URL whose role may create databases (make test starts a local server and sets it).
 POSTGRES_ENV = "MERTSEARCH_TEST_POSTGRES"
 
 
-@pytest.fixture(autouse=True)
-def _no_database_from_the_environment(monkeypatch):
-    """A developer's MERTSEARCH_DATABASE must not move the tests' catalogs into their database."""
-    monkeypatch.delenv("MERTSEARCH_DATABASE", raising=False)
+# The model precision of every catalog and encoder a test does not pin itself: fp32 (what a CPU
+# without bf16 units chooses), or bf16 with MERTSEARCH_TEST_PRECISION=bf16 (what "auto" chooses on
+# one with them; autocast runs it, slowly, on any CPU). make test runs the suite both ways.
+TEST_PRECISION_ENV = "MERTSEARCH_TEST_PRECISION"
+
+
+def pytest_report_header(config) -> str:
+    return f"mertsearch: model precision {os.environ.get(TEST_PRECISION_ENV) or 'fp32'} ({TEST_PRECISION_ENV})"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _environment():
+    """For the whole run, module-wide catalogs and child processes included: this run's precision in
+    MERTSEARCH_PRECISION, and no MERTSEARCH_DATABASE of the developer's (it would move the tests'
+    catalogs into their database; the ``database`` fixture sets it per test)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MERTSEARCH_PRECISION", os.environ.get(TEST_PRECISION_ENV) or "fp32")
+        patch.delenv("MERTSEARCH_DATABASE", raising=False)
+        yield
 
 
 @pytest.fixture

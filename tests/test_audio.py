@@ -7,7 +7,7 @@ import pytest
 from mertsearch.audio.decode import decode_audio
 from mertsearch.audio.tags import read_tags
 from mertsearch.errors import AudioDecodeError
-from tests.fixtures import tone_track, write_audio
+from tests.helpers import tone_track, write_audio
 
 SR = 24000
 

@@ -12,10 +12,9 @@ import pytest
 
 from mertsearch import Catalog
 from mertsearch.api.app import Settings
-from tests.fixtures import tone_track, write_audio
+from tests.helpers import assert_consistent, tone_track, write_audio
 
 from .servers import running
-from .test_catalog import _assert_consistent
 
 SR = 44100
 INVALID_UTF8 = os.fsdecode(b"caf\xe9 \xff.flac")  # Latin-1 bytes: not valid UTF-8
@@ -74,7 +73,7 @@ def test_bad_files_are_recorded_and_not_retried_and_odd_names_work(tmp_path, tin
         assert "too short" in reasons["too-short.wav"] and "not a regular file" in reasons["pipe.wav"]
         assert "cannot read" in reasons["gone.flac"] and "cannot read" in reasons["self-link.wav"]
         assert all("cannot decode" in reasons[name] for name in ("text.ogg", "garbage.mp3", "header-only.flac"))
-        _assert_consistent(cat, len(good))
+        assert_consistent(cat, len(good))
 
         again = cat.index_paths([root])
         # Files that could be looked at are not retried until they change; links to nothing are

@@ -9,37 +9,11 @@ import pytest
 from mertsearch import Catalog, CatalogMismatchError, CatalogNotFoundError, TrackNotFoundError
 from mertsearch.encoder.mert import MertEncoder
 from mertsearch.storage.vector_index import saved_index_file
-from tests.fixtures import tone_track, write_audio
-
-from .conftest import SAMPLE_RATE
+from tests.helpers import SAMPLE_RATE, assert_consistent, tone_track, write_audio
 
 
 def _open(tmp_path, model, **kw) -> Catalog:
     return Catalog.create(tmp_path / "cat", model=str(model), layer=3, **kw)
-
-
-def _index_ids(cat: Catalog) -> list[int]:
-    scores, ids = cat.index.search(np.zeros((1, cat.manifest["encoder"]["dim"]), np.float32), 1000)
-    return sorted(int(i) for i in ids[0] if i >= 0)
-
-
-def _track_ids(cat: Catalog) -> list[int]:
-    return sorted(int(i) for batch, _ in cat.store.track_vectors() for i in batch)
-
-
-def _assert_consistent(cat: Catalog, expected_tracks: int) -> None:
-    """Every file once, and the FAISS index holds exactly the database's tracks."""
-    with cat.store.session() as session:
-        from sqlalchemy import func, select
-
-        from mertsearch.storage.schema import Track
-
-        paths = session.scalars(select(Track.path)).all()
-        assert len(paths) == len(set(paths)) == expected_tracks
-        assert session.scalar(select(func.count(Track.id))) == expected_tracks
-    assert _index_ids(cat) == _track_ids(cat)
-    window_ids = sorted(int(i) for batch, _ in cat.store.window_vectors() for i in batch)
-    assert len(cat.indexes.windows) == len(window_ids) == cat.store.counts()["windows"]
 
 
 def test_index_then_search_finds_the_excerpt_first_with_its_position(tmp_path, tiny_model, music, database):
@@ -105,7 +79,7 @@ def test_reindex_skips_unchanged_adds_new_and_reembeds_changed(tmp_path, tiny_mo
         assert (report.added, report.updated, report.unchanged) == (1, 1, 5)
         assert cat.track_id(changed) == old_id  # ids stay valid
         assert cat.store.tracks_by_id([old_id])[old_id].vector != old_vector
-        _assert_consistent(cat, 7)
+        assert_consistent(cat, 7)
 
 
 def test_a_bad_file_is_recorded_and_the_run_goes_on(tmp_path, tiny_model, music, database):
@@ -128,7 +102,7 @@ def test_a_bad_file_is_recorded_and_the_run_goes_on(tmp_path, tiny_model, music,
         write_audio(music / "silent.wav", tone_track(9, 6, SAMPLE_RATE), SAMPLE_RATE)  # fixed by the user
         fixed = cat.index_paths([music])
         assert fixed.added == 1 and len(cat.failures()) == 2
-        _assert_consistent(cat, 7)
+        assert_consistent(cat, 7)
 
 
 def test_an_interrupted_run_picks_up_where_it_stopped(tmp_path, tiny_model, music, monkeypatch):
@@ -150,7 +124,7 @@ def test_an_interrupted_run_picks_up_where_it_stopped(tmp_path, tiny_model, musi
         assert 0 < stored < 6
         report = cat.index_paths([music])
         assert (report.added, report.unchanged) == (6 - stored, stored)
-        _assert_consistent(cat, 6)
+        assert_consistent(cat, 6)
 
 
 def test_a_stale_or_missing_index_is_rebuilt_from_stored_vectors(tmp_path, tiny_model, music, database):
@@ -171,7 +145,7 @@ def test_opening_with_other_settings_names_the_difference(tmp_path, tiny_model, 
         Catalog.open(tmp_path / "cat", layer=2)
     with pytest.raises(CatalogMismatchError, match=r"windows.hop_s: 5.0 in the catalog, 2.5 asked"):
         Catalog.open(tmp_path / "cat", hop=2.5)
-    from tests.fixtures import write_tiny_mert
+    from tests.helpers import write_tiny_mert
 
     other, _ = write_tiny_mert(tmp_path / "other-model", seed=1)
     with pytest.raises(CatalogMismatchError, match="weights_sha256"):
@@ -201,7 +175,7 @@ def test_vectors_are_normalised_and_stored_per_window(tmp_path, tiny_model, musi
 
 
 def test_music2vec_catalog_uses_its_30_second_context(tmp_path, music):
-    from tests.fixtures import write_tiny_mert
+    from tests.helpers import write_tiny_mert
 
     model, _ = write_tiny_mert(tmp_path / "music2vec", kind="data2vec")
     with Catalog.create(tmp_path / "cat", model=str(model), layer=2) as cat:

@@ -6,9 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mertsearch.cli import app
-from tests.fixtures import tone_track, write_audio
-
-from .conftest import SAMPLE_RATE
+from tests.helpers import SAMPLE_RATE, tone_track, write_audio
 
 runner = CliRunner()
 

@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 
 from mertsearch import Catalog
-from tests.fixtures import tone_track, write_audio
-
-from .test_catalog import _assert_consistent
+from tests.helpers import assert_consistent, tone_track, write_audio
 
 
 def _tracks_in(database) -> int:
@@ -57,7 +55,7 @@ def test_sigkill_mid_ingest_then_rerun_completes_without_duplicates(tmp_path, ti
     rerun = subprocess.run(command, capture_output=True, text=True, check=True)
     assert '"failed": []' in rerun.stdout
     with Catalog.open(catalog) as cat:
-        _assert_consistent(cat, 24)
+        assert_consistent(cat, 24)
 
 
 # Runs `mertsearch index` with one function patched to SIGKILL the indexer on its Nth call.
@@ -146,6 +144,6 @@ def test_sigkill_at_every_kind_of_point_loses_nothing(tmp_path, tiny_model):
     )
     assert check.returncode == 0, check.stdout + check.stderr
     with Catalog.open(catalog) as cat:
-        _assert_consistent(cat, files)  # every file exactly once, database and indexes id for id
+        assert_consistent(cat, files)  # every file exactly once, database and indexes id for id
         assert cat.verify() == []
     assert not list((catalog / "index").glob(".*.tmp"))

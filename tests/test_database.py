@@ -16,8 +16,7 @@ from mertsearch import Catalog, CatalogMismatchError
 from mertsearch.cli import app
 from mertsearch.storage.schema import Track
 from mertsearch.storage.store import MetadataStore, TrackRecord
-
-from .test_catalog import _assert_consistent
+from tests.helpers import assert_consistent
 
 INVALID_UTF8 = os.fsdecode(b"/music/caf\xe9 \xff/track.flac")
 
@@ -160,7 +159,7 @@ def test_two_writers_index_into_one_postgresql_catalog_at_once(tmp_path, tiny_mo
     for writer in writers:
         assert writer.wait(timeout=300) == 0
     with Catalog.open(catalog, database=postgres_url) as cat:
-        _assert_consistent(cat, 6)
+        assert_consistent(cat, 6)
         assert cat.verify() == []
         with cat.store.engine.connect() as connection:
             assert connection.execute(text("SELECT count(DISTINCT path) FROM tracks")).scalar() == 6

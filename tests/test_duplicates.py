@@ -10,9 +10,7 @@ from typer.testing import CliRunner
 
 from mertsearch import Catalog
 from mertsearch.cli import app
-from tests.fixtures import DISCERNING, melody_track, write_audio, write_tiny_mert
-
-from .test_catalog import _assert_consistent
+from tests.helpers import DISCERNING, assert_consistent, melody_track, write_audio, write_tiny_mert
 
 SR = 44100
 
@@ -75,9 +73,9 @@ def test_files_gone_from_disk_are_removed_on_the_next_run(tmp_path, library):
         shutil.rmtree(music / "copies")
         report = cat.index_paths([music])
         assert report.removed == 2 and report.unchanged == 4
-        _assert_consistent(cat, 4)
+        assert_consistent(cat, 4)
         cat.index_paths([music / "tune2.wav"])  # indexing one file removes nothing elsewhere
-        _assert_consistent(cat, 4)
+        assert_consistent(cat, 4)
 
 
 def test_remove_rebuild_and_duplicates_commands(tmp_path, library):
@@ -99,4 +97,4 @@ def test_remove_rebuild_and_duplicates_commands(tmp_path, library):
     assert rebuilt["tracks"] == 4
     assert "no track with id 999" in run("remove", "999", "--catalog", catalog, code=1).stderr
     with Catalog.open(catalog) as cat:
-        _assert_consistent(cat, 4)
+        assert_consistent(cat, 4)

@@ -10,11 +10,16 @@ from transformers import Wav2Vec2FeatureExtractor
 from mertsearch.encoder.checkpoint import load_model, resolve_checkpoint
 from mertsearch.encoder.mert import MertEncoder
 from mertsearch.errors import InvalidArgumentError, ModelLoadError
-from tests.fixtures import tone_track, write_tiny_mert
+from tests.helpers import tone_track, write_tiny_mert
 
 
 def _windows(n: int = 3, seconds: float = 5.0) -> np.ndarray:
     return np.stack([tone_track(seed, seconds, 24000, channels=1)[0] for seed in range(n)])
+
+
+def _fp32_encoder(directory, layers, **options) -> MertEncoder:
+    """The engine's encoder in fp32, which the references here compute in (whatever "auto" would choose)."""
+    return MertEncoder(resolve_checkpoint(str(directory)), layers, precision="fp32", **options)
 
 
 def _reference_layer(model, windows: np.ndarray, layer: int) -> np.ndarray:
@@ -27,7 +32,7 @@ def _reference_layer(model, windows: np.ndarray, layer: int) -> np.ndarray:
 @pytest.mark.parametrize("layer", [0, 1, 3, 4])
 def test_layer_vectors_equal_hubert_hidden_states(tmp_path, stable_layer_norm, layer):
     directory, reference = write_tiny_mert(tmp_path / "m", overrides={"do_stable_layer_norm": stable_layer_norm})
-    encoder = MertEncoder(resolve_checkpoint(str(directory)), layer, batch_size=2)
+    encoder = _fp32_encoder(directory, layer, batch_size=2)
     windows = _windows()
     np.testing.assert_allclose(
         encoder.embed_windows(windows)[:, 0], _reference_layer(reference, windows, layer), atol=1e-5
@@ -44,7 +49,7 @@ def test_16khz_models_equal_their_transformers_class(tmp_path, kind, overrides, 
     directory, reference = write_tiny_mert(
         tmp_path / "m", kind=kind, overrides=overrides, preprocessor={"do_normalize": True, "sampling_rate": 16000}
     )
-    encoder = MertEncoder(resolve_checkpoint(str(directory)), layer, batch_size=2)
+    encoder = _fp32_encoder(directory, layer, batch_size=2)
     assert encoder.sample_rate == 16000
     windows = _windows(3, seconds=2.0)
     extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(directory))
@@ -57,7 +62,7 @@ def test_16khz_models_equal_their_transformers_class(tmp_path, kind, overrides, 
 @pytest.mark.parametrize("stable_layer_norm", [False, True], ids=["post-LN", "pre-LN"])
 def test_every_layer_in_one_pass_equals_hubert_hidden_states(tmp_path, stable_layer_norm):
     directory, reference = write_tiny_mert(tmp_path / "m", overrides={"do_stable_layer_norm": stable_layer_norm})
-    encoder = MertEncoder(resolve_checkpoint(str(directory)), (1, 3), keep_all=True)
+    encoder = _fp32_encoder(directory, (1, 3), keep_all=True)
     assert encoder.capture == (0, 1, 2, 3, 4) and len(encoder.model.encoder.layers) == 4
     windows = _windows(2)
     got = encoder.embed_windows(windows)
@@ -67,7 +72,7 @@ def test_every_layer_in_one_pass_equals_hubert_hidden_states(tmp_path, stable_la
 
 def test_several_layers_capture_only_those(tmp_path):
     directory, reference = write_tiny_mert(tmp_path / "m")
-    encoder = MertEncoder(resolve_checkpoint(str(directory)), (3, 1))
+    encoder = _fp32_encoder(directory, (3, 1))
     assert encoder.capture == (1, 3) and len(encoder.model.encoder.layers) == 3
     windows = _windows(2)
     got = encoder.embed_windows(windows)
@@ -77,14 +82,14 @@ def test_several_layers_capture_only_those(tmp_path):
 
 def test_only_the_layers_up_to_the_chosen_one_run(tmp_path):
     directory, _ = write_tiny_mert(tmp_path / "m")
-    encoder = MertEncoder(resolve_checkpoint(str(directory)), 2)
+    encoder = _fp32_encoder(directory, 2)
     assert len(encoder.model.encoder.layers) == 2
     assert encoder.num_layers == 4
 
 
 def test_preprocessing_follows_the_checkpoint_like_transformers_feature_extractor(tmp_path):
     directory, reference = write_tiny_mert(tmp_path / "m", preprocessor={"do_normalize": True})
-    encoder = MertEncoder(resolve_checkpoint(str(directory)), 3)
+    encoder = _fp32_encoder(directory, 3)
     windows = _windows(2)
     extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(directory))
     inputs = extractor(list(windows), sampling_rate=24000, return_tensors="np").input_values
@@ -93,7 +98,7 @@ def test_preprocessing_follows_the_checkpoint_like_transformers_feature_extracto
 
 def test_safetensors_weights_load_too(tmp_path):
     directory, reference = write_tiny_mert(tmp_path / "m", safetensors=True)
-    encoder = MertEncoder(resolve_checkpoint(str(directory)), 4)
+    encoder = _fp32_encoder(directory, 4)
     windows = _windows(1)
     np.testing.assert_allclose(encoder.embed_windows(windows)[:, 0], _reference_layer(reference, windows, 4), atol=1e-5)
 
@@ -102,8 +107,8 @@ def test_batching_does_not_change_results(tmp_path):
     directory, _ = write_tiny_mert(tmp_path / "m")
     checkpoint = resolve_checkpoint(str(directory))
     windows = _windows(5)
-    one = MertEncoder(checkpoint, 3, batch_size=1).embed_windows(windows)
-    many = MertEncoder(checkpoint, 3, batch_size=5).embed_windows(windows)
+    one = MertEncoder(checkpoint, 3, batch_size=1, precision="fp32").embed_windows(windows)
+    many = MertEncoder(checkpoint, 3, batch_size=5, precision="fp32").embed_windows(windows)
     np.testing.assert_allclose(one, many, atol=1e-5)
 
 
@@ -111,7 +116,7 @@ def test_weights_saved_under_a_prefix_load(tmp_path):
     directory, reference = write_tiny_mert(tmp_path / "m")
     state = torch.load(directory / "pytorch_model.bin", weights_only=True)
     torch.save({f"mert_model.{k}": v for k, v in state.items()}, directory / "pytorch_model.bin")
-    encoder = MertEncoder(resolve_checkpoint(str(directory)), 2)
+    encoder = _fp32_encoder(directory, 2)
     windows = _windows(1)
     np.testing.assert_allclose(encoder.embed_windows(windows)[:, 0], _reference_layer(reference, windows, 2), atol=1e-5)
 
@@ -158,7 +163,7 @@ def test_other_model_types_are_refused(tmp_path):
 def test_layer_out_of_range(tmp_path):
     directory, _ = write_tiny_mert(tmp_path / "m")
     with pytest.raises(InvalidArgumentError, match="between 0 and 4"):
-        MertEncoder(resolve_checkpoint(str(directory)), 5)
+        _fp32_encoder(directory, 5)
 
 
 def test_unknown_model_name():

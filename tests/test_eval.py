@@ -8,14 +8,12 @@ import pytest
 from mertsearch import Catalog
 from mertsearch.search.excerpts import DEGRADATIONS, draw_excerpts
 from mertsearch.storage.transform import VectorTransform
-from tests.fixtures import DISCERNING, melody_track, write_audio, write_tiny_mert
-
-from .test_search import SR, catalog  # noqa: F401 - the tagged 12-track catalog fixture
+from tests.helpers import DISCERNING, SAMPLE_RATE, melody_track, write_audio, write_tiny_mert
 
 
 @pytest.mark.slow
-def test_eval_report_is_seeded_complete_and_finds_clean_excerpts(catalog, tmp_path):  # noqa: F811
-    cat, _ = catalog
+def test_eval_report_is_seeded_complete_and_finds_clean_excerpts(tagged_catalog, tmp_path):
+    cat, _ = tagged_catalog
     first = cat.evaluate(excerpts=4, seconds=8, seed=3)
     again = cat.evaluate(excerpts=4, seconds=8, seed=3)
     assert first == again  # same seed, same numbers
@@ -26,7 +24,10 @@ def test_eval_report_is_seeded_complete_and_finds_clean_excerpts(catalog, tmp_pa
     assert rows["noise 5 dB SNR"]["recall_at_1"] <= rows["clean"]["recall_at_1"]
     assert first["labels"]["labels"] == 4 and first["labels"]["layers"]  # folder names: 4 artists
     assert first["scores"]["true_matches"]["count"] >= 2
-    assert cat.evaluate(excerpts=4, seconds=8, seed=4, baseline=False) != first
+    other = cat.evaluate(excerpts=4, seconds=8, seed=4, baseline=False)
+    assert "baseline" not in other  # another seed draws other excerpts and other random pairs
+    assert other["scores"]["true_match_samples"] != first["scores"]["true_match_samples"]
+    assert other["scores"]["random_pair_samples"] != first["scores"]["random_pair_samples"]
     reference = first["baseline"]
     assert reference["model"] == "spectral" and list(reference["degradations"]) == list(DEGRADATIONS)
     assert reference["degradations"]["clean"]["recall_at_1"] >= 0.75 and reference["labels"]["layers"]
@@ -48,7 +49,7 @@ def every_layer(tmp_path_factory):
     root = tmp_path_factory.mktemp("every-layer")
     model, _ = write_tiny_mert(root / "model", overrides=DISCERNING)
     for n in range(6):
-        write_audio(root / "music" / "ab"[n % 2] / f"{n}.flac", melody_track(200 + n, 12 + n, SR), SR)
+        write_audio(root / "music" / "ab"[n % 2] / f"{n}.flac", melody_track(200 + n, 12 + n, SAMPLE_RATE), SAMPLE_RATE)
     with Catalog.create(root / "all", model=str(model), layer=2, keep_layers=True, hop=2.5) as cat:
         cat.index_paths([root / "music"])
         cat.reindex(transform="center")
@@ -115,10 +116,13 @@ def test_true_pairs_are_scored_raw_and_centered_like_a_hand_computation(every_la
 def test_silent_stretches_are_never_drawn_as_excerpts(tmp_path):
     from types import SimpleNamespace
 
-    quiet = np.zeros((1, 20 * SR), dtype=np.float32)
-    quiet[:, 14 * SR :] = melody_track(7, 6, SR)[:1]  # silence, then 6 s of music
-    tracks = [(1, str(write_audio(tmp_path / "quiet.flac", quiet, SR)), 20.0)]
-    tracks += [(n, str(write_audio(tmp_path / f"{n}.flac", melody_track(n, 20, SR), SR)), 20.0) for n in (2, 3)]
+    quiet = np.zeros((1, 20 * SAMPLE_RATE), dtype=np.float32)
+    quiet[:, 14 * SAMPLE_RATE :] = melody_track(7, 6, SAMPLE_RATE)[:1]  # silence, then 6 s of music
+    tracks = [(1, str(write_audio(tmp_path / "quiet.flac", quiet, SAMPLE_RATE)), 20.0)]
+    tracks += [
+        (n, str(write_audio(tmp_path / f"{n}.flac", melody_track(n, 20, SAMPLE_RATE), SAMPLE_RATE)), 20.0)
+        for n in (2, 3)
+    ]
     fake = SimpleNamespace(
         encoder=SimpleNamespace(sample_rate=24000),
         windows=SimpleNamespace(hop_s=5.0),
@@ -129,3 +133,22 @@ def test_silent_stretches_are_never_drawn_as_excerpts(tmp_path):
         assert drawn and all(np.abs(e.samples).max() > 1e-3 for e in drawn)
         assert len({e.track_id for e in drawn}) == len(drawn)
     assert any(len(draw_excerpts(fake, count=3, seconds=8, rng=np.random.default_rng(s))) == 2 for s in range(6))
+
+
+def test_a_small_report_is_written_whole(tmp_path, tiny_model, music):
+    """The whole road of `eval` on a small catalog: identification, labels (folders), scores, the files."""
+    from mertsearch.search.report import write_report
+
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=3) as cat:
+        cat.index_paths([music], decoders=0)
+        report = cat.evaluate(excerpts=2, seconds=4, seed=1, baseline=False)
+    assert report["identification"]["excerpts"] == 2 and "baseline" not in report
+    assert list(report["identification"]["degradations"]) == list(DEGRADATIONS)
+    files = write_report(report, tmp_path / "report")
+    assert set(files) == {"json", "markdown", "scores", "layers"}  # labels: the folders a catalog's tracks are in
+    assert json.loads((tmp_path / "report" / "eval.json").read_text()) == json.loads(json.dumps(report))
+    markdown = (tmp_path / "report" / "eval.md").read_text()
+    assert "| clean |" in markdown and "![scores](eval-scores.png)" in markdown
+    assert all(
+        (tmp_path / "report" / name).read_bytes()[:4] == b"\x89PNG" for name in ("eval-scores.png", "eval-layers.png")
+    )

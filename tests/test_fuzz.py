@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from mertsearch import Catalog
 from mertsearch.audio.decode import decode_audio
 from mertsearch.errors import AudioDecodeError
-from tests.fixtures import tone_track, write_audio
+from tests.helpers import tone_track, write_audio
 
 FORMATS = ["wav", "flac", "mp3", "ogg", "opus", "m4a"]
 EXAMPLES = 1000  # per path: the decoder, and a search through a catalog

@@ -4,9 +4,7 @@ import pytest
 
 import mertsearch.storage.vector_index as vector_index
 from mertsearch import Catalog, InvalidArgumentError
-from tests.fixtures import melody_track, write_audio
-
-from .test_catalog import _assert_consistent
+from tests.helpers import assert_consistent, melody_track, write_audio
 
 SR = 44100
 
@@ -33,11 +31,11 @@ def test_updates_and_removals_work_for_each_kind(tmp_path, tiny_model, factory):
         report = cat.index_paths([music])
         assert (report.added, report.updated, report.removed) == (1, 1, 1)
         cat.remove([music / "t05.flac"])
-        _assert_consistent(cat, 9)
+        assert_consistent(cat, 9)
         assert cat.indexes.tracks.factory == factory
     with Catalog.open(tmp_path / "cat") as reopened:
         assert reopened.indexes.windows.factory == factory
-        _assert_consistent(reopened, 9)
+        assert_consistent(reopened, 9)
 
 
 def test_auto_kind_changes_as_the_catalog_grows(tmp_path, tiny_model, monkeypatch):
@@ -50,7 +48,7 @@ def test_auto_kind_changes_as_the_catalog_grows(tmp_path, tiny_model, monkeypatc
         assert cat.indexes.windows.factory.startswith("IVF") and cat.indexes.windows.factory.endswith(",SQ8")
         results = cat.search(music / "t07.flac", k=3)
         assert results[0].path.endswith("t07.flac")
-        _assert_consistent(cat, 12)
+        assert_consistent(cat, 12)
 
 
 def test_memory_mapped_catalogs_search_but_do_not_write(tmp_path, tiny_model):

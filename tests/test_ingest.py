@@ -6,42 +6,14 @@ import time
 
 import numpy as np
 import pytest
-import torch
-import torchaudio
 from transformers import Wav2Vec2FeatureExtractor
 
 import mertsearch.indexer.reader as reader_module
 from mertsearch import Catalog
-from mertsearch.encoder.checkpoint import resolve_checkpoint
-from mertsearch.encoder.mert import MertEncoder
-from mertsearch.errors import InvalidArgumentError
 from mertsearch.storage.store import from_blob
-from tests.fixtures import write_tiny_mert
-
-from .test_catalog import _assert_consistent
+from tests.helpers import assert_consistent, recipe_track_vector, write_tiny_mert
 
 LAYER = 3
-
-
-def _recipe_track_vector(path, model, extractor) -> np.ndarray:
-    """MERT's published recipe, file by file: load, resample with T.Resample, the processor, the model
-    with all hidden states, one 5 s window at a time; the track vector is the mean of the windows'
-    normalised layer means (a short tail is dropped, a long one gets a window ending at the end)."""
-    waveform, rate = torchaudio.load(str(path))
-    audio = torchaudio.transforms.Resample(rate, 24000)(waveform.mean(dim=0)).numpy()
-    window = 5 * 24000
-    starts = list(range(0, len(audio) - window + 1, window))
-    if len(audio) - (starts[-1] + window) >= 24000:
-        starts.append(len(audio) - window)
-    vectors = []
-    for start in starts:
-        inputs = extractor(audio[start : start + window], sampling_rate=24000, return_tensors="pt")
-        with torch.inference_mode():
-            hidden = model(**inputs, output_hidden_states=True).hidden_states[LAYER]
-        mean = hidden.mean(dim=1)[0].numpy()
-        vectors.append(mean / np.linalg.norm(mean))
-    track = np.mean(vectors, axis=0)
-    return track / np.linalg.norm(track)
 
 
 def _stored_vector(cat: Catalog, path) -> np.ndarray:
@@ -53,11 +25,11 @@ def test_track_vectors_match_the_published_recipe(tmp_path, music, decoders):
     directory, model = write_tiny_mert(tmp_path / "model")
     model.eval()
     extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(directory))
-    with Catalog.create(tmp_path / "cat", model=str(directory), layer=LAYER) as cat:
+    with Catalog.create(tmp_path / "cat", model=str(directory), layer=LAYER, precision="fp32") as cat:
         report = cat.index_paths([music], decoders=decoders)
         assert report.added == 6 and report.decoders == decoders and report.precision == "fp32"
         for path in sorted(music.rglob("*.*")):
-            cosine = float(_stored_vector(cat, path) @ _recipe_track_vector(path, model, extractor))
+            cosine = float(_stored_vector(cat, path) @ recipe_track_vector(path, model, extractor, LAYER))
             assert cosine > 0.9999, (path.name, cosine)
 
 
@@ -104,23 +76,6 @@ def test_a_hung_or_crashing_decoder_fails_its_file_and_the_run_goes_on(tmp_path,
         assert "time limit" in reasons["hang.wav"]
         assert "crashed" in reasons["crash.flac"] and "signal 9" in reasons["crash.flac"]
         assert report.added == 4
-        _assert_consistent(cat, 4)
+        assert_consistent(cat, 4)
         again = cat.index_paths([music], decoders=2, decode_timeout_s=3)  # not retried while unchanged
         assert again.skipped_failed == 2 and again.unchanged == 4
-
-
-def test_precision_choices(tmp_path, tiny_model):
-    checkpoint = resolve_checkpoint(str(tiny_model))
-    windows = np.random.default_rng(0).standard_normal((3, 24000)).astype(np.float32)
-    fp32 = MertEncoder(checkpoint, LAYER, precision="fp32")
-    auto = MertEncoder(checkpoint, LAYER)
-    assert auto.precision_report["chosen"] in ("fp32", "bf16") and auto.precision_report["why"]
-    assert auto.model.config._attn_implementation == "sdpa"
-    bf16 = MertEncoder(checkpoint, LAYER, precision="bf16")
-    reference, reduced = fp32.embed_windows(windows)[:, 0], bf16.embed_windows(windows)[:, 0]
-    cosine = np.sum(reference * reduced, axis=1) / (np.linalg.norm(reference, axis=1) * np.linalg.norm(reduced, axis=1))
-    assert cosine.min() > 0.99 and not np.array_equal(reference, reduced)
-    with pytest.raises(InvalidArgumentError, match="precision"):
-        MertEncoder(checkpoint, LAYER, precision="int4")
-    with pytest.raises(InvalidArgumentError, match="precision"):
-        Catalog.create(tmp_path / "cat", model=str(tiny_model), precision="half")

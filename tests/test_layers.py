@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,9 +11,7 @@ import torch
 from mertsearch import Catalog, InvalidArgumentError
 from mertsearch.search.tuning import label_retrieval
 from mertsearch.storage.transform import VectorTransform
-from tests.fixtures import tone_track, write_audio, write_tiny_mert
-
-from .test_catalog import _assert_consistent
+from tests.helpers import assert_consistent, tone_track, write_audio, write_tiny_mert
 
 
 def _vectors(cat: Catalog) -> dict[str, np.ndarray]:
@@ -30,7 +29,7 @@ def test_several_layers_are_the_mean_of_normalised_layer_vectors(tmp_path):
     clip = tone_track(3, 5.0, 24000, channels=1)
     from mertsearch import embed
 
-    got = embed((clip, 24000), model=str(directory), layers=[1, 3]).vector
+    got = embed((clip, 24000), model=str(directory), layers=[1, 3], precision="fp32").vector
     with torch.inference_mode():
         states = reference(torch.from_numpy(clip), output_hidden_states=True).hidden_states
     expected = _normalize(sum(_normalize(states[layer].mean(dim=1)[0].numpy()) for layer in (1, 3)))
@@ -44,7 +43,7 @@ def test_reindex_to_another_layer_equals_indexing_with_it(tmp_path, tiny_model, 
         report = cat.reindex(layer=4)
         assert report["tracks_rewritten"] == 6 and cat.info()["layers"] == [4]
         switched = _vectors(cat)
-        _assert_consistent(cat, 6)
+        assert_consistent(cat, 6)
     with Catalog.create(tmp_path / "four", model=str(tiny_model), layer=4) as direct:
         direct.index_paths([music])
         for path, vector in _vectors(direct).items():
@@ -73,7 +72,7 @@ def test_a_crash_between_database_and_manifest_is_repaired_on_open(tmp_path, tin
     with Catalog.open(tmp_path / "cat") as cat:
         assert cat.manifest["encoder"]["layers"] == [3]
         assert json.loads((tmp_path / "cat" / "manifest.json").read_text())["encoder"]["layers"] == [3]
-        _assert_consistent(cat, 2)
+        assert_consistent(cat, 2)
 
 
 def test_centering_spreads_scores_and_applies_to_queries(tmp_path, tiny_model, music):
@@ -129,6 +128,40 @@ def test_label_retrieval_matches_a_hand_computed_ranking():
     assert by_album["map"] == pytest.approx(alone["map"])
 
 
+def _mean_average_precision(vectors: np.ndarray, labels: list[str]) -> float:
+    """Each track queries the others by cosine; the mean over queries of the precision at each same-label hit."""
+    vectors = _normalize(vectors)
+    averages = []
+    for query, label in enumerate(labels):
+        others = [i for i in range(len(labels)) if i != query]
+        ranked = sorted(others, key=lambda i: -float(vectors[query] @ vectors[i]))
+        hits = [rank for rank, i in enumerate(ranked, start=1) if labels[i] == label]
+        averages.append(np.mean([found / rank for found, rank in enumerate(hits, start=1)]))
+    return float(np.mean(averages))
+
+
+def _check_against_hand_computed_map(cat: Catalog, report: dict, label_of) -> dict[int, float]:
+    """Every row of a tune_layers report against mAP computed here from the stored per-layer vectors,
+    raw and centered, and the recommended layer against the best centered one."""
+    ids, per_layer = cat.store.track_layer_vectors(cat.manifest["encoder"]["dim"])
+    tracks = cat.store.tracks_by_id(ids.tolist())
+    labels = [label_of(tracks[i].path) for i in ids]
+    centered_maps = {}
+    for row in report["layers"]:
+        vectors = per_layer[:, row["layer"]]
+        centered_maps[row["layer"]] = _mean_average_precision(_normalize(vectors - vectors.mean(axis=0)), labels)
+        assert row["map"] == pytest.approx(_mean_average_precision(vectors, labels), abs=1e-4)
+        assert row["map_centered"] == pytest.approx(centered_maps[row["layer"]], abs=1e-4)
+        assert row["scores_centered"]["std"] > row["scores"]["std"]
+    assert centered_maps[report["recommended_layer"]] == pytest.approx(max(centered_maps.values()), abs=1e-4)
+    return centered_maps
+
+
+def _diagonal(path: str) -> str:
+    """A label mixing the genre folder and the pitch step of a ``labelled`` track (.../genreG/tI.flac)."""
+    return str((int(path[-9]) + int(path[-6])) % 3)
+
+
 @pytest.fixture
 def labelled(tmp_path):
     """Three 'genres' of four generated tracks each, one folder per genre."""
@@ -143,15 +176,19 @@ def labelled(tmp_path):
     return folder
 
 
-def test_tune_layer_ranks_every_kept_layer(tmp_path, tiny_model, labelled):
-    with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=2, keep_layers=True) as cat:
+def test_tune_layer_ranks_every_kept_layer(tmp_path, labelled):
+    # Larger random weights than the default, so each layer changes the vectors enough to rank apart.
+    model, _ = write_tiny_mert(tmp_path / "model", overrides={"initializer_range": 0.5})
+    with Catalog.create(tmp_path / "cat", model=str(model), layer=2, keep_layers=True) as cat:
         cat.index_paths([labelled])
         report = cat.tune_layers()
         assert [row["layer"] for row in report["layers"]] == [0, 1, 2, 3, 4]
         assert report["labels"] == 3 and report["queries"] == 12
-        assert report["recommended_layer"] in range(5)
-        for row in report["layers"]:
-            assert 0 <= row["map"] <= 1 and row["scores_centered"]["std"] > row["scores"]["std"]
+        _check_against_hand_computed_map(cat, report, lambda path: Path(path).parent.name)
+        # A harder labelling across the folders, on which the layers differ.
+        paths = [track.path for track in cat.store.tracks_by_id(list(range(1, 13))).values()]
+        crossing = cat.tune_layers({path: _diagonal(path) for path in paths})
+        assert len(set(_check_against_hand_computed_map(cat, crossing, _diagonal).values())) > 1
         # Labels from a CSV override folder names; unlabelled tracks are distractors only.
         table = tmp_path / "labels.csv"
         with open(table, "w", newline="") as handle:

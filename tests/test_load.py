@@ -11,7 +11,7 @@ import pytest
 
 from mertsearch import Catalog
 from mertsearch.api.app import Settings
-from tests.fixtures import tone_track, write_audio
+from tests.helpers import tone_track, write_audio
 
 from .servers import running
 

@@ -14,18 +14,16 @@ from mertsearch import Catalog
 from mertsearch.config import RaySettings
 from mertsearch.errors import InvalidArgumentError
 from mertsearch.storage.store import MetadataStore, from_blob
-
-from .test_catalog import _assert_consistent
-from .test_ingest import _recipe_track_vector
+from tests.helpers import assert_consistent, recipe_track_vector
 
 ray = pytest.importorskip("ray")
 
-pytestmark = pytest.mark.slow
 LAYER = 3
 
 
 @pytest.fixture(scope="module")
 def local_ray():
+    """A local Ray instance (its start-up makes every test that uses it slow)."""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
@@ -34,7 +32,7 @@ def local_ray():
 @pytest.fixture
 def bad_music(music):
     """The six tracks, a seventh whose name is not UTF-8, and two broken files (one so named)."""
-    from tests.fixtures import tone_track, write_audio
+    from tests.helpers import tone_track, write_audio
 
     write_audio(music / "g.flac", tone_track(9, 7, 44100), 44100).rename(music / os.fsdecode(b"caf\xe9 \xff.flac"))
     (music / "broken.mp3").write_bytes(b"not audio at all" * 64)
@@ -51,6 +49,7 @@ def _vectors(cat: Catalog) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray
     return out
 
 
+@pytest.mark.slow
 def test_ray_gives_the_local_executors_vectors(tmp_path, tiny_model, bad_music, local_ray):
     with Catalog.create(tmp_path / "local", model=str(tiny_model), layer=LAYER, keep_layers=True) as local:
         local.index_paths([bad_music], decoders=0)
@@ -72,28 +71,30 @@ def test_ray_gives_the_local_executors_vectors(tmp_path, tiny_model, bad_music, 
         layers = cat.store.track_layer_vectors(cat.manifest["encoder"]["dim"])[1]
         assert np.min(np.sum(layers * expected_layers, axis=-1)) >= 0.9999
         assert not (cat.directory / "shards").exists()
-        _assert_consistent(cat, 7)
+        assert_consistent(cat, 7)
         # Nothing changed: a second run has no work for Ray.
         again = cat.index_paths([bad_music], ray=RaySettings())
         assert (again.added, again.unchanged, again.skipped_failed) == (0, 7, 2)
 
 
+@pytest.mark.slow
 def test_ray_vectors_follow_the_published_recipe(tmp_path, music, local_ray):
     """Against transformers' model and processor run directly (not the engine's own local run)."""
     from transformers import Wav2Vec2FeatureExtractor
 
-    from tests.fixtures import write_tiny_mert
+    from tests.helpers import write_tiny_mert
 
     directory, model = write_tiny_mert(tmp_path / "model")
     model.eval()
     extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(directory))
     path = music / "a.wav"
-    with Catalog.create(tmp_path / "ray", model=str(directory), layer=LAYER) as cat:
+    with Catalog.create(tmp_path / "ray", model=str(directory), layer=LAYER, precision="fp32") as cat:
         cat.index_paths([path], ray=RaySettings())
         vector = from_blob(cat.store.track_by_path(str(path)).vector)
-    assert float(vector @ _recipe_track_vector(path, model, extractor)) >= 0.9999
+    assert float(vector @ recipe_track_vector(path, model, extractor, LAYER)) >= 0.9999
 
 
+@pytest.mark.slow
 def test_shards_of_a_stopped_run_are_used_once(tmp_path, tiny_model, music, local_ray, monkeypatch, database):
     original = MetadataStore.put_track
     stored = []
@@ -119,7 +120,7 @@ def test_shards_of_a_stopped_run_are_used_once(tmp_path, tiny_model, music, loca
         # The track being stored when the run stopped was complete in a shard: not embedded again.
         assert (report.added, report.unchanged) == (4, 2) and report.from_shards >= 1
         assert not shards.exists()
-        _assert_consistent(cat, 6)
+        assert_consistent(cat, 6)
 
         # The same shards once more (a repeated shard): every file is stored, nothing is duplicated.
         shutil.copytree(kept, shards)
@@ -168,6 +169,7 @@ def test_a_file_whose_task_died_is_failed_with_a_reason(tmp_path, tiny_model, mu
     assert len(report.failed) == 5 and {f.reason for f in report.failed} == {distributed.LOST}
 
 
+@pytest.mark.slow
 def test_cli_ray_options(tmp_path, tiny_model, music):
     from typer.testing import CliRunner
 
@@ -195,6 +197,7 @@ def test_settings_are_checked():
         RaySettings(actors=0)
 
 
+@pytest.mark.slow
 def test_weights_that_are_not_the_catalogs_stop_the_run_in_one_line(tmp_path, tiny_model, music, local_ray):
     from mertsearch.errors import ClusterError
     from mertsearch.indexer.distributed import RayRun, embed_on_ray

@@ -1,49 +1,18 @@
 """Segment search, filters, diversity, several seeds, score floor, playlists."""
 
-import mutagen
 import numpy as np
 import pytest
 
-from mertsearch import Catalog, InvalidArgumentError
+from mertsearch import InvalidArgumentError
 from mertsearch.search.playlist import write_m3u
 from mertsearch.storage.filters import Filters
-from tests.fixtures import DISCERNING, melody_track, tone_track, write_audio, write_tiny_mert
+from tests.helpers import SAMPLE_RATE, melody_track, tone_track
 
-SR = 44100
-# (artist, album, year, seconds) of twelve generated tracks.
-TAGS = [
-    ("Ann", "First", 1990, 12),
-    ("Ann", "First", 1990, 13),
-    ("Ann", "Second", 1995, 14),
-    ("Ann", "Second", 1995, 15),
-    ("Bob", "Blue", 2001, 16),
-    ("Bob", "Blue", 2001, 17),
-    ("Bob", "Red", 2003, 18),
-    ("Cat", "Only", 2010, 19),
-    ("Cat", "Only", 2010, 20),
-    ("Cat", "Only", 2010, 21),
-    ("Dan", "Solo", 2020, 22),
-    ("Dan", "Solo", 2020, 23),
-]
+SR = SAMPLE_RATE
 
 
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tagged")
-    model, _ = write_tiny_mert(root / "model", overrides=DISCERNING)
-    for n, (artist, album, year, seconds) in enumerate(TAGS):
-        path = write_audio(root / "music" / artist / f"{n:02d}.flac", melody_track(100 + n, seconds, SR), SR)
-        tagged = mutagen.File(str(path), easy=True)
-        tagged["artist"], tagged["album"], tagged["date"], tagged["title"] = artist, album, str(year), f"Song {n}"
-        tagged.save()
-    with Catalog.create(root / "cat", model=str(model), layer=2, hop=2.5) as cat:
-        assert cat.index_paths([root / "music"]).added == 12
-        cat.reindex(transform="center")
-        yield cat, root / "music"
-
-
-def test_an_excerpt_off_the_window_grid_is_found_with_its_position_within_one_hop(catalog):
-    cat, music = catalog
+def test_an_excerpt_off_the_window_grid_is_found_with_its_position_within_one_hop(tagged_catalog):
+    cat, music = tagged_catalog
     source = melody_track(100 + 9, 21, SR)  # Cat's 21 s track
     for offset in (0.4, 1.7, 3.3, 4.6, 6.2, 7.9, 9.4, 11.1, 12.6):
         clip = (source[:, int(offset * SR) : int((offset + 8) * SR)], SR)
@@ -53,8 +22,8 @@ def test_an_excerpt_off_the_window_grid_is_found_with_its_position_within_one_ho
         assert abs(estimated - offset) <= 2.5, (offset, best)  # one hop
 
 
-def test_tracks_mode_compares_whole_tracks(catalog):
-    cat, music = catalog
+def test_tracks_mode_compares_whole_tracks(tagged_catalog):
+    cat, music = tagged_catalog
     results = cat.search(music / "Bob" / "05.flac", k=5, mode="tracks")
     assert results[0].path.endswith("05.flac") and results[0].score == pytest.approx(1.0, abs=1e-4)
     assert len({r.track_id for r in results}) == 5
@@ -63,8 +32,8 @@ def test_tracks_mode_compares_whole_tracks(catalog):
 
 
 @pytest.mark.parametrize("mode", ["segments", "tracks"])
-def test_filters_give_k_results_whenever_k_tracks_match(catalog, mode):
-    cat, music = catalog
+def test_filters_give_k_results_whenever_k_tracks_match(tagged_catalog, mode):
+    cat, music = tagged_catalog
     query = music / "Ann" / "00.flac"
     only_cat = cat.search(query, k=3, mode=mode, filters=Filters(artist=("cat",)))
     assert [r.artist for r in only_cat] == ["Cat"] * 3
@@ -85,8 +54,8 @@ def test_filter_expressions_are_checked():
         Filters.parse(["artist"])
 
 
-def test_diversity_caps_results_per_artist_and_album(catalog):
-    cat, music = catalog
+def test_diversity_caps_results_per_artist_and_album(tagged_catalog):
+    cat, music = tagged_catalog
     results = cat.search(music / "Ann" / "00.flac", k=4, per_artist=1)
     assert len(results) == 4 and len({r.artist for r in results}) == 4
     per_album = cat.similar(1, k=10, per_album=1)  # six albums in all
@@ -94,24 +63,24 @@ def test_diversity_caps_results_per_artist_and_album(catalog):
     assert len(per_album) == 6 and len(albums) == len(set(albums))
 
 
-def test_several_seeds_and_seed_artist_exclusion(catalog):
-    cat, music = catalog
+def test_several_seeds_and_seed_artist_exclusion(tagged_catalog):
+    cat, music = tagged_catalog
     both = cat.similar([1, 8], k=5)
     assert {1, 8}.isdisjoint(r.track_id for r in both) and len(both) == 5
     others = cat.similar(1, k=20, exclude_seed_artist=True)
     assert others and all(r.artist != "Ann" for r in others) and len(others) == 8
 
 
-def test_score_floor(catalog):
-    cat, music = catalog
+def test_score_floor(tagged_catalog):
+    cat, music = tagged_catalog
     everything = cat.similar(1, k=11)
     floor = everything[4].score
     kept = cat.similar(1, k=11, min_score=floor)
     assert [r.track_id for r in kept] == [r.track_id for r in everything[:5]]
 
 
-def test_results_export_as_m3u(catalog, tmp_path):
-    cat, music = catalog
+def test_results_export_as_m3u(tagged_catalog, tmp_path):
+    cat, music = tagged_catalog
     results = cat.similar(1, k=3)
     playlist = write_m3u(results, tmp_path / "list.m3u").read_text().splitlines()
     assert playlist[0] == "#EXTM3U" and len(playlist) == 7
@@ -119,8 +88,8 @@ def test_results_export_as_m3u(catalog, tmp_path):
     assert playlist[2] == results[0].path
 
 
-def test_query_ranges_stay_within_the_query(catalog):
-    cat, music = catalog
+def test_query_ranges_stay_within_the_query(tagged_catalog):
+    cat, music = tagged_catalog
     for result in cat.search((tone_track(5, 9.5, SR), SR), k=5):
         assert 0 <= result.query.start < result.query.end <= 9.5 + 1e-6
         assert 0 <= result.match.start < result.match.end <= result.duration + 1e-6

@@ -8,7 +8,7 @@ import torchaudio
 from mertsearch import Catalog
 from mertsearch.encoder.checkpoint import resolve_checkpoint
 from mertsearch.encoder.mert import open_encoder
-from tests.fixtures import melody_track, tone_track, write_audio
+from tests.helpers import melody_track, tone_track, write_audio
 
 SR = 24000
 

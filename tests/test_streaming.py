@@ -12,7 +12,7 @@ from torchcodec.decoders import AudioDecoder
 
 from mertsearch.audio.decode import Resampler, stream_audio
 from mertsearch.errors import AudioDecodeError, AudioTooLongError
-from tests.fixtures import tone_track, write_audio
+from tests.helpers import tone_track, write_audio
 
 SR = 24000
 

@@ -58,7 +58,7 @@ class Settings:
     max_clip_seconds: float = 600.0
     model: str | None = None
     device: str | None = None
-    precision: str = "auto"
+    precision: str | None = None  # None: $MERTSEARCH_PRECISION, else auto
 
 
 class ApiError(Exception):

@@ -36,6 +36,30 @@ def open_encoder(checkpoint: Checkpoint, layers: int | Sequence[int], **options)
     return MertEncoder(checkpoint, layers, **options)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware (AVX512-BF16 or AMX on a CPU)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:  # oneDNN's own test for CPU bf16 instructions
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def decide_precision(
+    *, native: bool, fp32_s: float = 0.0, bf16_s: float = 0.0, min_cosine: float = 0.0
+) -> tuple[str, str]:
+    """("bf16" or "fp32", why): bf16 only where the device computes it natively, it is clearly
+    faster than fp32, and its vectors stay within MIN_COSINE of fp32's."""
+    if not native:
+        return "fp32", "no native bf16 on this device"
+    if min_cosine < MIN_COSINE:
+        return "fp32", f"bf16 vectors only within cosine {min_cosine:.6f} of fp32"
+    if bf16_s >= 0.9 * fp32_s:
+        return "fp32", "bf16 is not faster here"
+    return "bf16", f"bf16 {fp32_s / bf16_s:.2f}x faster, min cosine {min_cosine:.6f}"
+
+
 class MertEncoder:
     """Per-layer window vectors (mean over frames) from a checkpoint, computed in batches.
 
@@ -45,7 +69,8 @@ class MertEncoder:
 
     ``precision``: "fp32"; "bf16" or "fp16" (matrix products in that type, norms in fp32);
     "auto" measures bf16 against fp32 on this machine once and keeps it only where it is faster
-    and its vectors stay within cosine 0.9999 of fp32 (:attr:`precision_report` says what it found).
+    and its vectors stay within cosine 0.9999 of fp32 (:attr:`precision_report` says what it found);
+    None: $MERTSEARCH_PRECISION, else "auto".
     """
 
     def __init__(
@@ -56,9 +81,9 @@ class MertEncoder:
         keep_all: bool = False,
         device: str = "cpu",
         batch_size: int = 1,
-        precision: str = "auto",
+        precision: str | None = None,
     ) -> None:
-        check_precision(precision)
+        precision = check_precision(precision)
         model = load_model(checkpoint)
         num_layers = model.config.num_hidden_layers
         self.layers = (layers,) if isinstance(layers, int) else tuple(layers)
@@ -94,29 +119,15 @@ class MertEncoder:
         return torch.autocast(self.device.type, dtype=_AUTOCAST[precision])
 
     def _measure_bf16(self) -> str:
-        """bf16 if this device computes it natively, faster than fp32, within MIN_COSINE; else fp32."""
-        if self.device.type == "cuda":
-            native = torch.cuda.is_bf16_supported()
-        else:
-            try:  # oneDNN's own test for CPU bf16 instructions (AVX512-BF16, AMX)
-                native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-            except (AttributeError, RuntimeError):
-                native = False
-        if not native:
-            self.precision_report["why"] = f"no native bf16 on this {self.device.type}"
-            return "fp32"
+        """bf16 or fp32, by :func:`decide_precision` on this device's measurements."""
+        if not native_bf16(self.device):
+            precision, self.precision_report["why"] = decide_precision(native=False)
+            return precision
         # Two seconds of a chirp over quiet noise, run twice per precision (the first run warms up).
         t = np.arange(2 * self.sample_rate) / self.sample_rate
         clip = np.sin(2 * np.pi * (110 + 400 * t) * t) + 0.05 * np.random.default_rng(0).standard_normal(t.size)
         windows = np.repeat(clip[None].astype(np.float32), self.batch_size, axis=0)
-        results = {}
-        for precision in ("fp32", "bf16"):
-            for _ in range(2):
-                started = time.perf_counter()
-                vectors = self._embed(windows, precision)
-                elapsed = time.perf_counter() - started
-            results[precision] = (elapsed, vectors.reshape(-1, self.dim))
-        (fp32_s, reference), (bf16_s, reduced) = results["fp32"], results["bf16"]
+        (fp32_s, reference), (bf16_s, reduced) = (self._timed(windows, p) for p in ("fp32", "bf16"))
         cosine = float(
             np.min(
                 np.sum(reference * reduced, axis=1)
@@ -124,14 +135,19 @@ class MertEncoder:
             )
         )
         self.precision_report.update(fp32_s=round(fp32_s, 4), bf16_s=round(bf16_s, 4), min_cosine=cosine)
-        if cosine < MIN_COSINE:
-            self.precision_report["why"] = f"bf16 vectors only within cosine {cosine:.6f} of fp32"
-            return "fp32"
-        if bf16_s >= 0.9 * fp32_s:
-            self.precision_report["why"] = "bf16 is not faster here"
-            return "fp32"
-        self.precision_report["why"] = f"bf16 {fp32_s / bf16_s:.2f}x faster, min cosine {cosine:.6f}"
-        return "bf16"
+        precision, self.precision_report["why"] = decide_precision(
+            native=True, fp32_s=fp32_s, bf16_s=bf16_s, min_cosine=cosine
+        )
+        return precision
+
+    def _timed(self, windows: np.ndarray, precision: str) -> tuple[float, np.ndarray]:
+        """Seconds that embedding ``windows`` in ``precision`` takes (the second of two runs: the
+        first warms up), and the vectors, one row per window and layer."""
+        for _ in range(2):
+            started = time.perf_counter()
+            vectors = self._embed(windows, precision)
+            elapsed = time.perf_counter() - started
+        return elapsed, vectors.reshape(-1, self.dim)
 
     def embed_windows(self, windows: np.ndarray) -> np.ndarray:
         """Mean-over-frames vectors of equal-length windows (n, samples): shaped (n, len(capture), dim)."""

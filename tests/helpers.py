@@ -1,4 +1,5 @@
-"""Tiny checkpoints in the hub's on-disk layout and generated audio, for offline tests."""
+"""What the tests share: tiny checkpoints in the hub's on-disk layout, generated audio, MERT's published
+recipe as a reference, and the check that a catalog's database and index agree."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import Data2VecAudioConfig, Data2VecAudioModel, HubertConfig, HubertModel
+
+# The rate the generated test tracks are written at.
+SAMPLE_RATE = 44100
 
 # The fields of m-a-p/MERT-v1-95M's config.json, shrunk where they set the size.
 TINY_MERT_CONFIG = {
@@ -207,3 +211,44 @@ def melody_track(seed: int, seconds: float, sample_rate: int = 44100) -> np.ndar
         out[position : position + len(t)] = rng.uniform(0.1, 0.5) * note * np.exp(-t * rng.uniform(1, 8))
         position += len(t)
     return np.clip(out + rng.normal(0, 0.003, len(out)), -1, 1)[None].astype(np.float32)
+
+
+def recipe_track_vector(path: Path, model, extractor, layer: int) -> np.ndarray:
+    """MERT's published recipe, file by file: load, resample with T.Resample, the processor, the model
+    with all hidden states, one 5 s window at a time; the track vector is the mean of the windows'
+    normalised layer means (a short tail is dropped, a long one gets a window ending at the end)."""
+    import torchaudio
+
+    waveform, rate = torchaudio.load(str(path))
+    audio = torchaudio.transforms.Resample(rate, 24000)(waveform.mean(dim=0)).numpy()
+    window = 5 * 24000
+    starts = list(range(0, len(audio) - window + 1, window))
+    if len(audio) - (starts[-1] + window) >= 24000:
+        starts.append(len(audio) - window)
+    vectors = []
+    for start in starts:
+        inputs = extractor(audio[start : start + window], sampling_rate=24000, return_tensors="pt")
+        with torch.inference_mode():
+            hidden = model(**inputs, output_hidden_states=True).hidden_states[layer]
+        mean = hidden.mean(dim=1)[0].numpy()
+        vectors.append(mean / np.linalg.norm(mean))
+    track = np.mean(vectors, axis=0)
+    return track / np.linalg.norm(track)
+
+
+def assert_consistent(cat, expected_tracks: int) -> None:
+    """Every file once, and the FAISS indexes hold exactly the database's tracks and windows."""
+    from sqlalchemy import func, select
+
+    from mertsearch.storage.schema import Track
+    from mertsearch.storage.verify import index_ids
+
+    with cat.store.session() as session:
+        paths = session.scalars(select(Track.path)).all()
+        assert len(paths) == len(set(paths)) == expected_tracks
+        assert session.scalar(select(func.count(Track.id))) == expected_tracks
+    stored = sorted(int(i) for batch, _ in cat.store.track_vectors() for i in batch)
+    assert sorted(int(i) for i in index_ids(cat.index)) == stored
+    windows = sorted(int(i) for batch, _ in cat.store.window_vectors() for i in batch)
+    assert sorted(int(i) for i in index_ids(cat.indexes.windows)) == windows
+    assert len(windows) == cat.store.counts()["windows"]
