@@ -564,12 +564,8 @@ class Catalog:
         for name, cap in (("per_artist", per_artist), ("per_album", per_album)):
             if cap is not None and cap < 1:
                 raise InvalidArgumentError(f"{name} must be at least 1, got {cap}")
-        allowed = allowed_windows = None
-        if filters:
-            allowed, allowed_windows = self.store.ids_where(filters.condition())
         return Rules(
-            allowed=allowed,
-            allowed_windows=allowed_windows,
+            allowed=self.store.track_ids_where(filters.condition()) if filters else None,
             exclude=exclude,
             exclude_artists=exclude_artists,
             per_artist=per_artist,

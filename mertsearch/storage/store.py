@@ -334,12 +334,11 @@ class MetadataStore:
             blobs = session.scalars(select(table.vector).order_by(func.random()).limit(count)).all()
         return np.stack([from_blob(b) for b in blobs]) if blobs else np.empty((0, 0), np.float32)
 
-    def ids_where(self, condition) -> tuple[np.ndarray, np.ndarray]:
-        """(track ids, window ids) of the tracks that meet a SQL condition on tracks."""
+    def track_ids_where(self, condition) -> np.ndarray:
+        """Ids of the tracks that meet a SQL condition on tracks, in order (a search filters
+        window hits by their track, so their window ids are never needed)."""
         with self.session() as session:
-            tracks = session.scalars(select(Track.id).where(condition))
-            windows = session.scalars(select(Window.id).join(Track, Window.track_id == Track.id).where(condition))
-            return np.fromiter(tracks, dtype=np.int64), np.fromiter(windows, dtype=np.int64)
+            return np.fromiter(session.scalars(select(Track.id).where(condition).order_by(Track.id)), dtype=np.int64)
 
     def window_places(self, window_ids: Sequence[int]) -> dict[int, tuple[int, float, float]]:
         """{window id: (track id, start, end)}."""

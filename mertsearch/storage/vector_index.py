@@ -131,23 +131,52 @@ class VectorIndex:
             self._writable()
             self.index.remove_ids(np.asarray(ids, dtype=np.int64))
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def lists(self) -> int:
+        """Inverted lists (1 for a kind without them, which every search scans whole)."""
+        return faiss.extract_index_ivf(self.index).nlist if _is_ivf(self.index) else 1
+
+    def probes(self, share: float = 1.0) -> int:
+        """Lists to probe when only ``share`` of the vectors may be results: ``nprobe`` divided by
+        the share, up to all lists, so a filtered search meets about as many allowed vectors as a
+        plain one meets vectors."""
+        return min(self.lists, math.ceil(self.nprobe / min(share, 1.0))) if share > 0 else self.lists
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, *, nprobe: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each shaped (queries, k'), k' = min(k, size); best first; -1 ids pad.
 
         ``allowed`` restricts the search to those ids (a FAISS id selector, so the k results
-        all come from them).
+        all come from them). An inverted file searches ``nprobe`` of its lists, and its selector
+        sees only those. Unless ``nprobe`` is given, the search therefore starts with
+        ``probes(allowed share)`` lists and probes four times as many while a query has fewer
+        than k results, up to all lists: k results come back whenever the index holds k allowed
+        ids, wherever they sit.
         """
         k = min(k, len(self))
         if k == 0:
             return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
         vectors = np.ascontiguousarray(queries, dtype=np.float32)
         selector = None if allowed is None else faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
-        if _is_ivf(self.index):
-            params = faiss.SearchParametersIVF(nprobe=self.nprobe, sel=selector)
-        elif selector is not None:
-            params = faiss.SearchParameters(sel=selector)
-        else:
-            return self._searcher().search(vectors, k)
+        if not _is_ivf(self.index):
+            if selector is None:
+                return self._searcher().search(vectors, k)
+            return self.index.search(vectors, k, params=faiss.SearchParameters(sel=selector))
+        if nprobe is not None:
+            return self._search_lists(vectors, k, selector, nprobe)
+        wanted = k if allowed is None else min(k, len(allowed))
+        probes = self.probes(1.0 if allowed is None else len(allowed) / len(self))
+        while True:
+            scores, ids = self._search_lists(vectors, k, selector, probes)
+            if probes >= self.lists or (ids >= 0).sum(axis=1).min() >= wanted:
+                return scores, ids
+            probes = min(4 * probes, self.lists)
+
+    def _search_lists(
+        self, vectors: np.ndarray, k: int, selector: faiss.IDSelector | None, nprobe: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        params = faiss.SearchParametersIVF(nprobe=max(1, min(nprobe, self.lists)), sel=selector)
         return self.index.search(vectors, k, params=params)
 
     def _searcher(self) -> faiss.Index:
