@@ -49,6 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        os.environ["MERTSEARCH_CACHE_DIR"] = str(root / "setup")  # this run's weights are not the user's
         write_tiny_mert(root / "model", overrides=MERT_V1_95M)
         for seed in range(2):
             write_audio(root / "music" / f"{seed}.wav", tone_track(seed, 10, SR), SR)
