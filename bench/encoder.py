@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mertsearch.encoder.checkpoint import resolve_checkpoint
 from mertsearch.encoder.mert import MertEncoder  # noqa: E402
-from tests.fixtures import tone_track, write_tiny_mert  # noqa: E402
+from tests.helpers import tone_track, write_tiny_mert  # noqa: E402
 
 MERT_V1_95M = {
     "hidden_size": 768,

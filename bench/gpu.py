@@ -32,7 +32,7 @@ from mertsearch.encoder.mert import MertEncoder  # noqa: E402
 from mertsearch.indexer.discover import discover_files  # noqa: E402
 from mertsearch.indexer.reader import read_track  # noqa: E402
 from mertsearch.indexer.workers import Workers, default_workers  # noqa: E402
-from tests.fixtures import melody_track, write_audio, write_tiny_mert  # noqa: E402
+from tests.helpers import melody_track, write_audio, write_tiny_mert  # noqa: E402
 
 MERT_V1_330M = MERT_V1_95M | {
     "hidden_size": 1024,

@@ -133,7 +133,7 @@ def main() -> None:
         sys.exit(f"no recordings at {args.music}: apt-get install warzone2100-music, or pass --music DIR")
     import torch
 
-    from tests.fixtures import write_tiny_mert
+    from tests.helpers import write_tiny_mert
 
     files = pick_files(args.music, args.minutes)
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.encoder import MERT_V1_95M  # noqa: E402
 from mertsearch import Catalog  # noqa: E402
-from tests.fixtures import write_audio, write_tiny_mert  # noqa: E402
+from tests.helpers import write_audio, write_tiny_mert  # noqa: E402
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from mertsearch.audio.decode import decode_audio  # noqa: E402
 from mertsearch.encoder.embed import embed_chunks  # noqa: E402
 from mertsearch.encoder.pooling import l2_normalize  # noqa: E402
 from mertsearch.storage.store import TrackRecord  # noqa: E402
-from tests.fixtures import melody_track, write_audio, write_tiny_mert  # noqa: E402
+from tests.helpers import melody_track, write_audio, write_tiny_mert  # noqa: E402
 
 SR = 44100
 

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.encoder import MERT_V1_95M  # noqa: E402
 from mertsearch import Catalog  # noqa: E402
-from tests.fixtures import DISCERNING, melody_track, write_audio, write_tiny_mert  # noqa: E402
+from tests.helpers import DISCERNING, melody_track, write_audio, write_tiny_mert  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
 SR = 44100

@@ -9,6 +9,7 @@ import mutagen
 import pytest
 
 from mertsearch import Catalog
+from mertsearch.cache import CACHE_ENV
 from tests.helpers import DISCERNING, SAMPLE_RATE, melody_track, tone_track, write_audio, write_tiny_mert
 
 
@@ -88,14 +89,23 @@ def pytest_report_header(config) -> str:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _environment():
+def _environment(tmp_path_factory):
     """For the whole run, module-wide catalogs and child processes included: this run's precision in
-    MERTSEARCH_PRECISION, and no MERTSEARCH_DATABASE of the developer's (it would move the tests'
-    catalogs into their database; the ``database`` fixture sets it per test)."""
+    MERTSEARCH_PRECISION, no MERTSEARCH_DATABASE of the developer's (it would move the tests'
+    catalogs into their database; the ``database`` fixture sets it per test), and a cache of the
+    run's own instead of the user's (``_own_cache`` gives each test another)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MERTSEARCH_PRECISION", os.environ.get(TEST_PRECISION_ENV) or "fp32")
         patch.delenv("MERTSEARCH_DATABASE", raising=False)
+        patch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
         yield
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(monkeypatch):
+    """A cache folder per test (made when first written), so no test is served another's weights
+    hash or precision decision."""
+    monkeypatch.setenv(CACHE_ENV, os.path.join(os.environ[CACHE_ENV], uuid.uuid4().hex))
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import mertsearch.encoder.mert as mert
-from mertsearch import Catalog
+from mertsearch import Catalog, cache
 from mertsearch.encoder.checkpoint import resolve_checkpoint
 from mertsearch.encoder.mert import MIN_COSINE, MertEncoder, decide_precision
 from mertsearch.errors import InvalidArgumentError
@@ -54,6 +54,45 @@ def test_auto_on_a_cpu_with_slow_bf16_is_fp32(monkeypatch, model):
     _simulated_cpu(monkeypatch, bf16_units=True, fp32_s=1.0, bf16_s=0.95)
     encoder = MertEncoder(resolve_checkpoint(str(model)), 2, precision="auto")
     assert encoder.precision == "fp32" and encoder.precision_report["why"] == "bf16 is not faster here"
+
+
+def test_auto_measures_once_per_weights_and_device(monkeypatch, model, tiny_model):
+    _simulated_cpu(monkeypatch, bf16_units=True, fp32_s=1.0, bf16_s=0.5)
+    first = MertEncoder(resolve_checkpoint(str(model)), 2, precision="auto")
+    assert "cached" not in first.precision_report
+    monkeypatch.setattr(MertEncoder, "_timed", lambda *args: pytest.fail("measured again"))
+    again = MertEncoder(resolve_checkpoint(str(model)), 2, precision="auto")
+    assert again.precision == "bf16" and again.precision_report == {**first.precision_report, "cached": True}
+    # Other weights, layers or batch size are measured for themselves.
+    for checkpoint, layers, batch_size in ((tiny_model, 2, 1), (model, 1, 1), (model, 2, 2)):
+        with pytest.raises(pytest.fail.Exception, match="measured again"):
+            MertEncoder(resolve_checkpoint(str(checkpoint)), layers, batch_size=batch_size, precision="auto")
+
+
+def test_a_corrupt_precision_cache_is_measured_again(monkeypatch, model):
+    _simulated_cpu(monkeypatch, bf16_units=True, fp32_s=1.0, bf16_s=0.95)
+    cache.cache_dir().mkdir(parents=True)
+    for text in ("\x00 not json", "[1, 2]"):
+        (cache.cache_dir() / mert.PRECISION_CACHE).write_text(text)
+        encoder = MertEncoder(resolve_checkpoint(str(model)), 2, precision="auto")
+        assert encoder.precision == "fp32" and "cached" not in encoder.precision_report
+    entries = json.loads((cache.cache_dir() / mert.PRECISION_CACHE).read_text())
+    (key,) = entries
+    for broken in ("a string", {"chosen": "int4"}):  # a damaged entry: measured again, not trusted
+        (cache.cache_dir() / mert.PRECISION_CACHE).write_text(json.dumps({key: broken}))
+        encoder = MertEncoder(resolve_checkpoint(str(model)), 2, precision="auto")
+        assert encoder.precision == "fp32" and "cached" not in encoder.precision_report
+
+
+def test_a_given_precision_neither_measures_nor_caches(monkeypatch, model):
+    _simulated_cpu(monkeypatch, bf16_units=True)
+    monkeypatch.setattr(MertEncoder, "_timed", lambda *args: pytest.fail("measured"))
+    for precision in ("fp32", "bf16", "fp16"):
+        assert MertEncoder(resolve_checkpoint(str(model)), 2, precision=precision).precision_report == {
+            "asked": precision,
+            "chosen": precision,
+        }
+    assert not (cache.cache_dir() / mert.PRECISION_CACHE).exists()
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,8 @@ remote code is ever run, and pickled weights load with ``weights_only=True``.
 from __future__ import annotations
 
 import json
+import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from mertsearch import cache
 from mertsearch.config import DEFAULT_LAYER
 from mertsearch.encoder.registry import CONTEXT_S, SPECTRAL, lookup
 from mertsearch.errors import ModelLoadError
@@ -79,7 +82,37 @@ class Checkpoint:
     def weights_sha256(self) -> str:
         if architecture(self.config()) == SPECTRAL:  # no weights: the recipe's settings identify it
             return sha256_file(self.directory / "config.json")
-        return sha256_file(self.weights_path)
+        return weights_file_sha256(self.weights_path)
+
+
+# The Hugging Face cache stores an LFS file (weights are) as blobs/<its sha256>, linked from snapshots/.
+_HUB_BLOB = re.compile(r"[0-9a-f]{64}")
+WEIGHTS_CACHE = "weights-sha256.json"
+
+
+def weights_file_sha256(path: Path) -> str:
+    """SHA-256 of a weights file, read once per version of the file rather than at every load.
+
+    A hub cache blob is named by its hash; another file's hash is cached (see mertsearch.cache)
+    under its resolved path with its size, inode and times, and computed again when any changes.
+    """
+    resolved = path.resolve()
+    if resolved.parent.name == "blobs" and _HUB_BLOB.fullmatch(resolved.name):
+        return resolved.name
+    before = _stat_key(resolved)
+    entry = cache.lookup(WEIGHTS_CACHE, str(resolved))
+    if entry is not None and entry.get("stat") == before and _HUB_BLOB.fullmatch(str(entry.get("sha256"))):
+        return entry["sha256"]
+    digest = sha256_file(resolved)
+    if _stat_key(resolved) == before:  # not kept if the file changed while it was read
+        cache.store(WEIGHTS_CACHE, str(resolved), {"stat": before, "sha256": digest})
+    return digest
+
+
+def _stat_key(path: Path) -> list[int]:
+    # ctime and inode too: a copy that keeps size and mtime (cp -p, rsync -t) still changes them.
+    info = os.stat(path)
+    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
 
 
 @dataclass(frozen=True)

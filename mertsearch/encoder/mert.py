@@ -7,6 +7,8 @@ transformer layer, L the output of layer L. Only layers up to the highest one ne
 from __future__ import annotations
 
 import contextlib
+import json
+import platform
 import time
 from collections.abc import Sequence
 
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mertsearch import cache
 from mertsearch.config import check_precision
 from mertsearch.encoder.checkpoint import Checkpoint, load_model, read_preprocessing
 from mertsearch.errors import InvalidArgumentError
@@ -21,6 +24,8 @@ from mertsearch.errors import InvalidArgumentError
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Lowest cosine between a reduced-precision vector and the fp32 one that "auto" accepts.
 MIN_COSINE = 0.9999
+# "auto"'s measured decisions, so that each model load does not run the model four more times.
+PRECISION_CACHE = "precision.json"
 
 
 def open_encoder(checkpoint: Checkpoint, layers: int | Sequence[int], **options) -> MertEncoder:
@@ -69,7 +74,8 @@ class MertEncoder:
 
     ``precision``: "fp32"; "bf16" or "fp16" (matrix products in that type, norms in fp32);
     "auto" measures bf16 against fp32 on this machine once and keeps it only where it is faster
-    and its vectors stay within cosine 0.9999 of fp32 (:attr:`precision_report` says what it found);
+    and its vectors stay within cosine 0.9999 of fp32 (:attr:`precision_report` says what it found,
+    and ``cached: True`` where the decision is one measured earlier, see mertsearch.cache);
     None: $MERTSEARCH_PRECISION, else "auto".
     """
 
@@ -119,10 +125,31 @@ class MertEncoder:
         return torch.autocast(self.device.type, dtype=_AUTOCAST[precision])
 
     def _measure_bf16(self) -> str:
-        """bf16 or fp32, by :func:`decide_precision` on this device's measurements."""
+        """bf16 or fp32, by :func:`decide_precision` on this device's measurements, or by the same
+        measurements made earlier for these weights, layers, batch size, device and torch."""
         if not native_bf16(self.device):
             precision, self.precision_report["why"] = decide_precision(native=False)
             return precision
+        key = json.dumps(
+            [
+                self.device.type,
+                _device_name(self.device),
+                torch.get_num_threads(),
+                torch.__version__,
+                self.checkpoint.weights_sha256(),
+                list(self.capture),
+                self.batch_size,
+            ]
+        )
+        earlier = cache.lookup(PRECISION_CACHE, key)
+        if earlier is not None and earlier.get("chosen") in ("bf16", "fp32"):
+            self.precision_report.update(earlier, cached=True)
+            return earlier["chosen"]
+        precision = self._measure()
+        cache.store(PRECISION_CACHE, key, {**self.precision_report, "chosen": precision})
+        return precision
+
+    def _measure(self) -> str:
         # Two seconds of a chirp over quiet noise, run twice per precision (the first run warms up).
         t = np.arange(2 * self.sample_rate) / self.sample_rate
         clip = np.sin(2 * np.pi * (110 + 400 * t) * t) + 0.05 * np.random.default_rng(0).standard_normal(t.size)
@@ -173,3 +200,17 @@ class MertEncoder:
                 means = torch.stack([h.float().mean(dim=1) for h in hidden], dim=1)
             out[first : first + len(batch)] = means.cpu().numpy()
         return out
+
+
+def _device_name(device: torch.device) -> str:
+    """What tells one device's speed from another's: the GPU's name, or the CPU's model."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
