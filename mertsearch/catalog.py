@@ -348,8 +348,13 @@ class Catalog:
         decoders: int | None = None,
         decode_timeout_s: float = DECODE_TIMEOUT_S,
         ray: RaySettings | None = None,
+        prune_empty: bool = False,
     ) -> IndexReport:
-        """Add new audio files under ``paths``, re-embed changed ones, skip unchanged ones.
+        """Add new audio files under ``paths``, re-embed changed ones, skip unchanged ones, and forget
+        the tracks of files gone from the folders among ``paths``.
+
+        A folder without a single audio file is taken for a disk that is not mounted: nothing
+        under it is removed (``report.empty_folders`` names it) unless ``prune_empty`` is set.
 
         ``decoders`` worker processes decode files while the model runs (default: one per core
         but one; 0 decodes in this process). A worker silent for ``decode_timeout_s`` seconds
@@ -392,7 +397,7 @@ class Catalog:
                     retry_failed=retry_failed,
                     progress=progress,
                 )
-                report.removed = self._remove_vanished(paths, {os.fsdecode(f) for f in files})
+                report.removed, report.empty_folders = self._remove_vanished(paths, files, prune_empty=prune_empty)
                 return report
             finally:
                 indexes.save()
@@ -440,18 +445,23 @@ class Catalog:
         report.executor, report.from_shards = "ray", run.from_shards
         return report
 
-    def _remove_vanished(self, paths: Iterable[str | os.PathLike], found: set[str]) -> int:
-        """Forget tracks under the indexed folders whose files are gone from disk."""
-        folders = [os.fsdecode(Path(p).expanduser().absolute()) for p in paths if Path(p).expanduser().is_dir()]
-        if not folders:
-            return 0
-        prefixes = [folder.rstrip(os.sep) + os.sep for folder in folders]
-        gone = [
-            track_id
-            for track_id, path in self.store.paths_under(prefixes)
-            if path not in found and not os.path.exists(path)
-        ]
-        return len(self.remove(gone))
+    def _remove_vanished(
+        self, paths: Iterable[str | os.PathLike], files: list[Path], *, prune_empty: bool
+    ) -> tuple[int, list[str]]:
+        """Forget tracks under the indexed folders whose files are gone: (how many, the folders
+        that held no audio file at all, whose tracks are kept unless ``prune_empty``)."""
+        found = {os.fsdecode(f) for f in files}
+        roots = {
+            os.fsdecode(folder).rstrip(os.sep) + os.sep: os.fsdecode(folder)
+            for folder in (Path(p).expanduser().absolute() for p in paths)
+            if folder.is_dir()
+        }
+        empty = [folder for prefix, folder in roots.items() if not any(f.startswith(prefix) for f in found)]
+        prefixes = [prefix for prefix, folder in roots.items() if prune_empty or folder not in empty]
+        if not prefixes:
+            return 0, empty
+        gone = [track_id for track_id, path in self.store.paths_under(prefixes) if path not in found and _gone(path)]
+        return len(self.remove(gone)), empty
 
     @_writes
     def remove(self, tracks: Sequence[int | str | os.PathLike]) -> list[int]:
@@ -1000,6 +1010,18 @@ def track_summary(row) -> dict:
         "musicbrainz_album_id": row.musicbrainz_album_id,
         "musicbrainz_artist_id": row.musicbrainz_artist_id,
     }
+
+
+def _gone(path: str) -> bool:
+    """Whether the file is surely gone: a file that cannot be looked at (permissions, an I/O
+    error of a failing disk or share) is not taken for deleted."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _one_of(layer: int | None, layers: LayersArg) -> LayersArg:

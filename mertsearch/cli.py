@@ -160,9 +160,17 @@ def index(
         int | None,
         typer.Option(help="With --executor ray: embedding actors (default: one per GPU, else one).", min=1),
     ] = None,
+    prune_empty: Annotated[
+        bool,
+        typer.Option(
+            "--prune-empty",
+            help="Also forget the tracks of a folder given here that holds no audio file at all (by default "
+            "such a folder is taken for a disk that is not mounted, and nothing under it is removed).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Index audio files: add new ones, re-embed changed ones, skip unchanged ones."""
+    """Index audio files: add new ones, re-embed changed ones, skip unchanged ones, forget gone ones."""
     from mertsearch.catalog import Catalog
     from mertsearch.config import RaySettings
 
@@ -187,7 +195,12 @@ def index(
         database=database,
     ) as cat:
         cat.wait_s = wait
-        options = {"retry_failed": retry_failed, "decoders": decoders, "decode_timeout_s": decode_timeout}
+        options = {
+            "retry_failed": retry_failed,
+            "decoders": decoders,
+            "decode_timeout_s": decode_timeout,
+            "prune_empty": prune_empty,
+        }
         if executor == "ray":
             options["ray"] = RaySettings(address=address, actors=actors)
         report = cat.index_paths(paths, **options) if as_json else _index_with_progress(cat, paths, options)
@@ -213,6 +226,14 @@ def index(
         )
     for failed in document["failed"]:
         err.print(f"  failed: {failed['path']}: {failed['reason']}", highlight=False, soft_wrap=True)
+    for folder in document["empty_folders"]:
+        kept = "its tracks were removed (--prune-empty)" if prune_empty else "nothing under it was removed"
+        err.print(
+            f"  no audio files in {folder} (a disk not mounted?): {kept}"
+            + ("" if prune_empty else "; --prune-empty removes them"),
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _index_with_progress(cat, paths: list[Path], options: dict):

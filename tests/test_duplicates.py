@@ -78,6 +78,53 @@ def test_files_gone_from_disk_are_removed_on_the_next_run(tmp_path, library):
         assert_consistent(cat, 4)
 
 
+def test_a_folder_with_no_audio_left_keeps_its_tracks_unless_pruned(tmp_path, tiny_model, music):
+    """An emptied folder looks like a disk that is not mounted: its tracks stay until asked."""
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.move(music / "sub", other / "sub")
+    runner = CliRunner()
+    catalog = tmp_path / "cat"
+    base = ["index", "--catalog", str(catalog), "--model", str(tiny_model), "--layer", "3", "--json"]
+    assert json.loads(runner.invoke(app, [*base, str(music), str(other)]).stdout)["added"] == 6
+    for name in ("a.wav", "b.flac", "c.mp3", "d.ogg"):
+        (music / name).unlink()
+    (music / "cover.jpg").write_bytes(b"not audio")  # the folder may hold other files
+    kept = runner.invoke(app, [*base[:-1], str(music), str(other)])
+    assert kept.exit_code == 0, kept.output
+    assert "0 removed" in kept.stdout and f"no audio files in {music}" in kept.stderr and "--prune-empty" in kept.stderr
+    document = json.loads(runner.invoke(app, [*base, str(music), str(other)]).stdout)
+    assert (document["removed"], document["empty_folders"], document["tracks"]) == (0, [str(music)], 6)
+    pruned = json.loads(runner.invoke(app, [*base, str(music), str(other), "--prune-empty"]).stdout)
+    assert (pruned["removed"], pruned["empty_folders"], pruned["tracks"]) == (4, [str(music)], 2)
+    with Catalog.open(catalog) as cat:
+        assert_consistent(cat, 2)
+
+
+def test_a_file_that_cannot_be_looked_at_is_not_taken_for_deleted(tmp_path, tiny_model, music, monkeypatch):
+    """A share that went away under a folder answers "not connected", not "no such file": keep its tracks."""
+    import errno
+    import os
+
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=3) as cat:
+        cat.index_paths([music])
+        lost = music / "sub"
+        shutil.move(lost, tmp_path / "elsewhere")  # the walk finds nothing there now
+        real_stat = os.stat
+
+        def stat(path, *args, **kwargs):
+            if os.fsdecode(path).startswith(f"{lost}{os.sep}"):
+                raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN), path)
+            return real_stat(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "stat", stat)
+        report = cat.index_paths([music])
+        monkeypatch.undo()
+        assert report.removed == 0 and report.unchanged == 4
+        assert_consistent(cat, 6)
+        assert cat.index_paths([music]).removed == 2  # now they are surely gone
+
+
 def test_remove_rebuild_and_duplicates_commands(tmp_path, library):
     music, model = library
     catalog = tmp_path / "cat"
