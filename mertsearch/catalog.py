@@ -904,7 +904,7 @@ class Catalog:
         import sqlite3
 
         if self.store.engine.dialect.name == "sqlite":
-            source = sqlite3.connect(self.directory / DATABASE)
+            source = sqlite3.connect(self.store.engine.url.database)  # wherever the manifest put it
             target = sqlite3.connect(folder / DATABASE)
             try:
                 with target:

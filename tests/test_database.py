@@ -181,3 +181,16 @@ def test_a_copy_into_sqlite_keeps_every_row(store, tmp_path):
         np.testing.assert_array_equal(copy.all_track_vectors(4)[1], store.all_track_vectors(4)[1])
     finally:
         copy.close()
+
+
+def test_the_layer_sweep_copies_a_sqlite_database_kept_outside_the_catalog(tmp_path, tiny_model, music):
+    """eval's scratch copy reads the database the manifest names, not catalog.db in the folder."""
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere' / 'meta.db'}"
+    (tmp_path / "elsewhere").mkdir()
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=2, keep_layers=True, database=elsewhere) as cat:
+        cat.index_paths([music], decoders=0)
+        report = cat.evaluate(excerpts=2, seconds=4, seed=0, baseline=False)
+    assert [row["layer"] for row in report["identification"]["layers"]] == [0, 1, 2, 3, 4]
+    clean = [row["degradations"]["clean"] for row in report["identification"]["layers"]]
+    assert all(row["recall_at_10"] == 1.0 for row in clean)  # the copy holds every track
+    assert not (tmp_path / "cat" / "catalog.db").exists()
