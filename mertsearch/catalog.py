@@ -49,6 +49,7 @@ from mertsearch.storage import MetadataStore, VectorIndex, check_compatible, rea
 from mertsearch.storage.filters import Filters
 from mertsearch.storage.indexes import Indexes
 from mertsearch.storage.lock import WriterLock
+from mertsearch.storage.manifest import TEMP_PREFIX as MANIFEST_TEMP
 from mertsearch.storage.store import StoredTrack, TrackRecord, from_blob, safe_url
 from mertsearch.storage.transform import IDENTITY, VectorTransform
 from mertsearch.storage.vector_index import saved_index_file
@@ -215,12 +216,13 @@ class Catalog:
         stored = read_manifest(path) if path.is_dir() else None
         checkpoint = resolve_checkpoint(model, revision=revision) if model else None
         from_env = database_from_env()
+        manifest = None
         if stored is None:
             if not create:
                 raise CatalogNotFoundError(
                     f"no catalog at {path}; create one with `mertsearch index FOLDER --catalog {directory}`"
                 )
-            if path.exists() and any(path.iterdir()):
+            if path.exists() and any(not entry.name.startswith(MANIFEST_TEMP) for entry in path.iterdir()):
                 raise CatalogNotFoundError(f"{path} is not empty and holds no catalog; choose a new directory")
             checkpoint = checkpoint or resolve_checkpoint(DEFAULT_MODEL, revision=revision)
             manifest = new_manifest(checkpoint, layers, keep_all=keep_layers, hop=hop)
@@ -229,9 +231,12 @@ class Catalog:
                 manifest["database"] = safe_url(url)
             _check_new_database(url, manifest)
             path.mkdir(parents=True, exist_ok=True)
-            write_manifest(path, manifest)
-            stored = manifest
-        else:
+            try:
+                write_manifest(path, manifest, new=True)
+                stored = manifest
+            except FileExistsError:  # another process created it meanwhile: open theirs, as a reopen
+                stored = read_manifest(path)
+        if stored is not manifest:
             check_compatible(stored, wanted_manifest(stored, checkpoint, layers, keep_all=keep_layers, hop=hop), path)
             url = _database_url(path, stored, database, from_env)
         return cls(

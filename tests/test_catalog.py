@@ -155,6 +155,30 @@ def test_opening_with_other_settings_names_the_difference(tmp_path, tiny_model, 
     Catalog.open(tmp_path / "cat", model=str(moved), layer=3).close()
 
 
+def test_two_processes_creating_one_catalog_never_overwrite_each_others_manifest(tmp_path, tiny_model, monkeypatch):
+    """The other process writes its manifest between this one's emptiness check and its own write."""
+    import mertsearch.catalog as catalog_module
+
+    real_check = catalog_module._check_new_database
+    raced = []
+
+    def meanwhile(url, manifest):
+        if not raced:
+            raced.append(True)
+            Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=3).close()  # the other process
+        return real_check(url, manifest)
+
+    monkeypatch.setattr(catalog_module, "_check_new_database", meanwhile)
+    with pytest.raises(CatalogMismatchError, match=r"encoder.layers: \[3\] in the catalog, \[2\] asked"):
+        Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=2)
+    raced.clear()
+    with Catalog.create(tmp_path / "same", model=str(tiny_model), layer=3) as cat:  # same settings: it opens theirs
+        assert cat.manifest["encoder"]["layers"] == [3]
+    with Catalog.open(tmp_path / "cat") as cat:
+        assert cat.manifest["encoder"]["layers"] == [3]
+    assert not list((tmp_path / "cat").glob(".manifest-*"))
+
+
 def test_a_missing_catalog_is_an_error(tmp_path):
     with pytest.raises(CatalogNotFoundError, match="no catalog"):
         Catalog.open(tmp_path / "nothing")

@@ -35,13 +35,28 @@ def read_manifest(directory: Path) -> dict | None:
     return manifest
 
 
-def write_manifest(directory: Path, manifest: dict) -> None:
-    """Write atomically: a crash leaves the old manifest or the new one, never half of one."""
-    handle, tmp = tempfile.mkstemp(dir=directory, prefix=".manifest-", suffix=".tmp")
-    with os.fdopen(handle, "w") as out:
-        json.dump(manifest, out, indent=2, sort_keys=True)
-        out.write("\n")
-    os.replace(tmp, directory / MANIFEST)
+# The temporary files write_manifest leaves for an instant in a catalog's directory.
+TEMP_PREFIX = ".manifest-"
+
+
+def write_manifest(directory: Path, manifest: dict, *, new: bool = False) -> None:
+    """Write atomically: a crash leaves the old manifest or the new one, never half of one.
+
+    With ``new`` the manifest must not exist yet: of two processes creating the same catalog at
+    once, one writes it and the other gets FileExistsError (and should open what the first made).
+    """
+    handle, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as out:
+            json.dump(manifest, out, indent=2, sort_keys=True)
+            out.write("\n")
+        if new:
+            os.link(tmp, directory / MANIFEST)  # fails if the name exists, unlike a rename
+        else:
+            os.replace(tmp, directory / MANIFEST)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def differences(stored: dict, wanted: dict) -> list[str]:
