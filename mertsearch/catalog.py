@@ -87,6 +87,7 @@ def _writes(method):
     @functools.wraps(method)
     def locked(self, *args, **kwargs):
         with self._lock.held(wait_s=self.wait_s):
+            self._take_up_meta(persist=True)
             return method(self, *args, **kwargs)
 
     return locked
@@ -99,6 +100,7 @@ def _adds(method):
     @functools.wraps(method)
     def locked(self, *args, **kwargs):
         with self._lock.held(wait_s=self.wait_s, shared=self.store.dialect != "sqlite"):
+            self._take_up_meta(persist=True)
             return method(self, *args, **kwargs)
 
     return locked
@@ -155,19 +157,27 @@ class Catalog:
         self._encoder: MertEncoder | None = None
         self._indexes: Indexes | None = None
         self._transform: VectorTransform | None = None
-        self._reconcile()
+        self._take_up_meta()
 
-    def _reconcile(self) -> None:
-        """Bring the manifest in line with the database after a crash between the two (see reindex)."""
-        changed = False
+    def _take_up_meta(self, *, persist: bool = False) -> None:
+        """Follow the database, the source of truth, where a writer's reindex changed the searched
+        layers or the transform (since this catalog was opened, or in a crash between database and
+        manifest): the manifest in memory, the transform, the indexes and the encoder's pooling
+        follow. ``persist`` (the writer, alone in holding the lock) also mends manifest.json."""
+        spec = self.manifest["encoder"]
         layers, transform = self.store.meta("layers"), self.store.meta("transform")
-        if layers is not None and json.loads(layers) != self.manifest["encoder"]["layers"]:
-            self.manifest["encoder"]["layers"] = json.loads(layers)
+        changed = False
+        if layers is not None and json.loads(layers) != spec["layers"]:
+            spec["layers"] = json.loads(layers)
+            if self._encoder is not None:  # it computes every kept layer; only its pooling changes
+                self._encoder.layers = tuple(spec["layers"])
             changed = True
         if transform is not None and json.loads(transform) != self.manifest["transform"]:
             self.manifest["transform"] = json.loads(transform)
             changed = True
         if changed:
+            self._transform = self._indexes = None
+        if persist and read_manifest(self.directory) != self.manifest:
             write_manifest(self.directory, self.manifest)
 
     # --- opening ----------------------------------------------------------------------------
@@ -300,6 +310,7 @@ class Catalog:
                 factory=self.manifest["index"]["factory"],
                 transform=lambda vectors: self.transform(vectors),
                 mmap=self._mmap,
+                writing=lambda: self._lock.held_here,
             )
         return self._indexes
 
@@ -328,7 +339,7 @@ class Catalog:
         """
         if shard_size is not None and shard_size < 1:
             raise InvalidArgumentError(f"shard_size must be at least 1, got {shard_size}")
-        self.indexes.rebuild(factory, shard_size=shard_size)
+        self.indexes.rebuild(factory, shard_size=shard_size, announce=True)
         if factory is not None and factory != self.manifest["index"]["factory"]:
             self.manifest["index"]["factory"] = factory
             write_manifest(self.directory, self.manifest)
@@ -340,6 +351,7 @@ class Catalog:
         from mertsearch.audio.decode import stream_audio
         from mertsearch.encoder.embed import embed_chunks
 
+        self._take_up_meta()
         chunks = stream_audio(source, sample_rate=self.encoder.sample_rate, start=start, end=end)
         return embed_chunks(self.encoder, chunks, self.windows)
 
@@ -535,6 +547,7 @@ class Catalog:
         untransformed; the catalog's transform is applied here, as for any query.
         """
         _check_k(k)
+        self._take_up_meta()
         times = np.stack([embedding.window_starts, embedding.window_ends], axis=1)
         return self._rank(
             embedding.vector,
@@ -562,6 +575,7 @@ class Catalog:
         Several seeds query with the normalised mean of their vectors.
         """
         _check_k(k)
+        self._take_up_meta()
         seeds = [tracks] if isinstance(tracks, (int, str, os.PathLike)) else list(tracks)
         ids = list(dict.fromkeys(self.track_id(seed) for seed in seeds))
         rows = self.store.tracks_by_id(ids)
@@ -619,6 +633,7 @@ class Catalog:
 
     def info(self) -> dict:
         """Counts, settings and sizes, for `mertsearch info`."""
+        self._take_up_meta()
         counts = self.store.counts()
         spec = self.manifest["encoder"]
         return {
@@ -696,6 +711,8 @@ class Catalog:
                 spec["dim"], lambda windows: searchable_vectors(windows, positions), {"layers": json.dumps(new_layers)}
             )
             spec["layers"] = new_layers
+            if self._encoder is not None:
+                self._encoder.layers = tuple(new_layers)
         kind = self.manifest["transform"]["kind"] if transform is None else transform
         vectors = self.store.all_track_vectors(spec["dim"])[1]
         fitted = VectorTransform.fit(kind, vectors)
@@ -704,11 +721,13 @@ class Catalog:
             "file": None if kind == "none" else fitted.save(self.directory),
             "fitted_on_tracks": 0 if kind == "none" else len(vectors),
         }
-        self.store.update_meta({"transform": json.dumps(spec_transform)}, bump_version=True)
+        previous = self.manifest["transform"]["file"]
+        self.store.update_meta({"transform": json.dumps(spec_transform)}, searchable_changed=True)
         self.manifest["transform"] = spec_transform
         write_manifest(self.directory, self.manifest)
+        # The previous file stays one generation: a reader that has just read its name may be loading it.
         for old in self.directory.glob("transform-*.npz"):
-            if old.name != spec_transform["file"]:
+            if old.name not in (spec_transform["file"], previous):
                 old.unlink(missing_ok=True)
         self._transform = fitted
         self.rebuild_index()
@@ -965,7 +984,6 @@ class Catalog:
             done.append("fitted the transform again")
         self.rebuild_index()
         done.append("rebuilt both indexes from the stored vectors")
-        self._reconcile()
         return done
 
     def track(self, track: int | str | os.PathLike) -> dict:

@@ -135,6 +135,8 @@ def test_a_stale_or_missing_index_is_rebuilt_from_stored_vectors(tmp_path, tiny_
     with Catalog.open(tmp_path / "cat") as cat:
         assert [r.track_id for r in cat.similar(1, k=5)] == expected
         assert cat._encoder is None  # rebuilt without the model
+        assert saved_index_file(tmp_path / "cat" / "index") is None  # in memory: a reader never writes
+        cat.index_paths([music])  # the next writer saves it
         assert saved_index_file(tmp_path / "cat" / "index") is not None
 
 
@@ -220,5 +222,7 @@ def test_a_damaged_index_file_is_rebuilt_from_stored_vectors(tmp_path, tiny_mode
     saved = saved_index_file(tmp_path / "cat" / "index")
     saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
     with Catalog.open(tmp_path / "cat") as cat:
-        assert [r.track_id for r in cat.similar(1, k=5)] == expected
+        assert [r.track_id for r in cat.similar(1, k=5)] == expected  # built in memory
+        assert "the tracks index is missing or older than the database (rebuild it)" in cat.verify()
+        cat.repair()
         assert cat.verify() == []

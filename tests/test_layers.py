@@ -69,10 +69,13 @@ def test_a_crash_between_database_and_manifest_is_repaired_on_open(tmp_path, tin
 
         # What reindex does first, in one transaction; then "crash" before the manifest is written.
         cat.store.rewrite_searchable(32, lambda w: searchable_vectors(w, positions), {"layers": json.dumps([3])})
+    manifest = tmp_path / "cat" / "manifest.json"
     with Catalog.open(tmp_path / "cat") as cat:
-        assert cat.manifest["encoder"]["layers"] == [3]
-        assert json.loads((tmp_path / "cat" / "manifest.json").read_text())["encoder"]["layers"] == [3]
+        assert cat.manifest["encoder"]["layers"] == [3]  # the database is the source of truth
+        assert json.loads(manifest.read_text())["encoder"]["layers"] == [2]  # a reader writes nothing
         assert_consistent(cat, 2)
+        cat.index_paths([music / "a.wav"])  # the next writer mends the manifest
+        assert json.loads(manifest.read_text())["encoder"]["layers"] == [3]
 
 
 def test_centering_spreads_scores_and_applies_to_queries(tmp_path, tiny_model, music):

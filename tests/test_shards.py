@@ -84,7 +84,8 @@ def test_the_merged_index_is_saved_beside_its_lists_and_opens_mapped_even_when_m
     assert len(windows) == 4000 and windows.lists_file.parent == tmp_path / "index"
     names = sorted(p.name for p in (tmp_path / "index").iterdir())
     lists = [indexes.tracks.lists_file.name, windows.lists_file.name]
-    assert names == sorted(["tracks-v40.faiss", "windows-v40.faiss", *lists])
+    sidecars = ["tracks-v40.json", "windows-v40.json"]  # each index's high-water mark
+    assert names == sorted(["tracks-v40.faiss", "windows-v40.faiss", *sidecars, *lists])
     queries = _unit(np.random.default_rng(5), 20)
     expected = windows.search(queries, 10)
 

@@ -5,8 +5,19 @@ holds every window's vector (ids: window ids) for segment search. Both are deriv
 stored vectors through the catalog's transform, saved under the database's data version, and
 rebuilt when missing or stale. Another writer of the same database (PostgreSQL) moves the data
 version on by more than this writer's own changes: its indexes are then rebuilt before they are
-saved, so a saved file always holds what its version says. With the "auto" factory each index changes kind as it grows
-(see vector_index.choose_factory); trained kinds train on a random sample of the stored vectors.
+saved, so a saved file always holds what its version says.
+
+Only the writer (the process holding the catalog's writer lock) saves index files. A reader (a
+search, ``info``, a running server) follows the database: it loads the newest saved file, when
+that holds vectors of the kind searched now (saved at or after the store's ``searchable_since``),
+and adds the rows stored after it (ids above its high-water mark) to a small exact index beside
+it, in memory; with no usable file it builds both indexes in memory. Rows removed since stay in
+the saved file until the writer saves again, and the search engine drops ids the database no
+longer has. A track stored again under its id (its file changed) keeps its older vector in a
+reader's index until then (at most a writer's save interval).
+
+With the "auto" factory each index changes kind as it grows (see vector_index.choose_factory);
+trained kinds train on a random sample of the stored vectors.
 An inverted file whose codes outgrow one shard (sharded.SHARD_BYTES, or ``shard_size`` vectors)
 is built in shards and merged on disk (see storage/sharded.py).
 """
@@ -26,7 +37,7 @@ from mertsearch.storage.sharded import (
     train_sample_size,
 )
 from mertsearch.storage.store import MetadataStore, StoredTrack
-from mertsearch.storage.vector_index import FLAT, FLAT_LIMIT, VectorIndex, choose_factory
+from mertsearch.storage.vector_index import FLAT, FLAT_LIMIT, VectorIndex, choose_factory, saved_version
 
 NAMES = ("tracks", "windows")
 AUTO = "auto"
@@ -44,8 +55,11 @@ class Indexes:
         transform: Callable[[np.ndarray], np.ndarray],
         mmap: bool = False,
         shard_size: int | None = None,
+        writing: Callable[[], bool] = lambda: True,
     ) -> None:
         self.directory = directory
+        # Whether this process holds the writer lock now: only then are index files built and saved.
+        self.writing = writing
         # Vectors per shard when building an inverted file (None: by bytes, and only when big).
         self.shard_size = shard_size
         self.store = store
@@ -57,16 +71,13 @@ class Indexes:
         self._versions: dict[str, int] = {}  # the data version each loaded index was saved for
         # The data version the loaded indexes reflect, counting this process's changes since.
         self._expected: int | None = None
+        self._followed = False  # whether a reader loaded them
 
     def _get(self, name: str) -> VectorIndex:
-        if name in self._loaded and self.mmap:
-            # A reader (search, the server) follows a writer's progress: it maps the index the
-            # writer saved for the database's current version as soon as that file exists.
-            version = self.store.data_version()
-            if version != self._versions[name]:
-                newer = VectorIndex.load(self.directory, version, self.dim, name, mmap=True)
-                if newer is not None:
-                    self._loaded[name], self._versions[name] = newer, version
+        if not self.writing():
+            return self._follow(name)
+        if self._followed:  # loaded by a reader (perhaps mapped, caught up in memory): a writer starts afresh
+            self._loaded, self._versions, self._expected, self._followed = {}, {}, None, False
         if name not in self._loaded:
             version = self.store.data_version()
             index = VectorIndex.load(self.directory, version, self.dim, name, mmap=self.mmap)
@@ -80,6 +91,31 @@ class Indexes:
                 self._expected = version
         return self._loaded[name]
 
+    def _follow(self, name: str) -> VectorIndex:
+        """A reader's index for the database's current version, never saved (see the module's doc)."""
+        version = self.store.data_version()
+        if name in self._loaded and self._versions[name] == version:
+            return self._loaded[name]
+        saved = saved_version(self.directory, name)
+        index = None
+        if saved is not None and self.store.searchable_since() <= saved <= version:
+            index = VectorIndex.load(self.directory, saved, self.dim, name, mmap=self.mmap)
+        if index is None:
+            index = self._build(name, in_memory=True)
+        elif saved < version:
+            index = CaughtUp(index, self._recent(name, index.high_water))
+        self._loaded[name], self._versions[name] = index, version
+        self._followed = True
+        return index
+
+    def _recent(self, name: str, after: int) -> VectorIndex:
+        """The rows stored after id ``after``, in an exact index."""
+        recent = VectorIndex(self.dim, FLAT)
+        batches = self.store.track_vectors(after=after) if name == "tracks" else self.store.window_vectors(after=after)
+        for ids, vectors in batches:
+            recent.add(ids, self.transform(vectors))
+        return recent
+
     @property
     def tracks(self) -> VectorIndex:
         return self._get("tracks")
@@ -91,11 +127,13 @@ class Indexes:
     def _wanted(self, count: int) -> str:
         return choose_factory(count) if self.factory == AUTO else self.factory
 
-    def _build(self, name: str) -> VectorIndex:
+    def _build(self, name: str, *, in_memory: bool = False) -> VectorIndex:
+        """An index of every stored vector; one too big for memory is built in shards merged on disk,
+        unless ``in_memory`` (a reader, which writes no file)."""
         count = self.store.count(name)
         index = VectorIndex(self.dim, self._wanted(count))
         batches = self.store.track_vectors() if name == "tracks" else self.store.window_vectors()
-        if shardable(index) and count > 0 and (self.shard_size or count > default_shard_size(index)):
+        if shardable(index) and count > 0 and not in_memory and (self.shard_size or count > default_shard_size(index)):
             return build_in_shards(
                 index,
                 directory=self.directory,
@@ -129,15 +167,19 @@ class Indexes:
         for name in NAMES:
             self._get(name)
 
-    def rebuild(self, factory: str | None = None, *, shard_size: int | None = None) -> None:
+    def rebuild(self, factory: str | None = None, *, shard_size: int | None = None, announce: bool = False) -> None:
         """Build both indexes again from the stored vectors (no model needed) and save them.
 
         ``shard_size``: build inverted files in shards of this many vectors, merged on disk.
+        ``announce`` moves the data version on first, so readers load the new files (a rebuild
+        asked for; not one after another writer's changes, which would answer with its own).
         """
         if factory is not None:
             self.factory = factory
         if shard_size is not None:
             self.shard_size = shard_size
+        if announce:  # a version of its own, so readers take up the new files at once
+            self.store.update_meta({}, bump_version=True)
         # Read before building: the built index holds at least this version's rows, never fewer.
         version = self.store.data_version()
         for name in NAMES:
@@ -180,3 +222,31 @@ class Indexes:
                 index = self._loaded[name] = self._build(name)
             index.save(self.directory, version, name)
             self._versions[name] = version
+
+
+class CaughtUp:
+    """A saved index (perhaps memory-mapped, read-only) and the rows stored since, in a small exact
+    index beside it: searched together, as one index, by a reader."""
+
+    def __init__(self, saved: VectorIndex, recent: VectorIndex) -> None:
+        self.saved, self.recent = saved, recent
+
+    def __len__(self) -> int:
+        return len(self.saved) + len(self.recent)
+
+    def __getattr__(self, name: str):
+        return getattr(self.saved, name)  # factory, nprobe, dim, lists_file...: the saved index's
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, *, nprobe: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) as VectorIndex.search, the best ``k`` of both indexes."""
+        parts = [
+            self.saved.search(queries, k, allowed=allowed, nprobe=nprobe),
+            self.recent.search(queries, k, allowed=allowed),
+        ]
+        scores = np.concatenate([part[0] for part in parts], axis=1)
+        ids = np.concatenate([part[1] for part in parts], axis=1)
+        scores = np.where(ids >= 0, scores, -np.inf)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, : min(k, len(self))]
+        return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)

@@ -27,6 +27,11 @@ class WriterLock:
         self._handle = None
         self._depth = 0
 
+    @property
+    def held_here(self) -> bool:
+        """Whether this object holds the lock now."""
+        return self._depth > 0
+
     @contextmanager
     def held(self, *, wait_s: float = 0.0, shared: bool = False):
         """Hold the lock (re-entrant within this object, in the mode first taken); wait up to

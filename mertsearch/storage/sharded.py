@@ -102,6 +102,7 @@ def add_in_shards(
         shards.append(path)
         del shard
     merge_on_disk(trained.index, shards, folder / "lists.ivfdata")
+    trained._high_water = None  # its ids came in through the shards: read them when asked
     for path in [empty, *shards]:
         path.unlink()
     return trained

@@ -21,6 +21,9 @@ from mertsearch.storage.schema import Base, Failure, Meta, Track, Window
 # Incremented in the same transaction as every change to the vectors, so a saved FAISS index
 # can say which state of the database it reflects.
 DATA_VERSION = "data_version"
+# The data version from which the stored searchable vectors mean what they mean now (the layers or
+# the transform changed then): an index saved before it holds vectors of another kind.
+SEARCHABLE_SINCE = "searchable_since"
 # Key of the PostgreSQL advisory lock held while the tables are created (two writers may start at once).
 SCHEMA_LOCK = 0x6D657274
 # A write that lost a race with another writer (the same path inserted twice, a row deleted under it,
@@ -184,14 +187,21 @@ class MetadataStore:
             row = session.get(Meta, DATA_VERSION)
             return int(row.value) if row else 0
 
+    def searchable_since(self) -> int:
+        """The data version since which the searchable vectors are of their present kind (see SEARCHABLE_SINCE)."""
+        value = self.meta(SEARCHABLE_SINCE)
+        return int(value) if value else 0
+
     @staticmethod
-    def _bump_version(session: Session) -> None:
+    def _bump_version(session: Session, *, searchable_changed: bool = False) -> None:
         # Locked for the rest of the transaction, so concurrent writers count one after the other.
         row = session.get(Meta, DATA_VERSION, with_for_update=True)
         if row is None:
             session.execute(_insert_missing(session, Meta).values(key=DATA_VERSION, value="0"))
             row = session.get(Meta, DATA_VERSION, with_for_update=True, populate_existing=True)
         row.value = str(int(row.value) + 1)
+        if searchable_changed:
+            session.merge(Meta(key=SEARCHABLE_SINCE, value=row.value))
 
     # --- tracks ---------------------------------------------------------------------------
 
@@ -307,18 +317,19 @@ class MetadataStore:
             return np.empty(0, np.int64), np.empty((0, dim), np.float32)
         return np.concatenate([ids for ids, _ in batches]), np.concatenate([vectors for _, vectors in batches])
 
-    def track_vectors(self, batch: int = 10000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """All (track ids, vectors), in batches, for rebuilding the track index."""
-        return self._batches(Track.id, Track.vector, batch)
+    def track_vectors(self, batch: int = 10000, *, after: int = -1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All (track ids, vectors) with ids above ``after``, in batches, for (re)building the track index."""
+        return self._batches(Track.id, Track.vector, batch, after)
 
-    def window_vectors(self, batch: int = 50000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """All (window ids, vectors), in batches, for rebuilding the window index."""
-        return self._batches(Window.id, Window.vector, batch)
+    def window_vectors(self, batch: int = 50000, *, after: int = -1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All (window ids, vectors) with ids above ``after``, in batches, for (re)building the window index."""
+        return self._batches(Window.id, Window.vector, batch, after)
 
-    def _batches(self, id_column, vector_column, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _batches(self, id_column, vector_column, batch: int, after: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         with self.session() as session:
             ids, vectors = [], []
-            for row_id, blob in session.execute(select(id_column, vector_column).order_by(id_column)):
+            query = select(id_column, vector_column).where(id_column > after).order_by(id_column)
+            for row_id, blob in session.execute(query):
                 ids.append(row_id)
                 vectors.append(from_blob(blob))
                 if len(ids) == batch:
@@ -439,7 +450,7 @@ class MetadataStore:
                 session.execute(update(Track).where(Track.id == track_id).values(vector=_to_blob(vector)))
             for key, value in meta.items():
                 session.merge(Meta(key=key, value=value))
-            self._bump_version(session)
+            self._bump_version(session, searchable_changed=True)
             return len(track_ids)
 
     def meta(self, key: str) -> str | None:
@@ -447,13 +458,16 @@ class MetadataStore:
             row = session.get(Meta, key)
             return row.value if row else None
 
-    def update_meta(self, values: dict[str, str], *, bump_version: bool = False) -> None:
-        """Set meta keys in one transaction; ``bump_version`` when they change what the index holds."""
+    def update_meta(
+        self, values: dict[str, str], *, bump_version: bool = False, searchable_changed: bool = False
+    ) -> None:
+        """Set meta keys in one transaction; ``bump_version`` when they change what the index holds,
+        ``searchable_changed`` when every searchable vector is now of another kind (a new transform)."""
         with self.session() as session, session.begin():
             for key, value in values.items():
                 session.merge(Meta(key=key, value=value))
-            if bump_version:
-                self._bump_version(session)
+            if bump_version or searchable_changed:
+                self._bump_version(session, searchable_changed=searchable_changed)
 
     # --- failures -------------------------------------------------------------------------
 

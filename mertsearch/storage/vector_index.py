@@ -12,6 +12,7 @@ string may be given instead.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -94,6 +95,8 @@ class VectorIndex:
         self.read_only = read_only
         self.nprobe = default_nprobe(self.index)
         self._gpu: faiss.Index | None = None
+        # The highest id ever added (None: not known yet for a loaded index; see high_water).
+        self._high_water: int | None = -1 if index is None else None
 
     def __len__(self) -> int:
         return self.index.ntotal
@@ -121,10 +124,19 @@ class VectorIndex:
             lists_to_memory(self.index)
         self._gpu = None
 
+    @property
+    def high_water(self) -> int:
+        """The highest id added to this index (-1: none): rows above it came later (see Indexes)."""
+        if self._high_water is None:
+            held = index_ids(self)
+            self._high_water = int(held.max()) if len(held) else -1
+        return self._high_water
+
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):
             self._writable()
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+            self._high_water = max(self.high_water, int(np.max(ids)))
 
     def remove(self, ids: np.ndarray) -> None:
         if len(ids):
@@ -194,6 +206,9 @@ class VectorIndex:
             if _abandoned(stale, name, own=False):  # this process's other threads may be saving
                 stale.unlink(missing_ok=True)
         lists = self._publish_lists(directory, name)
+        # Beside the index (written first, so an index file always has it): the highest id it holds.
+        sidecar = json.dumps({"high_water": self.high_water})
+        _write_atomically(directory, name, _sidecar(directory, name, version), sidecar)
         handle, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}-{os.getpid()}-", suffix=".tmp")
         os.close(handle)
         try:
@@ -209,6 +224,7 @@ class VectorIndex:
             # Only older versions: a concurrent writer may have saved a newer one meanwhile.
             if found and found.group(1) == name and int(found.group(2)) < version:
                 other.unlink(missing_ok=True)
+                _sidecar(directory, name, int(found.group(2))).unlink(missing_ok=True)
             found = _LISTS.match(other.name)
             if found and found.group(1) == name and other != lists:
                 other.unlink(missing_ok=True)  # readers that map it keep their mapping
@@ -257,7 +273,40 @@ class VectorIndex:
             return None
         if index.d != dim:
             return None
-        return cls(dim, index=index, read_only=mmap)
+        loaded = cls(dim, index=index, read_only=mmap)
+        try:
+            loaded._high_water = int(json.loads(_sidecar(directory, name, version).read_text())["high_water"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # an index saved before sidecars: its ids tell, when asked
+        return loaded
+
+
+def _sidecar(directory: Path, name: str, version: int) -> Path:
+    return directory / f"{name}-v{version}.json"
+
+
+def _write_atomically(directory: Path, name: str, target: Path, text: str) -> None:
+    handle, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}-{os.getpid()}-", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def index_ids(index: VectorIndex) -> np.ndarray:
+    """Every id an index holds (IDMap2 keeps them in id_map; an inverted file in its lists)."""
+    inner = faiss.downcast_index(index.index)
+    if isinstance(inner, faiss.IndexIDMap2):
+        return faiss.vector_to_array(inner.id_map)
+    ivf = faiss.extract_index_ivf(index.index)
+    lists = ivf.invlists
+    return np.concatenate(
+        [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy() for i in range(ivf.nlist)]
+        or [np.empty(0, np.int64)]
+    ).astype(np.int64)
 
 
 def on_disk_lists(index: faiss.Index):
@@ -316,7 +365,13 @@ def _abandoned(path: Path, name: str, *, own: bool) -> bool:
 
 def saved_index_file(directory: Path, name: str = "tracks") -> Path | None:
     """The newest saved file of index ``name`` in ``directory``, if any."""
+    version = saved_version(directory, name)
+    return None if version is None else directory / f"{name}-v{version}.faiss"
+
+
+def saved_version(directory: Path, name: str = "tracks") -> int | None:
+    """The data version of the newest saved file of index ``name`` in ``directory``, if any."""
     if not directory.is_dir():
         return None
-    files = [(int(m.group(2)), p) for p in directory.iterdir() if (m := _FILE.match(p.name)) and m.group(1) == name]
-    return max(files)[1] if files else None
+    versions = [int(m.group(2)) for p in directory.iterdir() if (m := _FILE.match(p.name)) and m.group(1) == name]
+    return max(versions) if versions else None

@@ -14,23 +14,10 @@ from sqlalchemy import func, select
 from mertsearch.storage.indexes import NAMES, Indexes
 from mertsearch.storage.schema import Track, Window
 from mertsearch.storage.store import MetadataStore, from_blob
-from mertsearch.storage.vector_index import FLAT, VectorIndex
+from mertsearch.storage.vector_index import FLAT, VectorIndex, index_ids
 
 # Vectors checked against each index (all of them in catalogs up to this size).
 SAMPLE = 2000
-
-
-def index_ids(index: VectorIndex) -> np.ndarray:
-    """Every id an index holds (IDMap2 keeps them in id_map; an inverted file in its lists)."""
-    inner = faiss.downcast_index(index.index)
-    if isinstance(inner, faiss.IndexIDMap2):
-        return faiss.vector_to_array(inner.id_map)
-    ivf = faiss.extract_index_ivf(index.index)
-    lists = ivf.invlists
-    return np.concatenate(
-        [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy() for i in range(ivf.nlist)]
-        or [np.empty(0, np.int64)]
-    ).astype(np.int64)
 
 
 def check_store(store: MetadataStore, dim: int) -> list[str]:
