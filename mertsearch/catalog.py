@@ -47,7 +47,7 @@ from mertsearch.settings import (
 )
 from mertsearch.storage import MetadataStore, VectorIndex, check_compatible, read_manifest, write_manifest
 from mertsearch.storage.filters import Filters
-from mertsearch.storage.indexes import Indexes
+from mertsearch.storage.indexes import Indexes, SaveSchedule
 from mertsearch.storage.lock import WriterLock
 from mertsearch.storage.manifest import TEMP_PREFIX as MANIFEST_TEMP
 from mertsearch.storage.store import StoredTrack, TrackRecord, from_blob, safe_url
@@ -62,8 +62,10 @@ if TYPE_CHECKING:  # torch and transformers load only when audio is embedded, so
 
 DATABASE = "catalog.db"
 INDEX_DIR = "index"
-# While indexing, the FAISS file is rewritten at most this often (it is rebuilt after a crash anyway).
+# While indexing, the FAISS files are rewritten at most this often (they are rebuilt after a crash
+# anyway, and readers catch up from the database meanwhile), and in at most this share of the time.
 SAVE_EVERY_S = 60.0
+SAVE_SHARE = 0.1
 # A decoder worker silent this long (while it is waited for) is taken to hang.
 DECODE_TIMEOUT_S = 120.0
 # Shard files of a distributed run, until it has ingested them all.
@@ -385,15 +387,13 @@ class Catalog:
         files = discover_files(paths)
         indexes = self.indexes
         indexes.load()
-        last_save = time.monotonic()
+        saves = SaveSchedule(SAVE_EVERY_S, SAVE_SHARE)
         read = functools.partial(read_track, sample_rate=self.manifest["encoder"]["sample_rate"], windows=self.windows)
 
         def on_stored(stored: StoredTrack, record: TrackRecord) -> None:
-            nonlocal last_save
             indexes.stored(stored, record.vector, record.window_vectors)
-            if time.monotonic() - last_save > SAVE_EVERY_S:
-                indexes.save()
-                last_save = time.monotonic()
+            if saves.due():
+                saves.save(indexes)
 
         def ingest(embed) -> IndexReport:
             try:
@@ -415,9 +415,10 @@ class Catalog:
                     progress=progress,
                 )
                 report.removed, report.empty_folders = self._remove_vanished(paths, files, prune_empty=prune_empty)
-                return report
             finally:
-                indexes.save()
+                saves.save(indexes)
+            report.saving_s = round(saves.total, 3)
+            return report
 
         if ray is not None:
             return self._index_on_ray(ingest, ray)

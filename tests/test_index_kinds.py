@@ -1,5 +1,6 @@
 """Every index kind supports adding, updating and removing tracks; kinds follow catalog size."""
 
+import numpy as np
 import pytest
 
 import mertsearch.storage.vector_index as vector_index
@@ -69,3 +70,25 @@ def test_a_bad_factory_string_is_a_clear_error(tmp_path, tiny_model):
         cat.index_paths([music])
         with pytest.raises(InvalidArgumentError, match="FAISS cannot build an index"):
             cat.rebuild_index("NoSuchIndex,Flat")
+
+
+def test_saves_during_an_ingest_take_at_most_a_tenth_of_the_time():
+    from mertsearch.storage.indexes import SaveSchedule
+
+    now = [0.0]
+
+    class SlowIndexes:
+        def save(self):
+            now[0] += 10.0  # a save of a big index: 10 s
+
+    schedule = SaveSchedule(60.0, 0.1, clock=lambda: now[0])
+    saves = []
+    for _ in range(10_000):  # a track stored every 0.1 s for 1,000 s
+        now[0] += 0.1
+        if schedule.due():
+            saves.append(now[0])
+            schedule.save(SlowIndexes())
+    assert saves[0] == pytest.approx(60, abs=0.2)  # the first after a minute
+    gaps = np.diff(saves)  # a save (10 s) and the 90 s after it
+    assert len(gaps) >= 8 and gaps.tolist() == pytest.approx([100] * len(gaps), abs=0.2)
+    assert schedule.total / now[0] <= 0.1

@@ -95,6 +95,7 @@ class IndexReport:
     files: int = 0
     audio_seconds: float = 0.0
     elapsed: float = 0.0
+    saving_s: float = 0.0  # spent saving the indexes, the final save included
     # How the model ran: "cpu"/"cuda", the arithmetic chosen, decoder processes (0: inline).
     device: str = ""
     precision: str = ""

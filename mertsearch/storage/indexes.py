@@ -24,6 +24,7 @@ is built in shards and merged on disk (see storage/sharded.py).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from mertsearch.storage.vector_index import FLAT, FLAT_LIMIT, VectorIndex, choos
 
 NAMES = ("tracks", "windows")
 AUTO = "auto"
-__all__ = ["AUTO", "NAMES", "TRAIN_PER_LIST", "Indexes"]
+__all__ = ["AUTO", "NAMES", "TRAIN_PER_LIST", "Indexes", "SaveSchedule"]
 
 
 class Indexes:
@@ -250,3 +251,26 @@ class CaughtUp:
         scores = np.where(ids >= 0, scores, -np.inf)
         order = np.argsort(-scores, axis=1, kind="stable")[:, : min(k, len(self))]
         return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+class SaveSchedule:
+    """When a writer saves its indexes in the middle of an ingest: at most every ``every_s``
+    seconds, and never more than ``share`` of the time. A save rewrites whole index files (seconds
+    for millions of vectors), so one that took t seconds waits t * (1 - share) / share before the
+    next. Readers lose nothing meanwhile: they catch up from the database (see Indexes)."""
+
+    def __init__(self, every_s: float, share: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every_s, self.share, self.clock = every_s, share, clock
+        self.last = clock()
+        self.took = 0.0  # the last save's seconds
+        self.total = 0.0  # every save's seconds
+
+    def due(self) -> bool:
+        return self.clock() - self.last > max(self.every_s, self.took * (1 - self.share) / self.share)
+
+    def save(self, indexes: Indexes) -> None:
+        started = self.clock()
+        indexes.save()
+        self.last = self.clock()
+        self.took = self.last - started
+        self.total += self.took
