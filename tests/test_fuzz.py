@@ -38,9 +38,6 @@ def mutated(draw, seeds: list[bytes]) -> bytes:
 
 
 def _fuzz(seeds: list[bytes], catalog_dir, examples: int, counts) -> None:
-    import torch
-
-    torch.set_num_threads(1)  # a forked child must not use the parent's OpenMP thread pool
     inputs = st.one_of(st.binary(max_size=2048), mutated(seeds))
     chosen = settings(
         max_examples=examples, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
@@ -85,9 +82,12 @@ def test_fuzzed_audio_never_crashes_or_hangs(tmp_path, tiny_model):
         write_audio(music / f"{n}.flac", tone_track(n, 8, 44100), 44100)
     with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=3) as cat:
         cat.index_paths([music], decoders=0)
-    # In a child process, so a crash (a signal) or a hang is seen rather than suffered.
-    counts = multiprocessing.Manager().dict(decoded=0, searched=0, refused=0)
-    child = multiprocessing.get_context("fork").Process(target=_fuzz, args=(seeds, tmp_path / "cat", EXAMPLES, counts))
+    # In a child process, so a crash (a signal) or a hang is seen rather than suffered. A fresh one
+    # (spawned): a forked child of this process, whose earlier tests ran FAISS and torch on OpenMP
+    # threads, can deadlock in its first parallel region.
+    context = multiprocessing.get_context("spawn")
+    counts = context.Manager().dict(decoded=0, searched=0, refused=0)
+    child = context.Process(target=_fuzz, args=(seeds, tmp_path / "cat", EXAMPLES, counts))
     child.start()
     child.join(timeout=300)
     hung = child.is_alive()
