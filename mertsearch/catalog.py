@@ -25,6 +25,7 @@ from mertsearch.config import RaySettings, WindowSettings, check_precision
 from mertsearch.encoder.checkpoint import Checkpoint, resolve_checkpoint
 from mertsearch.encoder.pooling import l2_normalize, searchable_vectors
 from mertsearch.encoder.registry import DEFAULT_MODEL
+from mertsearch.encoder.runtime import checkpoint_of, default_batch_size, default_device, open_catalog_encoder
 from mertsearch.errors import (
     CatalogMismatchError,
     CatalogNotFoundError,
@@ -70,17 +71,6 @@ SAVE_SHARE = 0.1
 DECODE_TIMEOUT_S = 120.0
 # Shard files of a distributed run, until it has ingested them all.
 SHARD_DIR = "shards"
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def default_batch_size(device: str) -> int:
-    # A GPU needs many windows per call to be busy; on a CPU a batch of 4 was ~10% slower per window than 1.
-    return 32 if device.startswith("cuda") else 1
 
 
 def _writes(method):
@@ -281,22 +271,11 @@ class Catalog:
     @property
     def encoder(self) -> MertEncoder:
         if self._encoder is None:
-            from mertsearch.encoder.mert import open_encoder
-
-            spec = self.manifest["encoder"]
-            checkpoint = self._checkpoint or resolve_checkpoint(spec["source"], revision=spec["revision"])
-            if self._checkpoint is None and checkpoint.weights_sha256() != spec["weights_sha256"]:
-                raise CatalogMismatchError(
-                    f"the weights at {checkpoint.directory} are not the ones this catalog was built with "
-                    f"(sha256 {spec['weights_sha256'][:12]}...); pass --model with the original weights"
-                )
-            device = self._device or default_device()
-            self._encoder = open_encoder(
-                checkpoint,
-                spec["layers"],
-                keep_all=bool(spec["kept_layers"]),
-                device=device,
-                batch_size=self._batch_size or default_batch_size(device),
+            self._encoder = open_catalog_encoder(
+                self.manifest["encoder"],
+                checkpoint=self._checkpoint,
+                device=self._device,
+                batch_size=self._batch_size,
                 precision=self._precision,
             )
         return self._encoder
@@ -435,17 +414,8 @@ class Catalog:
         from mertsearch.indexer.distributed import RayRun, embed_on_ray
 
         spec = self.manifest["encoder"]
-        checkpoint = self._checkpoint or resolve_checkpoint(spec["source"], revision=spec["revision"])
-        model = {
-            "directory": str(checkpoint.directory),
-            "source": spec["source"],
-            "revision": spec["revision"],
-            "weights_sha256": spec["weights_sha256"],
-            "layers": spec["layers"],
-            "keep_all": bool(spec["kept_layers"]),
-            "batch_size": self._batch_size,
-            "precision": self._precision,
-        }
+        checkpoint = self._checkpoint or checkpoint_of(spec)
+        model = {"directory": str(checkpoint.directory), "batch_size": self._batch_size, "precision": self._precision}
         run = RayRun()
         report = ingest(
             lambda jobs: embed_on_ray(

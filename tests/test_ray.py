@@ -205,16 +205,8 @@ def test_weights_that_are_not_the_catalogs_stop_the_run_in_one_line(tmp_path, ti
 
     with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=LAYER) as cat:
         spec, windows = cat.manifest["encoder"], cat.windows
-    model = {
-        "directory": str(tiny_model),
-        "source": str(tiny_model),
-        "revision": None,
-        "weights_sha256": "0" * 64,  # as if a node held other weights at that path
-        "layers": [LAYER],
-        "keep_all": False,
-        "batch_size": None,
-        "precision": "fp32",
-    }
+    spec = {**spec, "weights_sha256": "0" * 64}  # as if a node held other weights at that path
+    model = {"directory": str(tiny_model), "batch_size": None, "precision": "fp32"}
     path = music / "a.wav"
     job = Job(str(path), path.stat().st_size, path.stat().st_mtime_ns, None)
     with pytest.raises(ClusterError, match="not the catalog's") as caught:

@@ -19,6 +19,7 @@ from torch import nn
 from mertsearch import cache
 from mertsearch.config import check_precision
 from mertsearch.encoder.checkpoint import Checkpoint, load_model, read_preprocessing
+from mertsearch.encoder.pooling import captured_layers
 from mertsearch.errors import InvalidArgumentError
 
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -95,8 +96,7 @@ class MertEncoder:
         self.layers = (layers,) if isinstance(layers, int) else tuple(layers)
         if not self.layers or any(not 0 <= layer <= num_layers for layer in self.layers):
             raise InvalidArgumentError(f"layers must be between 0 and {num_layers} for this model, got {layers}")
-        # The hidden states computed: every one with keep_all, else only those searched.
-        self.capture = tuple(range(num_layers + 1)) if keep_all else tuple(sorted(set(self.layers)))
+        self.capture = captured_layers(self.layers, range(num_layers + 1) if keep_all else ())
         encoder = model.encoder
         encoder.layers = encoder.layers[: max(self.capture)]
         if getattr(model.config, "do_stable_layer_norm", False):

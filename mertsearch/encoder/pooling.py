@@ -32,6 +32,12 @@ class Embedding:
     layer_window_vectors: np.ndarray | None = None
 
 
+def captured_layers(layers: Sequence[int], kept_layers: Sequence[int]) -> tuple[int, ...]:
+    """The hidden states an encoder computes: every kept layer (a catalog keeping them all, to switch
+    layers later), else only the searched ones, in order, once each."""
+    return tuple(kept_layers) or tuple(sorted(set(layers)))
+
+
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length, so inner product is cosine similarity."""
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)

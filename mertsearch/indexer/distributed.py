@@ -34,6 +34,8 @@ import numpy as np
 
 from mertsearch.config import RaySettings
 from mertsearch.encoder.embed import assemble
+from mertsearch.encoder.pooling import captured_layers
+from mertsearch.encoder.runtime import default_batch_size, open_catalog_encoder
 from mertsearch.errors import ClusterError, InvalidArgumentError
 from mertsearch.indexer.pipeline import Embedded, Failed, Job, Outcome, Unchanged
 from mertsearch.indexer.reader import FINAL, WINDOWS_PER_MESSAGE, read_track
@@ -56,8 +58,8 @@ class _Shape:
 
     @classmethod
     def of(cls, spec: dict) -> _Shape:
-        kept = tuple(spec["kept_layers"])
-        return cls(spec["sample_rate"], kept or tuple(sorted(set(spec["layers"]))), tuple(spec["layers"]), bool(kept))
+        capture = captured_layers(spec["layers"], spec["kept_layers"])
+        return cls(spec["sample_rate"], capture, tuple(spec["layers"]), bool(spec["kept_layers"]))
 
 
 @dataclass
@@ -120,33 +122,15 @@ def _decode(batch: dict[str, np.ndarray], *, sample_rate: int, windows) -> Itera
 class _Embedder:
     """The model stage: an actor holding the catalog's encoder on its GPU (or CPU)."""
 
-    def __init__(self, model: dict) -> None:
-        import torch
-
-        from mertsearch.catalog import default_batch_size
-        from mertsearch.encoder.checkpoint import Checkpoint, resolve_checkpoint
-        from mertsearch.encoder.mert import open_encoder
-        from mertsearch.errors import CatalogMismatchError
-
-        directory = Path(model["directory"])
-        checkpoint = (
-            Checkpoint(directory, model["source"], None, model["revision"])
-            if directory.is_dir()
-            else resolve_checkpoint(model["source"], revision=model["revision"])
-        )
-        if checkpoint.weights_sha256() != model["weights_sha256"]:
-            raise CatalogMismatchError(
-                f"the weights at {checkpoint.directory} on this Ray node are not the catalog's "
-                f"(sha256 {model['weights_sha256'][:12]}...)"
-            )
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.encoder = open_encoder(
-            checkpoint,
-            model["layers"],
-            keep_all=model["keep_all"],
-            device=device,
-            batch_size=model["batch_size"] or default_batch_size(device),
+    def __init__(self, spec: dict, model: dict) -> None:
+        # The driver's checkpoint folder is used where this node has it too; the weights found are
+        # checked against the catalog's either way.
+        self.encoder = open_catalog_encoder(
+            spec,
+            directory=model["directory"],
+            batch_size=model["batch_size"],
             precision=model["precision"],
+            where="this Ray node",
         )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -282,8 +266,9 @@ def embed_on_ray(
 ) -> Iterator[tuple[Job, Outcome]]:
     """(job, outcome) for every job, like the local executor's ``embed_jobs``, computed on Ray.
 
-    ``spec`` is the catalog manifest's encoder part, ``model`` what an actor needs to open the
-    encoder (see :class:`_Embedder`), ``shards`` the folder for this catalog's shard files.
+    ``spec`` is the catalog manifest's encoder part; ``model`` the rest an actor needs to open the
+    encoder: {"directory": where this process found the weights, "batch_size", "precision"} (None
+    for the defaults); ``shards`` the folder for this catalog's shard files.
     """
     import pyarrow.parquet as pq
 
@@ -351,7 +336,8 @@ def _dataset(jobs: Iterable[Job], spec: dict, model: dict, windows, settings: Ra
         {"path": os.fsencode(job.path), "size": job.size, "mtime_ns": job.mtime_ns, "known": job.known_sha256 or ""}
         for job in jobs
     ]
-    rows_per_call = max(1, -(-(model["batch_size"] or (32 if gpus else 1)) // WINDOWS_PER_MESSAGE))
+    batch_size = model["batch_size"] or default_batch_size("cuda" if gpus else "cpu")
+    rows_per_call = max(1, -(-batch_size // WINDOWS_PER_MESSAGE))
     # One block per file: a task that dies takes only its file with it (after Ray's retries). The
     # memory reserved also keeps Ray from fusing decoding into the model's actors (fusion needs
     # equal resources): decoding must not queue up on the GPU workers.
@@ -366,7 +352,7 @@ def _dataset(jobs: Iterable[Job], spec: dict, model: dict, windows, settings: Ra
         )
         .map_batches(
             _Embedder,
-            fn_constructor_kwargs={"model": model},
+            fn_constructor_kwargs={"spec": spec, "model": model},
             batch_size=rows_per_call,
             compute=ray.data.ActorPoolStrategy(size=run.actors),
             **({"num_gpus": 1} if gpus else {"num_cpus": 1}),
