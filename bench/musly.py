@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mertsearch import Catalog  # noqa: E402
 from mertsearch.audio.decode import decode_audio  # noqa: E402
-from mertsearch.search.excerpts import DEGRADATIONS, degraded, draw_excerpts  # noqa: E402
+from mertsearch.evaluation.excerpts import DEGRADATIONS, degraded, draw_excerpts  # noqa: E402
 
 MUSLY_RATE = 22050  # what track_from_audiodata expects
 

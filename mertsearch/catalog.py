@@ -33,11 +33,11 @@ from mertsearch.errors import (
     InvalidArgumentError,
     TrackNotFoundError,
 )
+from mertsearch.evaluation.metrics import score_spread
 from mertsearch.indexer.discover import discover_files
 from mertsearch.indexer.pipeline import IndexProgress, IndexReport, run_index
 from mertsearch.search import Query, Rules, SearchResult, rank
 from mertsearch.search.duplicates import find_leader
-from mertsearch.search.tuning import label_retrieval, pair_scores, score_spread, spread
 from mertsearch.settings import (
     LayersArg,
     database_from_env,
@@ -725,60 +725,11 @@ class Catalog:
         ``labels`` maps track paths (or "#<id>") to labels; without it a track's label is the
         name of its folder. Runs on stored vectors only: no model, seconds for thousands of tracks.
         """
-        spec = self.manifest["encoder"]
-        ids, per_layer = self.store.track_layer_vectors(spec["dim"])
-        layers = spec["kept_layers"]
-        if not layers:  # only the searched vectors are stored: one row
-            ids, vectors = self.store.all_track_vectors(spec["dim"])
-            per_layer = vectors[:, None, :]
-            layers = ["+".join(map(str, spec["layers"]))]
-        tracks = self.store.tracks_by_id(ids.tolist())
-        if labels is None:
-            track_labels = [Path(tracks[i].path).parent.name for i in ids]
-        else:
-            track_labels = [labels.get(tracks[i].path) or labels.get(f"#{i}") for i in ids]
-        others = {
-            "artists": [tracks[i].artist for i in ids],
-            "exclude_same_artist": exclude_same_artist,
-            "albums": [tracks[i].album for i in ids],
-            "exclude_same_album": exclude_same_album,
-            "k": k,
-        }
-        rows = []
-        for position, layer in enumerate(layers):
-            vectors = per_layer[:, position]
-            centered = VectorTransform.fit("center", vectors)(vectors) if len(vectors) > 1 else vectors
-            raw = label_retrieval(vectors, track_labels, **others)
-            cen = label_retrieval(centered, track_labels, **others)
-            rows.append(
-                {
-                    "layer": layer,
-                    "precision_at_k": round(raw["precision_at_k"], 4),
-                    "map": round(raw["map"], 4),
-                    "ndcg_at_k": round(raw["ndcg_at_k"], 4),
-                    "precision_at_k_centered": round(cen["precision_at_k"], 4),
-                    "map_centered": round(cen["map"], 4),
-                    "ndcg_at_k_centered": round(cen["ndcg_at_k"], 4),
-                    "scores": score_spread(vectors),
-                    "scores_centered": score_spread(centered),
-                }
-            )
-        scored = [row for row in rows if not np.isnan(row["map_centered"])]
-        if not scored:
-            raise InvalidArgumentError("no label is shared by two tracks: nothing to retrieve (check the labels)")
-        best = max(scored, key=lambda row: (row["map_centered"], row["precision_at_k_centered"]))
-        return {
-            "tracks": len(ids),
-            "labelled": sum(1 for label in track_labels if label),
-            "labels": len({label for label in track_labels if label}),
-            "queries": raw["queries"],
-            "k": k,
-            "exclude_same_artist": exclude_same_artist,
-            "exclude_same_album": exclude_same_album,
-            "layers": rows,
-            "recommended_layer": best["layer"],
-            "searched_layers": spec["layers"],
-        }
+        from mertsearch.evaluation.evaluate import tune_layers
+
+        return tune_layers(
+            self, labels, exclude_same_artist=exclude_same_artist, exclude_same_album=exclude_same_album, k=k
+        )
 
     def evaluate(
         self,
@@ -792,7 +743,7 @@ class Catalog:
         exclude_same_album: bool = False,
         baseline: bool = True,
     ) -> dict:
-        """How good the search is on this catalog (see mertsearch.search.excerpts); seeded.
+        """How good the search is on this catalog (see mertsearch.evaluation); seeded.
 
         Excerpt identification, clean and degraded; label retrieval for every stored layer (labels
         from ``labels`` or folder names, when two tracks share one); the spread of scores between
@@ -806,87 +757,40 @@ class Catalog:
         and a scratch copy of the catalog (its database: about 43 MB per hour of audio for
         MERT-v1-95M) is switched to each layer from stored vectors and searched. Per layer that
         adds a reindex of the copy (under a second for a few hours of audio) and one search per
-        degraded excerpt; see mertsearch.search.excerpts.identify.
+        degraded excerpt; see mertsearch.evaluation.excerpts.identify.
         """
         from mertsearch.encoder.registry import SPECTRAL
-        from mertsearch.search.excerpts import draw_excerpts, identify
+        from mertsearch.evaluation.evaluate import evaluate
 
         _check_k(k)
-        if excerpts < 1 or seconds <= 0:
-            raise InvalidArgumentError("give at least one excerpt of more than 0 s")
-        rng = np.random.default_rng(seed)
-        drawn = draw_excerpts(self, count=excerpts, seconds=seconds, rng=rng)
-        if not drawn:
-            raise InvalidArgumentError(
-                f"no track is longer than {seconds + self.windows.hop_s:g} s: use shorter excerpts"
-            )
         spec = self.manifest["encoder"]
-        options = {"exclude_same_artist": exclude_same_artist, "exclude_same_album": exclude_same_album, "k": k}
         with contextlib.ExitStack() as stack:
-            catalogs = [self]
-            if baseline and spec["architecture"] != SPECTRAL:
+
+            def spectral_baseline() -> Catalog:
                 folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mertsearch-baseline-")))
                 # A throwaway catalog: SQLite in its folder, whatever MERTSEARCH_DATABASE says.
                 reference = stack.enter_context(
                     Catalog.create(folder, model=SPECTRAL, hop=self.windows.hop_s, database=default_database(folder))
                 )
                 reference.index_paths([path for _, path, _ in self.store.durations()])
-                catalogs.append(reference)
-            sweep = None
-            if len(spec["kept_layers"]) > 1:
+                return reference
+
+            def layer_sweep() -> Catalog:
                 folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mertsearch-layers-")))
-                sweep = stack.enter_context(self._scratch_copy(folder))
-            found = identify(catalogs, drawn, rng, k=k, sweep=sweep)
-            label_reports = []
-            for catalog in catalogs:
-                try:
-                    label_reports.append(catalog.tune_layers(labels, **options))
-                except InvalidArgumentError as exc:
-                    label_reports.append({"skipped": str(exc)})
-        ids, vectors = self.store.all_track_vectors(spec["dim"])
-        center = VectorTransform.fit("center", vectors) if len(vectors) > 1 else IDENTITY
-        centered = center(vectors)
-        # True pairs at the level of the random pairs: a clean excerpt's pooled vector against its source
-        # track's stored vector, raw and after the same centering.
-        row_of = {int(track_id): row for row, track_id in enumerate(ids)}
-        sources = np.stack([vectors[row_of[track_id]] for track_id, _ in found.clean_vectors])
-        clean = np.stack([vector for _, vector in found.clean_vectors])
-        true_raw = np.einsum("ij,ij->i", clean, sources)
-        true_centered = np.einsum("ij,ij->i", center(clean), center(sources))
-        true_scores = np.array(found.true_scores, dtype=np.float32)
-        identification = {"excerpts": len(drawn), "k": k, "degradations": found.tables[0]}
-        if found.layers is not None:
-            identification["layers"] = found.layers
-        report = {
-            "catalog": str(self.directory),
-            "model": spec["source"],
-            "layers": spec["layers"],
-            "transform": self.manifest["transform"]["kind"],
-            "tracks": len(vectors),
-            "seed": seed,
-            "excerpt_seconds": seconds,
-            "identification": identification,
-            "labels": label_reports[0],
-            "scores": {
-                "random_pairs": score_spread(vectors, seed=seed),
-                "random_pairs_centered": score_spread(centered, seed=seed),
-                "true_matches": {
-                    "count": int(len(true_scores)),
-                    "mean": round(float(true_scores.mean()), 4) if len(true_scores) else None,
-                    "p5": round(float(np.percentile(true_scores, 5)), 4) if len(true_scores) else None,
-                },
-                "true_matches_raw": spread(true_raw),
-                "true_matches_centered": spread(true_centered),
-                "random_pair_samples": _rounded(pair_scores(vectors, pairs=2000, seed=seed)),
-                "random_pair_samples_centered": _rounded(pair_scores(centered, pairs=2000, seed=seed)),
-                "true_match_samples": _rounded(true_scores),
-                "true_match_samples_raw": _rounded(true_raw),
-                "true_match_samples_centered": _rounded(true_centered),
-            },
-        }
-        if len(catalogs) > 1:
-            report["baseline"] = {"model": SPECTRAL, "degradations": found.tables[1], "labels": label_reports[1]}
-        return report
+                return stack.enter_context(self._scratch_copy(folder))
+
+            return evaluate(
+                self,
+                excerpts=excerpts,
+                seconds=seconds,
+                seed=seed,
+                k=k,
+                labels=labels,
+                exclude_same_artist=exclude_same_artist,
+                exclude_same_album=exclude_same_album,
+                baseline=spectral_baseline if baseline and spec["architecture"] != SPECTRAL else None,
+                sweep=layer_sweep if len(spec["kept_layers"]) > 1 else None,
+            )
 
     def _scratch_copy(self, folder: Path) -> Catalog:
         """A copy of this catalog's database and settings in ``folder`` (empty), to change freely.
@@ -1022,10 +926,6 @@ def _one_of(layer: int | None, layers: LayersArg) -> LayersArg:
     if layer is not None and layers is not None:
         raise InvalidArgumentError("give --layer or --layers, not both")
     return layer if layer is not None else layers
-
-
-def _rounded(scores: np.ndarray) -> list[float]:
-    return [round(float(x), 4) for x in scores]
 
 
 def _check_k(k: int) -> None:

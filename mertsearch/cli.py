@@ -544,7 +544,8 @@ def tune_layer(
 ) -> None:
     """Compare every stored layer on label retrieval (precision@k, mAP), raw and centered; recommend one."""
     from mertsearch.catalog import Catalog
-    from mertsearch.search.tuning import read_labels, write_plot
+    from mertsearch.evaluation.metrics import read_labels
+    from mertsearch.evaluation.report import write_plot
 
     with Catalog.open(catalog) as cat:
         report = cat.tune_layers(
@@ -623,8 +624,8 @@ def evaluate(
     retrieval and (with every layer kept) excerpts found per stored layer, and the spread of scores,
     raw and centered, of random pairs and true pairs. Writes a Markdown report with plots."""
     from mertsearch.catalog import Catalog
-    from mertsearch.search.report import write_report
-    from mertsearch.search.tuning import read_labels
+    from mertsearch.evaluation.metrics import read_labels
+    from mertsearch.evaluation.report import write_report
 
     with Catalog.open(catalog, model=model, device=device, precision=precision, mmap=True) as cat:
         report = cat.evaluate(

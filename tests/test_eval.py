@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mertsearch import Catalog
-from mertsearch.search.excerpts import DEGRADATIONS, draw_excerpts
+from mertsearch.evaluation.excerpts import DEGRADATIONS, draw_excerpts
 from mertsearch.storage.transform import VectorTransform
 from tests.helpers import DISCERNING, SAMPLE_RATE, melody_track, write_audio, write_tiny_mert
 
@@ -32,7 +32,7 @@ def test_eval_report_is_seeded_complete_and_finds_clean_excerpts(tagged_catalog,
     assert reference["model"] == "spectral" and list(reference["degradations"]) == list(DEGRADATIONS)
     assert reference["degradations"]["clean"]["recall_at_1"] >= 0.75 and reference["labels"]["layers"]
 
-    from mertsearch.search.report import write_report
+    from mertsearch.evaluation.report import write_report
 
     files = write_report(first, tmp_path / "report")
     assert json.loads((tmp_path / "report" / "eval.json").read_text())["seed"] == 3
@@ -76,7 +76,7 @@ def test_layer_sweep_gives_each_kept_layer_the_numbers_of_a_catalog_searching_it
     assert "layers" not in single["identification"]
     assert rows[1]["degradations"] == single["identification"]["degradations"]
 
-    from mertsearch.search.report import write_report
+    from mertsearch.evaluation.report import write_report
 
     files = write_report(report, tmp_path / "report")
     markdown = (tmp_path / "report" / "eval.md").read_text()
@@ -137,7 +137,7 @@ def test_silent_stretches_are_never_drawn_as_excerpts(tmp_path):
 
 def test_a_small_report_is_written_whole(tmp_path, tiny_model, music):
     """The whole road of `eval` on a small catalog: identification, labels (folders), scores, the files."""
-    from mertsearch.search.report import write_report
+    from mertsearch.evaluation.report import write_report
 
     with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=3) as cat:
         cat.index_paths([music], decoders=0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mertsearch import Catalog, InvalidArgumentError
-from mertsearch.search.tuning import label_retrieval
+from mertsearch.evaluation.metrics import label_retrieval
 from mertsearch.storage.transform import VectorTransform
 from tests.helpers import assert_consistent, tone_track, write_audio, write_tiny_mert
 
@@ -200,7 +200,7 @@ def test_tune_layer_ranks_every_kept_layer(tmp_path, labelled):
             for genre in range(2):
                 for i in range(4):
                     writer.writerow([f"labelled/genre{genre}/t{i}.flac", f"g{genre}"])
-        from mertsearch.search.tuning import read_labels
+        from mertsearch.evaluation.metrics import read_labels
 
         from_csv = cat.tune_layers(read_labels(table))
         assert from_csv["labels"] == 2 and from_csv["labelled"] == 8

@@ -1,7 +1,8 @@
 """How well vectors retrieve tracks that share a label, and how spread their scores are.
 
 Used to choose a layer: for each stored layer, every labelled track queries all the others, and
-precision@k and average precision say how often tracks with the same label come first.
+precision@k and average precision say how often tracks with the same label come first. The
+labels come from folder names or a CSV (:func:`read_labels`).
 """
 
 from __future__ import annotations
@@ -122,38 +123,3 @@ def read_labels(path: Path) -> dict[str, str]:
             else:
                 out[os.fsdecode((path.parent / row["path"]).expanduser().absolute())] = label
         return out
-
-
-def write_plot(report: dict, path: Path) -> None:
-    """Precision@k and mAP per layer, with and without centering, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(8, 4.5), dpi=120)
-    plot_label_retrieval(axis, report)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-
-
-def plot_label_retrieval(axis, report: dict) -> None:
-    """Draw a tune_layers report (precision@k and mAP per layer, raw and centered) on a matplotlib axis."""
-    rows = report["layers"]
-    layers = [row["layer"] for row in rows]
-    for key, name, style in [
-        ("map", "mAP", "-o"),
-        ("map_centered", "mAP, centered", "--o"),
-        ("precision_at_k", f"precision@{report['k']}", "-s"),
-        ("precision_at_k_centered", f"precision@{report['k']}, centered", "--s"),
-    ]:
-        axis.plot(layers, [row[key] for row in rows], style, label=name)
-    axis.axvline(report["recommended_layer"], color="grey", linestyle=":", label=f"best: {report['recommended_layer']}")
-    axis.set_xlabel("layer (hidden_states index)")
-    axis.set_ylabel("score")
-    axis.set_xticks(layers)
-    excluded = ", same artist excluded" if report["exclude_same_artist"] else ""
-    axis.set_title(f"Label retrieval per layer ({report['queries']} queries{excluded})")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)

@@ -17,7 +17,7 @@ import numpy as np
 from mertsearch.encoder.pooling import Embedding, for_layers
 
 if TYPE_CHECKING:
-    from mertsearch.catalog import Catalog
+    from mertsearch.evaluation.protocol import CatalogLike
     from mertsearch.search.engine import SearchResult
 
 # name -> (samples, rate, rng, other excerpt) -> degraded samples
@@ -112,7 +112,7 @@ class Excerpt:
 AUDIBLE_PEAK = 1e-3
 
 
-def draw_excerpts(catalog: Catalog, *, count: int, seconds: float, rng: np.random.Generator) -> list[Excerpt]:
+def draw_excerpts(catalog: CatalogLike, *, count: int, seconds: float, rng: np.random.Generator) -> list[Excerpt]:
     """Up to ``count`` excerpts of distinct tracks long enough, each starting off the window grid.
 
     A drawn excerpt that is (nearly) silent is passed over for the next track in the drawn order.
@@ -205,12 +205,12 @@ class Identification:
 
 
 def identify(
-    catalogs: list[Catalog],
+    catalogs: list[CatalogLike],
     excerpts: list[Excerpt],
     rng: np.random.Generator,
     *,
     k: int = 10,
-    sweep: Catalog | None = None,
+    sweep: CatalogLike | None = None,
 ) -> Identification:
     """Recall@1, recall@k and position error of the source file, per degradation, for each catalog
     (all holding the same files: every catalog hears the very same degraded excerpt).
