@@ -35,9 +35,9 @@ from mertsearch.errors import (
 )
 from mertsearch.evaluation.metrics import score_spread
 from mertsearch.indexer.discover import discover_files
+from mertsearch.indexer.duplicates import find_leader
 from mertsearch.indexer.pipeline import IndexProgress, IndexReport, run_index
 from mertsearch.search import Query, Rules, SearchResult, rank
-from mertsearch.search.duplicates import find_leader
 from mertsearch.settings import (
     LayersArg,
     database_from_env,
