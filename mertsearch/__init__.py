@@ -8,11 +8,9 @@ with Catalog.create("./cat", model="mert-v1-95m", layer=7) as catalog:
         print(hit.score, hit.artist, hit.title, hit.match.start)
 """
 
-__version__ = "0.1.0"
-
-from mertsearch.catalog import Catalog, embed  # noqa: E402
-from mertsearch.encoder.pooling import Embedding  # noqa: E402
-from mertsearch.errors import (  # noqa: E402
+from mertsearch.catalog import Catalog, embed
+from mertsearch.encoder.pooling import Embedding
+from mertsearch.errors import (
     AudioDecodeError,
     AudioTooLongError,
     CatalogBusyError,
@@ -23,9 +21,10 @@ from mertsearch.errors import (  # noqa: E402
     ModelLoadError,
     TrackNotFoundError,
 )
-from mertsearch.indexer.pipeline import FailedFile, IndexProgress, IndexReport  # noqa: E402
-from mertsearch.search import SearchResult, TimeRange  # noqa: E402
-from mertsearch.storage.filters import Filters  # noqa: E402
+from mertsearch.indexer.pipeline import FailedFile, IndexProgress, IndexReport
+from mertsearch.search import SearchResult, TimeRange
+from mertsearch.storage.filters import Filters
+from mertsearch.version import __version__
 
 __all__ = [
     "AudioDecodeError",

@@ -9,7 +9,6 @@ import os
 import time
 from collections.abc import Sequence
 
-from mertsearch import __version__
 from mertsearch.config import WindowSettings
 from mertsearch.encoder.checkpoint import (
     Checkpoint,
@@ -20,6 +19,7 @@ from mertsearch.encoder.checkpoint import (
 )
 from mertsearch.errors import InvalidArgumentError
 from mertsearch.storage.manifest import FORMAT
+from mertsearch.version import __version__
 
 # The metadata database of new catalogs, as a SQLAlchemy URL (default: SQLite in the catalog).
 DATABASE_ENV = "MERTSEARCH_DATABASE"
