@@ -52,13 +52,13 @@ def _vectors(cat: Catalog) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray
 @pytest.mark.slow
 def test_ray_gives_the_local_executors_vectors(tmp_path, tiny_model, bad_music, local_ray):
     with Catalog.create(tmp_path / "local", model=str(tiny_model), layer=LAYER, keep_layers=True) as local:
-        local.index_paths([bad_music], decoders=0)
+        precision = local.index_paths([bad_music], decoders=0).precision
         expected, expected_failures = _vectors(local), local.failures()
         expected_layers = local.store.track_layer_vectors(local.manifest["encoder"]["dim"])[1]
     with Catalog.create(tmp_path / "ray", model=str(tiny_model), layer=LAYER, keep_layers=True) as cat:
         report = cat.index_paths([bad_music], ray=RaySettings())
         assert (report.executor, report.added, report.from_shards) == ("ray", 7, 0)
-        assert report.device.startswith("ray (1 actor(s), cpu") and report.precision == "fp32"
+        assert report.device.startswith("ray (1 actor(s), cpu") and report.precision == precision
         assert sorted((f.path, f.reason) for f in report.failed) == sorted(
             (f["path"], f["reason"]) for f in expected_failures
         )
