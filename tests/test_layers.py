@@ -101,6 +101,23 @@ def test_centering_spreads_scores_and_applies_to_queries(tmp_path, tiny_model, m
         assert [(r.track_id, round(r.score, 4)) for r in cat.similar(2, k=6)] == incremental
 
 
+def test_the_previous_transform_file_stays_for_readers_that_are_loading_it(tmp_path, tiny_model, music):
+    """A reader that read the transform's name just before a reindex must still find the file."""
+    catalog = tmp_path / "cat"
+    with Catalog.create(catalog, model=str(tiny_model), layer=3) as cat:
+        cat.index_paths([music])
+        cat.reindex(transform="center")
+        centering = cat.manifest["transform"]["file"]
+        with Catalog.open(catalog) as reader:
+            assert reader.manifest["transform"]["file"] == centering  # what the reader knows...
+            cat.reindex(transform="whiten")  # ...as a writer replaces it
+            whitening = cat.manifest["transform"]["file"]
+            assert (catalog / centering).is_file() and (catalog / whitening).is_file()
+            assert reader.similar(1, k=3) and reader.info()["transform"] == "whiten"  # then takes up the new
+        cat.reindex(transform="none")  # two generations on, the centering's file goes
+        assert [p.name for p in catalog.glob("transform-*.npz")] == [whitening]
+
+
 def test_whitening_decorrelates_the_catalog():
     rng = np.random.default_rng(0)
     mixing = rng.normal(size=(8, 8))
