@@ -437,14 +437,20 @@ class Catalog:
         self, paths: Iterable[str | os.PathLike], files: list[Path], *, prune_empty: bool
     ) -> tuple[int, list[str]]:
         """Forget tracks under the indexed folders whose files are gone: (how many, the folders
-        that held no audio file at all, whose tracks are kept unless ``prune_empty``)."""
+        with tracks in the catalog but no audio file at all now, whose tracks are kept unless
+        ``prune_empty``)."""
         found = {os.fsdecode(f) for f in files}
         roots = {
             os.fsdecode(folder).rstrip(os.sep) + os.sep: os.fsdecode(folder)
             for folder in (Path(p).expanduser().absolute() for p in paths)
             if folder.is_dir()
         }
-        empty = [folder for prefix, folder in roots.items() if not any(f.startswith(prefix) for f in found)]
+        # Folders without a single audio file now, that held tracks: a disk not mounted, most likely.
+        empty = [
+            folder
+            for prefix, folder in roots.items()
+            if not any(f.startswith(prefix) for f in found) and self.store.paths_under([prefix])
+        ]
         prefixes = [prefix for prefix, folder in roots.items() if prune_empty or folder not in empty]
         if not prefixes:
             return 0, empty

@@ -145,3 +145,10 @@ def test_remove_rebuild_and_duplicates_commands(tmp_path, library):
     assert "no track with id 999" in run("remove", "999", "--catalog", catalog, code=1).stderr
     with Catalog.open(catalog) as cat:
         assert_consistent(cat, 4)
+
+
+def test_an_empty_folder_without_tracks_is_not_reported(tmp_path, tiny_model):
+    (tmp_path / "nothing yet").mkdir()
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=3) as cat:
+        report = cat.index_paths([tmp_path / "nothing yet"])
+        assert (report.added, report.removed, report.empty_folders) == (0, 0, [])

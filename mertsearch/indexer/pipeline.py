@@ -90,7 +90,7 @@ class IndexReport:
     skipped_failed: int = 0
     failed: list[FailedFile] = field(default_factory=list)
     removed: int = 0  # tracks whose files are gone from the indexed folders
-    # Indexed folders that held no audio file at all (an unmounted disk?): nothing under them was removed.
+    # Indexed folders with tracks but no audio file at all (an unmounted disk?): their tracks were kept.
     empty_folders: list[str] = field(default_factory=list)
     files: int = 0
     audio_seconds: float = 0.0
