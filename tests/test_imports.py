@@ -176,3 +176,20 @@ def test_the_checker_sees_every_kind_of_import():
         "mertsearch",
     }
     assert layer("mertsearch.catalog") > layer("mertsearch.indexer.distributed")
+
+
+def test_importing_one_part_does_not_load_the_catalog():
+    """Python runs mertsearch/__init__.py for any submodule: it must not pull in the facade, FAISS
+    and SQLAlchemy (a Ray node's decode stage imports only the audio code)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, mertsearch.audio.decode, mertsearch.errors\n"
+        "print(sorted(m for m in ('faiss', 'sqlalchemy', 'mertsearch.catalog') if m in sys.modules))\n"
+        "import mertsearch\n"
+        "from mertsearch import Catalog, Filters, IndexReport\n"
+        "print(all(hasattr(mertsearch, name) for name in mertsearch.__all__), Catalog.__module__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split("\n")[:2] == ["[]", "True mertsearch.catalog"], done.stdout
