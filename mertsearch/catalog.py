@@ -351,8 +351,9 @@ class Catalog:
         """Add new audio files under ``paths``, re-embed changed ones, skip unchanged ones, and forget
         the tracks of files gone from the folders among ``paths``.
 
-        A folder without a single audio file is taken for a disk that is not mounted: nothing
-        under it is removed (``report.empty_folders`` names it) unless ``prune_empty`` is set.
+        A folder with tracks in the catalog but not a single audio file now is taken for a disk
+        that is not mounted: nothing under it is removed (``report.empty_folders`` names it)
+        unless ``prune_empty`` is set.
 
         ``decoders`` worker processes decode files while the model runs (default: one per core
         but one; 0 decodes in this process). A worker silent for ``decode_timeout_s`` seconds
