@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import mertsearch.catalog as catalog_module  # noqa: E402
+import mertsearch.catalog.ingest as ingest_module  # noqa: E402
 from bench.query import fill  # noqa: E402
 from mertsearch import Catalog  # noqa: E402
 from tests.helpers import melody_track, write_audio, write_tiny_mert  # noqa: E402
 
 SR = 44100
-ENGINE_SHARE = catalog_module.SAVE_SHARE
+ENGINE_SHARE = ingest_module.SAVE_SHARE
 # 768 dims like MERT-v1-95M, one cheap layer: the index is full-size, the model's cost small.
 LIGHT_768 = {
     "hidden_size": 768,
@@ -42,7 +42,7 @@ LIGHT_768 = {
 
 
 def ingest(cat: Catalog, folder: Path, share: float) -> dict:
-    catalog_module.SAVE_SHARE = share
+    ingest_module.SAVE_SHARE = share
     started = time.monotonic()
     report = cat.index_paths([folder], decoders=1)
     wall = time.monotonic() - started
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=5.0, help="seconds between periodic saves")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    catalog_module.SAVE_EVERY_S = args.every
+    ingest_module.SAVE_EVERY_S = args.every
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="mertsearch-save-") as scratch:
         root = Path(scratch)

@@ -36,6 +36,7 @@ _LAZY = {
     "FailedFile": "mertsearch.indexer.pipeline",
     "IndexProgress": "mertsearch.indexer.pipeline",
     "IndexReport": "mertsearch.indexer.pipeline",
+    "SearchOptions": "mertsearch.search",
     "SearchResult": "mertsearch.search",
     "TimeRange": "mertsearch.search",
     "Filters": "mertsearch.storage.filters",
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from mertsearch.catalog import Catalog, embed
     from mertsearch.encoder.pooling import Embedding
     from mertsearch.indexer.pipeline import FailedFile, IndexProgress, IndexReport
-    from mertsearch.search import SearchResult, TimeRange
+    from mertsearch.search import SearchOptions, SearchResult, TimeRange
     from mertsearch.storage.filters import Filters
 
 
@@ -76,6 +77,7 @@ __all__ = [
     "InvalidArgumentError",
     "MertSearchError",
     "ModelLoadError",
+    "SearchOptions",
     "SearchResult",
     "TimeRange",
     "TrackNotFoundError",

@@ -159,18 +159,18 @@ def test_opening_with_other_settings_names_the_difference(tmp_path, tiny_model, 
 
 def test_two_processes_creating_one_catalog_never_overwrite_each_others_manifest(tmp_path, tiny_model, monkeypatch):
     """The other process writes its manifest between this one's emptiness check and its own write."""
-    import mertsearch.catalog as catalog_module
+    import mertsearch.catalog.layout as layout
 
-    real_check = catalog_module._check_new_database
+    real_check = layout.check_new_database
     raced = []
 
-    def meanwhile(url, manifest):
+    def meanwhile(url):
         if not raced:
             raced.append(True)
             Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=3).close()  # the other process
-        return real_check(url, manifest)
+        return real_check(url)
 
-    monkeypatch.setattr(catalog_module, "_check_new_database", meanwhile)
+    monkeypatch.setattr(layout, "check_new_database", meanwhile)
     with pytest.raises(CatalogMismatchError, match=r"encoder.layers: \[3\] in the catalog, \[2\] asked"):
         Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=2)
     raced.clear()

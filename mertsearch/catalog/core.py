@@ -1,0 +1,161 @@
+"""An opened catalog's parts: its directory, manifest and database, the writer lock, and the model,
+FAISS indexes and transform, each loaded when first needed."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mertsearch.catalog.layout import INDEX_DIR, default_database
+from mertsearch.config import WindowSettings
+from mertsearch.encoder.checkpoint import Checkpoint
+from mertsearch.encoder.runtime import open_catalog_encoder
+from mertsearch.storage import MetadataStore, VectorIndex, read_manifest, write_manifest
+from mertsearch.storage.indexes import Indexes
+from mertsearch.storage.lock import WriterLock
+from mertsearch.storage.transform import IDENTITY, VectorTransform
+
+if TYPE_CHECKING:  # torch and transformers load only when audio is embedded, so `info` starts fast
+    from mertsearch.encoder.mert import MertEncoder
+
+
+def writes(method):
+    """Run a method that changes the catalog under the writer lock, alone."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock.held(wait_s=self.wait_s):
+            self.take_up_meta(persist=True)
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
+def adds(method):
+    """Run an ingest under the writer lock: alone with SQLite; beside other ingests with a server
+    database, whose transactions keep concurrent writers apart (never beside reindex, repair...)."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock.held(wait_s=self.wait_s, shared=self.store.dialect != "sqlite"):
+            self.take_up_meta(persist=True)
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
+class Core:
+    """What every operation on a catalog works with; :class:`mertsearch.catalog.Catalog` is one."""
+
+    def __init__(
+        self,
+        directory: Path,
+        manifest: dict,
+        *,
+        checkpoint: Checkpoint | None,
+        device: str | None,
+        batch_size: int | None,
+        precision: str | None = None,
+        mmap: bool = False,
+        database: str | None = None,
+    ) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self.windows = WindowSettings(**manifest["windows"])
+        self.store = MetadataStore(database or default_database(directory))
+        self.checkpoint = checkpoint
+        self.device = device
+        self.batch_size = batch_size
+        self.precision = precision
+        self._mmap = mmap
+        self._lock = WriterLock(directory)
+        self.wait_s = 0.0  # how long a writing operation waits for another writer
+        self._encoder: MertEncoder | None = None
+        self._indexes: Indexes | None = None
+        self._transform: VectorTransform | None = None
+        self.take_up_meta()
+
+    def take_up_meta(self, *, persist: bool = False) -> None:
+        """Follow the database, the source of truth, where a writer's reindex changed the searched
+        layers or the transform (since this catalog was opened, or in a crash between database and
+        manifest): the manifest in memory, the transform, the indexes and the encoder's pooling
+        follow. ``persist`` (the writer, alone in holding the lock) also mends manifest.json."""
+        spec = self.manifest["encoder"]
+        layers, transform = self.store.meta("layers"), self.store.meta("transform")
+        changed = False
+        if layers is not None and json.loads(layers) != spec["layers"]:
+            self.switch_layers(json.loads(layers))
+            changed = True
+        if transform is not None and json.loads(transform) != self.manifest["transform"]:
+            self.manifest["transform"] = json.loads(transform)
+            changed = True
+        if changed:
+            self._transform = self._indexes = None
+        if persist:
+            self.save_manifest()
+
+    def switch_layers(self, layers: list[int]) -> None:
+        """Search other layers: the model computes every kept layer; only its pooling changes."""
+        self.manifest["encoder"]["layers"] = layers
+        if self._encoder is not None:
+            self._encoder.layers = tuple(layers)
+
+    def save_manifest(self) -> None:
+        """Write manifest.json where it differs from the manifest in memory (the writer only)."""
+        if read_manifest(self.directory) != self.manifest:
+            write_manifest(self.directory, self.manifest)
+
+    def close(self) -> None:
+        self.store.close()
+
+    @property
+    def encoder(self) -> MertEncoder:
+        if self._encoder is None:
+            self._encoder = open_catalog_encoder(
+                self.manifest["encoder"],
+                checkpoint=self.checkpoint,
+                device=self.device,
+                batch_size=self.batch_size,
+                precision=self.precision,
+            )
+        return self._encoder
+
+    @property
+    def indexes(self) -> Indexes:
+        """The track and window FAISS indexes, loaded (or rebuilt when stale) on first use."""
+        if self._indexes is None:
+            self._indexes = Indexes(
+                self.directory / INDEX_DIR,
+                self.store,
+                dim=self.manifest["encoder"]["dim"],
+                factory=self.manifest["index"]["factory"],
+                transform=lambda vectors: self.transform(vectors),
+                mmap=self._mmap,
+                writing=lambda: self._lock.held_here,
+            )
+        return self._indexes
+
+    @property
+    def index(self) -> VectorIndex:
+        """The index of track vectors."""
+        return self.indexes.tracks
+
+    @property
+    def transform(self) -> VectorTransform:
+        """The centering/whitening fitted on this catalog (identity when there is none)."""
+        if self._transform is None:
+            spec = self.manifest["transform"]
+            self._transform = (
+                IDENTITY if spec["kind"] == "none" else VectorTransform.load(self.directory / spec["file"])
+            )
+        return self._transform
+
+    def use_transform(self, transform: VectorTransform) -> None:
+        """The transform just fitted (by the writer), without reading its file back."""
+        self._transform = transform
+
+    def transform_missing(self) -> bool:
+        spec = self.manifest["transform"]
+        return spec["kind"] != "none" and not (self.directory / str(spec["file"])).is_file()

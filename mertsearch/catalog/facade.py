@@ -1,0 +1,345 @@
+"""The public face of a catalog: each method checks what it is given and hands the work to the
+module that does it (layout, ingest, query, lookups, maintenance)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mertsearch.catalog import ingest, lookups, maintenance, queries
+from mertsearch.catalog.core import Core, adds, writes
+from mertsearch.catalog.ingest import DECODE_TIMEOUT_S
+from mertsearch.catalog.layout import find_or_make, one_of
+from mertsearch.config import RaySettings, check_precision
+from mertsearch.encoder.checkpoint import resolve_checkpoint
+from mertsearch.encoder.registry import DEFAULT_MODEL
+from mertsearch.encoder.runtime import default_batch_size, default_device
+from mertsearch.indexer.pipeline import IndexProgress, IndexReport
+from mertsearch.search import SearchResult
+from mertsearch.search.options import SearchOptions
+from mertsearch.settings import LayersArg, resolve_layers, window_settings
+
+if TYPE_CHECKING:  # torch and transformers load only when audio is embedded, so `info` starts fast
+    from mertsearch.audio.decode import AudioInput
+    from mertsearch.encoder.pooling import Embedding
+
+TrackRef = int | str | os.PathLike  # a track id, a numeric string, or the path of an indexed file
+
+
+class Catalog(Core):
+    """Index music and search it. Open one with :meth:`open` (or :meth:`create`)."""
+
+    @classmethod
+    def open(
+        cls,
+        directory: str | os.PathLike,
+        *,
+        model: str | None = None,
+        layer: int | None = None,
+        layers: LayersArg = None,
+        keep_layers: bool = False,
+        revision: str | None = None,
+        hop: float | None = None,
+        create: bool = False,
+        device: str | None = None,
+        batch_size: int | None = None,
+        precision: str | None = None,
+        mmap: bool = False,
+        database: str | None = None,
+    ) -> Catalog:
+        """Open the catalog in ``directory``; with ``create=True`` make it when it does not exist.
+
+        ``database`` is the SQLAlchemy URL of the metadata database of a new catalog (default: the
+        MERTSEARCH_DATABASE environment variable, else SQLite in the directory), e.g.
+        ``postgresql+psycopg://user@host/dbname``. The manifest records it without its password
+        (give that through PGPASSWORD or ~/.pgpass, or this URL again); an existing catalog is
+        reopened with its own, and a different ``database`` is CatalogMismatchError.
+
+        ``layers`` is one hidden-state index, several (searched as the mean of their normalised
+        vectors) or "all"; None means the model's default. ``keep_layers`` stores every layer's
+        vectors too, so :meth:`reindex` can switch layers later without the model. Settings given
+        for an existing catalog must match the ones it was built with, or CatalogMismatchError
+        names each difference. ``mmap`` maps saved indexes read-only instead of reading them,
+        so a large catalog opens at once for searching (it cannot index then).
+
+        ``device`` runs the model on "cpu" or "cuda" (default: cuda when there is one);
+        ``batch_size`` is windows per model call (default: 32 on a GPU, 1 on a CPU);
+        ``precision`` is "auto", "fp32", "bf16" or "fp16" (see MertEncoder); None: the
+        MERTSEARCH_PRECISION environment variable, else "auto".
+        """
+        path = Path(directory).expanduser().absolute()
+        manifest, checkpoint, url = find_or_make(
+            path,
+            create=create,
+            shown=os.fspath(directory),
+            checkpoint=resolve_checkpoint(model, revision=revision) if model else None,
+            layers=one_of(layer, layers),
+            keep_layers=keep_layers,
+            hop=hop,
+            revision=revision,
+            database=database,
+        )
+        return cls(
+            path,
+            manifest,
+            checkpoint=checkpoint,
+            device=device,
+            batch_size=batch_size,
+            precision=check_precision(precision),
+            mmap=mmap,
+            database=url,
+        )
+
+    @classmethod
+    def create(cls, directory: str | os.PathLike, **settings) -> Catalog:
+        """Open ``directory``, creating the catalog if needed (same arguments as :meth:`open`)."""
+        return cls.open(directory, create=True, **settings)
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    # --- ingest -----------------------------------------------------------------------------
+
+    @adds
+    def index_paths(
+        self,
+        paths: Iterable[str | os.PathLike],
+        *,
+        retry_failed: bool = False,
+        progress: Callable[[IndexProgress], None] | None = None,
+        decoders: int | None = None,
+        decode_timeout_s: float = DECODE_TIMEOUT_S,
+        ray: RaySettings | None = None,
+        prune_empty: bool = False,
+    ) -> IndexReport:
+        """Add new audio files under ``paths``, re-embed changed ones, skip unchanged ones, and forget
+        the tracks of files gone from the folders among ``paths``.
+
+        A folder with tracks in the catalog but not a single audio file now is taken for a disk
+        that is not mounted: nothing under it is removed (``report.empty_folders`` names it)
+        unless ``prune_empty`` is set.
+
+        ``decoders`` worker processes decode files while the model runs (default: one per core
+        but one; 0 decodes in this process). A worker silent for ``decode_timeout_s`` seconds
+        is stopped and its file recorded as failed. With ``ray`` the files are decoded and
+        embedded on a Ray cluster instead (see mertsearch.indexer.distributed) and stored here.
+        """
+        return ingest.index_paths(
+            self,
+            paths,
+            retry_failed=retry_failed,
+            progress=progress,
+            decoders=decoders,
+            decode_timeout_s=decode_timeout_s,
+            ray=ray,
+            prune_empty=prune_empty,
+        )
+
+    @writes
+    def remove(self, tracks: Sequence[TrackRef]) -> list[int]:
+        """Take tracks (by id or path) out of the catalog; returns their ids. Files are not touched."""
+        return ingest.remove(self, list(dict.fromkeys(self.track_id(track) for track in tracks)))
+
+    def embed(self, source: AudioInput, *, start: float | None = None, end: float | None = None) -> Embedding:
+        """Vectors of any audio, processed exactly like the catalog's tracks."""
+        from mertsearch.audio.decode import stream_audio
+        from mertsearch.encoder.embed import embed_chunks
+
+        self.take_up_meta()
+        chunks = stream_audio(source, sample_rate=self.encoder.sample_rate, start=start, end=end)
+        return embed_chunks(self.encoder, chunks, self.windows)
+
+    # --- queries: see SearchOptions for the options -------------------------------------------
+
+    def search(
+        self,
+        query: AudioInput,
+        options: SearchOptions | None = None,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        **fields,
+    ) -> list[SearchResult]:
+        """Tracks most similar to an audio clip (a path, encoded bytes, or a (samples, rate) pair)
+        from ``start`` to ``end`` seconds. ``options`` (or their fields as keywords: ``k``,
+        ``mode``, ``filters``, ``per_artist``, ``per_album``, ``min_score``) say how; the default
+        mode, "segments", finds a clip that is part of a long track."""
+        options = (options or SearchOptions()).changed(**fields)
+        embedding = self.embed(query, start=start, end=end)
+        return queries.search_embedding(self, embedding, options)
+
+    def search_embedding(
+        self, embedding: Embedding, options: SearchOptions | None = None, **fields
+    ) -> list[SearchResult]:
+        """:meth:`search` with a clip already embedded (by :meth:`embed`, or the same model elsewhere).
+
+        The embedding's ``vector`` and ``window_vectors`` must be of this catalog's searched layers,
+        untransformed; the catalog's transform is applied here, as for any query.
+        """
+        options = (options or SearchOptions()).changed(**fields)
+        self.take_up_meta()
+        return queries.search_embedding(self, embedding, options)
+
+    def similar(
+        self, tracks: TrackRef | Sequence[TrackRef], options: SearchOptions | None = None, **fields
+    ) -> list[SearchResult]:
+        """Tracks most similar to one or more catalog tracks (by id or path); the seeds and the other
+        files of their recordings are left out. Several seeds query with the normalised mean of
+        their vectors. The default mode is "tracks"; ``exclude_seed_artist`` leaves out the seeds'
+        artists."""
+        options = (options or SearchOptions()).changed(**fields)
+        seeds = [tracks] if isinstance(tracks, (int, str, os.PathLike)) else list(tracks)
+        return queries.similar(self, list(dict.fromkeys(self.track_id(seed) for seed in seeds)), options)
+
+    # --- lookups ------------------------------------------------------------------------------
+
+    def track_id(self, track: TrackRef) -> int:
+        """The id of a track given by id, by a numeric string, or by its path."""
+        return lookups.track_id(self, track)
+
+    def track(self, track: TrackRef) -> dict:
+        """Everything known about one track: tags, duration, and other files of its recording."""
+        return lookups.track(self, self.track_id(track))
+
+    def find_tracks(self, text: str = "", *, limit: int = 50, offset: int = 0) -> dict:
+        """Tracks whose title, artist, album or path contains ``text``: {"total", "tracks"}."""
+        return lookups.find_tracks(self, text, limit=limit, offset=offset)
+
+    def duplicates(self) -> list[dict]:
+        """Groups of files that hold the same recording: the leading track and the others."""
+        return lookups.duplicates(self)
+
+    def failures(self) -> list[dict]:
+        return [{"path": f.path, "reason": f.reason} for f in self.store.failures()]
+
+    def info(self) -> dict:
+        """Counts, settings and sizes, for `mertsearch info`."""
+        return lookups.info(self)
+
+    # --- maintenance, from stored vectors (no model) -------------------------------------------
+
+    @writes
+    def rebuild_index(self, factory: str | None = None, *, shard_size: int | None = None) -> None:
+        """Build the FAISS indexes again from the stored vectors and save them.
+
+        ``factory`` sets the index kind from now on: "auto" (by size) or a FAISS factory string.
+        Inverted files ("IVF...") too big for one shard are built in shards, merged on disk;
+        ``shard_size`` forces that, with shards of that many vectors.
+        """
+        maintenance.rebuild_index(self, factory, shard_size=shard_size)
+
+    @writes
+    def reindex(self, *, layer: int | None = None, layers: LayersArg = None, transform: str | None = None) -> dict:
+        """Switch the searched layers and/or the centering, from stored vectors.
+
+        Other layers need a catalog that keeps every layer (``keep_layers``). ``transform`` is
+        "none", "center" or "whiten", fitted on the catalog's track vectors; a transform in place
+        is fitted again when the layers change. Returns what changed, with the spread of the
+        scores between random pairs of tracks before and after.
+        """
+        return maintenance.reindex(self, one_of(layer, layers), transform)
+
+    def verify(self) -> list[str]:
+        """Problems found between the manifest, the database, the indexes and the stored vectors."""
+        return maintenance.verify(self)
+
+    @writes
+    def repair(self) -> list[str]:
+        """Fix what can be fixed from the stored data; returns what was done."""
+        return maintenance.repair(self)
+
+    def tune_layers(
+        self,
+        labels: dict[str, str] | None = None,
+        *,
+        exclude_same_artist: bool = False,
+        exclude_same_album: bool = False,
+        k: int = 10,
+    ) -> dict:
+        """Label retrieval (precision@k, mAP, nDCG@k) for every stored layer, raw and centered; the best layer.
+
+        ``labels`` maps track paths (or "#<id>") to labels; without it a track's label is the
+        name of its folder. Runs on stored vectors only: no model, seconds for thousands of tracks.
+        """
+        from mertsearch.evaluation.evaluate import tune_layers
+
+        return tune_layers(
+            self, labels, exclude_same_artist=exclude_same_artist, exclude_same_album=exclude_same_album, k=k
+        )
+
+    def evaluate(
+        self,
+        *,
+        excerpts: int = 50,
+        seconds: float = 10.0,
+        seed: int = 0,
+        k: int = 10,
+        labels: dict[str, str] | None = None,
+        exclude_same_artist: bool = False,
+        exclude_same_album: bool = False,
+        baseline: bool = True,
+    ) -> dict:
+        """How good the search is on this catalog (see mertsearch.evaluation); seeded.
+
+        Excerpt identification, clean and degraded; label retrieval for every stored layer (labels
+        from ``labels`` or folder names, when two tracks share one); the spread of scores between
+        random pairs of tracks against true pairs (a clean excerpt's pooled vector and its source
+        track's), both raw and centered, and the true matches' scores as searched. With
+        ``baseline`` the same files are also indexed, in a temporary catalog, with the spectral
+        baseline, which answers the same excerpts: a reference row (it decodes every file again).
+
+        A catalog that keeps every layer also gets excerpt identification for each kept layer
+        (``identification["layers"]``): the model runs once per degraded excerpt, as for one layer,
+        and a scratch copy of the catalog (its database: about 43 MB per hour of audio for
+        MERT-v1-95M) is switched to each layer from stored vectors and searched. Per layer that
+        adds a reindex of the copy (under a second for a few hours of audio) and one search per
+        degraded excerpt; see mertsearch.evaluation.excerpts.identify.
+        """
+        SearchOptions(k=k)  # checks k before the work starts
+        return maintenance.evaluate(
+            self,
+            excerpts=excerpts,
+            seconds=seconds,
+            seed=seed,
+            k=k,
+            labels=labels,
+            exclude_same_artist=exclude_same_artist,
+            exclude_same_album=exclude_same_album,
+            baseline=baseline,
+        )
+
+
+def embed(
+    source: AudioInput,
+    *,
+    model: str = DEFAULT_MODEL,
+    layer: int | None = None,
+    layers: LayersArg = None,
+    revision: str | None = None,
+    hop: float | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+) -> Embedding:
+    """Vectors of one clip without a catalog: the pooled, L2-normalised vector and the window vectors."""
+    from mertsearch.audio.decode import stream_audio
+    from mertsearch.encoder.checkpoint import default_layer
+    from mertsearch.encoder.embed import embed_chunks
+    from mertsearch.encoder.mert import open_encoder
+
+    layers = one_of(layer, layers)
+    checkpoint = resolve_checkpoint(model, revision=revision)
+    chosen = resolve_layers(default_layer(checkpoint) if layers is None else layers, checkpoint.num_layers())
+    device = device or default_device()
+    encoder = open_encoder(
+        checkpoint, chosen, device=device, batch_size=default_batch_size(device), precision=precision
+    )
+    windows = window_settings(checkpoint, hop)
+    chunks = stream_audio(source, sample_rate=encoder.sample_rate, start=start, end=end)
+    return embed_chunks(encoder, chunks, windows)

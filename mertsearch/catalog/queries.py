@@ -1,0 +1,62 @@
+"""Queries against a catalog: a clip's vectors, or tracks already in it, to ranked results."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mertsearch.catalog.core import Core
+from mertsearch.encoder.pooling import Embedding, l2_normalize
+from mertsearch.errors import InvalidArgumentError
+from mertsearch.search import Query, SearchResult, rank
+from mertsearch.search.options import SearchOptions
+from mertsearch.storage.store import from_blob
+
+
+def search_embedding(cat: Core, embedding: Embedding, options: SearchOptions) -> list[SearchResult]:
+    """See :meth:`mertsearch.catalog.Catalog.search_embedding`; the caller has taken up the
+    database's layers and transform (:meth:`Core.take_up_meta`) before the clip was embedded."""
+    if options.exclude_seed_artist:
+        raise InvalidArgumentError("exclude_seed_artist is for similar tracks; a clip has no seeds")
+    times = np.stack([embedding.window_starts, embedding.window_ends], axis=1)
+    return _rank(cat, embedding.vector, embedding.window_vectors, times, options, mode="segments")
+
+
+def similar(cat: Core, ids: list[int], options: SearchOptions) -> list[SearchResult]:
+    """Tracks most similar to the catalog tracks ``ids``, which are left out with their other files."""
+    cat.take_up_meta()
+    rows = cat.store.tracks_by_id(ids)
+    windows = cat.store.windows_of(ids)
+    vector = l2_normalize(np.mean([from_blob(rows[i].vector) for i in ids], axis=0))
+    window_vectors = np.concatenate([windows[i][1] for i in ids])
+    times = np.concatenate([windows[i][0] for i in ids])
+    artists = [rows[i].artist for i in ids if rows[i].artist] if options.exclude_seed_artist else []
+    seeds = {rows[i].duplicate_of or i for i in ids}
+    return _rank(cat, vector, window_vectors, times, options, mode="tracks", exclude=seeds, exclude_artists=artists)
+
+
+def _rank(
+    cat: Core,
+    vector: np.ndarray,
+    window_vectors: np.ndarray,
+    times: np.ndarray,
+    options: SearchOptions,
+    *,
+    mode: str,
+    exclude=(),
+    exclude_artists=(),
+) -> list[SearchResult]:
+    """``mode`` is the query's default, where the options name none."""
+    filters = options.filters
+    allowed = cat.store.track_ids_where(filters.condition()) if filters else None
+    query = Query(cat.transform(vector[None, :])[0], cat.transform(window_vectors), times)
+    return rank(
+        mode=options.mode or mode,
+        tracks_index=cat.indexes.tracks,
+        windows_index=cat.indexes.windows,
+        store=cat.store,
+        query=query,
+        k=options.k,
+        rules=options.rules(allowed, exclude=exclude, exclude_artists=exclude_artists),
+        transform=cat.transform,
+        tolerance=cat.windows.hop_s / 2,
+    )
