@@ -315,18 +315,6 @@ MinScoreOpt = Annotated[float | None, typer.Option(help="Leave out results scori
 M3uOpt = Annotated[Path | None, typer.Option("--m3u", help="Also write the results as an M3U playlist.")]
 
 
-def _filters(expressions, min_duration, max_duration, min_year, max_year):
-    from mertsearch.storage.filters import Filters
-
-    return Filters.parse(
-        expressions or [],
-        min_duration=min_duration,
-        max_duration=max_duration,
-        min_year=min_year,
-        max_year=max_year,
-    )
-
-
 def _deliver(results, as_json: bool, m3u: Path | None) -> None:
     if m3u is not None:
         from mertsearch.search.playlist import write_m3u
@@ -368,20 +356,22 @@ def search(
 ) -> None:
     """Find the catalog tracks most similar to an audio clip, and where they match."""
     from mertsearch.catalog import Catalog
+    from mertsearch.search.options import SearchOptions
 
-    filters = _filters(filter_, min_duration, max_duration, min_year, max_year)
+    options = SearchOptions.parse(
+        filter_,
+        min_duration=min_duration,
+        max_duration=max_duration,
+        min_year=min_year,
+        max_year=max_year,
+        k=k,
+        mode=mode,
+        per_artist=per_artist,
+        per_album=per_album,
+        min_score=min_score,
+    )
     with Catalog.open(catalog, model=model, device=device, precision=precision, mmap=True) as cat:
-        results = cat.search(
-            clip,
-            k=k,
-            start=start,
-            end=end,
-            mode=mode,
-            filters=filters,
-            per_artist=per_artist,
-            per_album=per_album,
-            min_score=min_score,
-        )
+        results = cat.search(clip, options, start=start, end=end)
     _deliver(results, as_json, m3u)
 
 
@@ -408,19 +398,23 @@ def similar(
 ) -> None:
     """Find the tracks most similar to ones already in the catalog (the seeds themselves are left out)."""
     from mertsearch.catalog import Catalog
+    from mertsearch.search.options import SearchOptions
 
-    filters = _filters(filter_, min_duration, max_duration, min_year, max_year)
+    options = SearchOptions.parse(
+        filter_,
+        min_duration=min_duration,
+        max_duration=max_duration,
+        min_year=min_year,
+        max_year=max_year,
+        k=k,
+        mode=mode,
+        per_artist=per_artist,
+        per_album=per_album,
+        exclude_seed_artist=exclude_seed_artist,
+        min_score=min_score,
+    )
     with Catalog.open(catalog, mmap=True) as cat:
-        results = cat.similar(
-            tracks,
-            k=k,
-            mode=mode,
-            filters=filters,
-            per_artist=per_artist,
-            per_album=per_album,
-            exclude_seed_artist=exclude_seed_artist,
-            min_score=min_score,
-        )
+        results = cat.similar(tracks, options)
     _deliver(results, as_json, m3u)
 
 

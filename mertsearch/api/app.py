@@ -36,7 +36,7 @@ from mertsearch.errors import (
     ModelLoadError,
     TrackNotFoundError,
 )
-from mertsearch.storage.filters import Filters
+from mertsearch.search.options import SearchOptions
 
 STATIC = Path(__file__).parent / "static"
 _STATUS = [
@@ -176,17 +176,6 @@ def create_app(settings: Settings) -> FastAPI:
         with lock:
             return catalog().info()
 
-    def filters(
-        filter_: list[str] | None,
-        min_duration: float | None,
-        max_duration: float | None,
-        min_year: int | None,
-        max_year: int | None,
-    ) -> Filters:
-        return Filters.parse(
-            filter_ or [], min_duration=min_duration, max_duration=max_duration, min_year=min_year, max_year=max_year
-        )
-
     @app.post("/search", dependencies=[Auth], summary="Tracks most similar to an uploaded audio clip")
     def search(
         file: Annotated[UploadFile, File(description="An audio file (wav, flac, mp3, ogg, opus, m4a...)")],
@@ -210,7 +199,18 @@ def create_app(settings: Settings) -> FastAPI:
             raise ApiError(413, f"upload larger than {settings.max_upload_bytes} bytes")
         if not data:
             raise ApiError(400, "empty upload")
-        chosen = filters(filter_, min_duration, max_duration, min_year, max_year)
+        options = SearchOptions.parse(
+            filter_,
+            min_duration=min_duration,
+            max_duration=max_duration,
+            min_year=min_year,
+            max_year=max_year,
+            k=k,
+            mode=mode,
+            per_artist=per_artist,
+            per_album=per_album,
+            min_score=min_score,
+        )
         with lock:
             cat = catalog()
             from mertsearch.audio.decode import decode_audio
@@ -218,15 +218,7 @@ def create_app(settings: Settings) -> FastAPI:
             samples = decode_audio(
                 data, sample_rate=cat.encoder.sample_rate, start=start, end=end, max_seconds=settings.max_clip_seconds
             )
-            results = cat.search(
-                (samples, cat.encoder.sample_rate),
-                k=k,
-                mode=mode,
-                filters=chosen,
-                per_artist=per_artist,
-                per_album=per_album,
-                min_score=min_score,
-            )
+            results = cat.search((samples, cat.encoder.sample_rate), options)
         return {"results": [r.as_dict() for r in results]}
 
     @app.get("/tracks/{track_id}/similar", dependencies=[Auth], summary="Tracks most similar to a catalog track")
@@ -244,18 +236,21 @@ def create_app(settings: Settings) -> FastAPI:
         exclude_seed_artist: bool = False,
         min_score: Annotated[float | None, Query(allow_inf_nan=False)] = None,
     ) -> dict:
-        chosen = filters(filter_, min_duration, max_duration, min_year, max_year)
+        options = SearchOptions.parse(
+            filter_,
+            min_duration=min_duration,
+            max_duration=max_duration,
+            min_year=min_year,
+            max_year=max_year,
+            k=k,
+            mode=mode,
+            per_artist=per_artist,
+            per_album=per_album,
+            exclude_seed_artist=exclude_seed_artist,
+            min_score=min_score,
+        )
         with lock:
-            results = catalog().similar(
-                track_id,
-                k=k,
-                mode=mode,
-                filters=chosen,
-                per_artist=per_artist,
-                per_album=per_album,
-                exclude_seed_artist=exclude_seed_artist,
-                min_score=min_score,
-            )
+            results = catalog().similar(track_id, options)
         return {"results": [r.as_dict() for r in results]}
 
     @app.get("/tracks/{track_id}", dependencies=[Auth], summary="One track's metadata")

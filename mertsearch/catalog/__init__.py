@@ -12,6 +12,7 @@ lock), ``ingest``, ``queries``, ``lookups`` and ``maintenance`` (what is done wi
 ``facade`` (:class:`Catalog`, which delegates to those).
 """
 
-from mertsearch.catalog.facade import Catalog, embed
+from mertsearch.catalog.clip import embed
+from mertsearch.catalog.facade import Catalog
 
 __all__ = ["Catalog", "embed"]

@@ -14,12 +14,10 @@ from mertsearch.catalog.ingest import DECODE_TIMEOUT_S
 from mertsearch.catalog.layout import find_or_make, one_of
 from mertsearch.config import RaySettings, check_precision
 from mertsearch.encoder.checkpoint import resolve_checkpoint
-from mertsearch.encoder.registry import DEFAULT_MODEL
-from mertsearch.encoder.runtime import default_batch_size, default_device
 from mertsearch.indexer.pipeline import IndexProgress, IndexReport
 from mertsearch.search import SearchResult
 from mertsearch.search.options import SearchOptions
-from mertsearch.settings import LayersArg, resolve_layers, window_settings
+from mertsearch.settings import LayersArg
 
 if TYPE_CHECKING:  # torch and transformers load only when audio is embedded, so `info` starts fast
     from mertsearch.audio.decode import AudioInput
@@ -284,22 +282,10 @@ class Catalog(Core):
         exclude_same_album: bool = False,
         baseline: bool = True,
     ) -> dict:
-        """How good the search is on this catalog (see mertsearch.evaluation); seeded.
-
-        Excerpt identification, clean and degraded; label retrieval for every stored layer (labels
-        from ``labels`` or folder names, when two tracks share one); the spread of scores between
-        random pairs of tracks against true pairs (a clean excerpt's pooled vector and its source
-        track's), both raw and centered, and the true matches' scores as searched. With
-        ``baseline`` the same files are also indexed, in a temporary catalog, with the spectral
-        baseline, which answers the same excerpts: a reference row (it decodes every file again).
-
-        A catalog that keeps every layer also gets excerpt identification for each kept layer
-        (``identification["layers"]``): the model runs once per degraded excerpt, as for one layer,
-        and a scratch copy of the catalog (its database: about 43 MB per hour of audio for
-        MERT-v1-95M) is switched to each layer from stored vectors and searched. Per layer that
-        adds a reindex of the copy (under a second for a few hours of audio) and one search per
-        degraded excerpt; see mertsearch.evaluation.excerpts.identify.
-        """
+        """How good the search is on this catalog, seeded: excerpt identification (clean and
+        degraded, for each kept layer too), label retrieval per stored layer, score spreads, and
+        with ``baseline`` the spectral baseline on the same excerpts. See
+        :func:`mertsearch.catalog.maintenance.evaluate` for what each part costs."""
         SearchOptions(k=k)  # checks k before the work starts
         return maintenance.evaluate(
             self,
@@ -312,34 +298,3 @@ class Catalog(Core):
             exclude_same_album=exclude_same_album,
             baseline=baseline,
         )
-
-
-def embed(
-    source: AudioInput,
-    *,
-    model: str = DEFAULT_MODEL,
-    layer: int | None = None,
-    layers: LayersArg = None,
-    revision: str | None = None,
-    hop: float | None = None,
-    start: float | None = None,
-    end: float | None = None,
-    device: str | None = None,
-    precision: str | None = None,
-) -> Embedding:
-    """Vectors of one clip without a catalog: the pooled, L2-normalised vector and the window vectors."""
-    from mertsearch.audio.decode import stream_audio
-    from mertsearch.encoder.checkpoint import default_layer
-    from mertsearch.encoder.embed import embed_chunks
-    from mertsearch.encoder.mert import open_encoder
-
-    layers = one_of(layer, layers)
-    checkpoint = resolve_checkpoint(model, revision=revision)
-    chosen = resolve_layers(default_layer(checkpoint) if layers is None else layers, checkpoint.num_layers())
-    device = device or default_device()
-    encoder = open_encoder(
-        checkpoint, chosen, device=device, batch_size=default_batch_size(device), precision=precision
-    )
-    windows = window_settings(checkpoint, hop)
-    chunks = stream_audio(source, sample_rate=encoder.sample_rate, start=start, end=end)
-    return embed_chunks(encoder, chunks, windows)
