@@ -34,7 +34,7 @@ SR = 44100
 
 def fill(cat: Catalog, tracks: int, rng: np.random.Generator) -> None:
     """Synthetic tracks of 3-5 minutes (36-60 windows of 5 s), vectors around 200 cluster centres."""
-    dim = cat.manifest["encoder"]["dim"]
+    dim = cat.manifest.encoder.dim
     centres = l2_normalize(rng.normal(size=(200, dim)))
     for n in range(tracks):
         count = int(rng.integers(36, 61))

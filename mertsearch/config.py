@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 
 from mertsearch.errors import InvalidArgumentError
 
@@ -63,3 +63,95 @@ class RaySettings:
     def __post_init__(self) -> None:
         if self.actors is not None and self.actors < 1:
             raise InvalidArgumentError(f"give at least one embedding actor, got {self.actors}")
+
+
+# The manifest (manifest.json, see mertsearch.storage.manifest): everything that shapes a catalog's
+# vectors, typed. The sections change only through a writer's reindex (layers, transform) or
+# rebuild (the index kind).
+
+
+@dataclass
+class EncoderSpec:
+    """The model, by where it came from and the hash of its weights, and the layers stored."""
+
+    source: str  # a registry name, hub repo id or directory, as given
+    repo_id: str | None
+    revision: str | None  # the hub commit, when the model came from the hub
+    weights_sha256: str
+    architecture: str
+    sample_rate: int
+    do_normalize: bool
+    layers: list[int]  # the hidden states searched (the mean of their vectors when several)
+    num_layers: int
+    dim: int
+    kept_layers: list[int] = field(default_factory=list)  # every layer's vectors are stored too
+
+
+@dataclass
+class IndexSpec:
+    factory: str = "auto"  # "auto" (by size) or a FAISS factory string
+    metric: str = "inner_product"
+    vectors: str = "tracks and windows"
+
+
+@dataclass
+class TransformSpec:
+    """The centering or whitening applied to every vector before it is indexed or searched."""
+
+    kind: str = "none"  # "none", "center" or "whiten"
+    file: str | None = None  # in the catalog's directory
+    fitted_on_tracks: int = 0
+
+
+POOLING = {
+    "window": "mean over frames of each layer, L2-normalised; several layers: their mean, L2-normalised",
+    "track": "mean of window vectors, L2-normalised",
+}
+FORMAT = 1
+
+
+@dataclass
+class Manifest:
+    encoder: EncoderSpec
+    windows: WindowSettings
+    index: IndexSpec = field(default_factory=IndexSpec)
+    transform: TransformSpec = field(default_factory=TransformSpec)
+    pooling: dict = field(default_factory=lambda: dict(POOLING))
+    format: int = FORMAT
+    created_by: str | None = None
+    created_at: str | None = None
+    database: str | None = None  # a server database's URL without its password; None: SQLite inside
+    # What another version of mertsearch wrote that this one does not know, written back unchanged.
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Manifest:
+        data = dict(data)
+        extra: dict = {}
+        encoder = dict(data.pop("encoder"))
+        if "layer" in encoder and "layers" not in encoder:  # catalogs from before layer sets
+            encoder["layers"] = [encoder.pop("layer")]
+        sections = {}
+        for name, kind in (
+            ("encoder", EncoderSpec),
+            ("windows", WindowSettings),
+            ("index", IndexSpec),
+            ("transform", TransformSpec),
+        ):
+            values = encoder if name == "encoder" else dict(data.pop(name, {}))
+            known = {f.name for f in fields(kind)}
+            sections[name] = kind(**{k: v for k, v in values.items() if k in known})
+            if unknown := {k: v for k, v in values.items() if k not in known}:
+                extra[name] = unknown
+        known = {f.name for f in fields(cls)} - {"extra"}
+        extra.update({k: v for k, v in data.items() if k not in known})
+        return cls(**sections, **{k: v for k, v in data.items() if k in known}, extra=extra)
+
+    def to_dict(self) -> dict:
+        """The JSON document, as manifest.json holds it."""
+        out = {name: value for name, value in asdict(self).items() if name != "extra"}
+        if out["database"] is None:
+            del out["database"]
+        for name, values in self.extra.items():
+            out[name] = {**out[name], **values} if isinstance(out.get(name), dict) else values
+        return out

@@ -5,11 +5,13 @@ Kept apart from the catalog so it can be read without torch: nothing here loads 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
 
-from mertsearch.config import WindowSettings
+from mertsearch.config import EncoderSpec, Manifest, WindowSettings
 from mertsearch.encoder.checkpoint import (
     Checkpoint,
     architecture,
@@ -18,7 +20,6 @@ from mertsearch.encoder.checkpoint import (
     read_preprocessing,
 )
 from mertsearch.errors import InvalidArgumentError
-from mertsearch.storage.manifest import FORMAT
 from mertsearch.version import __version__
 
 # The metadata database of new catalogs, as a SQLAlchemy URL (default: SQLite in the catalog).
@@ -60,25 +61,25 @@ def resolve_layers(layers: LayersArg, num_layers: int) -> list[int]:
     return chosen
 
 
-def encoder_manifest(checkpoint: Checkpoint, layers: LayersArg, *, keep_all: bool) -> dict:
+def encoder_manifest(checkpoint: Checkpoint, layers: LayersArg, *, keep_all: bool) -> EncoderSpec:
     """The manifest's "encoder" section for a checkpoint and its layers (the model's default if None)."""
     config = checkpoint.config()
     num_layers = checkpoint.num_layers()
     chosen = resolve_layers(default_layer(checkpoint) if layers is None else layers, num_layers)
     pre = read_preprocessing(checkpoint)
-    return {
-        "source": checkpoint.source,
-        "repo_id": checkpoint.repo_id,
-        "revision": checkpoint.revision,
-        "weights_sha256": checkpoint.weights_sha256(),
-        "architecture": architecture(config),
-        "sample_rate": pre.sample_rate,
-        "do_normalize": pre.do_normalize,
-        "layers": chosen,
-        "kept_layers": list(range(num_layers + 1)) if keep_all else [],
-        "num_layers": num_layers,
-        "dim": int(config["hidden_size"]),
-    }
+    return EncoderSpec(
+        source=checkpoint.source,
+        repo_id=checkpoint.repo_id,
+        revision=checkpoint.revision,
+        weights_sha256=checkpoint.weights_sha256(),
+        architecture=architecture(config),
+        sample_rate=pre.sample_rate,
+        do_normalize=pre.do_normalize,
+        layers=chosen,
+        kept_layers=list(range(num_layers + 1)) if keep_all else [],
+        num_layers=num_layers,
+        dim=int(config["hidden_size"]),
+    )
 
 
 def window_settings(checkpoint: Checkpoint, hop: float | None) -> WindowSettings:
@@ -87,36 +88,29 @@ def window_settings(checkpoint: Checkpoint, hop: float | None) -> WindowSettings
     return WindowSettings(window_s=window, hop_s=window if hop is None else hop)
 
 
-def new_manifest(checkpoint: Checkpoint, layers: LayersArg, *, keep_all: bool, hop: float | None) -> dict:
-    return {
-        "format": FORMAT,
-        "created_by": f"mertsearch {__version__}",
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "encoder": encoder_manifest(checkpoint, layers, keep_all=keep_all),
-        "windows": window_settings(checkpoint, hop).as_dict(),
-        "pooling": {
-            "window": "mean over frames of each layer, L2-normalised; several layers: their mean, L2-normalised",
-            "track": "mean of window vectors, L2-normalised",
-        },
-        "index": {"factory": "auto", "metric": "inner_product", "vectors": "tracks and windows"},
-        "transform": {"kind": "none", "file": None, "fitted_on_tracks": 0},
-    }
+def new_manifest(checkpoint: Checkpoint, layers: LayersArg, *, keep_all: bool, hop: float | None) -> Manifest:
+    return Manifest(
+        encoder=encoder_manifest(checkpoint, layers, keep_all=keep_all),
+        windows=window_settings(checkpoint, hop),
+        created_by=f"mertsearch {__version__}",
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
 
 
 def wanted_manifest(
-    stored: dict, checkpoint: Checkpoint | None, layers: LayersArg, *, keep_all: bool, hop: float | None
-) -> dict:
+    stored: Manifest, checkpoint: Checkpoint | None, layers: LayersArg, *, keep_all: bool, hop: float | None
+) -> Manifest:
     """The stored manifest with what the user asked for laid over it, to compare the two."""
-    wanted = {section: dict(values) for section, values in stored.items() if isinstance(values, dict)}
-    encoder = wanted["encoder"]
+    wanted = copy.deepcopy(stored)
+    encoder = wanted.encoder
     if checkpoint is not None:
-        asked = encoder_manifest(checkpoint, encoder["layers"] if layers is None else layers, keep_all=keep_all)
-        wanted["encoder"] = {**asked, "kept_layers": asked["kept_layers"] if keep_all else encoder["kept_layers"]}
+        asked = encoder_manifest(checkpoint, encoder.layers if layers is None else layers, keep_all=keep_all)
+        wanted.encoder = dataclasses.replace(asked, kept_layers=asked.kept_layers if keep_all else encoder.kept_layers)
     else:
         if layers is not None:
-            encoder["layers"] = resolve_layers(layers, encoder["num_layers"])
+            encoder.layers = resolve_layers(layers, encoder.num_layers)
         if keep_all:
-            encoder["kept_layers"] = list(range(encoder["num_layers"] + 1))
+            encoder.kept_layers = list(range(encoder.num_layers + 1))
     if hop is not None:
-        wanted["windows"]["hop_s"] = hop
+        wanted.windows = dataclasses.replace(wanted.windows, hop_s=hop)
     return wanted

@@ -175,9 +175,9 @@ def test_two_processes_creating_one_catalog_never_overwrite_each_others_manifest
         Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=2)
     raced.clear()
     with Catalog.create(tmp_path / "same", model=str(tiny_model), layer=3) as cat:  # same settings: it opens theirs
-        assert cat.manifest["encoder"]["layers"] == [3]
+        assert cat.manifest.encoder.layers == [3]
     with Catalog.open(tmp_path / "cat") as cat:
-        assert cat.manifest["encoder"]["layers"] == [3]
+        assert cat.manifest.encoder.layers == [3]
     assert not list((tmp_path / "cat").glob(".manifest-*"))
 
 
@@ -205,9 +205,7 @@ def test_music2vec_catalog_uses_its_30_second_context(tmp_path, music):
 
     model, _ = write_tiny_mert(tmp_path / "music2vec", kind="data2vec")
     with Catalog.create(tmp_path / "cat", model=str(model), layer=2) as cat:
-        assert (
-            cat.manifest["windows"]["window_s"] == 30.0 and cat.manifest["encoder"]["architecture"] == "data2vec-audio"
-        )
+        assert cat.manifest.windows.window_s == 30.0 and cat.manifest.encoder.architecture == "data2vec-audio"
         assert cat.index_paths([music]).added == 6
         track_id = cat.track_id(music / "sub" / "f.flac")  # 24 s: one window of its own length
         times, _ = cat.store.windows_of([track_id])[track_id]

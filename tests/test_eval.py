@@ -63,7 +63,7 @@ SWEPT = {"excerpts": 3, "seconds": 6, "seed": 5, "baseline": False}
 def test_layer_sweep_gives_each_kept_layer_the_numbers_of_a_catalog_searching_it(every_layer, tmp_path):
     cat, model, root, report = every_layer
     assert cat.evaluate(**SWEPT) == report  # same seed, same report, sweep included
-    assert cat.manifest["encoder"]["layers"] == [2]  # the catalog itself is left as it was
+    assert cat.manifest.encoder.layers == [2]  # the catalog itself is left as it was
     rows = report["identification"]["layers"]
     assert [row["layer"] for row in rows] == [0, 1, 2]
     assert all(list(row["degradations"]) == list(DEGRADATIONS) for row in rows)
@@ -92,7 +92,7 @@ def test_true_pairs_are_scored_raw_and_centered_like_a_hand_computation(every_la
     drawn = draw_excerpts(
         cat, count=SWEPT["excerpts"], seconds=SWEPT["seconds"], rng=np.random.default_rng(SWEPT["seed"])
     )
-    ids, vectors = cat.store.all_track_vectors(cat.manifest["encoder"]["dim"])
+    ids, vectors = cat.store.all_track_vectors(cat.manifest.encoder.dim)
     stored = dict(zip(ids.tolist(), vectors, strict=True))
     center = VectorTransform.fit("center", vectors)
     raw, centered = [], []

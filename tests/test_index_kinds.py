@@ -23,7 +23,7 @@ def test_updates_and_removals_work_for_each_kind(tmp_path, tiny_model, factory):
         cat.index_paths([music])
         exact = [r.track_id for r in cat.similar(1, k=5)]
         cat.rebuild_index(factory)
-        assert cat.indexes.tracks.factory == factory and cat.manifest["index"]["factory"] == factory
+        assert cat.indexes.tracks.factory == factory and cat.manifest.index.factory == factory
         # Candidates are re-scored exactly, so a small catalog ranks as with exact search.
         assert [r.track_id for r in cat.similar(1, k=5)] == exact
         write_audio(music / "t03.flac", melody_track(999, 9, SR), SR)  # changed

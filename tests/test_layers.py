@@ -15,7 +15,7 @@ from tests.helpers import assert_consistent, tone_track, write_audio, write_tiny
 
 
 def _vectors(cat: Catalog) -> dict[str, np.ndarray]:
-    ids, vectors = cat.store.all_track_vectors(cat.manifest["encoder"]["dim"])
+    ids, vectors = cat.store.all_track_vectors(cat.manifest.encoder.dim)
     tracks = cat.store.tracks_by_id(ids.tolist())
     return {tracks[i].path: v for i, v in zip(ids, vectors, strict=True)}
 
@@ -49,7 +49,7 @@ def test_reindex_to_another_layer_equals_indexing_with_it(tmp_path, tiny_model, 
         for path, vector in _vectors(direct).items():
             np.testing.assert_allclose(switched[path.replace("/four/", "/all/")], vector, atol=1e-5)
     with Catalog.open(tmp_path / "all") as reopened:  # the switch is durable
-        assert reopened.manifest["encoder"]["layers"] == [4]
+        assert reopened.manifest.encoder.layers == [4]
         reopened.index_paths([music])  # new and changed files follow the switched layer
         assert reopened.encoder.layers == (4,)
 
@@ -71,7 +71,7 @@ def test_a_crash_between_database_and_manifest_is_repaired_on_open(tmp_path, tin
         cat.store.rewrite_searchable(32, lambda w: searchable_vectors(w, positions), {"layers": json.dumps([3])})
     manifest = tmp_path / "cat" / "manifest.json"
     with Catalog.open(tmp_path / "cat") as cat:
-        assert cat.manifest["encoder"]["layers"] == [3]  # the database is the source of truth
+        assert cat.manifest.encoder.layers == [3]  # the database is the source of truth
         assert json.loads(manifest.read_text())["encoder"]["layers"] == [2]  # a reader writes nothing
         assert_consistent(cat, 2)
         cat.index_paths([music / "a.wav"])  # the next writer mends the manifest
@@ -107,11 +107,11 @@ def test_the_previous_transform_file_stays_for_readers_that_are_loading_it(tmp_p
     with Catalog.create(catalog, model=str(tiny_model), layer=3) as cat:
         cat.index_paths([music])
         cat.reindex(transform="center")
-        centering = cat.manifest["transform"]["file"]
+        centering = cat.manifest.transform.file
         with Catalog.open(catalog) as reader:
-            assert reader.manifest["transform"]["file"] == centering  # what the reader knows...
+            assert reader.manifest.transform.file == centering  # what the reader knows...
             cat.reindex(transform="whiten")  # ...as a writer replaces it
-            whitening = cat.manifest["transform"]["file"]
+            whitening = cat.manifest.transform.file
             assert (catalog / centering).is_file() and (catalog / whitening).is_file()
             assert reader.similar(1, k=3) and reader.info()["transform"] == "whiten"  # then takes up the new
         cat.reindex(transform="none")  # two generations on, the centering's file goes
@@ -163,7 +163,7 @@ def _mean_average_precision(vectors: np.ndarray, labels: list[str]) -> float:
 def _check_against_hand_computed_map(cat: Catalog, report: dict, label_of) -> dict[int, float]:
     """Every row of a tune_layers report against mAP computed here from the stored per-layer vectors,
     raw and centered, and the recommended layer against the best centered one."""
-    ids, per_layer = cat.store.track_layer_vectors(cat.manifest["encoder"]["dim"])
+    ids, per_layer = cat.store.track_layer_vectors(cat.manifest.encoder.dim)
     tracks = cat.store.tracks_by_id(ids.tolist())
     labels = [label_of(tracks[i].path) for i in ids]
     centered_maps = {}

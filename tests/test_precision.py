@@ -137,7 +137,7 @@ def catalogs(tmp_path_factory, model):
 
 
 def _track_vectors(cat: Catalog) -> np.ndarray:
-    return cat.store.all_track_vectors(cat.manifest["encoder"]["dim"])[1]
+    return cat.store.all_track_vectors(cat.manifest.encoder.dim)[1]
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

@@ -1,6 +1,7 @@
 """Ingest on a local Ray instance: the same vectors as the local executor, shards that survive a
 crash and are never ingested twice, the CLI's options."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -54,7 +55,7 @@ def test_ray_gives_the_local_executors_vectors(tmp_path, tiny_model, bad_music, 
     with Catalog.create(tmp_path / "local", model=str(tiny_model), layer=LAYER, keep_layers=True) as local:
         precision = local.index_paths([bad_music], decoders=0).precision
         expected, expected_failures = _vectors(local), local.failures()
-        expected_layers = local.store.track_layer_vectors(local.manifest["encoder"]["dim"])[1]
+        expected_layers = local.store.track_layer_vectors(local.manifest.encoder.dim)[1]
     with Catalog.create(tmp_path / "ray", model=str(tiny_model), layer=LAYER, keep_layers=True) as cat:
         report = cat.index_paths([bad_music], ray=RaySettings())
         assert (report.executor, report.added, report.from_shards) == ("ray", 7, 0)
@@ -68,7 +69,7 @@ def test_ray_gives_the_local_executors_vectors(tmp_path, tiny_model, bad_music, 
             assert float(vector @ expected[path][0]) >= 0.9999
             assert np.allclose(starts, expected[path][1])
             assert np.min(np.sum(windows * expected[path][2], axis=1)) >= 0.9999
-        layers = cat.store.track_layer_vectors(cat.manifest["encoder"]["dim"])[1]
+        layers = cat.store.track_layer_vectors(cat.manifest.encoder.dim)[1]
         assert np.min(np.sum(layers * expected_layers, axis=-1)) >= 0.9999
         assert not (cat.directory / "shards").exists()
         assert_consistent(cat, 7)
@@ -204,8 +205,8 @@ def test_weights_that_are_not_the_catalogs_stop_the_run_in_one_line(tmp_path, ti
     from mertsearch.indexer.pipeline import Job
 
     with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=LAYER) as cat:
-        spec, windows = cat.manifest["encoder"], cat.windows
-    spec = {**spec, "weights_sha256": "0" * 64}  # as if a node held other weights at that path
+        spec, windows = cat.manifest.encoder, cat.windows
+    spec = dataclasses.replace(spec, weights_sha256="0" * 64)  # as if a node held other weights at that path
     model = {"directory": str(tiny_model), "batch_size": None, "precision": "fp32"}
     path = music / "a.wav"
     job = Job(str(path), path.stat().st_size, path.stat().st_mtime_ns, None)

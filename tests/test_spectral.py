@@ -52,7 +52,7 @@ def test_a_spectral_catalog_finds_excerpts_and_reopens_without_a_model_argument(
         write_audio(tmp_path / "music" / f"{n}.flac", melody_track(300 + n, 20, 44100), 44100)
     with Catalog.create(tmp_path / "cat", model="spectral") as cat:
         assert cat.index_paths([tmp_path / "music"]).added == 6
-        assert cat.manifest["encoder"]["architecture"] == "spectral" and cat.manifest["encoder"]["dim"] == 190
+        assert cat.manifest.encoder.architecture == "spectral" and cat.manifest.encoder.dim == 190
     with Catalog.open(tmp_path / "cat") as cat:
         clip = (melody_track(303, 20, 44100)[:, 5 * 44100 : 15 * 44100], 44100)
         assert cat.search(clip, k=3)[0].path.endswith("3.flac")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mertsearch.catalog.layout import INDEX_DIR, default_database
-from mertsearch.config import WindowSettings
+from mertsearch.config import Manifest, TransformSpec
 from mertsearch.encoder.checkpoint import Checkpoint
 from mertsearch.encoder.runtime import open_catalog_encoder
 from mertsearch.storage import MetadataStore, VectorIndex, read_manifest, write_manifest
@@ -52,7 +52,7 @@ class Core:
     def __init__(
         self,
         directory: Path,
-        manifest: dict,
+        manifest: Manifest,
         *,
         checkpoint: Checkpoint | None,
         device: str | None,
@@ -63,7 +63,7 @@ class Core:
     ) -> None:
         self.directory = directory
         self.manifest = manifest
-        self.windows = WindowSettings(**manifest["windows"])
+        self.windows = manifest.windows
         self.store = MetadataStore(database or default_database(directory))
         self.checkpoint = checkpoint
         self.device = device
@@ -82,14 +82,14 @@ class Core:
         layers or the transform (since this catalog was opened, or in a crash between database and
         manifest): the manifest in memory, the transform, the indexes and the encoder's pooling
         follow. ``persist`` (the writer, alone in holding the lock) also mends manifest.json."""
-        spec = self.manifest["encoder"]
+        spec = self.manifest.encoder
         layers, transform = self.store.meta("layers"), self.store.meta("transform")
         changed = False
-        if layers is not None and json.loads(layers) != spec["layers"]:
+        if layers is not None and json.loads(layers) != spec.layers:
             self.switch_layers(json.loads(layers))
             changed = True
-        if transform is not None and json.loads(transform) != self.manifest["transform"]:
-            self.manifest["transform"] = json.loads(transform)
+        if transform is not None and TransformSpec(**json.loads(transform)) != self.manifest.transform:
+            self.manifest.transform = TransformSpec(**json.loads(transform))
             changed = True
         if changed:
             self._transform = self._indexes = None
@@ -98,7 +98,7 @@ class Core:
 
     def switch_layers(self, layers: list[int]) -> None:
         """Search other layers: the model computes every kept layer; only its pooling changes."""
-        self.manifest["encoder"]["layers"] = layers
+        self.manifest.encoder.layers = layers
         if self._encoder is not None:
             self._encoder.layers = tuple(layers)
 
@@ -114,7 +114,7 @@ class Core:
     def encoder(self) -> MertEncoder:
         if self._encoder is None:
             self._encoder = open_catalog_encoder(
-                self.manifest["encoder"],
+                self.manifest.encoder,
                 checkpoint=self.checkpoint,
                 device=self.device,
                 batch_size=self.batch_size,
@@ -129,8 +129,8 @@ class Core:
             self._indexes = Indexes(
                 self.directory / INDEX_DIR,
                 self.store,
-                dim=self.manifest["encoder"]["dim"],
-                factory=self.manifest["index"]["factory"],
+                dim=self.manifest.encoder.dim,
+                factory=self.manifest.index.factory,
                 transform=lambda vectors: self.transform(vectors),
                 mmap=self._mmap,
                 writing=lambda: self._lock.held_here,
@@ -146,10 +146,8 @@ class Core:
     def transform(self) -> VectorTransform:
         """The centering/whitening fitted on this catalog (identity when there is none)."""
         if self._transform is None:
-            spec = self.manifest["transform"]
-            self._transform = (
-                IDENTITY if spec["kind"] == "none" else VectorTransform.load(self.directory / spec["file"])
-            )
+            spec = self.manifest.transform
+            self._transform = IDENTITY if spec.kind == "none" else VectorTransform.load(self.directory / spec.file)
         return self._transform
 
     def use_transform(self, transform: VectorTransform) -> None:
@@ -157,5 +155,5 @@ class Core:
         self._transform = transform
 
     def transform_missing(self) -> bool:
-        spec = self.manifest["transform"]
-        return spec["kind"] != "none" and not (self.directory / str(spec["file"])).is_file()
+        spec = self.manifest.transform
+        return spec.kind != "none" and not (self.directory / str(spec.file)).is_file()

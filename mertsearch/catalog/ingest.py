@@ -46,7 +46,7 @@ def index_paths(
     indexes = cat.indexes
     indexes.load()
     saves = SaveSchedule(SAVE_EVERY_S, SAVE_SHARE)
-    read = functools.partial(read_track, sample_rate=cat.manifest["encoder"]["sample_rate"], windows=cat.windows)
+    read = functools.partial(read_track, sample_rate=cat.manifest.encoder.sample_rate, windows=cat.windows)
 
     def on_stored(stored: StoredTrack, record: TrackRecord) -> None:
         indexes.stored(stored, record.vector, record.window_vectors)
@@ -104,7 +104,7 @@ def _on_ray(cat: Core, ingest, settings: RaySettings) -> IndexReport:
     """Decode and embed on Ray; the model is never loaded here (the actors check its weights)."""
     from mertsearch.indexer.distributed import RayRun, embed_on_ray
 
-    spec = cat.manifest["encoder"]
+    spec = cat.manifest.encoder
     checkpoint = cat.checkpoint or checkpoint_of(spec)
     model = {"directory": str(checkpoint.directory), "batch_size": cat.batch_size, "precision": cat.precision}
     run = RayRun()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mertsearch.config import Manifest
 from mertsearch.encoder.checkpoint import Checkpoint, resolve_checkpoint
 from mertsearch.encoder.registry import DEFAULT_MODEL
 from mertsearch.errors import CatalogMismatchError, CatalogNotFoundError, DatabaseError, InvalidArgumentError
@@ -33,7 +34,7 @@ def find_or_make(
     hop: float | None,
     revision: str | None,
     database: str | None,
-) -> tuple[dict, Checkpoint | None, str]:
+) -> tuple[Manifest, Checkpoint | None, str]:
     """The manifest of the catalog at ``path`` (made there when ``create`` and there is none), the
     checkpoint to use, and the URL of its database. Settings asked for an existing catalog must
     match the manifest (CatalogMismatchError names each difference)."""
@@ -51,7 +52,7 @@ def find_or_make(
         manifest = new_manifest(checkpoint, layers, keep_all=keep_layers, hop=hop)
         url = database or from_env
         if url is not None and safe_url(url) != safe_url(default_database(path)):
-            manifest["database"] = safe_url(url)
+            manifest.database = safe_url(url)
         check_new_database(url)
         path.mkdir(parents=True, exist_ok=True)
         try:
@@ -65,10 +66,10 @@ def find_or_make(
     return stored, checkpoint, url
 
 
-def database_url(directory: Path, stored: dict, asked: str | None, from_env: str | None) -> str:
+def database_url(directory: Path, stored: Manifest, asked: str | None, from_env: str | None) -> str:
     """The URL to connect with: the one recorded in the manifest (SQLite in the directory if none),
     or the one asked for when it is the same database (it may carry the password)."""
-    recorded = stored.get("database") or default_database(directory)
+    recorded = stored.database or default_database(directory)
     if asked is not None:
         if safe_url(asked) != safe_url(recorded):
             raise CatalogMismatchError(

@@ -68,7 +68,7 @@ def duplicates(cat: Core) -> list[dict]:
 def info(cat: Core) -> dict:
     cat.take_up_meta()
     counts = cat.store.counts()
-    spec = cat.manifest["encoder"]
+    spec = cat.manifest.encoder
     return {
         "catalog": str(cat.directory),
         "database": safe_url(cat.store.engine.url),
@@ -76,26 +76,26 @@ def info(cat: Core) -> dict:
         "windows": counts["windows"],
         "failed": counts["failed"],
         "audio_hours": round(counts["audio_hours"], 4),
-        "model": spec["source"],
-        "repo_id": spec["repo_id"],
-        "revision": spec["revision"],
-        "weights_sha256": spec["weights_sha256"],
-        "layer": spec["layers"][0] if len(spec["layers"]) == 1 else None,
-        "layers": spec["layers"],
-        "kept_layers": spec["kept_layers"],
-        "transform": cat.manifest["transform"]["kind"],
-        "dim": spec["dim"],
-        "sample_rate": spec["sample_rate"],
+        "model": spec.source,
+        "repo_id": spec.repo_id,
+        "revision": spec.revision,
+        "weights_sha256": spec.weights_sha256,
+        "layer": spec.layers[0] if len(spec.layers) == 1 else None,
+        "layers": spec.layers,
+        "kept_layers": spec.kept_layers,
+        "transform": cat.manifest.transform.kind,
+        "dim": spec.dim,
+        "sample_rate": spec.sample_rate,
         "window_s": cat.windows.window_s,
         "hop_s": cat.windows.hop_s,
         "index": {
-            "factory": cat.manifest["index"]["factory"],
+            "factory": cat.manifest.index.factory,
             **{name: _index_info(cat, name) for name in ("tracks", "windows")},
         },
         "database_bytes": _database_bytes(cat),
         "layer_vectors_bytes": counts["layer_vector_bytes"],
-        "created_by": cat.manifest.get("created_by"),
-        "created_at": cat.manifest.get("created_at"),
+        "created_by": cat.manifest.created_by,
+        "created_at": cat.manifest.created_at,
     }
 
 

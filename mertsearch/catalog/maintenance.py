@@ -9,11 +9,13 @@ import shutil
 import sqlite3
 import tempfile
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from mertsearch.catalog.core import Core
 from mertsearch.catalog.ingest import remove
 from mertsearch.catalog.layout import DATABASE, default_database
+from mertsearch.config import TransformSpec
 from mertsearch.encoder.pooling import searchable_vectors
 from mertsearch.errors import InvalidArgumentError
 from mertsearch.evaluation.metrics import score_spread
@@ -28,45 +30,45 @@ def rebuild_index(cat: Core, factory: str | None, *, shard_size: int | None) -> 
     if shard_size is not None and shard_size < 1:
         raise InvalidArgumentError(f"shard_size must be at least 1, got {shard_size}")
     cat.indexes.rebuild(factory, shard_size=shard_size, announce=True)
-    if factory is not None and factory != cat.manifest["index"]["factory"]:
-        cat.manifest["index"]["factory"] = factory
+    if factory is not None and factory != cat.manifest.index.factory:
+        cat.manifest.index.factory = factory
         write_manifest(cat.directory, cat.manifest)
 
 
 def reindex(cat: Core, layers: LayersArg, transform: str | None) -> dict:
     """See :meth:`mertsearch.catalog.Catalog.reindex`; the caller holds the writer lock."""
     started = time.monotonic()
-    spec = cat.manifest["encoder"]
-    new_layers = spec["layers"] if layers is None else resolve_layers(layers, spec["num_layers"])
-    before = score_spread(cat.transform(cat.store.all_track_vectors(spec["dim"])[1]))
+    spec = cat.manifest.encoder
+    new_layers = spec.layers if layers is None else resolve_layers(layers, spec.num_layers)
+    before = score_spread(cat.transform(cat.store.all_track_vectors(spec.dim)[1]))
     rewritten = 0
-    if new_layers != spec["layers"]:
-        kept = spec["kept_layers"]
+    if new_layers != spec.layers:
+        kept = spec.kept_layers
         if not kept:
             raise InvalidArgumentError(
-                f"this catalog stores only the vectors of layers {spec['layers']}; to switch layers without "
+                f"this catalog stores only the vectors of layers {spec.layers}; to switch layers without "
                 "the model, index into a new catalog with --keep-layers all (or re-index with --layers)"
             )
         positions = [kept.index(layer) for layer in new_layers]
         rewritten = cat.store.rewrite_searchable(
-            spec["dim"], lambda windows: searchable_vectors(windows, positions), {"layers": json.dumps(new_layers)}
+            spec.dim, lambda windows: searchable_vectors(windows, positions), {"layers": json.dumps(new_layers)}
         )
         cat.switch_layers(new_layers)
-    kind = cat.manifest["transform"]["kind"] if transform is None else transform
-    vectors = cat.store.all_track_vectors(spec["dim"])[1]
+    kind = cat.manifest.transform.kind if transform is None else transform
+    vectors = cat.store.all_track_vectors(spec.dim)[1]
     fitted = VectorTransform.fit(kind, vectors)
-    spec_transform = {
-        "kind": kind,
-        "file": None if kind == "none" else fitted.save(cat.directory),
-        "fitted_on_tracks": 0 if kind == "none" else len(vectors),
-    }
-    previous = cat.manifest["transform"]["file"]
-    cat.store.update_meta({"transform": json.dumps(spec_transform)}, searchable_changed=True)
-    cat.manifest["transform"] = spec_transform
+    spec_transform = TransformSpec(
+        kind=kind,
+        file=None if kind == "none" else fitted.save(cat.directory),
+        fitted_on_tracks=0 if kind == "none" else len(vectors),
+    )
+    previous = cat.manifest.transform.file
+    cat.store.update_meta({"transform": json.dumps(asdict(spec_transform))}, searchable_changed=True)
+    cat.manifest.transform = spec_transform
     write_manifest(cat.directory, cat.manifest)
     # The previous file stays one generation: a reader that has just read its name may be loading it.
     for old in cat.directory.glob("transform-*.npz"):
-        if old.name not in (spec_transform["file"], previous):
+        if old.name not in (spec_transform.file, previous):
             old.unlink(missing_ok=True)
     cat.use_transform(fitted)
     rebuild_index(cat, None, shard_size=None)
@@ -83,15 +85,15 @@ def reindex(cat: Core, layers: LayersArg, transform: str | None) -> dict:
 
 def verify(cat: Core) -> list[str]:
     problems = []
-    spec = cat.manifest["encoder"]
-    for key, value in (("layers", spec["layers"]), ("transform", cat.manifest["transform"])):
+    spec = cat.manifest.encoder
+    for key, value in (("layers", spec.layers), ("transform", asdict(cat.manifest.transform))):
         stored = cat.store.meta(key)
         if stored is not None and json.loads(stored) != value:
             problems.append(f"the manifest's {key} ({value}) differ from the database's ({stored})")
-    kind = cat.manifest["transform"]
+    kind = cat.manifest.transform
     if cat.transform_missing():
-        problems.append(f"the transform file {kind['file']} is missing (reindex --transform {kind['kind']})")
-    problems += check_store(cat.store, spec["dim"])
+        problems.append(f"the transform file {kind.file} is missing (reindex --transform {kind.kind})")
+    problems += check_store(cat.store, spec.dim)
     if not cat.transform_missing():  # the index checks compare through the transform
         problems += check_indexes(cat.indexes, cat.transform)
     return problems
@@ -109,7 +111,7 @@ def repair(cat: Core) -> list[str]:
         remove(cat, empty)
         done.append(f"removed {len(empty)} tracks that had no windows (index their files again)")
     if cat.transform_missing():
-        reindex(cat, None, cat.manifest["transform"]["kind"])
+        reindex(cat, None, cat.manifest.transform.kind)
         done.append("fitted the transform again")
     rebuild_index(cat, None, shard_size=None)
     done.append("rebuilt both indexes from the stored vectors")
@@ -136,7 +138,7 @@ def evaluate(cat: Core, **settings) -> dict:
     from mertsearch.encoder.registry import SPECTRAL
     from mertsearch.evaluation.evaluate import evaluate
 
-    spec = cat.manifest["encoder"]
+    spec = cat.manifest.encoder
     opened = type(cat)  # the catalogs made for comparison are of the kind evaluated
     with contextlib.ExitStack() as stack:
 
@@ -158,8 +160,8 @@ def evaluate(cat: Core, **settings) -> dict:
         return evaluate(
             cat,
             **settings,
-            baseline=spectral_baseline if baseline and spec["architecture"] != SPECTRAL else None,
-            sweep=layer_sweep if len(spec["kept_layers"]) > 1 else None,
+            baseline=spectral_baseline if baseline and spec.architecture != SPECTRAL else None,
+            sweep=layer_sweep if len(spec.kept_layers) > 1 else None,
         )
 
 
@@ -185,6 +187,6 @@ def _scratch_copy(cat: Core, folder: Path) -> None:
             cat.store.copy_to(copy)
         finally:
             copy.close()
-    write_manifest(folder, {key: value for key, value in cat.manifest.items() if key != "database"})
-    if cat.manifest["transform"]["kind"] != "none":
-        shutil.copy2(cat.directory / cat.manifest["transform"]["file"], folder)
+    write_manifest(folder, replace(cat.manifest, database=None))
+    if cat.manifest.transform.kind != "none":
+        shutil.copy2(cat.directory / cat.manifest.transform.file, folder)

@@ -8,10 +8,10 @@ torch loads only when a model does.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from mertsearch.config import EncoderSpec
 from mertsearch.encoder.checkpoint import Checkpoint, resolve_checkpoint
 from mertsearch.errors import CatalogMismatchError
 
@@ -30,16 +30,16 @@ def default_batch_size(device: str) -> int:
     return 32 if device.startswith("cuda") else 1
 
 
-def checkpoint_of(spec: Mapping[str, Any], *, directory: str | os.PathLike | None = None) -> Checkpoint:
+def checkpoint_of(spec: EncoderSpec, *, directory: str | os.PathLike | None = None) -> Checkpoint:
     """The checkpoint a manifest's "encoder" section names: at ``directory`` when that is a folder
     here (where another process found it), else resolved from its source and revision."""
     if directory is not None and Path(directory).is_dir():
-        return Checkpoint(Path(directory), spec["source"], None, spec["revision"])
-    return resolve_checkpoint(spec["source"], revision=spec["revision"])
+        return Checkpoint(Path(directory), spec.source, None, spec.revision)
+    return resolve_checkpoint(spec.source, revision=spec.revision)
 
 
 def open_catalog_encoder(
-    spec: Mapping[str, Any],
+    spec: EncoderSpec,
     *,
     checkpoint: Checkpoint | None = None,
     directory: str | os.PathLike | None = None,
@@ -62,12 +62,12 @@ def open_catalog_encoder(
 
     if checkpoint is None:
         checkpoint = checkpoint_of(spec, directory=directory)
-        _check_weights(checkpoint, spec["weights_sha256"], where)
+        _check_weights(checkpoint, spec.weights_sha256, where)
     device = device or default_device()
     return open_encoder(
         checkpoint,
-        spec["layers"],
-        keep_all=bool(spec["kept_layers"]),
+        spec.layers,
+        keep_all=bool(spec.kept_layers),
         device=device,
         batch_size=batch_size or default_batch_size(device),
         precision=precision,

@@ -28,13 +28,13 @@ def tune_layers(
 ) -> dict:
     """Label retrieval for every stored layer of ``catalog``, raw and centered; the best layer
     (see Catalog.tune_layers)."""
-    spec = catalog.manifest["encoder"]
-    ids, per_layer = catalog.store.track_layer_vectors(spec["dim"])
-    layers = spec["kept_layers"]
+    spec = catalog.manifest.encoder
+    ids, per_layer = catalog.store.track_layer_vectors(spec.dim)
+    layers = spec.kept_layers
     if not layers:  # only the searched vectors are stored: one row
-        ids, vectors = catalog.store.all_track_vectors(spec["dim"])
+        ids, vectors = catalog.store.all_track_vectors(spec.dim)
         per_layer = vectors[:, None, :]
-        layers = ["+".join(map(str, spec["layers"]))]
+        layers = ["+".join(map(str, spec.layers))]
     tracks = catalog.store.tracks_by_id(ids.tolist())
     if labels is None:
         track_labels = [Path(tracks[i].path).parent.name for i in ids]
@@ -80,7 +80,7 @@ def tune_layers(
         "exclude_same_album": exclude_same_album,
         "layers": rows,
         "recommended_layer": best["layer"],
-        "searched_layers": spec["layers"],
+        "searched_layers": spec.layers,
     }
 
 
@@ -112,7 +112,7 @@ def evaluate(
         raise InvalidArgumentError(
             f"no track is longer than {seconds + catalog.windows.hop_s:g} s: use shorter excerpts"
         )
-    spec = catalog.manifest["encoder"]
+    spec = catalog.manifest.encoder
     options = {"exclude_same_artist": exclude_same_artist, "exclude_same_album": exclude_same_album, "k": k}
     catalogs = [catalog] if baseline is None else [catalog, baseline()]
     found = identify(catalogs, drawn, rng, k=k, sweep=None if sweep is None else sweep())
@@ -122,7 +122,7 @@ def evaluate(
             label_reports.append(tune_layers(each, labels, **options))
         except InvalidArgumentError as exc:
             label_reports.append({"skipped": str(exc)})
-    ids, vectors = catalog.store.all_track_vectors(spec["dim"])
+    ids, vectors = catalog.store.all_track_vectors(spec.dim)
     center = VectorTransform.fit("center", vectors) if len(vectors) > 1 else IDENTITY
     centered = center(vectors)
     # True pairs at the level of the random pairs: a clean excerpt's pooled vector against its source
@@ -138,9 +138,9 @@ def evaluate(
         identification["layers"] = found.layers
     report = {
         "catalog": str(catalog.directory),
-        "model": spec["source"],
-        "layers": spec["layers"],
-        "transform": catalog.manifest["transform"]["kind"],
+        "model": spec.source,
+        "layers": spec.layers,
+        "transform": catalog.manifest.transform.kind,
         "tracks": len(vectors),
         "seed": seed,
         "excerpt_seconds": seconds,
@@ -164,7 +164,7 @@ def evaluate(
         },
     }
     if len(catalogs) > 1:
-        reference = catalogs[1].manifest["encoder"]["source"]
+        reference = catalogs[1].manifest.encoder.source
         report["baseline"] = {"model": reference, "degradations": found.tables[1], "labels": label_reports[1]}
     return report
 

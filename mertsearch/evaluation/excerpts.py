@@ -242,7 +242,7 @@ def identify(
     found = Identification([tally.table() for tally in tallies], true_scores, clean_vectors)
     if sweep is not None:
         found.layers = []
-        for position, layer in enumerate(sweep.manifest["encoder"]["kept_layers"]):
+        for position, layer in enumerate(sweep.manifest.encoder.kept_layers):
             sweep.reindex(layers=[layer])
             tally = _Tally(len(excerpts), k)
             for name, excerpt, embedding in heard:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from mertsearch.audio.decode import AudioInput
-    from mertsearch.config import WindowSettings
+    from mertsearch.config import Manifest, WindowSettings
     from mertsearch.encoder.mert import MertEncoder
     from mertsearch.encoder.pooling import Embedding
     from mertsearch.search.engine import SearchResult
@@ -20,7 +20,7 @@ class CatalogLike(Protocol):
     catalogs it makes for a comparison (the spectral baseline, a scratch copy), to evaluation."""
 
     directory: Path
-    manifest: dict  # the "encoder" section's layers, kept_layers, dim; the transform's kind
+    manifest: Manifest  # the encoder's layers, kept_layers, dim; the transform's kind
     windows: WindowSettings
     store: MetadataStore  # durations(), all_track_vectors(), track_layer_vectors(), tracks_by_id()
 

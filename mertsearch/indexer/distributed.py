@@ -32,7 +32,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from mertsearch.config import RaySettings
+from mertsearch.config import EncoderSpec, RaySettings
 from mertsearch.encoder.embed import assemble
 from mertsearch.encoder.pooling import captured_layers
 from mertsearch.encoder.runtime import default_batch_size, open_catalog_encoder
@@ -57,9 +57,9 @@ class _Shape:
     keep_all: bool
 
     @classmethod
-    def of(cls, spec: dict) -> _Shape:
-        capture = captured_layers(spec["layers"], spec["kept_layers"])
-        return cls(spec["sample_rate"], capture, tuple(spec["layers"]), bool(spec["kept_layers"]))
+    def of(cls, spec: EncoderSpec) -> _Shape:
+        capture = captured_layers(spec.layers, spec.kept_layers)
+        return cls(spec.sample_rate, capture, tuple(spec.layers), bool(spec.kept_layers))
 
 
 @dataclass
@@ -122,7 +122,7 @@ def _decode(batch: dict[str, np.ndarray], *, sample_rate: int, windows) -> Itera
 class _Embedder:
     """The model stage: an actor holding the catalog's encoder on its GPU (or CPU)."""
 
-    def __init__(self, spec: dict, model: dict) -> None:
+    def __init__(self, spec: EncoderSpec, model: dict) -> None:
         # The driver's checkpoint folder is used where this node has it too; the weights found are
         # checked against the catalog's either way.
         self.encoder = open_catalog_encoder(
@@ -257,7 +257,7 @@ def _earlier_runs(root: Path) -> dict[Path, IO]:
 def embed_on_ray(
     jobs: Iterable[Job],
     *,
-    spec: dict,
+    spec: EncoderSpec,
     model: dict,
     windows,
     shards: Path,
@@ -316,7 +316,7 @@ def _results(dataset) -> Iterator:
         raise ClusterError(f"the Ray run failed: {why} (the shards written so far are kept for the next run)") from None
 
 
-def _dataset(jobs: Iterable[Job], spec: dict, model: dict, windows, settings: RaySettings, run: RayRun):
+def _dataset(jobs: Iterable[Job], spec: EncoderSpec, model: dict, windows, settings: RaySettings, run: RayRun):
     ray = _ray()
     if not ray.is_initialized():
         try:
@@ -346,7 +346,7 @@ def _dataset(jobs: Iterable[Job], spec: dict, model: dict, windows, settings: Ra
         .map_batches(
             _decode,
             batch_size=1,
-            fn_kwargs={"sample_rate": spec["sample_rate"], "windows": windows},
+            fn_kwargs={"sample_rate": spec.sample_rate, "windows": windows},
             num_cpus=1,
             memory=DECODE_MEMORY,
         )

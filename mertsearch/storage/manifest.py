@@ -7,10 +7,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from mertsearch.config import FORMAT, Manifest
 from mertsearch.errors import CatalogMismatchError
 
 MANIFEST = "manifest.json"
-FORMAT = 1
+__all__ = ["FORMAT", "MANIFEST", "Manifest", "read_manifest", "write_manifest", "check_compatible"]
 
 # Fields whose difference means the vectors are not comparable. Where the model comes from
 # (its path or repo id) may differ: the weights' hash is what identifies it.
@@ -21,25 +22,18 @@ SHAPING_FIELDS = {
 }
 
 
-def read_manifest(directory: Path) -> dict | None:
+def read_manifest(directory: Path) -> Manifest | None:
     path = directory / MANIFEST
     if not path.is_file():
         return None
-    manifest = json.loads(path.read_text())
-    # Catalogs from before layer sets and transforms: one layer, no kept layers, no transform.
-    encoder = manifest.get("encoder", {})
-    if "layer" in encoder and "layers" not in encoder:
-        encoder["layers"] = [encoder.pop("layer")]
-    encoder.setdefault("kept_layers", [])
-    manifest.setdefault("transform", {"kind": "none", "file": None, "fitted_on_tracks": 0})
-    return manifest
+    return Manifest.from_dict(json.loads(path.read_text()))
 
 
 # The temporary files write_manifest leaves for an instant in a catalog's directory.
 TEMP_PREFIX = ".manifest-"
 
 
-def write_manifest(directory: Path, manifest: dict, *, new: bool = False) -> None:
+def write_manifest(directory: Path, manifest: Manifest, *, new: bool = False) -> None:
     """Write atomically: a crash leaves the old manifest or the new one, never half of one.
 
     With ``new`` the manifest must not exist yet: of two processes creating the same catalog at
@@ -48,7 +42,7 @@ def write_manifest(directory: Path, manifest: dict, *, new: bool = False) -> Non
     handle, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX, suffix=".tmp")
     try:
         with os.fdopen(handle, "w") as out:
-            json.dump(manifest, out, indent=2, sort_keys=True)
+            json.dump(manifest.to_dict(), out, indent=2, sort_keys=True)
             out.write("\n")
         if new:
             os.link(tmp, directory / MANIFEST)  # fails if the name exists, unlike a rename
@@ -59,8 +53,9 @@ def write_manifest(directory: Path, manifest: dict, *, new: bool = False) -> Non
             os.unlink(tmp)
 
 
-def differences(stored: dict, wanted: dict) -> list[str]:
+def differences(stored: Manifest, wanted: Manifest) -> list[str]:
     """Readable differences in the fields that shape vectors, e.g. 'encoder.layers: [7] in the catalog, [5] asked'."""
+    stored, wanted = stored.to_dict(), wanted.to_dict()
     out = []
     for section, fields in SHAPING_FIELDS.items():
         for field in fields:
@@ -71,7 +66,7 @@ def differences(stored: dict, wanted: dict) -> list[str]:
     return out
 
 
-def check_compatible(stored: dict, wanted: dict, directory: Path) -> None:
+def check_compatible(stored: Manifest, wanted: Manifest, directory: Path) -> None:
     diffs = differences(stored, wanted)
     if diffs:
         raise CatalogMismatchError(
