@@ -7,7 +7,6 @@ requests run side by side.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import json
 import mimetypes
@@ -26,6 +25,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mertsearch.api.auth import bearer_matches, token_problem
 from mertsearch.catalog import Catalog
 from mertsearch.errors import (
     AudioDecodeError,
@@ -59,6 +59,11 @@ class Settings:
     model: str | None = None
     device: str | None = None
     precision: str | None = None  # None: $MERTSEARCH_PRECISION, else auto
+
+    def __post_init__(self) -> None:
+        problem = None if self.token is None else token_problem(self.token)
+        if problem:
+            raise InvalidArgumentError(problem)
 
 
 class ApiError(Exception):
@@ -155,11 +160,11 @@ def create_app(settings: Settings) -> FastAPI:
     def authorised(request: Request) -> None:
         if settings.token is None:
             return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        header = request.headers.get("authorization", "")
         if request.method == "GET" and request.url.path.endswith("/audio") and "token" in request.query_params:
             # An <audio> element cannot send headers: the page passes the token in the URL instead.
-            scheme, given = "bearer", request.query_params["token"]
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), settings.token):
+            header = "Bearer " + request.query_params["token"]
+        if not bearer_matches(header, settings.token):
             raise ApiError(401, "a valid bearer token is required (Authorization: Bearer TOKEN)")
 
     def catalog() -> Catalog:

@@ -1,0 +1,67 @@
+"""The HTTP API as an attacker or a careless client would try it, through a real server on loopback."""
+
+import shutil
+
+import httpx
+import pytest
+
+from mertsearch import Catalog
+from mertsearch.api.app import Settings
+from mertsearch.errors import InvalidArgumentError
+
+from .servers import running
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="module")
+def catalog_dir(tmp_path_factory, tiny_model, music_source):
+    root = tmp_path_factory.mktemp("security")
+    music = shutil.copytree(music_source, root / "music")
+    with Catalog.create(root / "cat", model=str(tiny_model), layer=3) as cat:
+        cat.index_paths([music], decoders=0)
+    return root / "cat"
+
+
+@pytest.fixture(scope="module")
+def url(catalog_dir):
+    with running(Settings(catalog=catalog_dir, token=TOKEN, max_upload_bytes=200_000)) as base:
+        yield base
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"Bearer caf\xc3\xa9",
+        b"Bearer \xff\xfe\xfd",
+        "Bearer s3cret-tokén".encode(),
+        b"Bearer",
+        b"Basic czNjcmV0LXRva2Vu",
+        b"s3cret-token",
+        b"Bearer s3cret-token s3cret-token",
+        b"Bearer s3cret-toke",
+    ],
+)
+def test_malformed_or_wrong_credentials_are_401(url, header):
+    response = httpx.get(f"{url}/info", headers={"Authorization": header})
+    assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["status"] == 401
+
+
+def test_the_scheme_is_case_insensitive(url):
+    assert httpx.get(f"{url}/info", headers={"Authorization": f"bearer {TOKEN}"}).status_code == 200
+
+
+@pytest.mark.parametrize("token", ["caf%C3%A9", "%FF", "s3cret-tok%00en", ""])
+def test_a_token_in_the_audio_url_that_is_not_ascii_is_401(url, token):
+    response = httpx.get(f"{url}/tracks/1/audio?token={token}")
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("token", ["", "café", "two words", "tab\there"])
+def test_the_server_token_must_be_printable_ascii(catalog_dir, token):
+    with pytest.raises(InvalidArgumentError, match="token"):
+        Settings(catalog=catalog_dir, token=token)
