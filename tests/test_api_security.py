@@ -65,3 +65,19 @@ def test_a_token_in_the_audio_url_that_is_not_ascii_is_401(url, token):
 def test_the_server_token_must_be_printable_ascii(catalog_dir, token):
     with pytest.raises(InvalidArgumentError, match="token"):
         Settings(catalog=catalog_dir, token=token)
+
+
+def test_health_tells_the_track_count_only_with_the_token(url):
+    anonymous = httpx.get(f"{url}/health")
+    assert anonymous.status_code == 200 and anonymous.json() == {"status": "ok", "model": True}
+    assert httpx.get(f"{url}/health", headers={"Authorization": "Bearer wrong"}).json() == anonymous.json()
+    assert httpx.get(f"{url}/health", headers=AUTH).json()["tracks"] == 6
+
+
+@pytest.mark.parametrize("q", ["_", "%", "a_wav", "%.wav", "a%", "\\", "/"])
+def test_text_search_takes_like_wildcards_literally(url, q):
+    everything = httpx.get(f"{url}/tracks", params={"limit": 500}, headers=AUTH).json()["tracks"]
+    fields = ("title", "artist", "album", "path")
+    expected = sum(any(q in (track[f] or "").lower() for f in fields) for track in everything)
+    found = httpx.get(f"{url}/tracks", params={"q": q}, headers=AUTH).json()
+    assert found["total"] == expected
