@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
@@ -25,7 +26,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mertsearch.api.auth import bearer_matches, token_problem
+from mertsearch.api.auth import AudioUrlSigner, bearer_matches, token_problem
 from mertsearch.catalog import Catalog
 from mertsearch.errors import (
     AudioDecodeError,
@@ -56,6 +57,7 @@ class Settings:
     cors_origins: list[str] = field(default_factory=list)
     max_upload_bytes: int = 50 * 2**20
     max_clip_seconds: float = 600.0
+    audio_url_seconds: float = 3600.0  # how long a signed audio URL stays valid
     model: str | None = None
     device: str | None = None
     precision: str | None = None  # None: $MERTSEARCH_PRECISION, else auto
@@ -103,6 +105,7 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
 def create_app(settings: Settings) -> FastAPI:
     state: dict = {}
     lock = threading.Lock()
+    signer = AudioUrlSigner(settings.audio_url_seconds)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -160,12 +163,16 @@ def create_app(settings: Settings) -> FastAPI:
     def authorised(request: Request) -> None:
         if settings.token is None:
             return
-        header = request.headers.get("authorization", "")
-        if request.method == "GET" and request.url.path.endswith("/audio") and "token" in request.query_params:
-            # An <audio> element cannot send headers: the page passes the token in the URL instead.
-            header = "Bearer " + request.query_params["token"]
-        if not bearer_matches(header, settings.token):
+        if not bearer_matches(request.headers.get("authorization", ""), settings.token):
             raise ApiError(401, "a valid bearer token is required (Authorization: Bearer TOKEN)")
+
+    def audio_authorised(request: Request, track_id: TrackId) -> None:
+        """The token, or a signed URL for this very track that has not expired."""
+        query = request.query_params
+        if settings.token is None or signer.valid(track_id, query.get("expires"), query.get("signature")):
+            return
+        if not bearer_matches(request.headers.get("authorization", ""), settings.token):
+            raise ApiError(401, "a valid bearer token or an unexpired signed URL (GET .../audio-url) is required")
 
     def catalog() -> Catalog:
         return state["catalog"]
@@ -278,8 +285,23 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> dict:
         return catalog().find_tracks(q, limit=limit, offset=offset)
 
-    @app.get("/tracks/{track_id}/audio", dependencies=[Auth], summary="The track's audio file (range requests)")
-    def audio(track_id: TrackId) -> FileResponse:
+    @app.get("/tracks/{track_id}/audio-url", dependencies=[Auth], summary="A short-lived signed URL of the audio")
+    def audio_url(track_id: TrackId) -> dict:
+        catalog().track(track_id)  # 404 for an unknown track
+        expires, signature = signer.sign(track_id)
+        query = urlencode({"expires": expires, "signature": signature})
+        return {"url": f"tracks/{track_id}/audio?{query}", "expires": expires, "signature": signature}
+
+    @app.get(
+        "/tracks/{track_id}/audio",
+        dependencies=[Depends(audio_authorised)],
+        summary="The track's audio file (range requests); the token or a signed URL",
+    )
+    def audio(
+        track_id: TrackId,
+        expires: Annotated[str | None, Query(max_length=32, description="From GET .../audio-url")] = None,
+        signature: Annotated[str | None, Query(max_length=128, description="From GET .../audio-url")] = None,
+    ) -> FileResponse:
         path = Path(catalog().track(track_id)["path"])  # only ever a path the catalog indexed
         if not path.is_file():
             raise ApiError(404, f"the file of track {track_id} is gone from disk")
