@@ -22,11 +22,12 @@ from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mertsearch.api.auth import AudioUrlSigner, bearer_matches, token_problem
+from mertsearch.api.files import FileRefused, IndexedFolders, OpenFileResponse, open_indexed
 from mertsearch.catalog import Catalog
 from mertsearch.errors import (
     AudioDecodeError,
@@ -119,6 +120,8 @@ def create_app(settings: Settings) -> FastAPI:
             except MertSearchError as exc:  # the page and metadata still work; /search says why not
                 state["model_error"] = str(exc)
             state["catalog"] = catalog
+            # Resolved now, so a link put in a folder's place later cannot lead audio elsewhere.
+            state["folders"] = IndexedFolders(path for _, path in catalog.store.paths_under([""]))
             yield
         finally:
             catalog.close()
@@ -301,14 +304,21 @@ def create_app(settings: Settings) -> FastAPI:
         track_id: TrackId,
         expires: Annotated[str | None, Query(max_length=32, description="From GET .../audio-url")] = None,
         signature: Annotated[str | None, Query(max_length=128, description="From GET .../audio-url")] = None,
-    ) -> FileResponse:
-        path = Path(catalog().track(track_id)["path"])  # only ever a path the catalog indexed
-        if not path.is_file():
-            raise ApiError(404, f"the file of track {track_id} is gone from disk")
-        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    ) -> OpenFileResponse:
+        row = catalog().store.tracks_by_id([track_id]).get(track_id)
+        if row is None:
+            raise ApiError(404, f"no track with id {track_id}")
+        folders = state["folders"]
+        folders.add([row.path])  # a folder indexed since the server started
+        try:
+            file, info = open_indexed(row.path, size=row.size, mtime_ns=row.mtime_ns, folders=folders)
+        except FileRefused as exc:
+            raise ApiError(exc.status, f"track {track_id}: {exc.reason}") from None
+        name = os.path.basename(row.path)
+        media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         # The header needs text: bytes of a name that are not UTF-8 become U+FFFD there.
-        shown = os.fsencode(path.name).decode("utf-8", "replace")
-        return FileResponse(path, media_type=media_type, filename=shown, content_disposition_type="inline")
+        shown = os.fsencode(name).decode("utf-8", "replace")
+        return OpenFileResponse(file, info, name=shown, media_type=media_type)
 
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
     return app
