@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mertsearch.api.auth import AudioUrlSigner, bearer_matches, token_problem
 from mertsearch.api.files import FileRefused, IndexedFolders, OpenFileResponse, open_indexed
+from mertsearch.api.limits import BodyLimit
 from mertsearch.catalog import Catalog
 from mertsearch.errors import (
     AudioDecodeError,
@@ -85,6 +86,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# Room in a request body for the multipart boundaries, part headers and form fields around the file.
+FORM_OVERHEAD_BYTES = 64 * 1024
+
 # The largest 64-bit integer (SQLite's INTEGER, PostgreSQL's BIGINT ids): a bigger id or offset is a 422,
 # not an overflow deep in the database.
 SQL_INT_MAX = 2**63 - 1
@@ -132,6 +136,12 @@ def create_app(settings: Settings) -> FastAPI:
         version=__import__("mertsearch").__version__,
         lifespan=lifespan,
         default_response_class=AsciiJSONResponse,
+    )
+    # Before the form parser, which spools uploads to disk as it reads them.
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
+        message=f"upload larger than {settings.max_upload_bytes} bytes",
     )
     if settings.cors_origins:
         app.add_middleware(
