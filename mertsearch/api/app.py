@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mertsearch.api.auth import AudioUrlSigner, bearer_matches, token_problem
+from mertsearch.api.decoding import Decode, UploadDecoders, decode_upload
 from mertsearch.api.files import FileRefused, IndexedFolders, OpenFileResponse, open_indexed
 from mertsearch.api.limits import BodyLimit
 from mertsearch.catalog import Catalog
@@ -63,6 +64,8 @@ class Settings:
     model: str | None = None
     device: str | None = None
     precision: str | None = None  # None: $MERTSEARCH_PRECISION, else auto
+    decoders: int = 2  # worker processes that decode uploads
+    decode_upload: Decode = decode_upload  # what they run (a module-level function)
 
     def __post_init__(self) -> None:
         problem = None if self.token is None else token_problem(self.token)
@@ -114,21 +117,26 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        catalog = Catalog.open(
-            settings.catalog, model=settings.model, device=settings.device, precision=settings.precision, mmap=True
-        )
+        # The workers start (and import the decoder) before the model loads, and while it does.
+        decoders = UploadDecoders(workers=settings.decoders, decode=settings.decode_upload)
         try:
-            catalog.indexes.load()
+            catalog = Catalog.open(
+                settings.catalog, model=settings.model, device=settings.device, precision=settings.precision, mmap=True
+            )
             try:
-                catalog.encoder  # noqa: B018 - load the model once, before the first request
-            except MertSearchError as exc:  # the page and metadata still work; /search says why not
-                state["model_error"] = str(exc)
-            state["catalog"] = catalog
-            # Resolved now, so a link put in a folder's place later cannot lead audio elsewhere.
-            state["folders"] = IndexedFolders(path for _, path in catalog.store.paths_under([""]))
-            yield
+                catalog.indexes.load()
+                try:
+                    catalog.encoder  # noqa: B018 - load the model once, before the first request
+                except MertSearchError as exc:  # the page and metadata still work; /search says why not
+                    state["model_error"] = str(exc)
+                state["catalog"], state["decoders"] = catalog, decoders
+                # Resolved now, so a link put in a folder's place later cannot lead audio elsewhere.
+                state["folders"] = IndexedFolders(path for _, path in catalog.store.paths_under([""]))
+                yield
+            finally:
+                catalog.close()
         finally:
-            catalog.close()
+            decoders.close()
 
     app = FastAPI(
         title="mertsearch",
@@ -239,13 +247,12 @@ def create_app(settings: Settings) -> FastAPI:
         if not data:
             raise ApiError(400, "empty upload")
         chosen = filters(filter_, min_duration, max_duration, min_year, max_year)
+        cat = catalog()
+        # In a worker process and outside the lock: a slow or crashing decode holds up no search.
+        samples = state["decoders"].decode(
+            data, sample_rate=cat.encoder.sample_rate, start=start, end=end, max_seconds=settings.max_clip_seconds
+        )
         with lock:
-            cat = catalog()
-            from mertsearch.audio.decode import decode_audio
-
-            samples = decode_audio(
-                data, sample_rate=cat.encoder.sample_rate, start=start, end=end, max_seconds=settings.max_clip_seconds
-            )
             results = cat.search(
                 (samples, cat.encoder.sample_rate),
                 k=k,
