@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 
@@ -80,9 +81,13 @@ class Client:
         return self._json(self._http.get("/tracks", params={"q": q, "limit": limit, "offset": offset}))
 
     def audio_url(self, track_id: int) -> str:
-        """A URL a player can stream (and seek in) directly."""
-        suffix = f"?token={self.token}" if self.token else ""
-        return f"{self.base_url}/tracks/{int(track_id)}/audio{suffix}"
+        """A URL a player can stream (and seek in) directly. With a token, a signed URL that the
+        server hands out (valid for an hour by default): the token itself never goes in a URL."""
+        path = f"{self.base_url}/tracks/{int(track_id)}/audio"
+        if not self.token:
+            return path
+        signed = self._json(self._http.get(f"/tracks/{int(track_id)}/audio-url"))
+        return f"{path}?{urlencode({'expires': signed['expires'], 'signature': signed['signature']})}"
 
 
 def _form_value(value):

@@ -132,3 +132,11 @@ def test_relative_links_resolve():
             elif anchor and destination.suffix == ".md" and anchor not in anchors(destination):
                 broken.append(f"{where}: no such heading")
     assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def test_the_readme_says_what_the_server_promises_and_what_it_does_not():
+    serve = prose(README.read_text(encoding="utf-8")).split("## Serve", 1)[1].split("\n## ", 1)[0]
+    for promise in ("token", "constant time", "401", "signed audio URLs", "indexed", "worker processes"):
+        assert promise in serve, promise
+    assert "TLS" in serve and "reverse proxy" in serve and "http-api.md#security" in serve
+    assert "security" in anchors(HTTP_DOC)

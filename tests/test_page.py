@@ -34,11 +34,13 @@ def test_upload_search_play_and_more_like_this(tmp_path, tiny_model, music_sourc
         cat.index_paths([music_source])
     clip = write_audio(tmp_path / "my clip.wav", tone_track(3, 8, 44100), 44100)
     ARTIFACTS.mkdir(exist_ok=True)
-    with running(Settings(catalog=tmp_path / "cat")) as url, sync_playwright() as playwright:
+    token = "page-token"
+    with running(Settings(catalog=tmp_path / "cat", token=token)) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(url + "/")
         expect(page.get_by_role("heading")).to_contain_text("mertsearch")
+        page.fill("#token", token)
         page.set_input_files("#file", str(clip))
         page.fill("#k", "4")
         page.fill("#end", "6")
@@ -54,7 +56,9 @@ def test_upload_search_play_and_more_like_this(tmp_path, tiny_model, music_sourc
         first.locator(".play").click()
         player = page.locator("#player")
         expect(player).to_have_attribute("data-track-id", seed)
-        assert f"tracks/{seed}/audio" in player.get_attribute("src")
+        src = player.get_attribute("src")
+        # A signed URL for this track: the token itself never goes in a URL.
+        assert f"tracks/{seed}/audio?" in src and "signature=" in src and token not in src
         page.wait_for_function("document.getElementById('player').readyState >= 1", timeout=15000)
 
         first.locator(".more").click()

@@ -7,7 +7,6 @@ requests run side by side.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import json
 import mimetypes
@@ -17,15 +16,20 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mertsearch.api.auth import AudioUrlSigner, bearer_matches, token_problem
+from mertsearch.api.decoding import Decode, UploadDecoders, decode_upload
+from mertsearch.api.files import FileRefused, IndexedFolders, OpenFileResponse, open_indexed
+from mertsearch.api.limits import BodyLimit
 from mertsearch.catalog import Catalog
 from mertsearch.errors import (
     AudioDecodeError,
@@ -56,9 +60,17 @@ class Settings:
     cors_origins: list[str] = field(default_factory=list)
     max_upload_bytes: int = 50 * 2**20
     max_clip_seconds: float = 600.0
+    audio_url_seconds: float = 3600.0  # how long a signed audio URL stays valid
     model: str | None = None
     device: str | None = None
     precision: str | None = None  # None: $MERTSEARCH_PRECISION, else auto
+    decoders: int = 2  # worker processes that decode uploads
+    decode_upload: Decode = decode_upload  # what they run (a module-level function)
+
+    def __post_init__(self) -> None:
+        problem = None if self.token is None else token_problem(self.token)
+        if problem:
+            raise InvalidArgumentError(problem)
 
 
 class ApiError(Exception):
@@ -76,6 +88,9 @@ def is_loopback(host: str) -> bool:
     except ValueError:
         return False
 
+
+# Room in a request body for the multipart boundaries, part headers and form fields around the file.
+FORM_OVERHEAD_BYTES = 64 * 1024
 
 # The largest 64-bit integer (SQLite's INTEGER, PostgreSQL's BIGINT ids): a bigger id or offset is a 422,
 # not an overflow deep in the database.
@@ -98,22 +113,30 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
 def create_app(settings: Settings) -> FastAPI:
     state: dict = {}
     lock = threading.Lock()
+    signer = AudioUrlSigner(settings.audio_url_seconds)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        catalog = Catalog.open(
-            settings.catalog, model=settings.model, device=settings.device, precision=settings.precision, mmap=True
-        )
+        # The workers start (and import the decoder) before the model loads, and while it does.
+        decoders = UploadDecoders(workers=settings.decoders, decode=settings.decode_upload)
         try:
-            catalog.indexes.load()
+            catalog = Catalog.open(
+                settings.catalog, model=settings.model, device=settings.device, precision=settings.precision, mmap=True
+            )
             try:
-                catalog.encoder  # noqa: B018 - load the model once, before the first request
-            except MertSearchError as exc:  # the page and metadata still work; /search says why not
-                state["model_error"] = str(exc)
-            state["catalog"] = catalog
-            yield
+                catalog.indexes.load()
+                try:
+                    catalog.encoder  # noqa: B018 - load the model once, before the first request
+                except MertSearchError as exc:  # the page and metadata still work; /search says why not
+                    state["model_error"] = str(exc)
+                state["catalog"], state["decoders"] = catalog, decoders
+                # Resolved now, so a link put in a folder's place later cannot lead audio elsewhere.
+                state["folders"] = IndexedFolders(path for _, path in catalog.store.paths_under([""]))
+                yield
+            finally:
+                catalog.close()
         finally:
-            catalog.close()
+            decoders.close()
 
     app = FastAPI(
         title="mertsearch",
@@ -121,6 +144,12 @@ def create_app(settings: Settings) -> FastAPI:
         version=__import__("mertsearch").__version__,
         lifespan=lifespan,
         default_response_class=AsciiJSONResponse,
+    )
+    # Before the form parser, which spools uploads to disk as it reads them.
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
+        message=f"upload larger than {settings.max_upload_bytes} bytes",
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -155,21 +184,28 @@ def create_app(settings: Settings) -> FastAPI:
     def authorised(request: Request) -> None:
         if settings.token is None:
             return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if request.method == "GET" and request.url.path.endswith("/audio") and "token" in request.query_params:
-            # An <audio> element cannot send headers: the page passes the token in the URL instead.
-            scheme, given = "bearer", request.query_params["token"]
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), settings.token):
+        if not bearer_matches(request.headers.get("authorization", ""), settings.token):
             raise ApiError(401, "a valid bearer token is required (Authorization: Bearer TOKEN)")
+
+    def audio_authorised(request: Request, track_id: TrackId) -> None:
+        """The token, or a signed URL for this very track that has not expired."""
+        query = request.query_params
+        if settings.token is None or signer.valid(track_id, query.get("expires"), query.get("signature")):
+            return
+        if not bearer_matches(request.headers.get("authorization", ""), settings.token):
+            raise ApiError(401, "a valid bearer token or an unexpired signed URL (GET .../audio-url) is required")
 
     def catalog() -> Catalog:
         return state["catalog"]
 
     Auth = Depends(authorised)
 
-    @app.get("/health", summary="Liveness: the catalog is open")
-    def health() -> dict:
-        return {"status": "ok", "tracks": catalog().store.count("tracks"), "model": "model_error" not in state}
+    @app.get("/health", summary="Liveness: the catalog is open (the track count only with the token)")
+    def health(request: Request) -> dict:
+        answer = {"status": "ok", "model": "model_error" not in state}
+        if settings.token is None or bearer_matches(request.headers.get("authorization", ""), settings.token):
+            answer["tracks"] = catalog().store.count("tracks")
+        return answer
 
     @app.get("/info", dependencies=[Auth], summary="What the catalog holds and how it was built")
     def info() -> dict:
@@ -211,13 +247,12 @@ def create_app(settings: Settings) -> FastAPI:
             per_album=per_album,
             min_score=min_score,
         )
+        cat = catalog()
+        # In a worker process and outside the lock: a slow or crashing decode holds up no search.
+        samples = state["decoders"].decode(
+            data, sample_rate=cat.encoder.sample_rate, start=start, end=end, max_seconds=settings.max_clip_seconds
+        )
         with lock:
-            cat = catalog()
-            from mertsearch.audio.decode import decode_audio
-
-            samples = decode_audio(
-                data, sample_rate=cat.encoder.sample_rate, start=start, end=end, max_seconds=settings.max_clip_seconds
-            )
             results = cat.search((samples, cat.encoder.sample_rate), options)
         return {"results": [r.as_dict() for r in results]}
 
@@ -265,15 +300,37 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> dict:
         return catalog().find_tracks(q, limit=limit, offset=offset)
 
-    @app.get("/tracks/{track_id}/audio", dependencies=[Auth], summary="The track's audio file (range requests)")
-    def audio(track_id: TrackId) -> FileResponse:
-        path = Path(catalog().track(track_id)["path"])  # only ever a path the catalog indexed
-        if not path.is_file():
-            raise ApiError(404, f"the file of track {track_id} is gone from disk")
-        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    @app.get("/tracks/{track_id}/audio-url", dependencies=[Auth], summary="A short-lived signed URL of the audio")
+    def audio_url(track_id: TrackId) -> dict:
+        catalog().track(track_id)  # 404 for an unknown track
+        expires, signature = signer.sign(track_id)
+        query = urlencode({"expires": expires, "signature": signature})
+        return {"url": f"tracks/{track_id}/audio?{query}", "expires": expires, "signature": signature}
+
+    @app.get(
+        "/tracks/{track_id}/audio",
+        dependencies=[Depends(audio_authorised)],
+        summary="The track's audio file (range requests); the token or a signed URL",
+    )
+    def audio(
+        track_id: TrackId,
+        expires: Annotated[str | None, Query(max_length=32, description="From GET .../audio-url")] = None,
+        signature: Annotated[str | None, Query(max_length=128, description="From GET .../audio-url")] = None,
+    ) -> OpenFileResponse:
+        row = catalog().store.tracks_by_id([track_id]).get(track_id)
+        if row is None:
+            raise ApiError(404, f"no track with id {track_id}")
+        folders = state["folders"]
+        folders.add([row.path])  # a folder indexed since the server started
+        try:
+            file, info = open_indexed(row.path, size=row.size, mtime_ns=row.mtime_ns, folders=folders)
+        except FileRefused as exc:
+            raise ApiError(exc.status, f"track {track_id}: {exc.reason}") from None
+        name = os.path.basename(row.path)
+        media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         # The header needs text: bytes of a name that are not UTF-8 become U+FFFD there.
-        shown = os.fsencode(path.name).decode("utf-8", "replace")
-        return FileResponse(path, media_type=media_type, filename=shown, content_disposition_type="inline")
+        shown = os.fsencode(name).decode("utf-8", "replace")
+        return OpenFileResponse(file, info, name=shown, media_type=media_type)
 
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
     return app

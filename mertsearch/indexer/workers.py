@@ -30,19 +30,19 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
-def _die_with_parent(parent: int) -> None:
-    """Ask Linux to kill this worker when the indexer dies, even by SIGKILL.
+def die_with_parent(parent: int | None = None) -> None:
+    """Ask Linux to kill this worker when its parent (``parent``, the indexer) dies, even by SIGKILL.
 
     Otherwise an orphaned worker would keep the inherited catalog lock (and its pipe) open.
     """
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the indexer died before the request took effect
+    if parent is not None and os.getppid() != parent:  # the indexer died before the request took effect
         os._exit(1)
 
 
 def _serve(conn: Connection, read: Read, parent: int) -> None:
-    _die_with_parent(parent)
+    die_with_parent(parent)
     import torch
 
     # The cores belong to the model and to the other workers.

@@ -379,9 +379,11 @@ class MetadataStore:
 
     def find_tracks(self, text: str, *, limit: int, offset: int) -> tuple[int, list[Track]]:
         """(total, page) of tracks whose title, artist, album or path contains ``text`` (any case)."""
-        pattern = f"%{text.strip().lower()}%"
+        needle = text.strip().lower()
         fields = (Track.title, Track.artist, Track.album, Track.path)
-        condition = or_(*(func.lower(field).like(pattern) for field in fields)) if text.strip() else true()
+        # autoescape: "%" and "_" in the text are themselves, not LIKE's wildcards.
+        matches = [func.lower(field).contains(needle, autoescape=True) for field in fields]
+        condition = or_(*matches) if needle else true()
         with self.session() as session:
             total = session.scalar(select(func.count(Track.id)).where(condition))
             rows = session.scalars(
