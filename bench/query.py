@@ -26,8 +26,7 @@ from mertsearch import Catalog  # noqa: E402
 from mertsearch.audio.decode import decode_audio  # noqa: E402
 from mertsearch.encoder.embed import embed_chunks  # noqa: E402
 from mertsearch.encoder.pooling import l2_normalize  # noqa: E402
-from mertsearch.storage.store import TrackRecord  # noqa: E402
-from tests.helpers import melody_track, write_audio, write_tiny_mert  # noqa: E402
+from tests.helpers import melody_track, synthetic_track, write_audio, write_tiny_mert  # noqa: E402
 
 SR = 44100
 
@@ -40,21 +39,7 @@ def fill(cat: Catalog, tracks: int, rng: np.random.Generator) -> None:
         count = int(rng.integers(36, 61))
         centre = centres[rng.integers(len(centres))]
         windows = l2_normalize(centre + rng.normal(0, 0.05, (count, dim)))
-        starts = np.arange(count) * 5.0
-        cat.store.put_track(
-            TrackRecord(
-                path=f"/synthetic/{n:05d}.flac",
-                size=1,
-                mtime_ns=1,
-                sha256=f"{n:064x}",
-                duration=count * 5.0,
-                tags={},
-                vector=l2_normalize(windows.mean(axis=0)),
-                window_starts=starts,
-                window_ends=starts + 5,
-                window_vectors=windows,
-            )
-        )
+        cat.store.put_track(synthetic_track(n, windows))
 
 
 def matmul_gflops() -> float:

@@ -241,14 +241,42 @@ def assert_consistent(cat, expected_tracks: int) -> None:
     from sqlalchemy import func, select
 
     from mertsearch.storage.schema import Track
-    from mertsearch.storage.verify import index_ids
 
     with cat.store.session() as session:
         paths = session.scalars(select(Track.path)).all()
         assert len(paths) == len(set(paths)) == expected_tracks
         assert session.scalar(select(func.count(Track.id))) == expected_tracks
     stored = sorted(int(i) for batch, _ in cat.store.track_vectors() for i in batch)
-    assert sorted(int(i) for i in index_ids(cat.index)) == stored
+    assert sorted(int(i) for i in cat.index.ids()) == stored
     windows = sorted(int(i) for batch, _ in cat.store.window_vectors() for i in batch)
-    assert sorted(int(i) for i in index_ids(cat.indexes.windows)) == windows
+    assert sorted(int(i) for i in cat.indexes.windows.ids()) == windows
     assert len(windows) == cat.store.counts()["windows"]
+
+
+def synthetic_track(
+    n: int,
+    windows: np.ndarray,
+    *,
+    hop: float = 5.0,
+    window_s: float = 5.0,
+    path: str | None = None,
+    tags: dict | None = None,
+):
+    """What an ingest would store for file ``n`` whose windows embed to ``windows`` (unit vectors):
+    a catalog of any size without audio or a model."""
+    from mertsearch.storage.store import TrackRecord
+
+    starts = np.arange(len(windows)) * hop
+    mean = windows.mean(axis=0)
+    return TrackRecord(
+        path=path or f"/synthetic/{n:05d}.flac",
+        size=1,
+        mtime_ns=1,
+        sha256=f"{n:064x}",
+        duration=float(starts[-1] + window_s),
+        tags=tags or {},
+        vector=(mean / np.linalg.norm(mean)).astype(np.float32),
+        window_starts=starts,
+        window_ends=starts + window_s,
+        window_vectors=windows,
+    )

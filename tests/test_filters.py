@@ -9,8 +9,9 @@ from mertsearch import Catalog
 from mertsearch.search.engine import Query, Rules, align, rank
 from mertsearch.storage.filters import Filters
 from mertsearch.storage.indexes import Indexes
-from mertsearch.storage.store import MetadataStore, TrackRecord
+from mertsearch.storage.store import MetadataStore
 from mertsearch.storage.vector_index import FLAT, VectorIndex
+from tests.helpers import synthetic_track
 
 DIM = 32
 HOP = 2.5
@@ -83,21 +84,8 @@ def _store(url: str) -> MetadataStore:
     for n in range(TRACKS):
         point = (centre if n < TRACKS // 2 else -centre) + 0.5 * rng.normal(size=DIM)
         windows = _unit(point + 0.4 * rng.normal(size=(WINDOWS, DIM)))
-        starts = np.arange(WINDOWS) * HOP
-        store.put_track(
-            TrackRecord(
-                path=f"/music/{'near' if n < TRACKS // 2 else 'far'}/{n:02d}.flac",
-                size=1,
-                mtime_ns=1,
-                sha256=f"{n:064d}",
-                duration=starts[-1] + 5,
-                tags={"artist": f"artist {n % 10}"},
-                vector=_unit(windows.mean(0)),
-                window_starts=starts,
-                window_ends=starts + 5,
-                window_vectors=windows,
-            )
-        )
+        path = f"/music/{'near' if n < TRACKS // 2 else 'far'}/{n:02d}.flac"
+        store.put_track(synthetic_track(n, windows, hop=HOP, path=path, tags={"artist": f"artist {n % 10}"}))
     return store
 
 

@@ -2,24 +2,34 @@
 
 ``tracks`` holds one vector per track (ids: track ids) for whole-track similarity; ``windows``
 holds every window's vector (ids: window ids) for segment search. Both are derived from the
-stored vectors through the catalog's transform, saved under the database's data version, and
-rebuilt when missing or stale. Another writer of the same database (PostgreSQL) moves the data
-version on by more than this writer's own changes: its indexes are then rebuilt before they are
-saved, so a saved file always holds what its version says.
+stored vectors through the catalog's transform and saved under the database's data version.
+
+Whoever opens them (a writer or a reader) starts from the newest saved file and adds the rows
+stored after it (ids above the highest id it holds) to a small exact index beside it
+(:class:`Layered`). A saved file serves so only while it holds vectors of the kind searched now
+(saved at or after the store's ``searchable_since``); a writer also needs that nothing was taken
+out since it was saved (the store's ``removed_at``); otherwise both are built from the stored
+vectors. A saved file therefore need not be rewritten for every change: a writer's save is
+skipped while the rows added since the file are few beside it (CATCH_UP_SHARE) and nothing was
+taken out, so saving costs what changed. What a writer takes out is left out of its searches at
+once, and written when it saves: the file is rewritten then.
+
+Another writer of the same database (PostgreSQL) moves the data version on by more than this
+writer's own changes: its indexes are then rebuilt before they are saved, so a saved file always
+holds what its version says.
 
 Only the writer (the process holding the catalog's writer lock) saves index files. A reader (a
-search, ``info``, a running server) follows the database: it loads the newest saved file, when
-that holds vectors of the kind searched now (saved at or after the store's ``searchable_since``),
-and adds the rows stored after it (ids above its high-water mark) to a small exact index beside
-it, in memory; with no usable file it builds both indexes in memory. Rows removed since stay in
-the saved file until the writer saves again, and the search engine drops ids the database no
-longer has. A track stored again under its id (its file changed) keeps its older vector in a
-reader's index until then (at most a writer's save interval).
+search, ``info``, a running server) never writes: with no usable file it builds both indexes in
+memory. It keeps a saved file it loaded while no newer one is saved, and does not ask whether
+rows were taken out since: rows removed since stay in its index until the writer saves again,
+and the search engine drops ids the database no longer has; a track stored again under its id
+(its file changed) keeps its older vector in a reader's index until then.
 
 With the "auto" factory each index changes kind as it grows (see vector_index.choose_factory);
 trained kinds train on a random sample of the stored vectors.
 An inverted file whose codes outgrow one shard (sharded.SHARD_BYTES, or ``shard_size`` vectors)
-is built in shards and merged on disk (see storage/sharded.py).
+is built in shards and merged on disk (see storage/sharded.py); such a file is built again, in
+shards, when the writer saves changes to it, and never taken into memory to add rows.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from mertsearch.storage.sharded import (
@@ -42,7 +53,10 @@ from mertsearch.storage.vector_index import FLAT, FLAT_LIMIT, VectorIndex, choos
 
 NAMES = ("tracks", "windows")
 AUTO = "auto"
-__all__ = ["AUTO", "NAMES", "TRAIN_PER_LIST", "Indexes", "SaveSchedule"]
+# A writer rewrites a saved file when the rows added since outgrow this share of it (each opener
+# adds them from the database, into an exact index, until then).
+CATCH_UP_SHARE = 0.05
+__all__ = ["AUTO", "CATCH_UP_SHARE", "NAMES", "TRAIN_PER_LIST", "Indexes", "Layered", "SaveSchedule"]
 
 
 class Indexes:
@@ -68,46 +82,72 @@ class Indexes:
         self.factory = factory
         self.transform = transform
         self.mmap = mmap
-        self._loaded: dict[str, VectorIndex] = {}
-        self._versions: dict[str, int] = {}  # the data version each loaded index was saved for
+        self._loaded: dict[str, Layered] = {}
+        self._versions: dict[str, int] = {}  # the data version each loaded index reflects
+        # The saved file (or in-memory build) each loaded index starts from: (its data version, it).
+        self._bases: dict[str, tuple[int, VectorIndex]] = {}
         # The data version the loaded indexes reflect, counting this process's changes since.
         self._expected: int | None = None
         self._followed = False  # whether a reader loaded them
 
-    def _get(self, name: str) -> VectorIndex:
+    def _get(self, name: str) -> Layered:
         if not self.writing():
             return self._follow(name)
-        if self._followed:  # loaded by a reader (perhaps mapped, caught up in memory): a writer starts afresh
-            self._loaded, self._versions, self._expected, self._followed = {}, {}, None, False
+        if self._followed:  # loaded by a reader (perhaps mapped): a writer starts afresh
+            self._loaded, self._versions, self._bases, self._expected, self._followed = {}, {}, {}, None, False
         if name not in self._loaded:
             version = self.store.data_version()
-            index = VectorIndex.load(self.directory, version, self.dim, name, mmap=self.mmap)
-            if index is None:
-                index = self._build(name)
-                index.save(self.directory, version, name)
-            self._loaded[name], self._versions[name] = index, version
+            self._loaded[name], self._versions[name] = self._open(name, version, writer=True), version
             if self._expected is not None and self._expected != version:
                 self._expected = -1  # loaded at different versions: rebuild both before saving
             elif self._expected is None:
                 self._expected = version
         return self._loaded[name]
 
-    def _follow(self, name: str) -> VectorIndex:
+    def _follow(self, name: str) -> Layered:
         """A reader's index for the database's current version, never saved (see the module's doc)."""
         version = self.store.data_version()
-        if name in self._loaded and self._versions[name] == version:
-            return self._loaded[name]
+        if name not in self._loaded or self._versions[name] != version:
+            self._loaded[name], self._versions[name] = self._open(name, version, writer=False), version
+            self._followed = True
+        return self._loaded[name]
+
+    def _open(self, name: str, version: int, *, writer: bool) -> Layered:
+        """The newest base usable at ``version`` with the rows stored since beside it; else every
+        stored vector, built (and saved, by a writer)."""
+        found = self._base(name, version, strict=writer, kept=self._bases.get(name))
+        if found is None:
+            found = (version, self._build(name, in_memory=not writer))
+            if writer:
+                found[1].save(self.directory, version, name)
+        self._bases[name] = found
+        return self._layered(name, *found, version)
+
+    def saved(self, name: str) -> Layered | None:
+        """What a writer would open now without building anything: the usable saved file and the
+        rows stored since (None: there is no such file). For checks, which must not build."""
+        version = self.store.data_version()
+        found = self._base(name, version, strict=True)
+        return None if found is None else self._layered(name, *found, version)
+
+    def _base(
+        self, name: str, version: int, *, strict: bool, kept: tuple[int, VectorIndex] | None = None
+    ) -> tuple[int, VectorIndex] | None:
+        """(data version, index) of the newest base usable at ``version``: the newest saved file, or
+        ``kept`` (a base this reader loaded or built before) when that is newer. ``strict`` (a
+        writer) also needs that nothing was taken out since the base."""
         saved = saved_version(self.directory, name)
-        index = None
-        if saved is not None and self.store.searchable_since() <= saved <= version:
-            index = VectorIndex.load(self.directory, saved, self.dim, name, mmap=self.mmap)
-        if index is None:
-            index = self._build(name, in_memory=True)
-        elif saved < version:
-            index = CaughtUp(index, self._recent(name, index.high_water))
-        self._loaded[name], self._versions[name] = index, version
-        self._followed = True
-        return index
+        oldest = max(self.store.searchable_since(), self.store.removed_at() if strict else 0)
+        if kept is not None and oldest <= kept[0] <= version and (saved is None or kept[0] >= saved):
+            return kept
+        if saved is not None and oldest <= saved <= version:
+            base = VectorIndex.load(self.directory, saved, self.dim, name, mmap=self.mmap)
+            return None if base is None else (saved, base)
+        return None
+
+    def _layered(self, name: str, since: int, base: VectorIndex, version: int) -> Layered:
+        recent = self._recent(name, base.high_water) if since < version else VectorIndex(self.dim, FLAT)
+        return Layered(base, recent)
 
     def _recent(self, name: str, after: int) -> VectorIndex:
         """The rows stored after id ``after``, in an exact index."""
@@ -118,11 +158,11 @@ class Indexes:
         return recent
 
     @property
-    def tracks(self) -> VectorIndex:
+    def tracks(self) -> Layered:
         return self._get("tracks")
 
     @property
-    def windows(self) -> VectorIndex:
+    def windows(self) -> Layered:
         return self._get("windows")
 
     def _wanted(self, count: int) -> str:
@@ -150,7 +190,7 @@ class Indexes:
             index.add(ids, self.transform(vectors))
         return index
 
-    def _should_change(self, index: VectorIndex) -> bool:
+    def _should_change(self, index: Layered) -> bool:
         """With the auto factory: whether the index has outgrown (or shrunk below) its kind."""
         if self.factory != AUTO:
             return False
@@ -184,9 +224,14 @@ class Indexes:
         # Read before building: the built index holds at least this version's rows, never fewer.
         version = self.store.data_version()
         for name in NAMES:
-            self._loaded[name], self._versions[name] = self._build(name), version
-            self._loaded[name].save(self.directory, version, name)
+            self._based_on(name, self._build(name), version)
         self._expected = version
+
+    def _based_on(self, name: str, base: VectorIndex, version: int) -> None:
+        """Save ``base`` as index ``name`` of data ``version`` and search it from now on."""
+        base.save(self.directory, version, name)
+        self._bases[name] = (version, base)
+        self._loaded[name], self._versions[name] = Layered(base, VectorIndex(self.dim, FLAT)), version
 
     def stored(self, stored: StoredTrack, vector: np.ndarray, window_vectors: np.ndarray) -> None:
         """Reflect a track put into the store (new, or replacing its older version)."""
@@ -209,7 +254,10 @@ class Indexes:
             self._expected += 1
 
     def save(self) -> None:
-        """Save what changed; an index that outgrew its kind is rebuilt as the kind its size calls for.
+        """Make the saved files serve every opener: rewrite a file when rows were taken out of it,
+        or when the rows added since it outgrow CATCH_UP_SHARE of it (openers add fewer from the
+        database themselves); an index that outgrew its kind is built again as the kind its size
+        calls for, and an index merged on disk is built again in shards.
 
         When the database moved on by more than this process's changes, another writer changed
         it: both indexes are built again from the stored vectors, which hold every writer's tracks.
@@ -218,34 +266,78 @@ class Indexes:
         if self._loaded and version != self._expected:
             self.rebuild()
             return
+        removed_at = self.store.removed_at()
         for name, index in list(self._loaded.items()):
+            since = self._bases[name][0]
             if self._should_change(index):
-                index = self._loaded[name] = self._build(name)
-            index.save(self.directory, version, name)
+                self._based_on(name, self._build(name), version)
+            elif index.excluded or removed_at > since or len(index.recent) > CATCH_UP_SHARE * len(index.base):
+                # An index merged on disk is built again (in shards, when it is big) rather than
+                # taken into memory to be changed.
+                self._based_on(name, self._build(name) if index.base.lists_file else index.merged(), version)
             self._versions[name] = version
 
 
-class CaughtUp:
-    """A saved index (perhaps memory-mapped, read-only) and the rows stored since, in a small exact
-    index beside it: searched together, as one index, by a reader."""
+class Layered:
+    """A base index (a saved file, perhaps memory-mapped and read-only) and the rows added since, in
+    a small exact index beside it, searched as one index. Rows a writer takes out of the base are
+    left out of its searches until :meth:`merged` takes them out."""
 
-    def __init__(self, saved: VectorIndex, recent: VectorIndex) -> None:
-        self.saved, self.recent = saved, recent
+    def __init__(self, base: VectorIndex, recent: VectorIndex) -> None:
+        self.base, self.recent = base, recent
+        self.excluded: set[int] = set()  # ids taken out of the base
 
     def __len__(self) -> int:
-        return len(self.saved) + len(self.recent)
+        return len(self.base) - len(self.excluded) + len(self.recent)
 
     def __getattr__(self, name: str):
-        return getattr(self.saved, name)  # factory, nprobe, dim, lists_file...: the saved index's
+        return getattr(self.base, name)  # factory, nprobe, lists, probes, dim, lists_file...: the base's
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.excluded) or len(self.recent) > 0
+
+    @property
+    def high_water(self) -> int:
+        return max(self.base.high_water, self.recent.high_water)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.recent.add(ids, vectors)
+
+    def remove(self, ids: np.ndarray) -> None:
+        self.recent.remove(ids)
+        # Ids above the base's highest were added since: only the recent rows held them.
+        self.excluded.update(int(i) for i in ids if i <= self.base.high_water)
+
+    def ids(self) -> np.ndarray:
+        held = self.base.ids()
+        if self.excluded:
+            held = held[~np.isin(held, np.fromiter(self.excluded, np.int64))]
+        return np.concatenate([held, self.recent.ids()])
+
+    def part_of(self, track_or_window_id: int) -> VectorIndex:
+        """The index that holds this id, if any holds it: the recent rows' or the base."""
+        return self.recent if track_or_window_id > self.base.high_water else self.base
+
+    def merged(self) -> VectorIndex:
+        """The base with the rows taken out and the recent rows in: one index, to save."""
+        base = self.base
+        if self.excluded:
+            base.remove(np.fromiter(self.excluded, np.int64))
+        if len(self.recent):
+            ids = self.recent.ids()
+            flat = faiss.downcast_index(faiss.downcast_index(self.recent.index).index)
+            base.add(ids, flat.reconstruct_n(0, len(ids)))  # in the order of ids()
+        return base
 
     def search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, *, nprobe: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) as VectorIndex.search, the best ``k`` of both indexes."""
-        parts = [
-            self.saved.search(queries, k, allowed=allowed, nprobe=nprobe),
-            self.recent.search(queries, k, allowed=allowed),
-        ]
+        excluded = np.fromiter(self.excluded, np.int64) if self.excluded else None
+        parts = [self.base.search(queries, k, allowed=allowed, nprobe=nprobe, excluded=excluded)]
+        if len(self.recent):
+            parts.append(self.recent.search(queries, k, allowed=allowed))
         scores = np.concatenate([part[0] for part in parts], axis=1)
         ids = np.concatenate([part[1] for part in parts], axis=1)
         scores = np.where(ids >= 0, scores, -np.inf)
@@ -255,9 +347,9 @@ class CaughtUp:
 
 class SaveSchedule:
     """When a writer saves its indexes in the middle of an ingest: at most every ``every_s``
-    seconds, and never more than ``share`` of the time. A save rewrites whole index files (seconds
-    for millions of vectors), so one that took t seconds waits t * (1 - share) / share before the
-    next. Readers lose nothing meanwhile: they catch up from the database (see Indexes)."""
+    seconds, and never more than ``share`` of the time. A save that rewrites index files takes
+    seconds for millions of vectors, so one that took t seconds waits t * (1 - share) / share
+    before the next. Readers lose nothing meanwhile: they catch up from the database (see Indexes)."""
 
     def __init__(self, every_s: float, share: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.every_s, self.share, self.clock = every_s, share, clock

@@ -24,6 +24,9 @@ DATA_VERSION = "data_version"
 # The data version from which the stored searchable vectors mean what they mean now (the layers or
 # the transform changed then): an index saved before it holds vectors of another kind.
 SEARCHABLE_SINCE = "searchable_since"
+# The data version of the last change that took vectors out (a track removed or stored again, stray
+# windows deleted): an index saved at or after it needs only the rows added since (see Indexes).
+REMOVED_AT = "removed_at"
 # Key of the PostgreSQL advisory lock held while the tables are created (two writers may start at once).
 SCHEMA_LOCK = 0x6D657274
 # A write that lost a race with another writer (the same path inserted twice, a row deleted under it,
@@ -192,8 +195,13 @@ class MetadataStore:
         value = self.meta(SEARCHABLE_SINCE)
         return int(value) if value else 0
 
+    def removed_at(self) -> int:
+        """The data version of the last change that took vectors out (see REMOVED_AT)."""
+        value = self.meta(REMOVED_AT)
+        return int(value) if value else 0
+
     @staticmethod
-    def _bump_version(session: Session, *, searchable_changed: bool = False) -> None:
+    def _bump_version(session: Session, *, searchable_changed: bool = False, removed: bool = False) -> None:
         # Locked for the rest of the transaction, so concurrent writers count one after the other.
         row = session.get(Meta, DATA_VERSION, with_for_update=True)
         if row is None:
@@ -202,6 +210,8 @@ class MetadataStore:
         row.value = str(int(row.value) + 1)
         if searchable_changed:
             session.merge(Meta(key=SEARCHABLE_SINCE, value=row.value))
+        if removed or searchable_changed:
+            session.merge(Meta(key=REMOVED_AT, value=row.value))
 
     # --- tracks ---------------------------------------------------------------------------
 
@@ -263,7 +273,7 @@ class MetadataStore:
         session.add_all(windows)
         session.flush()
         session.execute(delete(Failure).where(Failure.path == record.path))
-        self._bump_version(session)
+        self._bump_version(session, removed=replaced)
         return StoredTrack(track.id, replaced, old_window_ids, [w.id for w in windows])
 
     def delete_track(self, track_id: int) -> list[int]:
@@ -275,7 +285,7 @@ class MetadataStore:
             _detach(session, track_id)
             session.execute(delete(Window).where(Window.track_id == track_id))
             session.execute(delete(Track).where(Track.id == track_id))
-            self._bump_version(session)
+            self._bump_version(session, removed=True)
             return window_ids
 
         return self._write(change)
@@ -410,7 +420,7 @@ class MetadataStore:
             ).rowcount
             empty = list(session.scalars(select(Track.id).where(Track.id.not_in(select(Window.track_id)))))
             if orphans or led_again:
-                self._bump_version(session)
+                self._bump_version(session, removed=bool(orphans))
         return orphans, led_again, empty
 
     # --- every layer's vectors (catalogs that keep all layers) -------------------------------

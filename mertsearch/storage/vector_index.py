@@ -142,6 +142,14 @@ class VectorIndex:
         if len(ids):
             self._writable()
             self.index.remove_ids(np.asarray(ids, dtype=np.int64))
+            if self._high_water is not None and int(np.max(ids)) >= self._high_water:
+                # Found again from the ids when asked: a saved index records the highest id it
+                # holds, and SQLite gives the id of a deleted last row to the next one.
+                self._high_water = None
+
+    def ids(self) -> np.ndarray:
+        """Every id the index holds."""
+        return index_ids(self)
 
     @property
     def lists(self) -> int:
@@ -155,22 +163,34 @@ class VectorIndex:
         return min(self.lists, math.ceil(self.nprobe / min(share, 1.0))) if share > 0 else self.lists
 
     def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, *, nprobe: int | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None = None,
+        *,
+        nprobe: int | None = None,
+        excluded: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each shaped (queries, k'), k' = min(k, size); best first; -1 ids pad.
 
-        ``allowed`` restricts the search to those ids (a FAISS id selector, so the k results
-        all come from them). An inverted file searches ``nprobe`` of its lists, and its selector
-        sees only those. Unless ``nprobe`` is given, the search therefore starts with
-        ``probes(allowed share)`` lists and probes four times as many while a query has fewer
-        than k results, up to all lists: k results come back whenever the index holds k allowed
-        ids, wherever they sit.
+        ``allowed`` restricts the search to those ids, and ``excluded`` leaves those out (FAISS
+        id selectors, so the k results all come from the rest). An inverted file searches
+        ``nprobe`` of its lists, and its selector sees only those. Unless ``nprobe`` is given, the
+        search therefore starts with ``probes(allowed share)`` lists and probes four times as
+        many while a query has fewer than k results, up to all lists: k results come back
+        whenever the index holds k allowed ids, wherever they sit.
         """
         k = min(k, len(self))
         if k == 0:
             return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
         vectors = np.ascontiguousarray(queries, dtype=np.float32)
-        selector = None if allowed is None else faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+        chosen = None if allowed is None else faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+        selector = chosen
+        if excluded is not None and len(excluded):
+            # The selectors refer to each other: all of them stay referenced here until the search ends.
+            left_out = faiss.IDSelectorBatch(np.asarray(excluded, dtype=np.int64))
+            others = faiss.IDSelectorNot(left_out)
+            selector = others if chosen is None else faiss.IDSelectorAnd(chosen, others)
         if not _is_ivf(self.index):
             if selector is None:
                 return self._searcher().search(vectors, k)

@@ -11,10 +11,10 @@ import faiss
 import numpy as np
 from sqlalchemy import func, select
 
-from mertsearch.storage.indexes import NAMES, Indexes
+from mertsearch.storage.indexes import NAMES, Indexes, Layered
 from mertsearch.storage.schema import Track, Window
 from mertsearch.storage.store import MetadataStore, from_blob
-from mertsearch.storage.vector_index import FLAT, VectorIndex, index_ids
+from mertsearch.storage.vector_index import FLAT, VectorIndex
 
 # Vectors checked against each index (all of them in catalogs up to this size).
 SAMPLE = 2000
@@ -46,12 +46,12 @@ def check_indexes(indexes: Indexes, transform: Callable[[np.ndarray], np.ndarray
     problems = []
     store = indexes.store
     for name in NAMES:
-        index = VectorIndex.load(indexes.directory, store.data_version(), indexes.dim, name, mmap=True)
+        index = indexes.saved(name)
         if index is None:
             problems.append(f"the {name} index is missing or older than the database (rebuild it)")
             continue
         stored_ids = store.ids(name)
-        held = index_ids(index)
+        held = index.ids()
         if len(held) != len(np.unique(held)):
             problems.append(f"the {name} index holds {len(held) - len(np.unique(held))} ids twice")
         missing, extra = np.setdiff1d(stored_ids, held), np.setdiff1d(held, stored_ids)
@@ -63,7 +63,7 @@ def check_indexes(indexes: Indexes, transform: Callable[[np.ndarray], np.ndarray
     return problems
 
 
-def _check_vectors(name, index, store, transform) -> list[str]:
+def _check_vectors(name: str, index: Layered, store, transform) -> list[str]:
     """Each sampled stored vector, transformed, must be what the index holds under its id."""
     table = Track if name == "tracks" else Window
     with store.session() as session:
@@ -72,18 +72,27 @@ def _check_vectors(name, index, store, transform) -> list[str]:
         return []
     ids = np.array([r[0] for r in rows])
     vectors = transform(np.stack([from_blob(r[1]) for r in rows]))
+    stale = 0
+    for part in (index.base, index.recent):
+        mine = np.array([index.part_of(int(i)) is part for i in ids])
+        if mine.any():
+            stale += _stale(part, ids[mine], vectors[mine])
+    return [f"{stale} of {len(ids)} sampled {name} vectors in the index differ from the stored ones"] if stale else []
+
+
+def _stale(index: VectorIndex, ids: np.ndarray, vectors: np.ndarray) -> int:
+    """How many of ``vectors`` the index does not hold (nearly) as they are under their ``ids``."""
     if index.factory == FLAT:
         inner = faiss.downcast_index(index.index)
         positions = {int(i): n for n, i in enumerate(faiss.vector_to_array(inner.id_map))}
         held = np.stack(
             [inner.index.reconstruct(positions[int(i)]) if int(i) in positions else np.zeros(index.dim) for i in ids]
         )
-        stale = int(np.sum(np.sum(held * vectors, axis=1) < 0.9999))
-    else:  # compressed: under its own id the index must hold (nearly) the stored vector
-        stale = 0
-        for vector, own in zip(vectors, ids, strict=True):
-            # The list nearest a held vector is probed first, so the usual lists suffice; an id
-            # missing from them is reported, not looked for in every list (slow on a big index).
-            scores, found = index.search(vector[None, :], 1, allowed=np.array([own]), nprobe=index.nprobe)
-            stale += int(found[0, 0] != own or scores[0, 0] < 0.98)
-    return [f"{stale} of {len(ids)} sampled {name} vectors in the index differ from the stored ones"] if stale else []
+        return int(np.sum(np.sum(held * vectors, axis=1) < 0.9999))
+    stale = 0  # compressed: under its own id the index must hold (nearly) the stored vector
+    for vector, own in zip(vectors, ids, strict=True):
+        # The list nearest a held vector is probed first, so the usual lists suffice; an id
+        # missing from them is reported, not looked for in every list (slow on a big index).
+        scores, found = index.search(vector[None, :], 1, allowed=np.array([own]), nprobe=index.nprobe)
+        stale += int(found[0, 0] != own or scores[0, 0] < 0.98)
+    return stale
