@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -16,7 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from mertsearch.errors import DatabaseError
+from mertsearch.storage.records import StoredTrack, TrackRecord, chunks, from_blob, safe_url, to_blob
 from mertsearch.storage.schema import Base, Failure, Meta, Track, Window
+from mertsearch.storage.vector_rows import VectorRows
 
 # Incremented in the same transaction as every change to the vectors, so a saved FAISS index
 # can say which state of the database it reflects.
@@ -36,40 +37,8 @@ WRITE_ATTEMPTS = 5
 _RETRY_STATES = {"40001", "40P01"}  # serialization failure, deadlock
 
 T = TypeVar("T")
-
-
-def safe_url(url: str | URL) -> str:
-    """The URL without its password, fit to record in a manifest or print."""
-    return make_url(url)._replace(password=None).render_as_string(hide_password=False)
-
-
-@dataclass(frozen=True)
-class TrackRecord:
-    """What the indexer hands the store for one file."""
-
-    path: str
-    size: int
-    mtime_ns: int
-    sha256: str
-    duration: float
-    tags: dict
-    vector: np.ndarray
-    window_starts: np.ndarray
-    window_ends: np.ndarray
-    window_vectors: np.ndarray
-    layer_vectors: np.ndarray | None = None  # (layers, dim), when the catalog keeps all layers
-    window_layer_vectors: np.ndarray | None = None  # (windows, layers, dim)
-    duplicate_of: int | None = None  # the leading track of the recording this file also holds
-
-
-@dataclass(frozen=True)
-class StoredTrack:
-    """What put_track changed: the track's id, whether it replaced an older version, window ids."""
-
-    track_id: int
-    replaced: bool
-    old_window_ids: list[int]
-    window_ids: list[int]
+# Imported from here by the rest of the package.
+__all__ = ["MetadataStore", "StoredTrack", "TrackRecord", "from_blob", "safe_url"]
 
 
 def _detach(session: Session, track_id: int) -> None:
@@ -81,22 +50,6 @@ def _detach(session: Session, track_id: int) -> None:
         if rest:
             session.execute(update(Track).where(Track.id.in_(rest)).values(duplicate_of=leader))
     session.execute(update(Track).where(Track.id == track_id).values(duplicate_of=None))
-
-
-def _chunks(ids: Sequence[int], size: int = 10000) -> list[list[int]]:
-    """Id lists cut below the limits on bound parameters (SQLite's 32766, PostgreSQL's 65535)."""
-    ids = [int(i) for i in ids]
-    return [ids[i : i + size] for i in range(0, len(ids), size)]
-
-
-def _to_blob(vector: np.ndarray | None) -> bytes | None:
-    if vector is None:
-        return None
-    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-
-
-def from_blob(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype=np.float32)
 
 
 def _insert_missing(session: Session, table):
@@ -124,7 +77,7 @@ def _retryable(exc: Exception) -> bool:
     return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRY_STATES
 
 
-class MetadataStore:
+class MetadataStore(VectorRows):
     """Tracks, windows and failures in a SQL database reached through a SQLAlchemy URL.
 
     SQLite (one file, one writer at a time) or a server database such as PostgreSQL
@@ -223,7 +176,7 @@ class MetadataStore:
         with self.session() as session:
             return {
                 row.id: row
-                for chunk in _chunks(ids)
+                for chunk in chunks(ids)
                 for row in session.scalars(select(Track).where(Track.id.in_(chunk)))
             }
 
@@ -251,9 +204,9 @@ class MetadataStore:
         track.duration = record.duration
         for field, value in record.tags.items():
             setattr(track, field, value)
-        track.vector = _to_blob(record.vector)
+        track.vector = to_blob(record.vector)
         track.duplicate_of = record.duplicate_of if record.duplicate_of != track.id else None
-        track.layer_vectors = _to_blob(record.layer_vectors)
+        track.layer_vectors = to_blob(record.layer_vectors)
         track.indexed_at = time.time()
         session.flush()
         layers = record.window_layer_vectors
@@ -263,8 +216,8 @@ class MetadataStore:
                 position=i,
                 start=float(s),
                 end=float(e),
-                vector=_to_blob(v),
-                layer_vectors=None if layers is None else _to_blob(layers[i]),
+                vector=to_blob(v),
+                layer_vectors=None if layers is None else to_blob(layers[i]),
             )
             for i, (s, e, v) in enumerate(
                 zip(record.window_starts, record.window_ends, record.window_vectors, strict=True)
@@ -320,72 +273,11 @@ class MetadataStore:
         with self.session() as session, session.begin():
             session.execute(update(Track).where(Track.id == track_id).values(size=size, mtime_ns=mtime_ns))
 
-    def all_track_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) of every track, in id order."""
-        batches = list(self.track_vectors())
-        if not batches:
-            return np.empty(0, np.int64), np.empty((0, dim), np.float32)
-        return np.concatenate([ids for ids, _ in batches]), np.concatenate([vectors for _, vectors in batches])
-
-    def track_vectors(self, batch: int = 10000, *, after: int = -1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """All (track ids, vectors) with ids above ``after``, in batches, for (re)building the track index."""
-        return self._batches(Track.id, Track.vector, batch, after)
-
-    def window_vectors(self, batch: int = 50000, *, after: int = -1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """All (window ids, vectors) with ids above ``after``, in batches, for (re)building the window index."""
-        return self._batches(Window.id, Window.vector, batch, after)
-
-    def _batches(self, id_column, vector_column, batch: int, after: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        with self.session() as session:
-            ids, vectors = [], []
-            query = select(id_column, vector_column).where(id_column > after).order_by(id_column)
-            for row_id, blob in session.execute(query):
-                ids.append(row_id)
-                vectors.append(from_blob(blob))
-                if len(ids) == batch:
-                    yield np.array(ids, dtype=np.int64), np.stack(vectors)
-                    ids, vectors = [], []
-            if ids:
-                yield np.array(ids, dtype=np.int64), np.stack(vectors)
-
-    def sample_vectors(self, name: str, count: int) -> np.ndarray:
-        """Up to ``count`` random stored vectors of tracks or windows (to train an index)."""
-        table = Track if name == "tracks" else Window
-        with self.session() as session:
-            blobs = session.scalars(select(table.vector).order_by(func.random()).limit(count)).all()
-        return np.stack([from_blob(b) for b in blobs]) if blobs else np.empty((0, 0), np.float32)
-
     def track_ids_where(self, condition) -> np.ndarray:
         """Ids of the tracks that meet a SQL condition on tracks, in order (a search filters
         window hits by their track, so their window ids are never needed)."""
         with self.session() as session:
             return np.fromiter(session.scalars(select(Track.id).where(condition).order_by(Track.id)), dtype=np.int64)
-
-    def window_places(self, window_ids: Sequence[int]) -> dict[int, tuple[int, float, float]]:
-        """{window id: (track id, start, end)}."""
-        with self.session() as session:
-            return {
-                row[0]: (row[1], row[2], row[3])
-                for chunk in _chunks(window_ids)
-                for row in session.execute(
-                    select(Window.id, Window.track_id, Window.start, Window.end).where(Window.id.in_(chunk))
-                )
-            }
-
-    def windows_of(self, track_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """For each track, (times shaped (n, 2) as start/end seconds, window vectors (n, dim))."""
-        out: dict[int, tuple[list, list]] = {}
-        with self.session() as session:
-            rows = session.execute(
-                select(Window.track_id, Window.start, Window.end, Window.vector)
-                .where(Window.track_id.in_(list(track_ids)))
-                .order_by(Window.track_id, Window.position)
-            )
-            for track_id, start, end, blob in rows:
-                times, vectors = out.setdefault(track_id, ([], []))
-                times.append((start, end))
-                vectors.append(from_blob(blob))
-        return {k: (np.array(t, dtype=np.float64), np.stack(v)) for k, (t, v) in out.items()}
 
     def find_tracks(self, text: str, *, limit: int, offset: int) -> tuple[int, list[Track]]:
         """(total, page) of tracks whose title, artist, album or path contains ``text`` (any case)."""
@@ -423,47 +315,7 @@ class MetadataStore:
                 self._bump_version(session, removed=bool(orphans))
         return orphans, led_again, empty
 
-    # --- every layer's vectors (catalogs that keep all layers) -------------------------------
-
-    def track_layer_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """(track ids, per-layer track vectors shaped (tracks, layers, dim)) of the tracks that have them."""
-        with self.session() as session:
-            rows = session.execute(
-                select(Track.id, Track.layer_vectors).where(Track.layer_vectors.is_not(None)).order_by(Track.id)
-            ).all()
-        if not rows:
-            return np.empty(0, np.int64), np.empty((0, 0, dim), np.float32)
-        return np.array([r[0] for r in rows]), np.stack([from_blob(r[1]).reshape(-1, dim) for r in rows])
-
-    def missing_layer_vectors(self) -> int:
-        """How many tracks lack per-layer vectors."""
-        with self.session() as session:
-            return session.scalar(select(func.count(Track.id)).where(Track.layer_vectors.is_(None)))
-
-    def rewrite_searchable(self, dim: int, combine, meta: dict[str, str]) -> int:
-        """Recompute every track's and window's searchable vectors from the stored per-layer ones.
-
-        ``combine`` maps window layer vectors (windows, layers, dim) to (window vectors, track
-        vector). Everything, ``meta`` included, changes in one transaction: a crash leaves the old
-        vectors or the new ones, never a mix. Returns the number of tracks rewritten.
-        """
-        with self.session() as session, session.begin():
-            track_ids = session.scalars(select(Track.id).order_by(Track.id)).all()
-            for track_id in track_ids:
-                rows = session.execute(
-                    select(Window.id, Window.layer_vectors).where(Window.track_id == track_id).order_by(Window.position)
-                ).all()
-                layer_windows = np.stack([from_blob(blob).reshape(-1, dim) for _id, blob in rows])
-                window_vectors, vector = combine(layer_windows)
-                session.execute(
-                    update(Window),
-                    [{"id": row[0], "vector": _to_blob(v)} for row, v in zip(rows, window_vectors, strict=True)],
-                )
-                session.execute(update(Track).where(Track.id == track_id).values(vector=_to_blob(vector)))
-            for key, value in meta.items():
-                session.merge(Meta(key=key, value=value))
-            self._bump_version(session, searchable_changed=True)
-            return len(track_ids)
+    # --- meta -----------------------------------------------------------------------------
 
     def meta(self, key: str) -> str | None:
         with self.session() as session:
