@@ -81,15 +81,7 @@ def main() -> None:
                 t1 = time.perf_counter()
                 embedding = embed_chunks(encoder, [samples], cat.windows)
                 t2 = time.perf_counter()
-                times = np.stack([embedding.window_starts, embedding.window_ends], axis=1)
-                cat._rank(
-                    embedding.vector,
-                    embedding.window_vectors,
-                    times,
-                    k=10,
-                    mode="segments",
-                    rules=cat._rules(None, None, None, None),
-                )
+                cat.search_embedding(embedding, k=10, mode="segments")
                 t3 = time.perf_counter()
                 for name, value in (("decode", t1 - t0), ("embed", t2 - t1), ("search", t3 - t2), ("total", t3 - t0)):
                     parts[name].append(value)
