@@ -94,8 +94,8 @@ def test_rebuilding_again_and_changing_a_merged_index_keep_each_vector_once(tmp_
     assert len(list(folder.glob("windows-*.ivfdata"))) == 1 and not list(folder.glob(".*"))
 
     # A writer opens the merged index, changes it and saves: the lists stay mapped from their file
-    # (the rows taken out are left out of searches), and the save builds the index again, here an
-    # ordinary one; the published lists file was never written to.
+    # (the rows taken out are left out of searches) until the save takes them into memory and
+    # writes an ordinary index; the published lists file was never written to.
     writer = _indexes(folder, store)
     lists_file = writer.windows.lists_file
     before = lists_file.read_bytes()

@@ -28,8 +28,8 @@ and the search engine drops ids the database no longer has; a track stored again
 With the "auto" factory each index changes kind as it grows (see vector_index.choose_factory);
 trained kinds train on a random sample of the stored vectors.
 An inverted file whose codes outgrow one shard (sharded.SHARD_BYTES, or ``shard_size`` vectors)
-is built in shards and merged on disk (see storage/sharded.py); such a file is built again, in
-shards, when the writer saves changes to it, and never taken into memory to add rows.
+is built in shards and merged on disk (see storage/sharded.py). Rows added to it stay beside it;
+a save that must rewrite it takes its lists into memory (the next ``rebuild`` merges on disk again).
 """
 
 from __future__ import annotations
@@ -272,9 +272,7 @@ class Indexes:
             if self._should_change(index):
                 self._based_on(name, self._build(name), version)
             elif index.excluded or removed_at > since or len(index.recent) > CATCH_UP_SHARE * len(index.base):
-                # An index merged on disk is built again (in shards, when it is big) rather than
-                # taken into memory to be changed.
-                self._based_on(name, self._build(name) if index.base.lists_file else index.merged(), version)
+                self._based_on(name, index.merged(), version)
             self._versions[name] = version
 
 
