@@ -34,6 +34,8 @@ class WindowSettings:
     hop_s: float = 5.0
     min_tail_s: float = 1.0
     min_duration_s: float = 1.0
+    # Embed only this much of each track: windows spread evenly over it (None: all of it).
+    sample_s: float | None = None
 
     def __post_init__(self) -> None:
         if not self.window_s > 0:
@@ -46,6 +48,17 @@ class WindowSettings:
             raise InvalidArgumentError(f"minimum duration must be 0.1 s .. window length, got {self.min_duration_s}")
         if not 0 <= self.min_tail_s <= self.window_s:
             raise InvalidArgumentError(f"minimum tail must be 0 .. window length, got {self.min_tail_s}")
+        if self.sample_s is not None:  # seconds, as the manifest records them whatever was given
+            object.__setattr__(self, "sample_s", float(self.sample_s))
+        if self.sample_s is not None and not self.sample_s >= self.window_s:
+            raise InvalidArgumentError(
+                f"a sample must hold at least one window ({self.window_s:g} s), got {self.sample_s:g} s"
+            )
+
+    @property
+    def sampled_windows(self) -> int:
+        """How many windows a sampled track gets (0: tracks are not sampled)."""
+        return 0 if self.sample_s is None else max(1, round(self.sample_s / self.window_s))
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -152,6 +165,8 @@ class Manifest:
         out = {name: value for name, value in asdict(self).items() if name != "extra"}
         if out["database"] is None:
             del out["database"]
+        if out["windows"]["sample_s"] is None:  # as catalogs made before sampling have it
+            del out["windows"]["sample_s"]
         for name, values in self.extra.items():
             out[name] = {**out[name], **values} if isinstance(out.get(name), dict) else values
         return out

@@ -82,23 +82,32 @@ def encoder_manifest(checkpoint: Checkpoint, layers: LayersArg, *, keep_all: boo
     )
 
 
-def window_settings(checkpoint: Checkpoint, hop: float | None) -> WindowSettings:
-    """Windows of the model's pre-training context, one after the other unless ``hop`` is given."""
+def window_settings(checkpoint: Checkpoint, hop: float | None, sample: float | None = None) -> WindowSettings:
+    """Windows of the model's pre-training context, one after the other unless ``hop`` is given;
+    ``sample`` seconds of each track (None: all of it)."""
     window = default_window_s(checkpoint)
-    return WindowSettings(window_s=window, hop_s=window if hop is None else hop)
+    return WindowSettings(window_s=window, hop_s=window if hop is None else hop, sample_s=sample)
 
 
-def new_manifest(checkpoint: Checkpoint, layers: LayersArg, *, keep_all: bool, hop: float | None) -> Manifest:
+def new_manifest(
+    checkpoint: Checkpoint, layers: LayersArg, *, keep_all: bool, hop: float | None, sample: float | None = None
+) -> Manifest:
     return Manifest(
         encoder=encoder_manifest(checkpoint, layers, keep_all=keep_all),
-        windows=window_settings(checkpoint, hop),
+        windows=window_settings(checkpoint, hop, sample),
         created_by=f"mertsearch {__version__}",
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
 
 
 def wanted_manifest(
-    stored: Manifest, checkpoint: Checkpoint | None, layers: LayersArg, *, keep_all: bool, hop: float | None
+    stored: Manifest,
+    checkpoint: Checkpoint | None,
+    layers: LayersArg,
+    *,
+    keep_all: bool,
+    hop: float | None,
+    sample: float | None = None,
 ) -> Manifest:
     """The stored manifest with what the user asked for laid over it, to compare the two."""
     wanted = copy.deepcopy(stored)
@@ -113,4 +122,6 @@ def wanted_manifest(
             encoder.kept_layers = list(range(encoder.num_layers + 1))
     if hop is not None:
         wanted.windows = dataclasses.replace(wanted.windows, hop_s=hop)
+    if sample is not None:
+        wanted.windows = dataclasses.replace(wanted.windows, sample_s=sample)
     return wanted

@@ -44,3 +44,17 @@ def test_a_clip_cut_between_window_starts_is_placed_between_them(cut):
 @pytest.mark.parametrize("cut", [20.0, 30.0])
 def test_a_clip_cut_on_a_window_start_stays_there(cut):
     assert _clip_start(cut) == pytest.approx(cut, abs=0.1)
+
+
+def test_in_a_sampled_track_only_the_query_windows_that_land_on_a_window_count():
+    """A 15 s clip starting on the second of three sampled windows (10, 30, 50 s of a 60 s track):
+    its later windows land between samples, where the track was never embedded."""
+    track_starts = np.array([10.0, 30.0, 50.0])
+    query_starts = np.arange(0, 15, HOP)
+    windows = _vectors_at(30 + query_starts)
+    query = Query(windows.mean(axis=0), windows, np.stack([query_starts, query_starts + HOP], axis=1))
+    track_times = np.stack([track_starts, track_starts + HOP], axis=1)
+    whole, _, _ = align(track_times, _vectors_at(track_starts), query, HOP / 2)
+    sampled, (start, _), _ = align(track_times, _vectors_at(track_starts), query, HOP / 2, sampled=True)
+    assert whole == pytest.approx(1 / 3, abs=0.01) and sampled == pytest.approx(1.0, abs=1e-6)
+    assert start == pytest.approx(30.0)

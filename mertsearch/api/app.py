@@ -254,7 +254,10 @@ def create_app(settings: Settings) -> FastAPI:
         )
         with lock:
             results = cat.search((samples, cat.encoder.sample_rate), options)
-        return {"results": [r.as_dict() for r in results]}
+        answer = {"results": [r.as_dict() for r in results]}
+        if cat.sampled_note:
+            answer["note"] = cat.sampled_note
+        return answer
 
     @app.get("/tracks/{track_id}/similar", dependencies=[Auth], summary="Tracks most similar to a catalog track")
     def similar(

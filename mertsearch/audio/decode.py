@@ -132,6 +132,32 @@ def _native_chunks(
         last = None if end is None else round(end * rate)
         return int(rate), iter([_mono(array[..., first:last].astype(np.float32, copy=False))])
 
+    decoder = _decoder(source)
+    rate = decoder.metadata.sample_rate
+
+    def chunks() -> Iterator[np.ndarray]:
+        # Positions are counted in samples, so consecutive ranges meet exactly.
+        position = round((start or 0.0) * rate)
+        stop = None if end is None else round(end * rate)
+        step = max(1, round(chunk_s * rate))
+        while stop is None or position < stop:
+            upto = position + step if stop is None else min(position + step, stop)
+            try:
+                data = decoder.get_samples_played_in_range(start_seconds=position / rate, stop_seconds=upto / rate)
+            except (RuntimeError, ValueError, IndexError) as exc:
+                if _END_OF_STREAM in str(exc):
+                    return
+                raise AudioDecodeError(f"cannot decode audio: {_reason(exc)}") from exc
+            if data.data.shape[-1] == 0:
+                return
+            yield _mono(data.data.numpy())
+            position = upto
+
+    return rate, chunks()
+
+
+def _decoder(source: str | os.PathLike | bytes | bytearray | memoryview) -> AudioDecoder:
+    """FFmpeg's decoder of an encoded file or bytes, with a sample rate."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -155,26 +181,14 @@ def _native_chunks(
         raise AudioDecodeError(f"cannot decode audio: {_reason(exc)}") from exc
     if not rate:
         raise AudioDecodeError("cannot decode audio: the stream has no sample rate")
+    return decoder
 
-    def chunks() -> Iterator[np.ndarray]:
-        # Positions are counted in samples, so consecutive ranges meet exactly.
-        position = round((start or 0.0) * rate)
-        stop = None if end is None else round(end * rate)
-        step = max(1, round(chunk_s * rate))
-        while stop is None or position < stop:
-            upto = position + step if stop is None else min(position + step, stop)
-            try:
-                data = decoder.get_samples_played_in_range(start_seconds=position / rate, stop_seconds=upto / rate)
-            except (RuntimeError, ValueError, IndexError) as exc:
-                if _END_OF_STREAM in str(exc):
-                    return
-                raise AudioDecodeError(f"cannot decode audio: {_reason(exc)}") from exc
-            if data.data.shape[-1] == 0:
-                return
-            yield _mono(data.data.numpy())
-            position = upto
 
-    return rate, chunks()
+def audio_duration(source: str | os.PathLike) -> float | None:
+    """Seconds of audio in a file, as its header says (None: the header does not say)."""
+    metadata = _decoder(source).metadata
+    duration = metadata.duration_seconds_from_header or metadata.duration_seconds
+    return float(duration) if duration else None
 
 
 def stream_audio(
@@ -185,12 +199,14 @@ def stream_audio(
     end: float | None = None,
     max_seconds: float | None = None,
     chunk_s: float = CHUNK_S,
+    silence_is_error: bool = True,
 ) -> Iterator[np.ndarray]:
     """Mono float32 chunks of ``source`` at ``sample_rate``, optionally only its [start, end) seconds.
 
     Raises AudioDecodeError with a readable reason when the input is not audio, contains NaN,
-    and (after the last chunk) when it turns out empty or silent; AudioTooLongError as soon as
-    more than ``max_seconds`` have been decoded.
+    and (after the last chunk) when it turns out empty or, unless ``silence_is_error`` is off
+    (a part of a track may be quiet), silent; AudioTooLongError as soon as more than
+    ``max_seconds`` have been decoded.
     """
     if start is not None and start < 0:
         raise AudioDecodeError(f"start must be >= 0 seconds, got {start}")
@@ -212,7 +228,7 @@ def stream_audio(
         yield np.ascontiguousarray(out)
     if count == 0:
         raise AudioDecodeError("no audio samples (zero-length audio)")
-    if peak < SILENCE_PEAK:
+    if peak < SILENCE_PEAK and silence_is_error:
         raise AudioDecodeError(
             f"silent audio ({count / sample_rate:.1f} s with peak level {20 * np.log10(max(peak, 1e-12)):.0f} dBFS)"
         )
@@ -230,7 +246,15 @@ def decode_audio(
     start: float | None = None,
     end: float | None = None,
     max_seconds: float | None = None,
+    silence_is_error: bool = True,
 ) -> np.ndarray:
     """All of ``source`` (or its [start, end) seconds) as one array: see :func:`stream_audio`."""
-    chunks = stream_audio(source, sample_rate=sample_rate, start=start, end=end, max_seconds=max_seconds)
+    chunks = stream_audio(
+        source,
+        sample_rate=sample_rate,
+        start=start,
+        end=end,
+        max_seconds=max_seconds,
+        silence_is_error=silence_is_error,
+    )
     return np.concatenate(list(chunks))

@@ -40,6 +40,7 @@ class Catalog(Core):
         keep_layers: bool = False,
         revision: str | None = None,
         hop: float | None = None,
+        sample: float | None = None,
         create: bool = False,
         device: str | None = None,
         batch_size: int | None = None,
@@ -59,7 +60,9 @@ class Catalog(Core):
         vectors) or "all"; None means the model's default. ``keep_layers`` stores every layer's
         vectors too, so :meth:`reindex` can switch layers later without the model. Settings given
         for an existing catalog must match the ones it was built with, or CatalogMismatchError
-        names each difference. ``mmap`` maps saved indexes read-only instead of reading them,
+        names each difference. ``sample`` embeds only that many seconds of each track, in
+        windows spread evenly over it (much faster; clip search then finds only those parts).
+        ``mmap`` maps saved indexes read-only instead of reading them,
         so a large catalog opens at once for searching (it cannot index then).
 
         ``device`` runs the model on "cpu" or "cuda" (default: cuda when there is one);
@@ -76,6 +79,7 @@ class Catalog(Core):
             layers=one_of(layer, layers),
             keep_layers=keep_layers,
             hop=hop,
+            sample=sample,
             revision=revision,
             database=database,
         )
@@ -193,6 +197,16 @@ class Catalog(Core):
         options = (options or SearchOptions()).changed(**fields)
         seeds = [tracks] if isinstance(tracks, (int, str, os.PathLike)) else list(tracks)
         return queries.similar(self, list(dict.fromkeys(self.track_id(seed) for seed in seeds)), options)
+
+    @property
+    def sampled_note(self) -> str | None:
+        """What a clip search should say in a catalog that holds only samples of its tracks."""
+        if self.windows.sample_s is None:
+            return None
+        return (
+            f"this catalog holds {self.windows.sample_s:g} s of each track ({self.windows.sampled_windows} windows "
+            "spread over it): a clip finds a track only where it matches one of those parts"
+        )
 
     # --- lookups ------------------------------------------------------------------------------
 

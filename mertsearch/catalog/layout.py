@@ -32,6 +32,7 @@ def find_or_make(
     layers: LayersArg,
     keep_layers: bool,
     hop: float | None,
+    sample: float | None,
     revision: str | None,
     database: str | None,
 ) -> tuple[Manifest, Checkpoint | None, str]:
@@ -49,7 +50,7 @@ def find_or_make(
         if path.exists() and any(not entry.name.startswith(MANIFEST_TEMP) for entry in path.iterdir()):
             raise CatalogNotFoundError(f"{path} is not empty and holds no catalog; choose a new directory")
         checkpoint = checkpoint or resolve_checkpoint(DEFAULT_MODEL, revision=revision)
-        manifest = new_manifest(checkpoint, layers, keep_all=keep_layers, hop=hop)
+        manifest = new_manifest(checkpoint, layers, keep_all=keep_layers, hop=hop, sample=sample)
         url = database or from_env
         if url is not None and safe_url(url) != safe_url(default_database(path)):
             manifest.database = safe_url(url)
@@ -61,7 +62,8 @@ def find_or_make(
         except FileExistsError:  # another process created it meanwhile: open theirs, as a reopen
             stored = read_manifest(path)
     if stored is not manifest:
-        check_compatible(stored, wanted_manifest(stored, checkpoint, layers, keep_all=keep_layers, hop=hop), path)
+        wanted = wanted_manifest(stored, checkpoint, layers, keep_all=keep_layers, hop=hop, sample=sample)
+        check_compatible(stored, wanted, path)
         url = database_url(path, stored, database, from_env)
     return stored, checkpoint, url
 

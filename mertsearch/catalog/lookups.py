@@ -88,6 +88,7 @@ def info(cat: Core) -> dict:
         "sample_rate": spec.sample_rate,
         "window_s": cat.windows.window_s,
         "hop_s": cat.windows.hop_s,
+        "sample_s": cat.windows.sample_s,
         "index": {
             "factory": cat.manifest.index.factory,
             **{name: _index_info(cat, name) for name in ("tracks", "windows")},

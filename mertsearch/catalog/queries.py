@@ -59,4 +59,5 @@ def _rank(
         rules=options.rules(allowed, exclude=exclude, exclude_artists=exclude_artists),
         transform=cat.transform,
         tolerance=cat.windows.hop_s / 2,
+        sampled=cat.windows.sample_s is not None,
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mertsearch.audio.decode import stream_audio
+from mertsearch.audio.decode import SILENCE_PEAK, audio_duration, decode_audio, stream_audio
 from mertsearch.audio.tags import read_tags
 from mertsearch.audio.windows import Window, WindowCutter
 from mertsearch.config import WindowSettings
@@ -36,6 +36,13 @@ def read_track(path: str, known_sha256: str | None, *, sample_rate: int, windows
         if digest == known_sha256:
             yield ("same", digest)
             return
+        sampled = sampled_windows(path, sample_rate, windows) if windows.sample_s is not None else None
+        if sampled is not None:
+            chosen, total = sampled
+            for first in range(0, len(chosen), WINDOWS_PER_MESSAGE):
+                yield _windows(chosen[first : first + WINDOWS_PER_MESSAGE])
+            yield ("done", digest, total, read_tags(Path(path)).as_dict())
+            return
         cutter = WindowCutter(sample_rate, windows)
         pending: list[Window] = []
         for chunk in stream_audio(path, sample_rate=sample_rate):
@@ -49,6 +56,32 @@ def read_track(path: str, known_sha256: str | None, *, sample_rate: int, windows
         yield ("done", digest, cutter.total, read_tags(Path(path)).as_dict())
     except Exception as exc:  # noqa: BLE001 - a bad file must never stop the run; the reason is recorded
         yield ("failed", fail_reason(exc))
+
+
+def sampled_windows(path: str, sample_rate: int, windows: WindowSettings) -> tuple[list[Window], int] | None:
+    """(windows, the track's length in samples) of a sampled catalog: ``windows.sampled_windows``
+    windows spread evenly over the track, each decoded by seeking to it. None where the track is
+    embedded whole instead: no longer than the sample, of a length the file does not tell, or with
+    no sound in any of those windows."""
+    duration = audio_duration(path)
+    if duration is None or duration <= windows.sample_s:
+        return None
+    length = round(windows.window_s * sample_rate)
+    count = windows.sampled_windows
+    chosen, peak = [], 0.0
+    for number in range(count):
+        begin = (duration - windows.window_s) * (number + 0.5) / count
+        # A little past the window: the resampler's edge may lack a sample or two.
+        samples = decode_audio(
+            path, sample_rate=sample_rate, start=begin, end=begin + windows.window_s + 0.1, silence_is_error=False
+        )
+        if len(samples) < length:  # the header promised more than the stream holds
+            return None
+        chosen.append((round(begin * sample_rate), samples[:length]))
+        peak = max(peak, float(np.abs(samples).max()))
+    if peak < SILENCE_PEAK:
+        return None
+    return chosen, round(duration * sample_rate)
 
 
 def _windows(batch: list[Window]) -> tuple:

@@ -214,7 +214,7 @@ def _best_pairs(
 
 
 def align(
-    track_times: np.ndarray, track_vectors: np.ndarray, query: Query, tolerance: float
+    track_times: np.ndarray, track_vectors: np.ndarray, query: Query, tolerance: float, *, sampled: bool = False
 ) -> tuple[float, tuple[float, float], int]:
     """(score, matching time range in the track, query window) of the query's best alignment.
 
@@ -225,6 +225,10 @@ def align(
     windows at once, where a chance resemblance lights up only one pair. The best shift is then
     refined between its neighbours (a parabola through the three scores), since the excerpt may
     start anywhere between two window starts.
+
+    ``sampled``: the track's windows are a sample of it (``index --sample``), so a query window
+    landing between them says nothing; a shift scores the mean over the query windows that land
+    on one.
     """
     pairs = track_vectors @ query.window_vectors.T  # (track windows, query windows)
     track_starts, query_starts = track_times[:, 0], query.window_times[:, 0]
@@ -233,7 +237,8 @@ def align(
     for n, shift in enumerate(shifts):
         near = np.abs(track_starts[:, None] - (query_starts[None, :] + shift)) <= tolerance
         per_query = np.where(near, pairs, -np.inf).max(axis=0)
-        scores[n] = np.where(np.isfinite(per_query), per_query, 0.0).mean()
+        landed = np.isfinite(per_query)
+        scores[n] = per_query[landed].mean() if sampled else np.where(landed, per_query, 0.0).mean()
     best = int(np.argmax(scores))
     shift = float(shifts[best]) + _refinement(shifts, scores, best, 2 * tolerance)
     near = np.abs(track_starts[:, None] - (query_starts[None, :] + shifts[best])) <= tolerance
@@ -264,6 +269,7 @@ def _aligned(
     query: Query,
     transform: Callable[[np.ndarray], np.ndarray] | None,
     tolerance: float,
+    sampled: bool,
 ) -> list[_Candidate]:
     """Segment candidates scored again by alignment (see ``align``), best first."""
     windows = store.windows_of([c.track_id for c in candidates])
@@ -272,7 +278,7 @@ def _aligned(
         times, vectors = windows[candidate.track_id]
         if transform is not None:
             vectors = transform(vectors)
-        score, match, query_window = align(times, vectors, query, tolerance)
+        score, match, query_window = align(times, vectors, query, tolerance, sampled=sampled)
         out.append(_Candidate(candidate.track_id, score, query_window, match))
     return sorted(out, key=lambda c: -c.score)
 
@@ -317,10 +323,12 @@ def rank(
     rules: Rules = Rules(),
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
     tolerance: float = 2.5,
+    sampled: bool = False,
 ) -> list[SearchResult]:
     """The ``k`` best tracks for ``query`` that pass ``rules``, best first.
 
-    ``tolerance`` (half the catalog's hop) is how far apart windows may start and still align.
+    ``tolerance`` (half the catalog's hop) is how far apart windows may start and still align;
+    ``sampled``: the catalog holds a sample of each track's windows (see ``align``).
     """
     if mode not in MODES:
         raise InvalidArgumentError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -338,7 +346,7 @@ def rank(
             rows = store.tracks_by_id([c.track_id for c in found])
             candidates = _rescored(found, rows, query, transform)
         else:
-            candidates = _aligned(found, store, query, transform, tolerance)
+            candidates = _aligned(found, store, query, transform, tolerance, sampled)
             rows = store.tracks_by_id([c.track_id for c in candidates])
         accept = _accepts(rules)
         chosen = [c for c in candidates if c.track_id in rows and accept(c, rows[c.track_id])][:k]

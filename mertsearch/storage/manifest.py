@@ -17,7 +17,7 @@ __all__ = ["FORMAT", "MANIFEST", "Manifest", "read_manifest", "write_manifest", 
 # (its path or repo id) may differ: the weights' hash is what identifies it.
 SHAPING_FIELDS = {
     "encoder": ["weights_sha256", "architecture", "sample_rate", "do_normalize", "layers", "kept_layers", "dim"],
-    "windows": ["window_s", "hop_s", "min_tail_s", "min_duration_s"],
+    "windows": ["window_s", "hop_s", "min_tail_s", "min_duration_s", "sample_s"],
     "pooling": ["window", "track"],
 }
 
