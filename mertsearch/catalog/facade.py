@@ -201,12 +201,7 @@ class Catalog(Core):
     @property
     def sampled_note(self) -> str | None:
         """What a clip search should say in a catalog that holds only samples of its tracks."""
-        if self.windows.sample_s is None:
-            return None
-        return (
-            f"this catalog holds {self.windows.sample_s:g} s of each track ({self.windows.sampled_windows} windows "
-            "spread over it): a clip finds a track only where it matches one of those parts"
-        )
+        return lookups.sampled_note(self)
 
     # --- lookups ------------------------------------------------------------------------------
 

@@ -65,6 +65,15 @@ def duplicates(cat: Core) -> list[dict]:
     ]
 
 
+def sampled_note(cat: Core) -> str | None:
+    if cat.windows.sample_s is None:
+        return None
+    return (
+        f"this catalog holds {cat.windows.sample_s:g} s of each track ({cat.windows.sampled_windows} windows "
+        "spread over it): a clip finds a track only where it matches one of those parts"
+    )
+
+
 def info(cat: Core) -> dict:
     cat.take_up_meta()
     counts = cat.store.counts()
