@@ -124,3 +124,17 @@ def test_rows_taken_out_of_the_base_are_left_out_of_searches_until_merged():
     assert sorted(merged.ids().tolist()) == list(range(20))
     scores, ids = merged.search(vectors[4:5], 2)
     assert set(ids[0].tolist()) == {3, 4} and np.allclose(scores[0], 1.0, atol=1e-5)
+
+
+def test_a_reader_following_an_ingest_reads_only_the_rows_stored_since_its_last_look(big):
+    directory, files = big
+    with Catalog.open(directory) as reader, Catalog.open(directory) as writer:
+        following = reader.indexes.windows
+        seen = []
+        for path in files:
+            writer.index_paths([path], decoders=0)  # few rows: the saved files stay as they are
+            assert reader.search(path, k=1)[0].path == str(path)
+            assert reader.indexes.windows is following  # the same index, caught up in place
+            seen.append(len(following.recent))
+        assert 0 < seen[0] < seen[1]
+        assert sorted(reader.indexes.windows.ids().tolist()) == sorted(writer.store.ids("windows").tolist())

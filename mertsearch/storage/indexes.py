@@ -121,6 +121,12 @@ class Indexes:
             if writer:
                 found[1].save(self.directory, version, name)
         self._bases[name] = found
+        previous = self._loaded.get(name)
+        if not writer and previous is not None and previous.base is found[1]:
+            # The same base as before (a reader following an ingest): only the rows stored since
+            # the last look are read, not every row since the base.
+            self._add_rows(previous.recent, name, after=previous.high_water)
+            return previous
         return self._layered(name, *found, version)
 
     def saved(self, name: str) -> Layered | None:
@@ -152,10 +158,13 @@ class Indexes:
     def _recent(self, name: str, after: int) -> VectorIndex:
         """The rows stored after id ``after``, in an exact index."""
         recent = VectorIndex(self.dim, FLAT)
+        self._add_rows(recent, name, after=after)
+        return recent
+
+    def _add_rows(self, index: VectorIndex, name: str, *, after: int) -> None:
         batches = self.store.track_vectors(after=after) if name == "tracks" else self.store.window_vectors(after=after)
         for ids, vectors in batches:
-            recent.add(ids, self.transform(vectors))
-        return recent
+            index.add(ids, self.transform(vectors))
 
     @property
     def tracks(self) -> Layered:
