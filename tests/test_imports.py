@@ -117,7 +117,9 @@ def test_no_module_imports_a_higher_layer():
 
 
 def test_nothing_imports_the_command_line():
-    importers = sorted(importer for importer, imported in own_edges() if unit(imported) == "cli")
+    importers = sorted(
+        importer for importer, imported in own_edges() if unit(imported) == "cli" and unit(importer) != "cli"
+    )
     assert not importers, f"the command line is imported by {', '.join(importers)}"
 
 

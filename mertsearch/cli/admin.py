@@ -1,0 +1,299 @@
+"""The models known by name, and looking after a catalog: info, serve, duplicates, remove, rebuild,
+verify, repair, failures."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from mertsearch.cli.common import (
+    CatalogOpt,
+    DeviceOpt,
+    JsonOpt,
+    PrecisionOpt,
+    WaitOpt,
+    app,
+    err,
+    friendly,
+    out,
+    print_json,
+)
+from mertsearch.errors import InvalidArgumentError
+
+models_app = typer.Typer(help="The models mertsearch knows by name; download one ahead of time.", no_args_is_help=False)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback(invoke_without_command=True)
+def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the known models: hub repo, pinned revision, rates, size, context, licence, default layer."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from mertsearch.encoder.registry import MODELS
+
+    if as_json:
+        print_json({"models": [info.as_dict() for info in MODELS.values()]})
+        return
+    table = Table(box=None, header_style="bold")
+    for column in (
+        "name",
+        "hub repo",
+        "revision",
+        "rate",
+        "frames/s",
+        "layers x dim",
+        "context",
+        "params",
+        "default layer",
+        "licence",
+    ):
+        table.add_column(column, overflow="fold", no_wrap=column == "name")
+    for info in MODELS.values():
+        table.add_row(
+            info.name,
+            info.repo_id,
+            (info.revision or "main")[:12],
+            f"{info.sample_rate // 1000} kHz",
+            str(info.feature_rate),
+            f"{info.num_layers} x {info.dim}",
+            f"{info.context_s:g} s",
+            info.params,
+            str(info.default_layer),
+            info.licence,
+        )
+    out.print(table)
+    out.print(
+        "Also built in: --model spectral, a weight-free baseline (log-mel, MFCC and chroma statistics per 5 s "
+        "window, 190 dims) that needs no download and runs fast on a CPU.",
+        highlight=False,
+    )
+
+
+@models_app.command("download")
+@friendly
+def models_download(
+    name: Annotated[str, typer.Argument(help="Registry name or hub repo id.")],
+    revision: Annotated[str | None, typer.Option(help="Hub revision (registry models are pinned).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fetch a model into the Hugging Face cache now (only the files needed), so indexing works offline later."""
+    from mertsearch.encoder.checkpoint import resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(name, revision=revision)
+    document = {
+        "model": name,
+        "repo_id": checkpoint.repo_id,
+        "revision": checkpoint.revision,
+        "directory": str(checkpoint.directory),
+        "weights_sha256": checkpoint.weights_sha256(),
+    }
+    if as_json:
+        print_json(document)
+    else:
+        out.print(
+            f"{name} ({checkpoint.repo_id} at {checkpoint.revision}) is in {checkpoint.directory}", highlight=False
+        )
+
+
+@app.command()
+@friendly
+def info(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
+    """Show what a catalog holds and how it was built."""
+    from mertsearch.catalog import Catalog
+
+    with Catalog.open(catalog, mmap=True) as cat:
+        document = cat.info()
+    if as_json:
+        print_json(document)
+        return
+    for key, value in document.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        out.print(Text.assemble((key, "bold"), f": {value}"), highlight=False)
+
+
+@app.command()
+@friendly
+def serve(
+    catalog: CatalogOpt,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MERTSEARCH_TOKEN",
+            help="Bearer token required on every API request (also read from MERTSEARCH_TOKEN); "
+            "required when listening beyond loopback.",
+        ),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option("--cors-origin", help="Origin allowed to call the API (repeatable).")
+    ] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted, in MB.", min=0.01)] = 50.0,
+    max_clip_seconds: Annotated[float, typer.Option(help="Longest clip searched, in seconds.", min=1)] = 600.0,
+    model: Annotated[str | None, typer.Option(help="Where the catalog's model weights are now.")] = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+) -> None:
+    """Serve the HTTP API and the web page (open http://HOST:PORT/ in a browser)."""
+    import uvicorn
+
+    from mertsearch.api.app import Settings, create_app, is_loopback
+
+    if not token and not is_loopback(host):
+        raise InvalidArgumentError(f"listening on {host} (beyond loopback) needs a token: --token or MERTSEARCH_TOKEN")
+    settings = Settings(
+        catalog=catalog,
+        token=token or None,
+        cors_origins=cors_origin or [],
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        max_clip_seconds=max_clip_seconds,
+        model=model,
+        device=device,
+        precision=precision,
+    )
+    err.print(f"serving {catalog} on http://{host}:{port}/ (API docs at /docs)", highlight=False)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+@app.command()
+@friendly
+def duplicates(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
+    """List the files that hold the same recording (other formats, bitrates, copies)."""
+    from mertsearch.catalog import Catalog
+
+    with Catalog.open(catalog) as cat:
+        groups = cat.duplicates()
+    if as_json:
+        print_json({"duplicates": groups})
+        return
+    for group in groups:
+        out.print(Text.assemble((str(group["track_id"]), "bold"), f" {group['path']}"), highlight=False, soft_wrap=True)
+        for alternate in group["alternates"]:
+            out.print(f"  = {alternate['track_id']} {alternate['path']}", highlight=False, soft_wrap=True)
+    if not groups:
+        out.print("no duplicates")
+
+
+@app.command()
+@friendly
+def remove(
+    tracks: Annotated[list[str], typer.Argument(help="Track ids or paths to take out of the catalog.")],
+    catalog: CatalogOpt,
+    wait: WaitOpt = 0.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Take tracks out of the catalog (the files themselves are not touched)."""
+    from mertsearch.catalog import Catalog
+
+    with Catalog.open(catalog) as cat:
+        cat.wait_s = wait
+        removed = cat.remove(tracks)
+    if as_json:
+        print_json({"removed": removed})
+    else:
+        out.print(f"removed {len(removed)} track(s): {', '.join(map(str, removed))}", highlight=False)
+
+
+@app.command()
+@friendly
+def rebuild(
+    catalog: CatalogOpt,
+    factory: Annotated[
+        str | None,
+        typer.Option(
+            help="Index kind from now on: 'auto' (exact while small, IVF-SQ8 as it grows) or a FAISS factory "
+            "string such as 'IVF4096,SQ8' or 'IDMap2,HNSW32' (HNSW cannot remove tracks)."
+        ),
+    ] = None,
+    shard_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Build inverted files (IVF kinds) in shards of this many vectors, merged into a lists file on "
+            "disk that searches map instead of reading (default: only when the codes exceed 512 MiB)."
+        ),
+    ] = None,
+    wait: WaitOpt = 0.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rebuild the search indexes from the stored vectors (no model needed)."""
+    from mertsearch.catalog import Catalog
+
+    started = time.monotonic()
+    with Catalog.open(catalog) as cat:
+        cat.wait_s = wait
+        cat.rebuild_index(factory, shard_size=shard_size)
+        document = {
+            "tracks": len(cat.indexes.tracks),
+            "windows": len(cat.indexes.windows),
+            "kinds": {"tracks": cat.indexes.tracks.factory, "windows": cat.indexes.windows.factory},
+        }
+    document["seconds"] = round(time.monotonic() - started, 3)
+    if as_json:
+        print_json(document)
+    else:
+        out.print(
+            f"rebuilt the indexes of {document['tracks']} tracks ({document['kinds']['tracks']}) and "
+            f"{document['windows']} windows ({document['kinds']['windows']}) in {document['seconds']:.1f} s",
+            highlight=False,
+        )
+
+
+@app.command()
+@friendly
+def verify(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
+    """Check that the manifest, database, indexes and stored vectors agree; exit 1 on any problem."""
+    from mertsearch.catalog import Catalog
+
+    with Catalog.open(catalog) as cat:
+        problems = cat.verify()
+    if as_json:
+        print_json({"ok": not problems, "problems": problems})
+    else:
+        for problem in problems:
+            err.print(f"problem: {problem}", highlight=False, soft_wrap=True)
+        out.print("catalog is consistent" if not problems else f"{len(problems)} problem(s); try `mertsearch repair`")
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def repair(catalog: CatalogOpt, wait: WaitOpt = 0.0, as_json: JsonOpt = False) -> None:
+    """Fix what can be fixed from the stored data (rebuilds the indexes), then verify again."""
+    from mertsearch.catalog import Catalog
+
+    with Catalog.open(catalog) as cat:
+        cat.wait_s = wait
+        done = cat.repair()
+        remaining = cat.verify()
+    if as_json:
+        print_json({"done": done, "problems": remaining})
+    else:
+        for line in done:
+            out.print(line, highlight=False)
+        for problem in remaining:
+            err.print(f"still a problem: {problem}", highlight=False, soft_wrap=True)
+    if remaining:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def failures(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
+    """List the files that could not be indexed, and why."""
+    from mertsearch.catalog import Catalog
+
+    with Catalog.open(catalog) as cat:
+        rows = cat.failures()
+    if as_json:
+        print_json({"failed": rows})
+        return
+    for row in rows:
+        out.print(f"{row['path']}: {row['reason']}", highlight=False, soft_wrap=True)
+    if not rows:
+        out.print("no failures")

@@ -1,0 +1,120 @@
+"""What every command shares: the app, the consoles, the common options and the error boundary."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from mertsearch import __version__
+from mertsearch.errors import MertSearchError
+
+app = typer.Typer(
+    help="Find similar music: index a folder with a MERT layer, then search it with an audio clip or a track.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# No console markup: paths, tags and messages are printed as they are ("[live] take 2.flac").
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
+_state = {"debug": False}
+
+CatalogOpt = Annotated[Path, typer.Option("--catalog", "-c", help="Catalog directory.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (for scripts).")]
+KOpt = Annotated[int, typer.Option("-k", "--k", help="Number of results.", min=1, max=10000)]
+LayerOpt = Annotated[
+    int | None, typer.Option(help="hidden_states index to search (0 = input to the first layer); default: the model's.")
+]
+LayersOpt = Annotated[
+    str | None,
+    typer.Option(help="Several layers, searched as the mean of their normalised vectors ('6,7,8'), or 'all'."),
+]
+WaitOpt = Annotated[float, typer.Option(help="Seconds to wait when another process is writing to the catalog.", min=0)]
+DeviceOpt = Annotated[str | None, typer.Option(help="Torch device (cpu, cuda, cuda:1); default: cuda if present.")]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Model arithmetic: auto (bf16 only where this machine computes it natively, faster, and within "
+        "cosine 0.9999 of fp32; else fp32), fp32, bf16 or fp16 (the last two trade accuracy for speed). "
+        "Default: $MERTSEARCH_PRECISION, else auto.",
+        show_default=False,
+    ),
+]
+
+
+def friendly(command: Callable) -> Callable:
+    """Turn known errors into one line on stderr and a non-zero exit (a traceback only with --debug)."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except MertSearchError as exc:
+            if _state["debug"]:
+                raise
+            err.print(Text.assemble(("error:", "red"), f" {exc}"), highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; run the same command again to carry on where it stopped")
+            raise typer.Exit(130) from None
+
+    return run
+
+
+def print_json(document: dict) -> None:
+    sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"mertsearch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def show_results(results, as_json: bool) -> None:
+    if as_json:
+        print_json({"results": [r.as_dict() for r in results]})
+        return
+    if not results:
+        out.print("no results")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("#", "score", "id", "artist", "title", "album", "match", "in query", "path"):
+        table.add_column(column, overflow="fold")
+    for rank, r in enumerate(results, start=1):
+        table.add_row(
+            str(rank),
+            f"{r.score:.3f}",
+            str(r.track_id),
+            r.artist or "",
+            r.title or "",
+            r.album or "",
+            f"{clock(r.match.start)}-{clock(r.match.end)}",
+            f"{clock(r.query.start)}-{clock(r.query.end)}",
+            r.path + "".join(f"\n  = {alternate}" for alternate in r.alternates),
+        )
+    out.print(table)
+
+
+def clock(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}:{rest:04.1f}"

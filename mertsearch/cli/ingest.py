@@ -1,0 +1,212 @@
+"""`mertsearch index`: add, re-embed and forget files, with progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from mertsearch.cli.common import (
+    CatalogOpt,
+    DeviceOpt,
+    JsonOpt,
+    LayerOpt,
+    LayersOpt,
+    PrecisionOpt,
+    WaitOpt,
+    app,
+    err,
+    friendly,
+    out,
+    print_json,
+)
+from mertsearch.errors import InvalidArgumentError
+
+
+@app.command()
+@friendly
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Audio files or folders (searched recursively).")],
+    catalog: CatalogOpt,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Registry name (mert-v1-95m), hub repo id, or local checkpoint directory. "
+            "New catalogs default to mert-v1-95m."
+        ),
+    ] = None,
+    layer: LayerOpt = None,
+    layers: LayersOpt = None,
+    keep_layers: Annotated[
+        str | None,
+        typer.Option(
+            "--keep-layers",
+            help="'all': also store every layer's vectors (one pass of the whole model), so `reindex` and "
+            "`tune-layer` can switch and compare layers later without the model.",
+        ),
+    ] = None,
+    revision: Annotated[str | None, typer.Option(help="Hub revision (registry models are pinned).")] = None,
+    hop: Annotated[
+        float | None, typer.Option(help="Seconds between window starts (default: the window, 5 s for MERT).")
+    ] = None,
+    sample: Annotated[
+        float | None,
+        typer.Option(
+            help="Embed only this many seconds of each track, in windows spread evenly over it (30: six 5 s "
+            "windows): many times faster for a big library; `similar` works as usual, a clip finds only "
+            "the sampled parts. Set when the catalog is made.",
+            min=1,
+        ),
+    ] = None,
+    retry_failed: Annotated[bool, typer.Option(help="Try again files that failed before and did not change.")] = False,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            help="SQLAlchemy URL of a new catalog's metadata database, e.g. postgresql+psycopg://user@host/dbname "
+            "(default: $MERTSEARCH_DATABASE, else SQLite in the catalog). Recorded without its password: give "
+            "that through PGPASSWORD or ~/.pgpass. Later commands find the database in the catalog.",
+        ),
+    ] = None,
+    wait: WaitOpt = 0.0,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Windows per model call (default: 32 on a GPU, 1 on a CPU).", min=1)
+    ] = None,
+    decoders: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes decoding files while the model runs (default: one per CPU core but one); "
+            "0 decodes in the main process.",
+            min=0,
+        ),
+    ] = None,
+    decode_timeout: Annotated[
+        float, typer.Option(help="Seconds a decoder may go silent before its file is failed as hung.", min=1)
+    ] = 120.0,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="'local': decoder processes and the model on this machine; 'ray': decode and embed on a Ray "
+            "cluster (pip install 'mertsearch\\[ray]'), storing the results here.",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="With --executor ray: the cluster's address (default: RAY_ADDRESS, else a local Ray)."),
+    ] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(help="With --executor ray: embedding actors (default: one per GPU, else one).", min=1),
+    ] = None,
+    prune_empty: Annotated[
+        bool,
+        typer.Option(
+            "--prune-empty",
+            help="Also forget the tracks of a folder given here that holds no audio file at all (by default "
+            "such a folder is taken for a disk that is not mounted, and nothing under it is removed).",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index audio files: add new ones, re-embed changed ones, skip unchanged ones, forget gone ones."""
+    from mertsearch.catalog import Catalog
+    from mertsearch.config import RaySettings
+
+    if keep_layers not in (None, "all", "none"):
+        raise InvalidArgumentError(f"--keep-layers takes 'all' (or 'none'), got {keep_layers!r}")
+    if executor not in ("local", "ray"):
+        raise InvalidArgumentError(f"--executor takes 'local' or 'ray', got {executor!r}")
+    if executor == "local" and (address is not None or actors is not None):
+        raise InvalidArgumentError("--address and --actors go with --executor ray")
+    with Catalog.open(
+        catalog,
+        model=model,
+        layer=layer,
+        layers=layers,
+        keep_layers=keep_layers == "all",
+        revision=revision,
+        hop=hop,
+        sample=sample,
+        create=True,
+        device=device,
+        batch_size=batch_size,
+        precision=precision,
+        database=database,
+    ) as cat:
+        cat.wait_s = wait
+        options = {
+            "retry_failed": retry_failed,
+            "decoders": decoders,
+            "decode_timeout_s": decode_timeout,
+            "prune_empty": prune_empty,
+        }
+        if executor == "ray":
+            options["ray"] = RaySettings(address=address, actors=actors)
+        report = cat.index_paths(paths, **options) if as_json else _index_with_progress(cat, paths, options)
+        document = {**report.as_dict(), "tracks": cat.store.count("tracks"), "catalog": str(cat.directory)}
+    if as_json:
+        print_json(document)
+        return
+    out.print(
+        f"{document['added']} added, {document['updated']} updated, {document['unchanged']} unchanged, "
+        f"{len(document['failed'])} failed, {document['skipped_failed']} skipped (failed before), "
+        f"{document['removed']} removed (files gone); "
+        f"{document['tracks']} tracks in {document['catalog']}",
+        highlight=False,
+    )
+    if document["audio_seconds"]:
+        out.print(
+            f"{document['audio_hours']:.2f} h of audio in {document['elapsed']:.0f} s "
+            f"({document['audio_seconds'] / max(document['elapsed'], 1e-9):.1f}x real time) on {document['device']}, "
+            f"{document['precision']}"
+            + (f", {document['decoders']} decoder(s)" if document["executor"] == "local" else "")
+            + (f"; {document['from_shards']} track(s) from an earlier run's shards" if document["from_shards"] else ""),
+            highlight=False,
+        )
+    for failed in document["failed"]:
+        err.print(f"  failed: {failed['path']}: {failed['reason']}", highlight=False, soft_wrap=True)
+    for folder in document["empty_folders"]:
+        kept = "its tracks were removed (--prune-empty)" if prune_empty else "nothing under it was removed"
+        err.print(
+            f"  no audio files in {folder} (a disk not mounted?): {kept}"
+            + ("" if prune_empty else "; --prune-empty removes them"),
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _index_with_progress(cat, paths: list[Path], options: dict):
+    progress = Progress(
+        TextColumn("[bold]indexing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TextColumn("{task.fields[hours]:.2f} h audio"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+    )
+    task = progress.add_task("index", total=None, hours=0.0, rate="")
+
+    def update(event) -> None:
+        if not progress.live.is_started:  # shown from the first file on, so early errors stay one line
+            progress.start()
+        speed = event.audio_seconds / event.elapsed if event.elapsed > 0 else 0.0
+        progress.update(
+            task,
+            total=event.total,
+            completed=event.done,
+            hours=event.audio_seconds / 3600,
+            rate=f"{speed:.1f}x real time",
+        )
+
+    try:
+        return cat.index_paths(paths, progress=update, **options)
+    finally:
+        progress.stop()

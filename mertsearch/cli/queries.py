@@ -1,0 +1,209 @@
+"""`search`, `similar` and `embed`: what is like a clip or a track."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mertsearch.cli.common import (
+    CatalogOpt,
+    DeviceOpt,
+    JsonOpt,
+    KOpt,
+    LayerOpt,
+    LayersOpt,
+    PrecisionOpt,
+    app,
+    err,
+    friendly,
+    out,
+    print_json,
+    show_results,
+)
+from mertsearch.errors import InvalidArgumentError
+
+FilterOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--filter", help="Only tracks with this tag: artist=NAME, album=, genre=, year=, path=PREFIX (repeatable)."
+    ),
+]
+MinDurationOpt = Annotated[float | None, typer.Option(help="Only tracks at least this many seconds long.")]
+MaxDurationOpt = Annotated[float | None, typer.Option(help="Only tracks at most this many seconds long.")]
+MinYearOpt = Annotated[int | None, typer.Option(help="Only tracks from this year on.")]
+MaxYearOpt = Annotated[int | None, typer.Option(help="Only tracks up to this year.")]
+PerArtistOpt = Annotated[int | None, typer.Option(help="At most this many results per artist.", min=1)]
+PerAlbumOpt = Annotated[int | None, typer.Option(help="At most this many results per album.", min=1)]
+MinScoreOpt = Annotated[float | None, typer.Option(help="Leave out results scoring below this.")]
+M3uOpt = Annotated[Path | None, typer.Option("--m3u", help="Also write the results as an M3U playlist.")]
+
+
+def _deliver(results, as_json: bool, m3u: Path | None) -> None:
+    if m3u is not None:
+        from mertsearch.search.playlist import write_m3u
+
+        write_m3u(results, m3u)
+    show_results(results, as_json)
+
+
+@app.command()
+@friendly
+def search(
+    clip: Annotated[Path, typer.Argument(help="Audio file to search with.")],
+    catalog: CatalogOpt,
+    k: KOpt = 10,
+    start: Annotated[float | None, typer.Option(help="Use the clip from this second.", min=0)] = None,
+    end: Annotated[float | None, typer.Option(help="Use the clip up to this second.", min=0)] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="'segments': match the clip's windows against every stored window (finds a clip inside a "
+            "long track); 'tracks': compare whole-track vectors."
+        ),
+    ] = "segments",
+    filter_: FilterOpt = None,
+    min_duration: MinDurationOpt = None,
+    max_duration: MaxDurationOpt = None,
+    min_year: MinYearOpt = None,
+    max_year: MaxYearOpt = None,
+    per_artist: PerArtistOpt = None,
+    per_album: PerAlbumOpt = None,
+    min_score: MinScoreOpt = None,
+    m3u: M3uOpt = None,
+    model: Annotated[
+        str | None, typer.Option(help="Where the catalog's model weights are now (checked by hash).")
+    ] = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find the catalog tracks most similar to an audio clip, and where they match."""
+    from mertsearch.catalog import Catalog
+    from mertsearch.search.options import SearchOptions
+
+    options = SearchOptions.parse(
+        filter_,
+        min_duration=min_duration,
+        max_duration=max_duration,
+        min_year=min_year,
+        max_year=max_year,
+        k=k,
+        mode=mode,
+        per_artist=per_artist,
+        per_album=per_album,
+        min_score=min_score,
+    )
+    with Catalog.open(catalog, model=model, device=device, precision=precision, mmap=True) as cat:
+        results = cat.search(clip, options, start=start, end=end)
+        if cat.sampled_note:
+            err.print(f"note: {cat.sampled_note}", soft_wrap=True)
+    _deliver(results, as_json, m3u)
+
+
+@app.command()
+@friendly
+def similar(
+    tracks: Annotated[
+        list[str], typer.Argument(help="Track ids or paths of files in the catalog; several seeds combine.")
+    ],
+    catalog: CatalogOpt,
+    k: KOpt = 10,
+    mode: Annotated[str, typer.Option(help="'tracks' (whole-track vectors) or 'segments' (windows).")] = "tracks",
+    filter_: FilterOpt = None,
+    min_duration: MinDurationOpt = None,
+    max_duration: MaxDurationOpt = None,
+    min_year: MinYearOpt = None,
+    max_year: MaxYearOpt = None,
+    per_artist: PerArtistOpt = None,
+    per_album: PerAlbumOpt = None,
+    exclude_seed_artist: Annotated[bool, typer.Option(help="Leave out the seeds' artists.")] = False,
+    min_score: MinScoreOpt = None,
+    m3u: M3uOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find the tracks most similar to ones already in the catalog (the seeds themselves are left out)."""
+    from mertsearch.catalog import Catalog
+    from mertsearch.search.options import SearchOptions
+
+    options = SearchOptions.parse(
+        filter_,
+        min_duration=min_duration,
+        max_duration=max_duration,
+        min_year=min_year,
+        max_year=max_year,
+        k=k,
+        mode=mode,
+        per_artist=per_artist,
+        per_album=per_album,
+        exclude_seed_artist=exclude_seed_artist,
+        min_score=min_score,
+    )
+    with Catalog.open(catalog, mmap=True) as cat:
+        results = cat.similar(tracks, options)
+    _deliver(results, as_json, m3u)
+
+
+@app.command()
+@friendly
+def embed(
+    clip: Annotated[Path, typer.Argument(help="Audio file to embed.")],
+    model: Annotated[
+        str, typer.Option(help="Registry name, hub repo id, or local checkpoint directory.")
+    ] = "mert-v1-95m",
+    layer: LayerOpt = None,
+    layers: LayersOpt = None,
+    revision: Annotated[str | None, typer.Option(help="Hub revision (registry models are pinned).")] = None,
+    hop: Annotated[float | None, typer.Option(help="Seconds between window starts (default: the window).")] = None,
+    start: Annotated[float | None, typer.Option(help="Use the clip from this second.", min=0)] = None,
+    end: Annotated[float | None, typer.Option(help="Use the clip up to this second.", min=0)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also save the vector as .npy.")] = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the pooled, L2-normalised vector of an audio file (no catalog needed)."""
+    import numpy as np
+
+    from mertsearch.catalog import embed as embed_clip
+    from mertsearch.encoder.checkpoint import default_layer, resolve_checkpoint
+    from mertsearch.settings import resolve_layers
+
+    if layer is not None and layers is not None:
+        raise InvalidArgumentError("give --layer or --layers, not both")
+    checkpoint = resolve_checkpoint(model, revision=revision)
+    asked = layers if layers is not None else layer
+    chosen = resolve_layers(default_layer(checkpoint) if asked is None else asked, checkpoint.num_layers())
+    result = embed_clip(
+        clip,
+        model=model,
+        layers=chosen,
+        revision=revision,
+        hop=hop,
+        start=start,
+        end=end,
+        device=device,
+        precision=precision,
+    )
+    if output is not None:
+        np.save(output, result.vector)
+    if as_json:
+        print_json(
+            {
+                "model": model,
+                "layer": chosen[0] if len(chosen) == 1 else None,
+                "layers": chosen,
+                "dim": int(result.vector.shape[0]),
+                "windows": len(result.window_vectors),
+                "duration": result.duration,
+                "vector": [float(v) for v in result.vector],
+            }
+        )
+        return
+    head = ", ".join(f"{v:+.4f}" for v in result.vector[:6])
+    out.print(
+        f"{clip}: {result.duration:.1f} s, {len(result.window_vectors)} windows, layers {chosen}, "
+        f"dim {result.vector.shape[0]}: [{head}, ...]" + (f" (saved to {output})" if output else ""),
+        highlight=False,
+    )
