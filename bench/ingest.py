@@ -9,11 +9,12 @@ Full-size MERT-v1-95M with random weights (the real compute), layer 7.
     vector is the normalised mean of the windows' normalised layer-7 means (windows as the
     engine cuts them, so the two are comparable).
 (b) engine: Catalog.index_paths with its defaults (decoder workers, batches across tracks, only
-    layers up to 7, precision "auto").
+    layers up to 7, precision "auto");
+(c) sampled: the same with ``--sample`` seconds of each track (`index --sample`; 0 skips it).
 
 Each runs in its own process, so peak memory (RSS, workers included) is its own.
 
-    .venv/bin/python bench/ingest.py --minutes 5 [--music DIR] [--json]
+    .venv/bin/python bench/ingest.py --minutes 5 [--sample 30] [--music DIR] [--json]
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.encoder import MERT_V1_95M  # noqa: E402
+from bench.machine import cpu_facts  # noqa: E402
 
 MUSIC = Path("/usr/share/games/warzone2100/music")
 LAYER = 7
@@ -89,11 +91,11 @@ def run_recipe(model_dir: Path, files: list[Path]) -> dict:
     return {"elapsed_s": elapsed, "audio_seconds": audio_seconds, "vectors": vectors, "peak_rss_mb": peak_rss_mb()}
 
 
-def run_engine(model_dir: Path, files: list[Path], catalog: Path) -> dict:
+def run_engine(model_dir: Path, files: list[Path], catalog: Path, sample: float | None = None) -> dict:
     from mertsearch import Catalog
     from mertsearch.storage.store import from_blob
 
-    with Catalog.create(catalog, model=str(model_dir), layer=LAYER) as cat:
+    with Catalog.create(catalog, model=str(model_dir), layer=LAYER, sample=sample) as cat:
         started = time.perf_counter()
         report = cat.index_paths(files)
         elapsed = time.perf_counter() - started
@@ -115,8 +117,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--music", type=Path, default=MUSIC)
+    parser.add_argument("--sample", type=float, default=30.0, help="seconds a track for the sampled run (0: none)")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--part", choices=["recipe", "engine"], help=argparse.SUPPRESS)
+    parser.add_argument("--part", choices=["recipe", "engine", "sampled"], help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--files", nargs="*", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -124,9 +127,10 @@ def main() -> None:
     if args.part == "recipe":
         print(json.dumps(run_recipe(args.model_dir, args.files)))
         return
-    if args.part == "engine":
+    if args.part in ("engine", "sampled"):
+        sample = args.sample if args.part == "sampled" else None
         with tempfile.TemporaryDirectory() as tmp:
-            print(json.dumps(run_engine(args.model_dir, args.files, Path(tmp) / "cat")))
+            print(json.dumps(run_engine(args.model_dir, args.files, Path(tmp) / "cat", sample)))
         return
 
     if not args.music.is_dir():
@@ -140,13 +144,15 @@ def main() -> None:
         model_dir, reference = write_tiny_mert(Path(tmp) / "mert-v1-95m-random", overrides=MERT_V1_95M)
         torch.save(reference.state_dict(), model_dir / "reference.pt")
         parts = {}
-        for part in ("recipe", "engine"):
-            command = [sys.executable, __file__, "--part", part, "--model-dir", str(model_dir), "--files"]
+        for part in ("recipe", "engine", "sampled") if args.sample else ("recipe", "engine"):
+            command = [sys.executable, __file__, "--part", part, "--sample", str(args.sample), "--model-dir"]
+            command += [str(model_dir), "--files"]
             run = subprocess.run(command + [str(f) for f in files], capture_output=True, text=True, check=True)
             parts[part] = json.loads(run.stdout.strip().splitlines()[-1])
     recipe, engine = parts["recipe"], parts["engine"]
     cosines = [float(np.dot(recipe["vectors"][p], engine["vectors"][p])) for p in recipe["vectors"]]
     result = {
+        **cpu_facts(),
         "files": len(files),
         "audio_minutes": round(recipe["audio_seconds"] / 60, 2),
         "threads": torch.get_num_threads(),
@@ -164,6 +170,11 @@ def main() -> None:
         "engine_batch_size": engine["batch_size"],
         "engine_failed": engine["failed"],
     }
+    if "sampled" in parts:
+        sampled = parts["sampled"]
+        result["sample_s"] = args.sample
+        result["sampled_x_realtime"] = round(sampled["audio_seconds"] / sampled["elapsed_s"], 3)
+        result["sampled_speedup"] = round(result["sampled_x_realtime"] / result["recipe_x_realtime"], 3)
     if args.json:
         print(json.dumps(result))
     else:

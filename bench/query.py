@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.encoder import MERT_V1_95M  # noqa: E402
+from bench.machine import cpu_facts  # noqa: E402
 from mertsearch import Catalog  # noqa: E402
 from mertsearch.audio.decode import decode_audio  # noqa: E402
 from mertsearch.encoder.embed import embed_chunks  # noqa: E402
@@ -88,6 +89,7 @@ def main() -> None:
             kinds = {"tracks": cat.indexes.tracks.factory, "windows": cat.indexes.windows.factory}
             windows = len(cat.indexes.windows)
     result = {
+        **cpu_facts(),
         "tracks": args.tracks,
         "windows": windows,
         "index_kinds": kinds,
