@@ -118,7 +118,7 @@ def repair(cat: Core) -> list[str]:
     return done
 
 
-def evaluate(cat: Core, **settings) -> dict:
+def evaluate(cat: Core, *, baseline: bool, **settings) -> dict:
     """How good the search is on this catalog (see mertsearch.evaluation).
 
     Excerpt identification, clean and degraded; label retrieval for every stored layer (labels
@@ -156,7 +156,6 @@ def evaluate(cat: Core, **settings) -> dict:
             _scratch_copy(cat, folder)
             return stack.enter_context(opened.open(folder))
 
-        baseline = settings.pop("baseline")
         return evaluate(
             cat,
             **settings,

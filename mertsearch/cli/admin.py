@@ -16,6 +16,7 @@ from mertsearch.cli.common import (
     JsonOpt,
     PrecisionOpt,
     WaitOpt,
+    WeightsOpt,
     app,
     err,
     friendly,
@@ -135,7 +136,7 @@ def serve(
     ] = None,
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted, in MB.", min=0.01)] = 50.0,
     max_clip_seconds: Annotated[float, typer.Option(help="Longest clip searched, in seconds.", min=1)] = 600.0,
-    model: Annotated[str | None, typer.Option(help="Where the catalog's model weights are now.")] = None,
+    model: WeightsOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
 ) -> None:

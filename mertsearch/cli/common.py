@@ -40,6 +40,10 @@ LayersOpt = Annotated[
 ]
 WaitOpt = Annotated[float, typer.Option(help="Seconds to wait when another process is writing to the catalog.", min=0)]
 DeviceOpt = Annotated[str | None, typer.Option(help="Torch device (cpu, cuda, cuda:1); default: cuda if present.")]
+# For commands that run a catalog's model: where its weights are now, when not where it was built.
+WeightsOpt = Annotated[
+    str | None, typer.Option("--model", help="Where the catalog's model weights are now (checked by hash).")
+]
 PrecisionOpt = Annotated[
     str | None,
     typer.Option(

@@ -16,6 +16,7 @@ from mertsearch.cli.common import (
     LayersOpt,
     PrecisionOpt,
     WaitOpt,
+    WeightsOpt,
     app,
     friendly,
     out,
@@ -148,9 +149,7 @@ def evaluate(
             "again) and answer the same excerpts with it: a reference row."
         ),
     ] = True,
-    model: Annotated[
-        str | None, typer.Option(help="Where the catalog's model weights are now (checked by hash).")
-    ] = None,
+    model: WeightsOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
     as_json: JsonOpt = False,

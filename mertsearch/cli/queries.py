@@ -15,6 +15,7 @@ from mertsearch.cli.common import (
     LayerOpt,
     LayersOpt,
     PrecisionOpt,
+    WeightsOpt,
     app,
     err,
     friendly,
@@ -72,9 +73,7 @@ def search(
     per_album: PerAlbumOpt = None,
     min_score: MinScoreOpt = None,
     m3u: M3uOpt = None,
-    model: Annotated[
-        str | None, typer.Option(help="Where the catalog's model weights are now (checked by hash).")
-    ] = None,
+    model: WeightsOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
     as_json: JsonOpt = False,
