@@ -10,11 +10,15 @@ Full-size MERT-v1-95M with random weights (the real compute), layer 7.
     engine cuts them, so the two are comparable).
 (b) engine: Catalog.index_paths with its defaults (decoder workers, batches across tracks, only
     layers up to 7, precision "auto");
-(c) sampled: the same with ``--sample`` seconds of each track (`index --sample`; 0 skips it).
+(c) sampled: the same with ``--sample`` seconds of each track (`index --sample`; 0 skips it);
+(d) neighbours: every file in --music indexed with --sample twice, in fp32 and in the precision
+    "auto" chooses: `top10_overlap` is the mean share of each track's 10 nearest tracks that the
+    two catalogs agree on (and its minimum), `auto_min_cosine` the least cosine between a
+    track's two vectors (--neighbours 0 skips it).
 
 Each runs in its own process, so peak memory (RSS, workers included) is its own.
 
-    .venv/bin/python bench/ingest.py --minutes 5 [--sample 30] [--music DIR] [--json]
+    .venv/bin/python bench/ingest.py --minutes 5 [--sample 30] [--neighbours 1] [--music DIR] [--json]
 """
 
 from __future__ import annotations
@@ -91,11 +95,13 @@ def run_recipe(model_dir: Path, files: list[Path]) -> dict:
     return {"elapsed_s": elapsed, "audio_seconds": audio_seconds, "vectors": vectors, "peak_rss_mb": peak_rss_mb()}
 
 
-def run_engine(model_dir: Path, files: list[Path], catalog: Path, sample: float | None = None) -> dict:
+def run_engine(
+    model_dir: Path, files: list[Path], catalog: Path, sample: float | None = None, precision: str = "auto"
+) -> dict:
     from mertsearch import Catalog
     from mertsearch.storage.store import from_blob
 
-    with Catalog.create(catalog, model=str(model_dir), layer=LAYER, sample=sample) as cat:
+    with Catalog.create(catalog, model=str(model_dir), layer=LAYER, sample=sample, precision=precision) as cat:
         started = time.perf_counter()
         report = cat.index_paths(files)
         elapsed = time.perf_counter() - started
@@ -113,13 +119,30 @@ def run_engine(model_dir: Path, files: list[Path], catalog: Path, sample: float 
         }
 
 
+def top10_overlap(reference: dict, other: dict) -> tuple[float, float]:
+    """Mean and least share of each track's 10 nearest tracks (by cosine) found in both catalogs."""
+    paths = sorted(reference)
+    shares = []
+    nearest = {}
+    for name, vectors in (("reference", reference), ("other", other)):
+        matrix = np.array([vectors[p] for p in paths])
+        scores = matrix @ matrix.T
+        np.fill_diagonal(scores, -np.inf)
+        nearest[name] = np.argsort(-scores, axis=1)[:, :10]
+    for mine, theirs in zip(nearest["reference"], nearest["other"], strict=True):
+        shares.append(len(set(mine) & set(theirs)) / len(mine))
+    return float(np.mean(shares)), float(np.min(shares))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--music", type=Path, default=MUSIC)
     parser.add_argument("--sample", type=float, default=30.0, help="seconds a track for the sampled run (0: none)")
+    parser.add_argument("--neighbours", type=int, default=1, help="1: compare fp32 and auto top-10 lists, 0: skip")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--part", choices=["recipe", "engine", "sampled"], help=argparse.SUPPRESS)
+    part_names = ["recipe", "engine", "sampled", "fp32-all", "auto-all"]
+    parser.add_argument("--part", choices=part_names, help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--files", nargs="*", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -127,10 +150,11 @@ def main() -> None:
     if args.part == "recipe":
         print(json.dumps(run_recipe(args.model_dir, args.files)))
         return
-    if args.part in ("engine", "sampled"):
-        sample = args.sample if args.part == "sampled" else None
+    if args.part is not None:
+        sample = None if args.part == "engine" else args.sample
+        precision = "fp32" if args.part == "fp32-all" else "auto"
         with tempfile.TemporaryDirectory() as tmp:
-            print(json.dumps(run_engine(args.model_dir, args.files, Path(tmp) / "cat", sample)))
+            print(json.dumps(run_engine(args.model_dir, args.files, Path(tmp) / "cat", sample, precision)))
         return
 
     if not args.music.is_dir():
@@ -144,10 +168,15 @@ def main() -> None:
         model_dir, reference = write_tiny_mert(Path(tmp) / "mert-v1-95m-random", overrides=MERT_V1_95M)
         torch.save(reference.state_dict(), model_dir / "reference.pt")
         parts = {}
-        for part in ("recipe", "engine", "sampled") if args.sample else ("recipe", "engine"):
-            command = [sys.executable, __file__, "--part", part, "--sample", str(args.sample), "--model-dir"]
+        sample = 30.0 if not args.sample else args.sample
+        runs = [("recipe", files), ("engine", files)] + ([("sampled", files)] if args.sample else [])
+        if args.neighbours:
+            every = pick_files(args.music, float("inf"))
+            runs += [("fp32-all", every), ("auto-all", every)]
+        for part, chosen in runs:
+            command = [sys.executable, __file__, "--part", part, "--sample", str(sample), "--model-dir"]
             command += [str(model_dir), "--files"]
-            run = subprocess.run(command + [str(f) for f in files], capture_output=True, text=True, check=True)
+            run = subprocess.run(command + [str(f) for f in chosen], capture_output=True, text=True, check=True)
             parts[part] = json.loads(run.stdout.strip().splitlines()[-1])
     recipe, engine = parts["recipe"], parts["engine"]
     cosines = [float(np.dot(recipe["vectors"][p], engine["vectors"][p])) for p in recipe["vectors"]]
@@ -175,6 +204,14 @@ def main() -> None:
         result["sample_s"] = args.sample
         result["sampled_x_realtime"] = round(sampled["audio_seconds"] / sampled["elapsed_s"], 3)
         result["sampled_speedup"] = round(result["sampled_x_realtime"] / result["recipe_x_realtime"], 3)
+    if "auto-all" in parts:
+        fp32, auto = parts["fp32-all"]["vectors"], parts["auto-all"]["vectors"]
+        mean, least = top10_overlap(fp32, auto)
+        result["neighbours_files"] = len(fp32)
+        result["neighbours_precision"] = parts["auto-all"]["precision"]
+        result["top10_overlap"] = round(mean, 4)
+        result["top10_overlap_min"] = round(least, 4)
+        result["auto_min_cosine"] = min(float(np.dot(fp32[p], auto[p])) for p in fp32)
     if args.json:
         print(json.dumps(result))
     else:
