@@ -1,17 +1,19 @@
-"""CPU runtimes for MERT on the same windows in one run: the engine (fp32, bf16) against torch.compile,
-torch's int8 dynamic quantisation, ONNX Runtime and OpenVINO.
+"""CPU runtimes for MERT on the same windows in one run: transformers' model as published, the
+engine (fp32, bf16: its convolutions as matrix products), torch.compile, torch's int8 dynamic
+quantisation, ONNX Runtime and OpenVINO.
 
 Full-size MERT-v1-95M and -330M with random weights (the compute is the real one), each cut after the
 layer searched, as the engine cuts it: --layer for 95M and twice that for 330M (24 layers against
 12, so the same relative depth). One 5 s window at a time at 24 kHz, the engine's CPU batch. Each
 row: seconds per window (best of --repeats after a warm-up pass), times real time, speedup against
-engine fp32, and the lowest cosine of its window vectors (layer L, mean over frames) against engine
-fp32's. engine fp32 always runs: it is the reference. A runtime that cannot export or run gets a
-row with its error and the others still run. ONNX Runtime and OpenVINO come from the "runtimes"
-extra (pip install -e ".[runtimes]").
+"transformers fp32" (HubertModel with its own convolutions, in fp32: the reference, always run),
+and the lowest cosine of its window vectors (layer L, mean over frames) against the reference's.
+compile, int8, ONNX Runtime and OpenVINO take the reference model (transformers' convolutions). A
+runtime that cannot export or run gets a row with its error and the others still run. ONNX Runtime
+and OpenVINO come from the "runtimes" extra (pip install -e ".[runtimes]").
 
     .venv/bin/python bench/runtimes.py [--model 95m,330m] [--layer 7] [--windows 6] [--repeats 3]
-        [--only "engine fp32,onnxruntime fp32"] [--json]
+        [--only "engine bf16,openvino bf16"] [--json]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import time
 import warnings
 from importlib import metadata
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -58,10 +61,14 @@ class Pooled(nn.Module):
 
 
 class Setup:
-    """What the runtimes share for one model: the engine's encoder, one example window and the ONNX file."""
+    """What the runtimes share for one model: the checkpoint, the model with transformers' own
+    convolutions (what the other runtimes export or compile), one example window and the ONNX file."""
 
-    def __init__(self, encoder: MertEncoder, example: np.ndarray, workdir: Path) -> None:
-        self.encoder, self.example, self.workdir = encoder, example, workdir
+    def __init__(self, checkpoint, layer: int, example: np.ndarray, workdir: Path) -> None:
+        self.checkpoint, self.layer, self.example, self.workdir = checkpoint, layer, example, workdir
+        # Cut at the layer like the engine's, but with transformers' feature encoder: the published model.
+        with mock.patch("mertsearch.encoder.mert.use_matmul_front_end", lambda model: False):
+            self.encoder = MertEncoder(checkpoint, layer, batch_size=1, precision="fp32")
         self.threads = torch.get_num_threads()
         self.notes: list[str] = []
         self._onnx: Path | Exception | None = None
@@ -103,8 +110,16 @@ def torch_run(module: nn.Module, bf16: bool):
     return per_window(run_one)
 
 
+def transformers_fp32(s: Setup):
+    return lambda windows: s.encoder.embed_windows(windows)[:, 0]
+
+
 def engine(precision: str):
-    return lambda s: lambda windows: s.encoder._embed(windows, precision)[:, 0]
+    def setup(s: Setup):
+        encoder = MertEncoder(s.checkpoint, s.layer, batch_size=1, precision=precision)
+        return lambda windows: encoder.embed_windows(windows)[:, 0]
+
+    return setup
 
 
 def compiled(bf16: bool):
@@ -171,6 +186,7 @@ def openvino(precision: str):
 
 
 RUNTIMES = {
+    "transformers fp32": transformers_fp32,
     "engine fp32": engine("fp32"),
     "engine bf16": engine("bf16"),
     "torch.compile fp32": compiled(bf16=False),
@@ -209,17 +225,19 @@ def bench_model(name: str, layer: int, windows: np.ndarray, only: list[str], rep
     rows, reference = [], None
     with tempfile.TemporaryDirectory() as tmp:
         directory, _ = write_tiny_mert(Path(tmp) / f"mert-v1-{name}-random", overrides=config)
-        encoder = MertEncoder(resolve_checkpoint(str(directory)), layer, batch_size=1, precision="fp32")
-        inputs = encoder.preprocessing.apply(windows)
-        setup = Setup(encoder, inputs[:1], Path(tmp))
-        for runtime in ["engine fp32", *(r for r in RUNTIMES if r in only and r != "engine fp32")]:
+        checkpoint = resolve_checkpoint(str(directory))
+        setup = Setup(checkpoint, layer, np.zeros((1, 1), np.float32), Path(tmp))
+        inputs = setup.encoder.preprocessing.apply(windows)
+        setup.example = inputs[:1]
+        for runtime in ["transformers fp32", *(r for r in RUNTIMES if r in only and r != "transformers fp32")]:
             row = {"model": name, "layer": layer, "runtime": runtime}
             setup.notes = []
             try:
                 run = RUNTIMES[runtime](setup)
                 # The engine preprocesses by itself; the others get what it would feed the model.
-                seconds, vectors = timed(run, windows if runtime.startswith("engine") else inputs, repeats)
-                if runtime == "engine fp32":
+                engine_side = runtime.startswith(("engine", "transformers"))
+                seconds, vectors = timed(run, windows if engine_side else inputs, repeats)
+                if runtime == "transformers fp32":
                     reference = (seconds, vectors)
                 row |= {"s_per_window": round(seconds, 4), "x_realtime": round(WINDOW_S / seconds, 2)}
                 if reference is not None:
