@@ -33,6 +33,13 @@ MERT_V1_95M = {
     "num_conv_pos_embeddings": 128,
     "num_conv_pos_embedding_groups": 16,
 }
+MERT_V1_330M = MERT_V1_95M | {
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_attention_heads": 16,
+    "num_hidden_layers": 24,
+    "do_stable_layer_norm": True,
+}
 
 
 def best_of(repeats: int, action) -> tuple[float, np.ndarray]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.encoder import MERT_V1_95M  # noqa: E402
+from bench.encoder import MERT_V1_95M, MERT_V1_330M  # noqa: E402
 from mertsearch import Catalog  # noqa: E402
 from mertsearch.config import WindowSettings  # noqa: E402
 from mertsearch.encoder.checkpoint import resolve_checkpoint  # noqa: E402
@@ -34,13 +34,6 @@ from mertsearch.indexer.reader import read_track  # noqa: E402
 from mertsearch.indexer.workers import Workers, default_workers  # noqa: E402
 from tests.helpers import melody_track, write_audio, write_tiny_mert  # noqa: E402
 
-MERT_V1_330M = MERT_V1_95M | {
-    "hidden_size": 1024,
-    "intermediate_size": 4096,
-    "num_attention_heads": 16,
-    "num_hidden_layers": 24,
-    "do_stable_layer_norm": True,
-}
 SIZES = {"95m": (MERT_V1_95M, 22.0), "330m": (MERT_V1_330M, 57.0)}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
