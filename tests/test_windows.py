@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mertsearch.audio.windows import WindowCutter, cut_windows
+from mertsearch.audio.windows import ProbeCutter, WindowCutter, cut_windows
 from mertsearch.config import WindowSettings
 from mertsearch.errors import AudioDecodeError, InvalidArgumentError
 
@@ -61,6 +61,36 @@ def test_chunks_of_any_size_give_the_same_windows_holding_little(hop_s):
         assert [s for s, _ in streamed] == [s for s, _ in whole]
         for (_, a), (_, b) in zip(streamed, whole, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "hop_s", "probe"),
+    [
+        (10, 5.0, 2.5),  # windows at 0 and 5: half a hop in
+        (12, 5.0, 3.5),  # 0, 5 and the tail at 7: midway between 2 and 5
+        (8, 5.0, 1.5),  # 0 and the tail at 3
+        (9, 5.0, 2.0),  # 0 and the tail at 4
+        (7.5, 5.0, 1.25),  # 0 and the tail at 2.5: a quarter hop from each
+        (7, 5.0, None),  # 0 and the tail at 2: nothing lies a quarter hop from both
+        (6, 5.0, None),
+        (4, 5.0, None),  # shorter than a window
+        (10, 2.5, 1.25),
+    ],
+)
+def test_the_probe_lies_farthest_from_the_clip_s_window_starts_modulo_the_hop(seconds, hop_s, probe):
+    settings = WindowSettings(window_s=5.0, hop_s=hop_s)
+    samples = np.random.default_rng(2).standard_normal(int(seconds * SR)).astype(np.float32)
+    starts = [start for start, _ in cut_windows(samples, SR, settings)]
+    prober = ProbeCutter(SR, settings)
+    for position in range(0, len(samples), 37):  # streamed in small chunks, as a clip is decoded
+        prober.feed(samples[position : position + 37])
+    found = prober.finish(starts)
+    if probe is None:
+        assert found == []
+        return
+    [(start, window)] = found
+    assert start / SR == pytest.approx(probe)
+    np.testing.assert_array_equal(window, samples[start : start + 500])
 
 
 @pytest.mark.parametrize("kw", [{"hop_s": 0}, {"hop_s": 6}, {"window_s": -1}, {"min_duration_s": 0.01}])
