@@ -196,6 +196,7 @@ def main() -> None:
         "recipe_peak_rss_mb": round(recipe["peak_rss_mb"]),
         "engine_peak_rss_mb": round(engine["peak_rss_mb"]),
         "engine_precision": engine["precision"],
+        "runtime": f"PyTorch {torch.__version__}, eager",
         "engine_precision_report": engine["precision_report"],
         "engine_decoders": engine["decoders"],
         "engine_batch_size": engine["batch_size"],

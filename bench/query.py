@@ -98,6 +98,7 @@ def main() -> None:
         **{f"{name}_p50_s": round(float(np.percentile(v, 50)), 4) for name, v in parts.items()},
         **{f"{name}_p95_s": round(float(np.percentile(v, 95)), 4) for name, v in parts.items()},
         "precision": encoder.precision,
+        "runtime": f"PyTorch {torch.__version__}, eager",
         # What fp32 arithmetic allows here (bf16 goes below it): the clip's two windows (~15.5 GFLOP
         # per audio second up to layer 7: the convolutional front end ~8, each transformer layer
         # ~1.1) at this CPU's fp32 matmul rate.
