@@ -32,7 +32,7 @@ from mertsearch.storage.store import MetadataStore, from_blob
 # The meta key a catalog's calibration is stored under (JSON; "null": none).
 META_KEY = "calibration"
 # Random pairs scored per mode: enough for a similarity to +-0.01 in the middle of the range,
-# cheap enough to fit at the end of every ingest that grew the catalog (a second or two).
+# few enough to fit at the end of every ingest that grew the catalog (no model runs).
 TRACK_PAIRS = 4000
 SEGMENT_PAIRS = 2000
 # Tracks whose vectors the pairs are drawn from: the track vectors of this many, and the windows
@@ -40,9 +40,14 @@ SEGMENT_PAIRS = 2000
 SAMPLE_TRACKS = 2000
 SEGMENT_TRACKS = 250
 CHUNK = 32
-# At most this many alignment steps (track windows x clip windows, summed over the pairs): about
-# 3 s on one core, enough for every pair unless the tracks run to an hour and more.
-SEGMENT_STEPS = 400_000
+# Aligning a clip along a track tries about one shift per (track window, clip window) and each
+# shift works on all of them: its cost grows as n * (1 + n / SHIFT_ARRAY) for n such window pairs.
+# Segment pairs are scored, as drawn, until they add up to SEGMENT_WORK: all 2,000 where tracks
+# last minutes (a 4-minute track: 96 window pairs at 5 s hops), fewer where they last an hour and
+# more, never fewer than MIN_SEGMENT_PAIRS.
+SHIFT_ARRAY = 500
+SEGMENT_WORK = 600_000
+MIN_SEGMENT_PAIRS = 100
 # The length of the clips of segment pairs: a typical query clip, and `eval`'s excerpts.
 CLIP_S = 10.0
 # Below this many tracks a catalog gets no calibration (too few pairs to say what is typical).
@@ -231,10 +236,9 @@ def segment_pair_scores(
     ``ids``, of two recordings, as segment search scores a clip. A clip is the stored windows of
     ``clip_s`` seconds from a random window on, timed from its start.
 
-    Aligning costs about one step per track window and clip window, so where the tracks are long
-    (hour-long mixes) fewer pairs are scored: those drawn first, up to SEGMENT_STEPS steps in all.
-    The windows are read a few tracks at a time, twice (clips, then the tracks they are aligned
-    along), so memory holds CHUNK tracks' windows and the clips.
+    Where tracks are long, fewer pairs are scored (see SEGMENT_WORK), from their durations, before
+    any window is read. The windows are read a few tracks at a time (the clips' tracks, then the
+    tracks they are aligned along), so memory holds CHUNK tracks' windows and the clips.
     """
     rng = np.random.default_rng(seed)
     rows = store.tracks_by_id(_sample(ids, SEGMENT_TRACKS, rng).tolist())
@@ -247,20 +251,20 @@ def segment_pair_scores(
     picks = rng.random(len(positions))  # where in its track each clip starts, as a share of the starts
     apart = recordings[positions[:, 0]] != recordings[positions[:, 1]]
     drawn, picks = chosen[positions[apart]], picks[apart]
+    hop = 2 * tolerance
+    window_pairs = np.array([1.0 if sampled else rows[i].duration / hop * max(clip_s / hop, 1.0) for i in chosen])
+    work = np.cumsum([n * (1 + n / SHIFT_ARRAY) for n in window_pairs[np.searchsorted(chosen, drawn[:, 1])]])
+    count = max(int(np.searchsorted(work, SEGMENT_WORK, side="right")), MIN_SEGMENT_PAIRS)
+    drawn, picks = drawn[:count], picks[:count]
     clips: dict[int, Query] = {}
-    lengths: dict[int, int] = {}
-    for part in _parts(chosen):
+    for part in _parts(np.unique(drawn[:, 0])):
         windows = store.windows_of(part.tolist())
-        lengths |= {track_id: len(times) for track_id, (times, _) in windows.items()}
         for number in np.flatnonzero(np.isin(drawn[:, 0], part)):
             if int(drawn[number, 0]) in windows:  # else gone meanwhile
                 times, vectors = windows[int(drawn[number, 0])]
                 clips[int(number)] = _clip(times, transform(vectors), picks[number], clip_s)
-    numbers = [number for number in sorted(clips) if int(drawn[number, 1]) in lengths]  # as drawn: at random
-    steps = np.cumsum([lengths[int(drawn[number, 1])] * len(clips[number].window_times) for number in numbers])
-    kept = numbers[: max(int(np.searchsorted(steps, SEGMENT_STEPS, side="right")), 1)]
     along: dict[int, list[int]] = {}
-    for number in kept:
+    for number in clips:
         along.setdefault(int(drawn[number, 1]), []).append(number)
     scores = []
     for part in _parts(np.array(sorted(along), dtype=np.int64)):
