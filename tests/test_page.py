@@ -30,6 +30,7 @@ FLAGS = [
 def test_upload_search_play_and_more_like_this(tmp_path, tiny_model, music_source):
     from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=30_000)  # a busy machine's first search can take longer than 5 s
     with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=3) as cat:
         cat.index_paths([music_source])
     clip = write_audio(tmp_path / "my clip.wav", tone_track(3, 8, 44100), 44100)
