@@ -173,9 +173,9 @@ class Catalog(Core):
     ) -> list[SearchResult]:
         """Tracks most similar to an audio clip (a path, encoded bytes, or a (samples, rate) pair)
         from ``start`` to ``end`` seconds. ``options`` (or their fields as keywords: ``k``,
-        ``mode``, ``filters``, ``per_artist``, ``per_album``, ``min_score``) say how; the default
-        mode, "segments", finds a clip that is part of a long track. Each result's ``offset`` is
-        where in the track the clip starts."""
+        ``mode``, ``filters``, ``per_artist``, ``per_album``, ``min_score``, ``min_similarity``)
+        say how; the default mode, "segments", finds a clip that is part of a long track. Each
+        result's ``offset`` is where in the track the clip starts."""
         options = (options or SearchOptions()).changed(**fields)
         embedding = self.embed(query, start=start, end=end, probe=True)
         return queries.search_embedding(self, embedding, options)

@@ -56,6 +56,8 @@ def _rank(
     """``mode`` is the query's default, where the options name none; ``clip``: the query is audio
     (its results say where it starts), not catalog tracks; ``probes``: its probe windows
     (transformed vectors, times)."""
+    mode = options.mode or mode
+    calibration = cat.calibration
     filters = options.filters
     allowed = cat.store.track_ids_where(filters.condition()) if filters else None
     query = Query(
@@ -66,7 +68,7 @@ def _rank(
         clip=clip,
     )
     return rank(
-        mode=options.mode or mode,
+        mode=mode,
         tracks_index=cat.indexes.tracks,
         windows_index=cat.indexes.windows,
         store=cat.store,
@@ -76,4 +78,5 @@ def _rank(
         transform=cat.transform,
         tolerance=cat.windows.hop_s / 2,
         sampled=cat.windows.sample_s is not None,
+        similarity=None if calibration is None else calibration.scorer(mode),
     )

@@ -198,4 +198,11 @@ def evaluate(
             f"mean over degradations {sum(recalls) / len(recalls):.2f}",
             highlight=False,
         )
+    similarity = report.get("similarity") or {}
+    if similarity.get("calibrated"):
+        out.print(
+            f"median similarity: true source {similarity['source']}, result {k} {similarity['kth']}, random pairs "
+            f"{similarity['random_pairs']['segments']} (segments) / {similarity['random_pairs']['tracks']} (tracks)",
+            highlight=False,
+        )
     out.print(f"{ident['excerpts']} excerpts of {seconds:g} s. Report: {report['files']['markdown']}", highlight=False)
