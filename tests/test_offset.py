@@ -101,15 +101,16 @@ def test_whole_track_mode_and_the_probe_window(spectral):
         clip = _clip(301, 16.45, 10)
         best = cat.search(clip, k=1, mode="tracks")[0]
         assert best.path.endswith("301.flac") and best.offset == pytest.approx(16.45, abs=1.0)
-        # The probe starts half a hop in; it is the encoder's vector of that stretch, and takes no
-        # part in the clip's own vectors.
+        # The probe starts half a hop in (to a whole frame of the encoder: 512 samples at 24 kHz); it
+        # is the encoder's vector of that stretch, and takes no part in the clip's own vectors.
         with_probe, plain = cat.embed(clip, probe=True), cat.embed(clip)
         assert plain.probes is None
-        np.testing.assert_allclose(with_probe.probes.starts, [2.5])
-        np.testing.assert_allclose(with_probe.probes.ends, [7.5])
+        start = 117 * 512 / 24000
+        np.testing.assert_allclose(with_probe.probes.starts, [start])
+        np.testing.assert_allclose(with_probe.probes.ends, [start + 5])
         np.testing.assert_array_equal(with_probe.vector, plain.vector)
         np.testing.assert_array_equal(with_probe.window_vectors, plain.window_vectors)
-        stretch = cat.embed((clip[0][:, round(2.5 * SR) : round(7.5 * SR)], SR)).window_vectors[0]
+        stretch = cat.embed((clip[0][:, round(start * SR) : round((start + 5) * SR)], SR)).window_vectors[0]
         assert float(stretch @ with_probe.probes.vectors[0]) > 0.999
 
 

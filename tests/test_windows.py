@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mertsearch.audio.windows import ProbeCutter, WindowCutter, cut_windows
+from mertsearch.audio.windows import ProbeCutter, WindowCutter, cut_windows, probe_start
 from mertsearch.config import WindowSettings
 from mertsearch.errors import AudioDecodeError, InvalidArgumentError
 
@@ -74,7 +74,8 @@ def test_chunks_of_any_size_give_the_same_windows_holding_little(hop_s):
         (7, 5.0, None),  # 0 and the tail at 2: nothing lies a quarter hop from both
         (6, 5.0, None),
         (4, 5.0, None),  # shorter than a window
-        (10, 2.5, 1.25),
+        (10, 2.5, None),  # windows half a window apart: the clip's own windows are enough
+        (11, 3.0, 1.5),
     ],
 )
 def test_the_probe_lies_farthest_from_the_clip_s_window_starts_modulo_the_hop(seconds, hop_s, probe):
@@ -97,3 +98,8 @@ def test_the_probe_lies_farthest_from_the_clip_s_window_starts_modulo_the_hop(se
 def test_bad_settings_are_refused(kw):
     with pytest.raises(InvalidArgumentError):
         WindowSettings(**kw)
+
+
+def test_the_probe_starts_a_whole_number_of_model_frames_in():
+    # MERT's frames are 320 samples apart at 24 kHz: half a hop (60,000 samples) is 187.5 of them.
+    assert probe_start([0, 120_000], 240_000, 120_000, 120_000, frame=320) == 187 * 320

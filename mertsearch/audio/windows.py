@@ -78,9 +78,10 @@ class ProbeCutter:
     search.placement uses it to place the clip between window starts.
     """
 
-    def __init__(self, sample_rate: int, settings: WindowSettings) -> None:
+    def __init__(self, sample_rate: int, settings: WindowSettings, *, frame: int = 1) -> None:
         self.length = int(round(settings.window_s * sample_rate))
         self.hop = int(round(settings.hop_s * sample_rate))
+        self.frame = frame
         self._kept: list[np.ndarray] = []
         self._seen = 0
 
@@ -93,21 +94,27 @@ class ProbeCutter:
     def finish(self, starts: list[int]) -> list[Window]:
         """The probe among the clip's windows starting at ``starts`` (samples, the tail's too), or
         none when the clip is too short for one to lie at least a quarter hop from all of them."""
-        start = probe_start(starts, self._seen, self.length, self.hop)
+        start = probe_start(starts, self._seen, self.length, self.hop, frame=self.frame)
         if start is None:
             return []
         return [(start, np.concatenate(self._kept)[start : start + self.length])]
 
 
-def probe_start(starts: list[int], total: int, length: int, hop: int) -> int | None:
+def probe_start(starts: list[int], total: int, length: int, hop: int, *, frame: int = 1) -> int | None:
     """Where in a clip of ``total`` samples a window of ``length`` lies farthest, modulo ``hop``, from
     the window starts ``starts``: the first such start within the first hop, if at least a quarter
-    hop from every one."""
+    hop from every one. None where the windows are at most half a window apart: the clip's own
+    windows then line up that closely with stored ones already.
+
+    The start is a whole number of the model's ``frame`` (input samples per frame) from the clip's
+    start, so the probe's frames fall where its first window's do: a model whose frames fall
+    half a frame elsewhere can see the same stretch quite differently.
+    """
     room = min(hop, total - length)
-    if room < 0 or not starts:
+    if room < 0 or not starts or 2 * hop <= length:
         return None
     phases = np.asarray(starts) % hop
-    candidates = np.unique(np.linspace(0, room, 101).round().astype(np.int64))
+    candidates = np.unique(np.linspace(0, room, 101) // frame * frame).astype(np.int64)
     apart = np.abs(candidates[:, None] - phases[None, :])
     distance = np.minimum(apart, hop - apart).min(axis=1)
     best = int(np.argmax(distance))

@@ -42,7 +42,7 @@ def embed_chunks(
     embedding's ``probes``.
     """
     cutter = WindowCutter(encoder.sample_rate, windows)
-    prober = ProbeCutter(encoder.sample_rate, windows) if probe else None
+    prober = ProbeCutter(encoder.sample_rate, windows, frame=getattr(encoder, "frame_samples", 1)) if probe else None
     starts, lengths, means, pending = [], [], [], []
 
     def run(batch: list[Window]) -> None:
