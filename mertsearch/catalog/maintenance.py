@@ -13,6 +13,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from mertsearch.catalog.core import Core
+from mertsearch.catalog.duplicates import refit, relink_all
 from mertsearch.catalog.ingest import remove
 from mertsearch.catalog.layout import DATABASE, default_database
 from mertsearch.config import TransformSpec
@@ -72,6 +73,7 @@ def reindex(cat: Core, layers: LayersArg, transform: str | None) -> dict:
             old.unlink(missing_ok=True)
     cat.use_transform(fitted)
     rebuild_index(cat, None, shard_size=None)
+    refit(cat)  # the window vectors (other layers) or the neighbours (another transform) changed
     return {
         "layers": new_layers,
         "transform": kind,
@@ -115,7 +117,7 @@ def repair(cat: Core) -> list[str]:
         done.append("fitted the transform again")
     rebuild_index(cat, None, shard_size=None)
     done.append("rebuilt both indexes from the stored vectors")
-    return done
+    return done + relink_all(cat)
 
 
 def evaluate(cat: Core, *, baseline: bool, **settings) -> dict:
