@@ -1,6 +1,6 @@
 """Files of one recording linked by their aligned windows under a rule fitted on each catalog:
 re-encodes, resampled and trimmed copies are linked, distinct tunes of one length are not; repair
-relinks a catalog both ways and a second repair changes nothing."""
+relinks a catalog both ways and a second repair changes nothing; eval measures it."""
 
 import json
 import shutil
@@ -202,3 +202,22 @@ def test_repair_relinks_a_catalog_linked_under_the_old_rule_and_a_second_repair_
     assert second["done"] == ["rebuilt both indexes from the stored vectors"] and second["problems"] == []
     plain = runner.invoke(app, ["repair", "--catalog", str(catalog)])
     assert plain.exit_code == 0 and "linked" not in plain.stdout
+
+
+def test_eval_measures_copies_without_adding_them(indexed, tmp_path):
+    copy = tmp_path / "cat"
+    shutil.copytree(indexed, copy)
+    with Catalog.open(copy) as cat:
+        tracks = cat.store.count("tracks")
+        report = cat.evaluate(excerpts=1, seconds=4, seed=0, baseline=False, duplicates=2)
+        assert cat.store.count("tracks") == tracks
+    found = report["duplicates"]
+    assert found["tracks_copied"] == 2
+    rows = found["copies"]
+    assert all(row["copies"] == 2 for row in rows.values())
+    assert found["recall"] == 1.0 and found["precision"] == 1.0
+    assert found["distinct_pairs"]["linked"] == 0 and found["distinct_pairs"]["grouped"] > 0
+    from mertsearch.evaluation.report import write_report
+
+    write_report(report, tmp_path / "report")
+    assert "## Duplicate files" in (tmp_path / "report" / "eval.md").read_text()

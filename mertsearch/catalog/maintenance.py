@@ -13,7 +13,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from mertsearch.catalog.core import Core
-from mertsearch.catalog.duplicates import refit, relink_all
+from mertsearch.catalog.duplicates import checker, refit, relink_all
 from mertsearch.catalog.ingest import remove
 from mertsearch.catalog.layout import DATABASE, default_database
 from mertsearch.config import TransformSpec
@@ -163,6 +163,7 @@ def evaluate(cat: Core, *, baseline: bool, **settings) -> dict:
             **settings,
             baseline=spectral_baseline if baseline and spec.architecture != SPECTRAL else None,
             sweep=layer_sweep if len(spec.kept_layers) > 1 else None,
+            duplicates=lambda: checker(cat),
         )
 
 
