@@ -271,7 +271,7 @@ def duplicates_section(found: dict | None) -> list[str]:
     closest = pairs["closest"]
     lines += [
         "",
-        f"Recall {_number(found['recall'])}, precision {_number(found['precision'])}.",
+        f"Recall {_share(found['recall'])}, precision {_share(found['precision'])}.",
         "",
         f"Distinct pairs among the catalog's own tracks (each of {pairs['tracks']} against its nearest tracks and "
         f"its folder's): {pairs['pairs']} pairs ({pairs['same_folder']} in one folder, {pairs['durations_fit']} with "
@@ -285,3 +285,7 @@ def duplicates_section(found: dict | None) -> list[str]:
 
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

@@ -16,9 +16,10 @@ windows, lined up at the shift that fits best, lie closer than the catalog's rul
   over the shifts.
 
 How close files of one recording come, and how close distinct pieces come, depends on the model
-and the music (re-encodes lie within about 0.01 with the spectral baseline on real recordings, a
-trimmed start within 0.06, distinct pieces beyond 0.17; with a small random model all of it is
-ten times closer), so the limit is fitted on each catalog: see DuplicateRule.fitted.
+and the music (with the spectral baseline on real recordings re-encodes lie within 0.004 of their
+source but for a few, a 1 s trimmed copy within 0.073, distinct pieces beyond 0.17; with a small
+random model all of it is ten times closer), so the limit is fitted on each catalog: see
+DuplicateRule.fitted.
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ SHIFT_SLACK_S = 0.25
 SHIFT_STEP_S = 0.05
 WINDOW_QUANTILE = 0.9
 COVERAGE = 2 / 3
-# A window lands on another when their starts are this close (half a step of the shift grid).
+# A window lands on another when their starts are this close (half a step of the shift grid)...
 LANDING_S = SHIFT_STEP_S / 2 + 1e-6
+# ...or, where it cannot be blended (before the first window, after the last, between windows
+# that do not touch as in a catalog of samples, whose windows' places follow the duration), this close.
+NEAR_S = SHIFT_SLACK_S
 # The nearest tracks of a new file (in the track index) that are compared with it window by window.
 NEIGHBOURS = 8
 
@@ -96,9 +100,13 @@ def aligned_distance(a: Windows, b: Windows, *, most_shift_s: float | None = Non
     left = np.searchsorted(b.starts, at, side="right") - 1  # the last b window starting at or before
     lo, hi = np.clip(left, 0, m - 1), np.clip(left + 1, 0, m - 1)
     rows = np.arange(n)[:, None]
-    on_lo = (left >= 0) & (np.abs(at - b.starts[lo]) <= LANDING_S)
-    on_hi = ~on_lo & (left + 1 < m) & (np.abs(b.starts[hi] - at) <= LANDING_S)
-    between = ~on_lo & ~on_hi & (left >= 0) & (left + 1 < m) & (b.starts[hi] <= b.ends[lo] + LANDING_S)
+    off_lo = np.where(left >= 0, np.abs(at - b.starts[lo]), np.inf)
+    off_hi = np.where(left + 1 < m, np.abs(b.starts[hi] - at), np.inf)
+    touching = (left >= 0) & (left + 1 < m) & (b.starts[hi] <= b.ends[lo] + LANDING_S)
+    between = touching & (off_lo > LANDING_S) & (off_hi > LANDING_S)
+    near = ~between & (np.minimum(off_lo, off_hi) <= np.where(touching, LANDING_S, NEAR_S))
+    on_lo = near & (off_lo <= off_hi)
+    on_hi = near & (off_hi < off_lo)
     gap = np.where(between, b.starts[hi] - b.starts[lo], 1.0)
     weight = np.clip((at - b.starts[lo]) / gap, 0.0, 1.0)
     # The blend of two unit vectors u, v: |(1-w)u + wv|^2 = (1-w)^2 + w^2 + 2w(1-w)(u.v).

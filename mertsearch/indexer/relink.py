@@ -221,9 +221,9 @@ class DuplicateCheck:
             )
             for i, js in wanted.items():
                 for j in js:
-                    seen.add((min(i, j), max(i, j)))
-                    if i not in windows or j not in windows:
+                    if (min(i, j), max(i, j)) in seen or i not in windows or j not in windows:
                         continue
+                    seen.add((min(i, j), max(i, j)))
                     fits = abs(durations[i] - durations[j]) <= DURATION_TOLERANCE_S
                     room = None if fits else DURATION_TOLERANCE_S  # as the fit measures them
                     distance = aligned_distance(windows[i], windows[j], most_shift_s=room)[0]
