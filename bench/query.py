@@ -98,10 +98,12 @@ def main() -> None:
         **{f"{name}_p50_s": round(float(np.percentile(v, 50)), 4) for name, v in parts.items()},
         **{f"{name}_p95_s": round(float(np.percentile(v, 95)), 4) for name, v in parts.items()},
         "precision": encoder.precision,
-        # What fp32 arithmetic allows here: the clip's two windows (~15.5 GFLOP per audio second up to
-        # layer 7: the convolutional front end ~8, each transformer layer ~1.1) at this CPU's matmul rate.
+        "runtime": f"PyTorch {torch.__version__}, eager",
+        # What fp32 arithmetic allows here (bf16 goes below it): the clip's two windows (~15.5 GFLOP
+        # per audio second up to layer 7: the convolutional front end ~8, each transformer layer
+        # ~1.1) at this CPU's fp32 matmul rate.
         "fp32_matmul_gflops": round(gflops, 1),
-        "embed_floor_s": round(10 * (8.0 + 1.06 * args.layer) / gflops, 3),
+        "embed_floor_fp32_s": round(10 * (8.0 + 1.06 * args.layer) / gflops, 3),
     }
     print(json.dumps(result) if args.json else "\n".join(f"{k:>18}: {v}" for k, v in result.items()))
 

@@ -61,7 +61,8 @@ class Client:
 
     def search(self, clip: str | os.PathLike | bytes, *, k: int = 10, **options) -> list[dict]:
         """Results for an audio clip (a path or the file's bytes). Options as `POST /search` takes them:
-        start, end, mode, filter (a list of key=value), min_duration, ..., per_artist, per_album, min_score."""
+        start, end, mode, filter (a list of key=value), min_duration, ..., per_artist, per_album, min_score,
+        min_similarity."""
         if isinstance(clip, (bytes, bytearray)):
             name, data = "clip", bytes(clip)
         else:

@@ -80,5 +80,5 @@ def test_a_content_length_over_the_limit_is_refused_before_the_body(url):
 
 
 def test_an_upload_just_under_the_limit_still_reaches_the_decoder(url):
-    response = httpx.post(f"{url}/search", files={"file": ("notes.mp3", b"not audio" * (LIMIT // 10))})
+    response = httpx.post(f"{url}/search", files={"file": ("notes.mp3", b"not audio" * (LIMIT // 10))}, timeout=30)
     assert response.status_code == 422 and "cannot decode audio" in response.json()["message"]

@@ -38,8 +38,9 @@ def test_same_output_as_transformers_feature_encoder(tmp_path, kind):
     np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5 * float(expected.abs().max()))
 
 
-def test_in_bf16_close_to_fp32_on_pooled_vectors(tmp_path):
-    _, model = write_tiny_mert(tmp_path / "m", overrides=DISCERNING)
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_in_bf16_close_to_fp32_on_pooled_vectors(tmp_path, norm):
+    _, model = write_tiny_mert(tmp_path / "m", overrides={**DISCERNING, "feat_extract_norm": norm, "conv_bias": True})
     waveforms = _waveforms(5.0)[:3]
     with torch.inference_mode():
         expected = model(waveforms).last_hidden_state.mean(1)

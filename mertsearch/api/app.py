@@ -227,6 +227,7 @@ def create_app(settings: Settings) -> FastAPI:
         per_artist: Annotated[int | None, Form(ge=1, le=1000)] = None,
         per_album: Annotated[int | None, Form(ge=1, le=1000)] = None,
         min_score: Annotated[float | None, Form(allow_inf_nan=False)] = None,
+        min_similarity: Annotated[float | None, Form(ge=0, le=1, allow_inf_nan=False)] = None,
     ) -> dict:
         if "model_error" in state:
             raise ApiError(503, f"search by audio is unavailable: {state['model_error']}")
@@ -246,6 +247,7 @@ def create_app(settings: Settings) -> FastAPI:
             per_artist=per_artist,
             per_album=per_album,
             min_score=min_score,
+            min_similarity=min_similarity,
         )
         cat = catalog()
         # In a worker process and outside the lock: a slow or crashing decode holds up no search.
@@ -273,6 +275,7 @@ def create_app(settings: Settings) -> FastAPI:
         per_album: Annotated[int | None, Query(ge=1, le=1000)] = None,
         exclude_seed_artist: bool = False,
         min_score: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+        min_similarity: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None,
     ) -> dict:
         options = SearchOptions.parse(
             filter_,
@@ -286,6 +289,7 @@ def create_app(settings: Settings) -> FastAPI:
             per_album=per_album,
             exclude_seed_artist=exclude_seed_artist,
             min_score=min_score,
+            min_similarity=min_similarity,
         )
         with lock:
             results = catalog().similar(track_id, options)

@@ -12,6 +12,8 @@ from mertsearch.catalog.layout import INDEX_DIR, default_database
 from mertsearch.config import Manifest, TransformSpec
 from mertsearch.encoder.checkpoint import Checkpoint
 from mertsearch.encoder.runtime import open_catalog_encoder
+from mertsearch.search.calibration import META_KEY as CALIBRATION
+from mertsearch.search.calibration import Calibration
 from mertsearch.storage import MetadataStore, VectorIndex, read_manifest, write_manifest
 from mertsearch.storage.indexes import Indexes
 from mertsearch.storage.lock import WriterLock
@@ -75,15 +77,20 @@ class Core:
         self._encoder: MertEncoder | None = None
         self._indexes: Indexes | None = None
         self._transform: VectorTransform | None = None
+        self._calibration: tuple[str | None, Calibration | None] = (None, None)  # (as stored, parsed)
         self.take_up_meta()
 
     def take_up_meta(self, *, persist: bool = False) -> None:
         """Follow the database, the source of truth, where a writer's reindex changed the searched
         layers or the transform (since this catalog was opened, or in a crash between database and
         manifest): the manifest in memory, the transform, the indexes and the encoder's pooling
-        follow. ``persist`` (the writer, alone in holding the lock) also mends manifest.json."""
+        follow, and the similarity calibration. ``persist`` (the writer, alone in holding the lock)
+        also mends manifest.json."""
         spec = self.manifest.encoder
         layers, transform = self.store.meta("layers"), self.store.meta("transform")
+        calibration = self.store.meta(CALIBRATION)
+        if calibration != self._calibration[0]:
+            self._calibration = (calibration, Calibration.from_json(calibration))
         changed = False
         if layers is not None and json.loads(layers) != spec.layers:
             self.switch_layers(json.loads(layers))
@@ -153,6 +160,15 @@ class Core:
     def use_transform(self, transform: VectorTransform) -> None:
         """The transform just fitted (by the writer), without reading its file back."""
         self._transform = transform
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The similarity calibration of the searched layers and transform, as last taken up
+        (None: the catalog has none, or one of other layers or another transform)."""
+        calibration = self._calibration[1]
+        if calibration is None or not calibration.fits(self.manifest.encoder.layers, self.manifest.transform.file):
+            return None
+        return calibration
 
     def transform_missing(self) -> bool:
         spec = self.manifest.transform

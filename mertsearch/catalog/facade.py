@@ -170,8 +170,8 @@ class Catalog(Core):
     ) -> list[SearchResult]:
         """Tracks most similar to an audio clip (a path, encoded bytes, or a (samples, rate) pair)
         from ``start`` to ``end`` seconds. ``options`` (or their fields as keywords: ``k``,
-        ``mode``, ``filters``, ``per_artist``, ``per_album``, ``min_score``) say how; the default
-        mode, "segments", finds a clip that is part of a long track."""
+        ``mode``, ``filters``, ``per_artist``, ``per_album``, ``min_score``, ``min_similarity``)
+        say how; the default mode, "segments", finds a clip that is part of a long track."""
         options = (options or SearchOptions()).changed(**fields)
         embedding = self.embed(query, start=start, end=end)
         return queries.search_embedding(self, embedding, options)

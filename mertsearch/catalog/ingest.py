@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from mertsearch.catalog.calibrate import refresh as refresh_calibration
 from mertsearch.catalog.core import Core
 from mertsearch.catalog.duplicates import after_ingest, current_rule
 from mertsearch.catalog.layout import SHARD_DIR
@@ -78,6 +79,7 @@ def index_paths(
             )
             gone, report.empty_folders = vanished(cat, paths, files, prune_empty=prune_empty)
             report.removed = len(remove(cat, gone)) if gone else 0
+            refresh_calibration(cat)  # when the catalog has grown (or shrunk) enough to need it
             after_ingest(cat, rule, stored_ids)
         finally:
             saves.save(indexes)

@@ -106,6 +106,7 @@ def info(cat: Core) -> dict:
         "layer_vectors_bytes": counts["layer_vector_bytes"],
         "created_by": cat.manifest.created_by,
         "created_at": cat.manifest.created_at,
+        "calibration": None if cat.calibration is None else cat.calibration.summary(),
     }
 
 

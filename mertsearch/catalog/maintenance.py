@@ -12,6 +12,8 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from mertsearch.catalog.calibrate import fitted as fitted_calibration
+from mertsearch.catalog.calibrate import stored as stored_calibration
 from mertsearch.catalog.core import Core
 from mertsearch.catalog.duplicates import checker, refit, relink_all
 from mertsearch.catalog.ingest import remove
@@ -64,7 +66,11 @@ def reindex(cat: Core, layers: LayersArg, transform: str | None) -> dict:
         fitted_on_tracks=0 if kind == "none" else len(vectors),
     )
     previous = cat.manifest.transform.file
-    cat.store.update_meta({"transform": json.dumps(asdict(spec_transform))}, searchable_changed=True)
+    # Fitted under the new layers and transform and stored with them, so no reader sees one without the other.
+    calibration = fitted_calibration(cat, transform=fitted, transform_file=spec_transform.file)
+    cat.store.update_meta(
+        {"transform": json.dumps(asdict(spec_transform)), **stored_calibration(calibration)}, searchable_changed=True
+    )
     cat.manifest.transform = spec_transform
     write_manifest(cat.directory, cat.manifest)
     # The previous file stays one generation: a reader that has just read its name may be loading it.
@@ -72,6 +78,7 @@ def reindex(cat: Core, layers: LayersArg, transform: str | None) -> dict:
         if old.name not in (spec_transform.file, previous):
             old.unlink(missing_ok=True)
     cat.use_transform(fitted)
+    cat.take_up_meta()  # the calibration just stored
     rebuild_index(cat, None, shard_size=None)
     refit(cat)  # the window vectors (other layers) or the neighbours (another transform) changed
     return {
@@ -82,6 +89,7 @@ def reindex(cat: Core, layers: LayersArg, transform: str | None) -> dict:
         "scores_before": before,
         "scores_after": score_spread(fitted(vectors)),
         "seconds": round(time.monotonic() - started, 3),
+        "calibration": None if calibration is None else calibration.summary(),
     }
 
 

@@ -46,11 +46,13 @@ def _rank(
     exclude_artists=(),
 ) -> list[SearchResult]:
     """``mode`` is the query's default, where the options name none."""
+    mode = options.mode or mode
+    calibration = cat.calibration
     filters = options.filters
     allowed = cat.store.track_ids_where(filters.condition()) if filters else None
     query = Query(cat.transform(vector[None, :])[0], cat.transform(window_vectors), times)
     return rank(
-        mode=options.mode or mode,
+        mode=mode,
         tracks_index=cat.indexes.tracks,
         windows_index=cat.indexes.windows,
         store=cat.store,
@@ -60,4 +62,5 @@ def _rank(
         transform=cat.transform,
         tolerance=cat.windows.hop_s / 2,
         sampled=cat.windows.sample_s is not None,
+        similarity=None if calibration is None else calibration.scorer(mode),
     )

@@ -102,12 +102,13 @@ def show_results(results, as_json: bool) -> None:
         out.print("no results")
         return
     table = Table(box=None, header_style="bold")
-    for column in ("#", "score", "id", "artist", "title", "album", "match", "in query", "path"):
+    for column in ("#", "score", "similarity", "id", "artist", "title", "album", "match", "in query", "path"):
         table.add_column(column, overflow="fold")
     for rank, r in enumerate(results, start=1):
         table.add_row(
             str(rank),
             f"{r.score:.3f}",
+            "-" if r.similarity is None else f"{r.similarity:.3f}",
             str(r.track_id),
             r.artist or "",
             r.title or "",

@@ -208,6 +208,13 @@ def evaluate(
             f"mean over degradations {sum(recalls) / len(recalls):.2f}",
             highlight=False,
         )
+    similarity = report.get("similarity") or {}
+    if similarity.get("calibrated"):
+        out.print(
+            f"median similarity: true source {similarity['source']}, result {k} {similarity['kth']}, random pairs "
+            f"{similarity['random_pairs']['segments']} (segments) / {similarity['random_pairs']['tracks']} (tracks)",
+            highlight=False,
+        )
     if "duplicates" in report:
         found = report["duplicates"]
         pairs = found["distinct_pairs"]

@@ -38,6 +38,15 @@ MaxYearOpt = Annotated[int | None, typer.Option(help="Only tracks up to this yea
 PerArtistOpt = Annotated[int | None, typer.Option(help="At most this many results per artist.", min=1)]
 PerAlbumOpt = Annotated[int | None, typer.Option(help="At most this many results per album.", min=1)]
 MinScoreOpt = Annotated[float | None, typer.Option(help="Leave out results scoring below this.")]
+MinSimilarityOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Leave out results whose similarity is below this (0-1: the share of the catalog's random pairs "
+        "that score lower; 0.5 is typical, 1 the same recording).",
+        min=0.0,
+        max=1.0,
+    ),
+]
 M3uOpt = Annotated[Path | None, typer.Option("--m3u", help="Also write the results as an M3U playlist.")]
 
 
@@ -72,6 +81,7 @@ def search(
     per_artist: PerArtistOpt = None,
     per_album: PerAlbumOpt = None,
     min_score: MinScoreOpt = None,
+    min_similarity: MinSimilarityOpt = None,
     m3u: M3uOpt = None,
     model: WeightsOpt = None,
     device: DeviceOpt = None,
@@ -93,6 +103,7 @@ def search(
         per_artist=per_artist,
         per_album=per_album,
         min_score=min_score,
+        min_similarity=min_similarity,
     )
     with Catalog.open(catalog, model=model, device=device, precision=precision, mmap=True) as cat:
         results = cat.search(clip, options, start=start, end=end)
@@ -119,6 +130,7 @@ def similar(
     per_album: PerAlbumOpt = None,
     exclude_seed_artist: Annotated[bool, typer.Option(help="Leave out the seeds' artists.")] = False,
     min_score: MinScoreOpt = None,
+    min_similarity: MinSimilarityOpt = None,
     m3u: M3uOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -138,6 +150,7 @@ def similar(
         per_album=per_album,
         exclude_seed_artist=exclude_seed_artist,
         min_score=min_score,
+        min_similarity=min_similarity,
     )
     with Catalog.open(catalog, mmap=True) as cat:
         results = cat.similar(tracks, options)

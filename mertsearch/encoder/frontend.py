@@ -67,17 +67,19 @@ class MatmulFeatureEncoder(nn.Module):
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         low = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
-        # The first layer has one input channel (k=10 products per output): fp32 costs nothing there.
         with torch.autocast("cpu", enabled=False):
-            hidden = self._first(waveforms.float())
-        hidden = hidden.to(low)
+            hidden = self._first(waveforms.float(), low)
         for layer, (reshaped, rest) in zip(list(self.layers)[1:], self._taps(low), strict=True):
             kernel, stride = layer.conv.kernel_size[0], layer.conv.stride[0]
             frames = (hidden.shape[1] - kernel) // stride + 1
             rows = hidden[:, : frames * stride].reshape(hidden.shape[0], frames, -1)
             out = rows @ reshaped
             for j, tap in enumerate(rest):
-                out += hidden[:, stride + j : stride + j + (frames - 1) * stride + 1 : stride] @ tap
+                # Accumulated in place from a strided view: no copy of the input, no temporary output.
+                for window in range(len(out)):
+                    out[window].addmm_(
+                        hidden[window, stride + j : stride + j + (frames - 1) * stride + 1 : stride], tap
+                    )
             if layer.conv.bias is not None:
                 out += layer.conv.bias.to(low)
             norm = getattr(layer, "layer_norm", None)
@@ -86,7 +88,8 @@ class MatmulFeatureEncoder(nn.Module):
             hidden = layer.activation(out)
         return hidden.transpose(1, 2)
 
-    def _first(self, waveforms: torch.Tensor) -> torch.Tensor:
+    def _first(self, waveforms: torch.Tensor, low: torch.dtype) -> torch.Tensor:
+        """The first layer in ``low`` precision; its normalisation statistics in float64."""
         layer = self.layers[0]
         conv, norm = layer.conv, getattr(layer, "layer_norm", None)
         columns = waveforms.unfold(1, conv.kernel_size[0], conv.stride[0])  # (batch, frames, k), a view
@@ -101,14 +104,17 @@ class MatmulFeatureEncoder(nn.Module):
             variance = ((covariance @ w) * w).sum(1)  # (batch, C_out)
             scale = norm.weight.double() / torch.sqrt(variance + norm.eps)
             shift = norm.bias.double() - (mean @ w) * scale
-            hidden = torch.baddbmm(shift[:, None, :].float(), columns, (w[None] * scale[:, None, :]).float())
-        else:
-            hidden = columns @ weight
-            if conv.bias is not None:
-                hidden = hidden + conv.bias
-            if norm is not None:
-                hidden = norm(hidden)
-        return layer.activation(hidden)
+            # Straight to ``low``: this is the largest tensor of the model (frames x 512), and a
+            # float32 copy of it cost more than the product itself (allocation, then a cast).
+            return layer.activation(
+                torch.baddbmm(shift[:, None, :].to(low), columns.to(low), (w[None] * scale[:, None, :]).to(low))
+            )
+        hidden = columns @ weight
+        if conv.bias is not None:
+            hidden = hidden + conv.bias
+        if norm is not None:
+            hidden = norm(hidden)
+        return layer.activation(hidden).to(low)
 
 
 def use_matmul_front_end(model: nn.Module) -> bool:

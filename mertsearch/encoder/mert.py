@@ -148,6 +148,8 @@ class MertEncoder:
                 self.checkpoint.weights_sha256(),
                 list(self.capture),
                 self.batch_size,
+                # How the model is computed: a decision measured with the other way does not hold.
+                "matmul front end" if self.matmul_front_end else "convolutions",
             ]
         )
         earlier = cache.lookup(PRECISION_CACHE, key)

@@ -16,6 +16,7 @@ from mertsearch.evaluation.duplicates import evaluate_duplicates
 from mertsearch.evaluation.excerpts import draw_excerpts, identify
 from mertsearch.evaluation.metrics import label_retrieval, pair_scores, score_spread, spread
 from mertsearch.evaluation.protocol import CatalogLike
+from mertsearch.evaluation.similarity import similarity_figures
 from mertsearch.indexer.relink import DuplicateCheck
 from mertsearch.storage.transform import IDENTITY, VectorTransform
 
@@ -168,6 +169,9 @@ def evaluate(
             "true_match_samples_centered": _rounded(true_centered),
         },
     }
+    report["similarity"] = similarity_figures(catalog, found.clean_results, k=k)
+    if found.similarity_layers is not None:
+        report["similarity"]["layers"] = found.similarity_layers
     if len(catalogs) > 1:
         reference = catalogs[1].manifest.encoder.source
         report["baseline"] = {"model": reference, "degradations": found.tables[1], "labels": label_reports[1]}

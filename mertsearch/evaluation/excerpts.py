@@ -9,12 +9,13 @@ Everything is drawn from one seed, so two runs on the same catalog give the same
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mertsearch.encoder.pooling import Embedding, for_layers
+from mertsearch.evaluation.similarity import similarity_figures
 
 if TYPE_CHECKING:
     from mertsearch.evaluation.protocol import CatalogLike
@@ -195,13 +196,17 @@ class Identification:
     ``true_scores``: the first catalog's scores of its true matches found first on clean excerpts
     (as searched: segment alignment, in the catalog's transform); ``clean_vectors``: (source track
     id, the clean excerpt's pooled vector of the searched layers, untransformed) for every excerpt;
-    ``layers``: with a layer sweep, [{"layer", "degradations"}] for every kept layer.
+    ``layers``: with a layer sweep, [{"layer", "degradations"}] for every kept layer;
+    ``clean_results``: each clean excerpt with the first catalog's results;
+    ``similarity_layers``: with a layer sweep, the similarity figures of each kept layer.
     """
 
     tables: list[dict]
     true_scores: list[float]
     clean_vectors: list[tuple[int, np.ndarray]]
     layers: list[dict] | None = None
+    clean_results: list[tuple[Excerpt, list[SearchResult]]] = field(default_factory=list)
+    similarity_layers: list[dict] | None = None
 
 
 def identify(
@@ -229,23 +234,32 @@ def identify(
     true_scores: list[float] = []
     clean_vectors: list[tuple[int, np.ndarray]] = []
     heard: list[tuple[str, Excerpt, Embedding]] = []
+    clean_results: list[tuple[Excerpt, list[SearchResult]]] = []
     for name, excerpt, samples in degraded(excerpts, rate, rng):
         for which, catalog in enumerate(catalogs):
             embedding = catalog.embed((samples, rate))
-            best = tallies[which].add(name, excerpt, catalog.search_embedding(embedding, k=k))
+            results = catalog.search_embedding(embedding, k=k)
+            best = tallies[which].add(name, excerpt, results)
             if which == 0 and name == "clean":
+                clean_results.append((excerpt, results))
                 clean_vectors.append((excerpt.track_id, embedding.vector))
                 if best is not None:
                     true_scores.append(best.score)
             if which == 0 and sweep is not None:
                 heard.append((name, excerpt, embedding))
     found = Identification([tally.table() for tally in tallies], true_scores, clean_vectors)
+    found.clean_results = clean_results
     if sweep is not None:
-        found.layers = []
+        found.layers, found.similarity_layers = [], []
         for position, layer in enumerate(sweep.manifest.encoder.kept_layers):
             sweep.reindex(layers=[layer])
             tally = _Tally(len(excerpts), k)
+            clean = []
             for name, excerpt, embedding in heard:
-                tally.add(name, excerpt, sweep.search_embedding(for_layers(embedding, [position]), k=k))
+                results = sweep.search_embedding(for_layers(embedding, [position]), k=k)
+                tally.add(name, excerpt, results)
+                if name == "clean":
+                    clean.append((excerpt, results))
             found.layers.append({"layer": layer, "degradations": tally.table()})
+            found.similarity_layers.append({"layer": layer, **similarity_figures(sweep, clean, k=k)})
     return found

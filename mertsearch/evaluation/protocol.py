@@ -11,8 +11,10 @@ if TYPE_CHECKING:
     from mertsearch.config import Manifest, WindowSettings
     from mertsearch.encoder.mert import MertEncoder
     from mertsearch.encoder.pooling import Embedding
+    from mertsearch.search.calibration import Calibration
     from mertsearch.search.engine import SearchResult
     from mertsearch.storage.store import MetadataStore
+    from mertsearch.storage.transform import VectorTransform
 
 
 class CatalogLike(Protocol):
@@ -32,3 +34,9 @@ class CatalogLike(Protocol):
     def search_embedding(self, embedding: Embedding, *, k: int = 10) -> list[SearchResult]: ...
 
     def reindex(self, *, layers: Sequence[int] | None = None) -> dict: ...
+
+    @property
+    def transform(self) -> VectorTransform: ...
+
+    @property
+    def calibration(self) -> Calibration | None: ...

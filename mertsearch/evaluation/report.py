@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mertsearch.evaluation.similarity import similarity_lines
+
 
 def write_report(report: dict, directory: Path) -> dict[str, str]:
     """Write the report of Catalog.evaluate into ``directory``; the files written, by kind."""
@@ -102,6 +104,7 @@ def _markdown(report: dict, files: dict[str, Path]) -> str:
         f"![scores]({files['scores'].name})",
         "",
     ]
+    lines += similarity_lines(report)
     lines += duplicates_section(report.get("duplicates"))
     return "\n".join(lines)
 

@@ -54,6 +54,8 @@ class SearchResult:
     query: TimeRange
     duration: float = 0.0
     alternates: list[str] = field(default_factory=list)
+    # The share of the catalog's random pairs scoring lower (search.calibration); None: no calibration.
+    similarity: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -75,7 +77,7 @@ EXACT_CHUNK = 256
 @dataclass(frozen=True)
 class Rules:
     """What may be returned: allowed tracks (their ids; None: all), excluded ones, diversity, a
-    score floor."""
+    score floor and a similarity floor."""
 
     allowed: np.ndarray | None = None
     exclude: Collection[int] = ()  # track ids; other files of their recordings go with them
@@ -83,6 +85,7 @@ class Rules:
     per_artist: int | None = None
     per_album: int | None = None
     min_score: float | None = None
+    min_similarity: float | None = None
 
 
 @dataclass
@@ -142,6 +145,8 @@ class _SegmentCandidates:
         self.share = share  # of the windows, that of allowed tracks (an estimate)
         self.first: int | None = None  # the first round's fetch
         self.exact: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # see _best_pairs
+        # No track the rounds have not found has a window pair scoring above this.
+        self.bound = math.inf
 
     def __call__(self, fetch: int) -> tuple[list[_Candidate], bool]:
         """The round's candidates (best window pair first), and whether no other track can follow."""
@@ -153,17 +158,22 @@ class _SegmentCandidates:
                 self.exact = _best_pairs(self.store, self.query, self.allowed, self.transform)
             track_ids, scores, query_windows = (column[:fetch].tolist() for column in self.exact)
             found = [_Candidate(*best) for best in zip(track_ids, scores, query_windows, strict=True)]
+            self.bound = found[-1].score if found else -math.inf
             return found, fetch >= len(self.exact[0])
         nprobe = self.index.probes(self.share * self.first / fetch)
-        found = _segment_candidates(self.index, self.store, self.query, hits, nprobe, self.allowed)
+        found, self.bound = _segment_candidates(self.index, self.store, self.query, hits, nprobe, self.allowed)
         return found, hits >= len(self.index) and nprobe >= self.index.lists
 
 
 def _segment_candidates(
     index: VectorIndex, store: MetadataStore, query: Query, hits: int, nprobe: int, allowed: np.ndarray | None
-) -> list[_Candidate]:
-    """Tracks of the ``hits`` windows nearest each query window, if allowed, scored by their best pair."""
+) -> tuple[list[_Candidate], float]:
+    """Tracks of the ``hits`` windows nearest each query window, if allowed, scored by their best
+    pair; and the best score a window of another track can have with a query window (the highest
+    of each query window's last hit)."""
     scores, ids = index.search(query.window_vectors, hits, nprobe=nprobe)
+    lasts = [float(row[ids_row >= 0][-1]) for row, ids_row in zip(scores, ids, strict=True) if ids_row[0] >= 0]
+    bound = max(lasts, default=-math.inf)
     places = store.window_places([int(i) for i in np.unique(ids) if i >= 0])
     kept = _allowed_among({track_id for track_id, _, _ in places.values()}, allowed)
     best: dict[int, _Candidate] = {}
@@ -174,7 +184,7 @@ def _segment_candidates(
             track_id = places[int(window_id)][0]
             if track_id in kept and (track_id not in best or score > best[track_id].score):
                 best[track_id] = _Candidate(track_id, float(score), query_window)
-    return sorted(best.values(), key=lambda c: -c.score)
+    return sorted(best.values(), key=lambda c: -c.score), bound
 
 
 def _allowed_among(track_ids: set[int], allowed: np.ndarray | None) -> set[int]:
@@ -283,7 +293,14 @@ def _aligned(
     return sorted(out, key=lambda c: -c.score)
 
 
-def _accepts(rules: Rules) -> Callable[[_Candidate, Track], bool]:
+def _below_floor(score: float, rules: Rules, similarity: Callable[[float], float] | None) -> bool:
+    """Whether ``score`` is under the rules' score floor or, through ``similarity``, their similarity floor."""
+    if rules.min_score is not None and score < rules.min_score:
+        return True
+    return rules.min_similarity is not None and similarity is not None and similarity(score) < rules.min_similarity
+
+
+def _accepts(rules: Rules, similarity: Callable[[float], float] | None = None) -> Callable[[_Candidate, Track], bool]:
     """A fresh stateful filter for one round of candidates (diversity counts start at zero)."""
     artists: Counter = Counter()
     albums: Counter = Counter()
@@ -294,7 +311,7 @@ def _accepts(rules: Rules) -> Callable[[_Candidate, Track], bool]:
         recording = track.duplicate_of or track.id
         if candidate.track_id in rules.exclude or recording in rules.exclude or recording in recordings:
             return False
-        if rules.min_score is not None and candidate.score < rules.min_score:
+        if _below_floor(candidate.score, rules, similarity):
             return False
         artist = (track.artist or "").casefold()
         album = (track.album or "").casefold()
@@ -324,14 +341,22 @@ def rank(
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
     tolerance: float = 2.5,
     sampled: bool = False,
+    similarity: Callable[[float], float] | None = None,
 ) -> list[SearchResult]:
     """The ``k`` best tracks for ``query`` that pass ``rules``, best first.
 
     ``tolerance`` (half the catalog's hop) is how far apart windows may start and still align;
-    ``sampled``: the catalog holds a sample of each track's windows (see ``align``).
+    ``sampled``: the catalog holds a sample of each track's windows (see ``align``);
+    ``similarity`` maps this mode's scores to the results' similarity (see search.calibration).
+
+    A floor ends the rounds once no track not yet fetched can reach it: in segments mode a track
+    aligns at most as well as its best window pair (or 0), and none not yet found has a pair above
+    the round's bound.
     """
     if mode not in MODES:
         raise InvalidArgumentError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if rules.min_similarity is not None and similarity is None:
+        raise InvalidArgumentError("min_similarity needs the catalog's calibration: run `mertsearch reindex`")
     allowed = None if rules.allowed is None else np.unique(np.asarray(rules.allowed, dtype=np.int64))
     if mode == "tracks":
         next_round = partial(_track_candidates, tracks_index, query, allowed=allowed)
@@ -348,13 +373,16 @@ def rank(
         else:
             candidates = _aligned(found, store, query, transform, tolerance, sampled)
             rows = store.tracks_by_id([c.track_id for c in candidates])
-        accept = _accepts(rules)
+        accept = _accepts(rules, similarity)
         chosen = [c for c in candidates if c.track_id in rows and accept(c, rows[c.track_id])][:k]
-        floor = bool(candidates) and rules.min_score is not None and candidates[-1].score < rules.min_score
+        if mode == "tracks":
+            floor = bool(candidates) and _below_floor(candidates[-1].score, rules, similarity)
+        else:
+            floor = _below_floor(max(next_round.bound, 0.0), rules, similarity)
         if len(chosen) == k or complete or floor:
             break
         fetch *= 4
-    return _results(store, query, chosen, rows, transform)
+    return _results(store, query, chosen, rows, transform, similarity)
 
 
 def _results(
@@ -363,6 +391,7 @@ def _results(
     chosen: list[_Candidate],
     rows: dict[int, Track],
     transform: Callable[[np.ndarray], np.ndarray] | None,
+    similarity: Callable[[float], float] | None = None,
 ) -> list[SearchResult]:
     windows = store.windows_of([c.track_id for c in chosen if c.match is None])
     groups = store.duplicate_groups([rows[c.track_id].duplicate_of or c.track_id for c in chosen])
@@ -392,6 +421,7 @@ def _results(
                 query=TimeRange(*(round(float(t), 3) for t in query.window_times[query_window])),
                 duration=round(track.duration, 3),
                 alternates=[member.path for member in recording if member.id != track.id],
+                similarity=None if similarity is None else similarity(candidate.score),
             )
         )
     return results

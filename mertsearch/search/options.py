@@ -20,7 +20,9 @@ class SearchOptions:
     track) or "tracks" (whole-track vectors), None for the default of the query (segments for a
     clip, tracks for catalog tracks); ``filters`` limit the tracks searched; ``per_artist`` /
     ``per_album`` cap results per artist / album; ``min_score`` drops weaker results;
-    ``exclude_seed_artist`` leaves out the artists of the seed tracks (similar tracks only)."""
+    ``exclude_seed_artist`` leaves out the artists of the seed tracks (similar tracks only);
+    ``min_similarity`` (0 to 1) drops results whose similarity is lower (see
+    mertsearch.search.calibration; the catalog must have a calibration)."""
 
     k: int = 10
     mode: str | None = None
@@ -29,6 +31,7 @@ class SearchOptions:
     per_album: int | None = None
     min_score: float | None = None
     exclude_seed_artist: bool = False
+    min_similarity: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
@@ -39,6 +42,8 @@ class SearchOptions:
             cap = getattr(self, name)
             if cap is not None and cap < 1:
                 raise InvalidArgumentError(f"{name} must be at least 1, got {cap}")
+        if self.min_similarity is not None and not 0.0 <= self.min_similarity <= 1.0:
+            raise InvalidArgumentError(f"min_similarity must be between 0 and 1, got {self.min_similarity}")
 
     @classmethod
     def parse(
@@ -70,4 +75,5 @@ class SearchOptions:
             per_artist=self.per_artist,
             per_album=self.per_album,
             min_score=self.min_score,
+            min_similarity=self.min_similarity,
         )
