@@ -92,6 +92,28 @@ def test_reencoded_resampled_and_trimmed_copies_are_linked_and_distinct_tunes_ar
         assert rule.measured_tracks >= MIN_FIT_TRACKS and rule.distance < rule.nearest_distinct / 1.5
 
 
+def test_an_ingest_decides_its_links_again_when_its_closing_fit_moves_the_limit(library, tmp_path, monkeypatch):
+    """An empty catalog starts with the small catalog's limit, made so strict here that only the
+    lossless copies pass it while files arrive; the fit at the end of the run (fourteen tunes)
+    moves the limit, and the run's files are linked again under it: every copy joins."""
+    from mertsearch.indexer import duplicates
+
+    monkeypatch.setattr(duplicates, "SMALL_CATALOG_DISTANCE", 1e-6)
+    music, model = library
+    with Catalog.create(tmp_path / "cat", model=str(model), layer=2) as cat:
+        decided = []
+        real = duplicates.find_leader
+        monkeypatch.setattr(
+            "mertsearch.catalog.ingest.find_leader",
+            lambda *args, **kwargs: decided.append(kwargs["rule"].distance) or real(*args, **kwargs),
+        )
+        cat.index_paths([music])
+        assert set(decided) == {1e-6}  # every file arrived under the strict limit
+        groups = cat.duplicates()
+        assert len(groups) == 1 and len(groups[0]["alternates"]) == len(COPIES)
+        assert DuplicateRule.from_meta(cat.store.meta(META_KEY)).distance > 1e-3
+
+
 def test_the_aligned_distance_finds_a_trimmed_start_between_windows():
     """Windows of a slowly changing feature path, cut at 0, 5, 10 s... and, for the copy, 1 s later:
     placed at the best shift, the copy's windows meet blends of the original's where they land."""

@@ -141,7 +141,7 @@ class DuplicateRule:
         """The rule for a catalog whose tracks' nearest distinct tracks lie at ``nearest``."""
         finite = [d for d in nearest if np.isfinite(d)]
         if len(finite) < MIN_FIT_TRACKS:
-            return cls(measured_tracks=len(finite), catalog_tracks=catalog_tracks)
+            return cls(SMALL_CATALOG_DISTANCE, measured_tracks=len(finite), catalog_tracks=catalog_tracks)
         low = float(np.quantile(finite, FIT_QUANTILE))
         return cls(
             distance=min(MAX_DISTANCE, low / MARGIN),

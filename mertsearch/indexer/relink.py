@@ -63,7 +63,7 @@ def fit_rule(store: MetadataStore, index: VectorIndex, transform: Transform) -> 
     durations = {i: duration for i, duration, _ in links}
     ids = [i for i, _, _ in links]
     if len(ids) < 2:
-        return DuplicateRule(catalog_tracks=len(ids))
+        return DuplicateRule.fitted([], catalog_tracks=len(ids))
     chosen = ids
     if len(ids) > FIT_TRACKS:
         chosen = sorted(np.random.default_rng(0).choice(ids, FIT_TRACKS, replace=False).tolist())
