@@ -144,6 +144,10 @@ def evaluate(cat: Core, *, baseline: bool, **settings) -> dict:
     MERT-v1-95M) is switched to each layer from stored vectors and searched. Per layer that
     adds a reindex of the copy (under a second for a few hours of audio) and one search per
     degraded excerpt; see mertsearch.evaluation.excerpts.identify.
+
+    Duplicate detection decodes each of its tracks whole, at the file's own rate, encodes six
+    copies of it and embeds each: about six times those tracks' audio through the model; the
+    catalog's distinct pairs are compared from stored vectors (see mertsearch.evaluation.duplicates).
     """
     from mertsearch.encoder.registry import SPECTRAL
     from mertsearch.evaluation.evaluate import evaluate
