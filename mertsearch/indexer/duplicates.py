@@ -61,7 +61,7 @@ MAX_DISTANCE = 0.1
 # A catalog with fewer tracks than this whose nearest distinct track could be measured links only
 # files this close (about what lossless copies and high-bitrate re-encodes give).
 MIN_FIT_TRACKS = 10
-SMALL_CATALOG_DISTANCE = 0.005
+SMALL_CATALOG_DISTANCE = 0.001
 # The fit measures at most this many tracks (a fixed sample, so a repeated fit gives the same rule).
 FIT_TRACKS = 2000
 # A catalog whose track count moved this much (as a share) since the fit gets a new one.
