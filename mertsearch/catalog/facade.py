@@ -14,6 +14,7 @@ from mertsearch.catalog.ingest import DECODE_TIMEOUT_S
 from mertsearch.catalog.layout import find_or_make, one_of
 from mertsearch.config import RaySettings, check_precision
 from mertsearch.encoder.checkpoint import resolve_checkpoint
+from mertsearch.errors import InvalidArgumentError
 from mertsearch.indexer.pipeline import IndexProgress, IndexReport
 from mertsearch.search import SearchResult
 from mertsearch.search.options import SearchOptions
@@ -296,11 +297,15 @@ class Catalog(Core):
         exclude_same_artist: bool = False,
         exclude_same_album: bool = False,
         baseline: bool = True,
+        duplicates: int = 5,
     ) -> dict:
         """How good the search is on this catalog, seeded: excerpt identification (clean and
         degraded, for each kept layer too), label retrieval per stored layer, score spreads, and
-        with ``baseline`` the spectral baseline on the same excerpts. See
+        with ``baseline`` the spectral baseline on the same excerpts; duplicate detection on
+        copies of ``duplicates`` tracks, six copies each (0 skips it). See
         :func:`mertsearch.catalog.maintenance.evaluate` for what each part costs."""
+        if duplicates < 0:
+            raise InvalidArgumentError(f"duplicates must be 0 or more tracks, got {duplicates}")
         SearchOptions(k=k)  # checks k before the work starts
         return maintenance.evaluate(
             self,
@@ -312,4 +317,5 @@ class Catalog(Core):
             exclude_same_artist=exclude_same_artist,
             exclude_same_album=exclude_same_album,
             baseline=baseline,
+            duplicate_tracks=duplicates,
         )

@@ -9,11 +9,12 @@ from pathlib import Path
 
 from mertsearch.catalog.calibrate import refresh as refresh_calibration
 from mertsearch.catalog.core import Core
+from mertsearch.catalog.duplicates import after_ingest, current_rule
 from mertsearch.catalog.layout import SHARD_DIR
 from mertsearch.config import RaySettings
 from mertsearch.encoder.runtime import checkpoint_of
 from mertsearch.indexer.discover import discover_files
-from mertsearch.indexer.duplicates import find_leader
+from mertsearch.indexer.duplicates import Windows, find_leader
 from mertsearch.indexer.pipeline import IndexProgress, IndexReport, run_index
 from mertsearch.storage.indexes import SaveSchedule
 from mertsearch.storage.store import StoredTrack, TrackRecord
@@ -48,9 +49,12 @@ def index_paths(
     indexes.load()
     saves = SaveSchedule(SAVE_EVERY_S, SAVE_SHARE)
     read = functools.partial(read_track, sample_rate=cat.manifest.encoder.sample_rate, windows=cat.windows)
+    rule = current_rule(cat, writer=True)
+    stored_ids: list[int] = []
 
     def on_stored(stored: StoredTrack, record: TrackRecord) -> None:
         indexes.stored(stored, record.vector, record.window_vectors)
+        stored_ids.append(stored.track_id)
         if saves.due():
             saves.save(indexes)
 
@@ -67,8 +71,8 @@ def index_paths(
                     cat.store,
                     exclude=own_id,
                     vector=cat.transform(record.vector[None, :])[0],
-                    window_vectors=record.window_vectors,
-                    duration=record.duration,
+                    windows=Windows(record.window_starts, record.window_ends, record.window_vectors, record.duration),
+                    rule=rule,
                 ),
                 retry_failed=retry_failed,
                 progress=progress,
@@ -76,6 +80,7 @@ def index_paths(
             gone, report.empty_folders = vanished(cat, paths, files, prune_empty=prune_empty)
             report.removed = len(remove(cat, gone)) if gone else 0
             refresh_calibration(cat)  # when the catalog has grown (or shrunk) enough to need it
+            after_ingest(cat, rule, stored_ids)
         finally:
             saves.save(indexes)
         report.saving_s = round(saves.total, 3)

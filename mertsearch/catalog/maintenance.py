@@ -15,6 +15,7 @@ from pathlib import Path
 from mertsearch.catalog.calibrate import fitted as fitted_calibration
 from mertsearch.catalog.calibrate import stored as stored_calibration
 from mertsearch.catalog.core import Core
+from mertsearch.catalog.duplicates import checker, refit, relink_all
 from mertsearch.catalog.ingest import remove
 from mertsearch.catalog.layout import DATABASE, default_database
 from mertsearch.config import TransformSpec
@@ -79,6 +80,7 @@ def reindex(cat: Core, layers: LayersArg, transform: str | None) -> dict:
     cat.use_transform(fitted)
     cat.take_up_meta()  # the calibration just stored
     rebuild_index(cat, None, shard_size=None)
+    refit(cat)  # the window vectors (other layers) or the neighbours (another transform) changed
     return {
         "layers": new_layers,
         "transform": kind,
@@ -123,7 +125,7 @@ def repair(cat: Core) -> list[str]:
         done.append("fitted the transform again")
     rebuild_index(cat, None, shard_size=None)
     done.append("rebuilt both indexes from the stored vectors")
-    return done
+    return done + relink_all(cat)
 
 
 def evaluate(cat: Core, *, baseline: bool, **settings) -> dict:
@@ -142,6 +144,10 @@ def evaluate(cat: Core, *, baseline: bool, **settings) -> dict:
     MERT-v1-95M) is switched to each layer from stored vectors and searched. Per layer that
     adds a reindex of the copy (under a second for a few hours of audio) and one search per
     degraded excerpt; see mertsearch.evaluation.excerpts.identify.
+
+    Duplicate detection decodes each of its tracks whole, at the file's own rate, encodes six
+    copies of it and embeds each: about six times those tracks' audio through the model; the
+    catalog's distinct pairs are compared from stored vectors (see mertsearch.evaluation.duplicates).
     """
     from mertsearch.encoder.registry import SPECTRAL
     from mertsearch.evaluation.evaluate import evaluate
@@ -169,6 +175,7 @@ def evaluate(cat: Core, *, baseline: bool, **settings) -> dict:
             **settings,
             baseline=spectral_baseline if baseline and spec.architecture != SPECTRAL else None,
             sweep=layer_sweep if len(spec.kept_layers) > 1 else None,
+            duplicates=lambda: checker(cat),
         )
 
 

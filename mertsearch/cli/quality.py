@@ -153,10 +153,19 @@ def evaluate(
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
     as_json: JsonOpt = False,
+    duplicates: Annotated[
+        int,
+        typer.Option(
+            help="Tracks to copy six ways (mp3, aac, opus, resampled, a trimmed start) and check as duplicates "
+            "against the catalog, which they are not added to; 0 skips it.",
+            min=0,
+        ),
+    ] = 5,
 ) -> None:
     """Measure how good the search is on this catalog: excerpts found (clean and degraded), label
-    retrieval and (with every layer kept) excerpts found per stored layer, and the spread of scores,
-    raw and centered, of random pairs and true pairs. Writes a Markdown report with plots."""
+    retrieval and (with every layer kept) excerpts found per stored layer, the spread of scores,
+    raw and centered, of random pairs and true pairs, and duplicate files found. Writes a Markdown
+    report with plots."""
     from mertsearch.catalog import Catalog
     from mertsearch.evaluation.metrics import read_labels
     from mertsearch.evaluation.report import write_report
@@ -171,6 +180,7 @@ def evaluate(
             exclude_same_artist=exclude_same_artist,
             exclude_same_album=exclude_same_album,
             baseline=baseline,
+            duplicates=duplicates,
         )
         report["files"] = write_report(report, out_dir or cat.directory / "eval")
     if as_json:
@@ -205,4 +215,16 @@ def evaluate(
             f"{similarity['random_pairs']['segments']} (segments) / {similarity['random_pairs']['tracks']} (tracks)",
             highlight=False,
         )
+    if "duplicates" in report:
+        found = report["duplicates"]
+        pairs = found["distinct_pairs"]
+        out.print(
+            f"duplicates: recall {_share(found['recall'])}, precision {_share(found['precision'])} on copies of "
+            f"{found['tracks_copied']} tracks; {pairs['linked']} of {pairs['pairs']} distinct pairs linked",
+            highlight=False,
+        )
     out.print(f"{ident['excerpts']} excerpts of {seconds:g} s. Report: {report['files']['markdown']}", highlight=False)
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

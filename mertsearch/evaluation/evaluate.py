@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from mertsearch.errors import InvalidArgumentError
+from mertsearch.evaluation.duplicates import evaluate_duplicates
 from mertsearch.evaluation.excerpts import draw_excerpts, identify
 from mertsearch.evaluation.metrics import label_retrieval, pair_scores, score_spread, spread
 from mertsearch.evaluation.protocol import CatalogLike
 from mertsearch.evaluation.similarity import similarity_figures
+from mertsearch.indexer.relink import DuplicateCheck
 from mertsearch.storage.transform import IDENTITY, VectorTransform
 
 
@@ -97,13 +99,16 @@ def evaluate(
     exclude_same_album: bool,
     baseline: Callable[[], CatalogLike] | None = None,
     sweep: Callable[[], CatalogLike] | None = None,
+    duplicates: Callable[[], DuplicateCheck] | None = None,
+    duplicate_tracks: int = 0,
 ) -> dict:
     """The report of Catalog.evaluate for ``catalog`` (see there); seeded.
 
     ``baseline`` makes a reference catalog of the same files (the spectral baseline), which
     answers the same excerpts; ``sweep`` a scratch copy of ``catalog`` to switch between its kept
     layers (see excerpts.identify). Both are called once the excerpts are drawn, so a request
-    that cannot be met fails before either is made.
+    that cannot be met fails before either is made. ``duplicates`` gives the catalog's duplicate
+    decision, measured on copies of ``duplicate_tracks`` tracks (see evaluation.duplicates).
     """
     if excerpts < 1 or seconds <= 0:
         raise InvalidArgumentError("give at least one excerpt of more than 0 s")
@@ -170,6 +175,8 @@ def evaluate(
     if len(catalogs) > 1:
         reference = catalogs[1].manifest.encoder.source
         report["baseline"] = {"model": reference, "degradations": found.tables[1], "labels": label_reports[1]}
+    if duplicates is not None and duplicate_tracks > 0:
+        report["duplicates"] = evaluate_duplicates(catalog, duplicates(), tracks=duplicate_tracks, seed=seed)
     return report
 
 

@@ -105,6 +105,7 @@ def _markdown(report: dict, files: dict[str, Path]) -> str:
         "",
     ]
     lines += similarity_lines(report)
+    lines += duplicates_section(report.get("duplicates"))
     return "\n".join(lines)
 
 
@@ -241,3 +242,53 @@ def plot_label_retrieval(axis, report: dict) -> None:
     axis.set_title(f"Label retrieval per layer ({report['queries']} queries{excluded})")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
+
+
+def duplicates_section(found: dict | None) -> list[str]:
+    """The duplicate detection part of eval.md: copies found per kind, and the distinct pairs."""
+    if not found:
+        return []
+    rule, pairs = found["rule"], found["distinct_pairs"]
+    nearest = rule["nearest_distinct"]
+    fitted = (
+        f"the nearest distinct tracks of {rule['measured_tracks']} tracks come to {nearest:.2g}; at most "
+        f"{rule['max_distance']:g}"
+        if nearest is not None
+        else f"a small catalog's limit: {rule['measured_tracks']} tracks measured, too few to fit"
+    )
+    lines = [
+        "## Duplicate files",
+        "",
+        f"Copies of {found['tracks_copied']} tracks checked against the catalog as an ingest checks a new file. "
+        f"The rule links files whose durations agree within {rule['duration_tolerance_s']:g} s and whose aligned "
+        f"windows lie within {rule['distance']:.2g} ({fitted}).",
+        "",
+        "| copy | copies | found | wrongly linked | missed | median distance | max distance |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in found["copies"].items():
+        lines.append(
+            f"| {name} | {row['copies']} | {row['found']} | {row['wrongly_linked']} | {row['missed']} | "
+            f"{_number(row['median_distance'])} | {_number(row['max_distance'])} |"
+        )
+    closest = pairs["closest"]
+    lines += [
+        "",
+        f"Recall {_share(found['recall'])}, precision {_share(found['precision'])}.",
+        "",
+        f"Distinct pairs among the catalog's own tracks (each of {pairs['tracks']} against its nearest tracks and "
+        f"its folder's): {pairs['pairs']} pairs ({pairs['same_folder']} in one folder, {pairs['durations_fit']} with "
+        f"durations that agree), {pairs['linked']} linked; {pairs['grouped']} pairs the catalog groups as one "
+        "recording were left out.",
+    ]
+    if closest is not None:
+        lines.append(f"The closest distinct pair lies at {closest['distance']:.2g}: {' and '.join(closest['paths'])}.")
+    return [*lines, ""]
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

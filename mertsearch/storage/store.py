@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from mertsearch.errors import DatabaseError
+from mertsearch.storage.links import DuplicateLinks
 from mertsearch.storage.records import StoredTrack, TrackRecord, chunks, from_blob, safe_url, to_blob
 from mertsearch.storage.schema import Base, Failure, Meta, Track, Window
 from mertsearch.storage.vector_rows import VectorRows
@@ -77,7 +78,7 @@ def _retryable(exc: Exception) -> bool:
     return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRY_STATES
 
 
-class MetadataStore(VectorRows):
+class MetadataStore(VectorRows, DuplicateLinks):
     """Tracks, windows and failures in a SQL database reached through a SQLAlchemy URL.
 
     SQLite (one file, one writer at a time) or a server database such as PostgreSQL

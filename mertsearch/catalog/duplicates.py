@@ -1,0 +1,76 @@
+"""A catalog's duplicate links: the rule in force (fitted again as the catalog changes), the links
+of an ingest checked again when the rule moved during it, and every link decided again (repair)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mertsearch.catalog.core import Core
+from mertsearch.indexer.duplicates import DuplicateRule, stored_rule
+from mertsearch.indexer.relink import DuplicateCheck, Relinked, fit_and_store, fit_rule, relink
+
+# Files named one by one in what repair reports, per kind of change; the rest are counted.
+SHOWN = 20
+
+
+def current_rule(cat: Core, *, writer: bool) -> DuplicateRule:
+    """The catalog's rule, fitted again when it has none or its track count moved by a tenth
+    since; the writer stores the new fit, a reader only uses it."""
+    rule = stored_rule(cat.store)
+    if rule is not None and not rule.stale(cat.store.count("tracks")):
+        return rule
+    if writer:
+        return fit_and_store(cat.store, cat.indexes.tracks, cat.transform)
+    return fit_rule(cat.store, cat.indexes.tracks, cat.transform)
+
+
+def refit(cat: Core) -> DuplicateRule:
+    """Fit the rule again now (the vectors changed kind: other layers, another transform)."""
+    return fit_and_store(cat.store, cat.indexes.tracks, cat.transform)
+
+
+def after_ingest(cat: Core, used: DuplicateRule, stored: Sequence[int]) -> None:
+    """Once an ingest is done: fit the rule again if the catalog changed enough, and if that moved
+    it, decide the links of the files stored in this run again (they were decided under ``used``)."""
+    rule = current_rule(cat, writer=True)
+    if rule != used and stored:
+        relink(cat.store, cat.indexes.tracks, cat.transform, rule, stored)
+
+
+def checker(cat: Core) -> DuplicateCheck:
+    """The decision an ingest makes, against this catalog as it is (for evaluation; writes nothing)."""
+    return DuplicateCheck(cat.store, cat.indexes.tracks, cat.transform, current_rule(cat, writer=False))
+
+
+def relink_all(cat: Core) -> list[str]:
+    """Fit the rule and decide every link again; what changed, in words (the caller holds the writer lock)."""
+    before = stored_rule(cat.store)
+    rule = refit(cat)
+    done = [] if rule == before else [f"fitted the duplicate rule: {rule.describe()}"]
+    changes = relink(cat.store, cat.indexes.tracks, cat.transform, rule)
+    return done + _described(cat, changes)
+
+
+def _described(cat: Core, changes: list[Relinked]) -> list[str]:
+    involved = {i for change in changes for i in (change.track_id, change.before, change.after) if i is not None}
+    paths = {i: row.path for i, row in cat.store.tracks_by_id(sorted(involved)).items()}
+    kinds = {
+        "linked {} file(s) to another file of the same recording": [
+            f"  {paths[c.track_id]} = {paths[c.after]}" for c in changes if c.before is None
+        ],
+        "moved {} file(s) to the recording's new leading file": [
+            f"  {paths[c.track_id]} = {paths[c.after]} (was = {paths[c.before]})"
+            for c in changes
+            if c.before is not None and c.after is not None
+        ],
+        "unlinked {} file(s) that do not hold the recording they were linked to": [
+            f"  {paths[c.track_id]} (was = {paths[c.before]})" for c in changes if c.after is None
+        ],
+    }
+    lines = []
+    for header, rows in kinds.items():
+        if rows:
+            lines += [header.format(len(rows)), *rows[:SHOWN]]
+            if len(rows) > SHOWN:
+                lines.append(f"  ... and {len(rows) - SHOWN} more (mertsearch duplicates lists every group)")
+    return lines
