@@ -18,7 +18,11 @@ def search_embedding(cat: Core, embedding: Embedding, options: SearchOptions) ->
     if options.exclude_seed_artist:
         raise InvalidArgumentError("exclude_seed_artist is for similar tracks; a clip has no seeds")
     times = np.stack([embedding.window_starts, embedding.window_ends], axis=1)
-    return _rank(cat, embedding.vector, embedding.window_vectors, times, options, mode="segments")
+    probes = embedding.probes
+    if probes is not None:
+        probes = (cat.transform(probes.vectors), np.stack([probes.starts, probes.ends], axis=1))
+    vectors = embedding.window_vectors
+    return _rank(cat, embedding.vector, vectors, times, options, mode="segments", clip=True, probes=probes)
 
 
 def similar(cat: Core, ids: list[int], options: SearchOptions) -> list[SearchResult]:
@@ -31,7 +35,9 @@ def similar(cat: Core, ids: list[int], options: SearchOptions) -> list[SearchRes
     times = np.concatenate([windows[i][0] for i in ids])
     artists = [rows[i].artist for i in ids if rows[i].artist] if options.exclude_seed_artist else []
     seeds = {rows[i].duplicate_of or i for i in ids}
-    return _rank(cat, vector, window_vectors, times, options, mode="tracks", exclude=seeds, exclude_artists=artists)
+    return _rank(
+        cat, vector, window_vectors, times, options, mode="tracks", clip=False, exclude=seeds, exclude_artists=artists
+    )
 
 
 def _rank(
@@ -42,15 +48,25 @@ def _rank(
     options: SearchOptions,
     *,
     mode: str,
+    clip: bool,
     exclude=(),
     exclude_artists=(),
+    probes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[SearchResult]:
-    """``mode`` is the query's default, where the options name none."""
+    """``mode`` is the query's default, where the options name none; ``clip``: the query is audio
+    (its results say where it starts), not catalog tracks; ``probes``: its probe windows
+    (transformed vectors, times)."""
     mode = options.mode or mode
     calibration = cat.calibration
     filters = options.filters
     allowed = cat.store.track_ids_where(filters.condition()) if filters else None
-    query = Query(cat.transform(vector[None, :])[0], cat.transform(window_vectors), times)
+    query = Query(
+        cat.transform(vector[None, :])[0],
+        cat.transform(window_vectors),
+        times,
+        *(probes or (None, None)),
+        clip=clip,
+    )
     return rank(
         mode=mode,
         tracks_index=cat.indexes.tracks,
