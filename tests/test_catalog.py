@@ -26,8 +26,10 @@ def test_index_then_search_finds_the_excerpt_first_with_its_position(tmp_path, t
         )
         results = cat.search(clip, k=3)
         assert results[0].path == str(source)
-        # The clip is 10-18 s of the track: where it starts, within one hop (5 s).
-        assert abs(results[0].match.start - results[0].query.start - 10.0) <= 5.0
+        # The clip is 10-18 s of a steady tone, so any place where it fits is as good as another
+        # (tests/test_offset.py places tunes that tell their stretches apart).
+        assert 0.0 <= results[0].offset <= 24.0 - 8.0
+        assert 0.0 <= results[0].match.start < results[0].match.end <= 24.0 + 0.01
         assert results[0].score >= results[1].score >= results[2].score
 
 
