@@ -50,12 +50,19 @@ def _vectors(cat: Catalog) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray
     return out
 
 
+def _layers_by_path(cat: Catalog) -> dict[str, np.ndarray]:
+    """Per-layer track vectors by path: the two executors may number the tracks in other orders."""
+    ids, layers = cat.store.track_layer_vectors(cat.manifest.encoder.dim)
+    paths = {track_id: row.path for track_id, row in cat.store.tracks_by_id([int(i) for i in ids]).items()}
+    return {paths[int(i)]: vectors for i, vectors in zip(ids, layers, strict=True)}
+
+
 @pytest.mark.slow
 def test_ray_gives_the_local_executors_vectors(tmp_path, tiny_model, bad_music, local_ray):
     with Catalog.create(tmp_path / "local", model=str(tiny_model), layer=LAYER, keep_layers=True) as local:
         precision = local.index_paths([bad_music], decoders=0).precision
         expected, expected_failures = _vectors(local), local.failures()
-        expected_layers = local.store.track_layer_vectors(local.manifest.encoder.dim)[1]
+        expected_layers = _layers_by_path(local)
     with Catalog.create(tmp_path / "ray", model=str(tiny_model), layer=LAYER, keep_layers=True) as cat:
         report = cat.index_paths([bad_music], ray=RaySettings())
         assert (report.executor, report.added, report.from_shards) == ("ray", 7, 0)
@@ -69,8 +76,10 @@ def test_ray_gives_the_local_executors_vectors(tmp_path, tiny_model, bad_music, 
             assert float(vector @ expected[path][0]) >= 0.9999
             assert np.allclose(starts, expected[path][1])
             assert np.min(np.sum(windows * expected[path][2], axis=1)) >= 0.9999
-        layers = cat.store.track_layer_vectors(cat.manifest.encoder.dim)[1]
-        assert np.min(np.sum(layers * expected_layers, axis=-1)) >= 0.9999
+        layers = _layers_by_path(cat)
+        assert sorted(layers) == sorted(expected_layers)
+        for path, vectors in layers.items():
+            assert np.min(np.sum(vectors * expected_layers[path], axis=-1)) >= 0.9999
         assert not (cat.directory / "shards").exists()
         assert_consistent(cat, 7)
         # Nothing changed: a second run has no work for Ray.
