@@ -36,6 +36,9 @@ RADIO_NO_REPEAT_ALBUM = 5
 RADIO_PER_ARTIST = 1
 # The longest song path.
 MAX_PATH = 1000
+# A path's step is one of the PATH_CHOICES tracks nearest its point: the nearest that comes closer
+# to the end than the step before (see _forward).
+PATH_CHOICES = 5
 
 
 def similar(cat: Core, seeds: list[int], options: SearchOptions) -> list[SearchResult]:
@@ -119,7 +122,7 @@ def path(cat: Core, start: int, end: int, count: int, options: SearchOptions) ->
     similarity = None if calibration is None else calibration.scorer("tracks")
     tolerance, sampled = cat.windows.hop_s / 2, cat.windows.sample_s is not None
 
-    def nearest(target: np.ndarray, rules: Rules) -> SearchResult | None:
+    def nearest(target: np.ndarray, rules: Rules, k: int = 1) -> list[SearchResult]:
         query = Query(target, target[None, :], np.zeros((1, 2)))
         found = rank(
             mode="tracks",
@@ -127,20 +130,21 @@ def path(cat: Core, start: int, end: int, count: int, options: SearchOptions) ->
             windows_index=cat.indexes.windows,
             store=cat.store,
             query=query,
-            k=1,
+            k=k,
             rules=rules,
             transform=cat.transform,
             tolerance=tolerance,
             sampled=sampled,
         )
-        return found[0] if found else None
+        return found
 
-    steps = [nearest(first, Rules(allowed=np.array([start])))]
+    steps = nearest(first, Rules(allowed=np.array([start])))
     before, on_path = [rows[i] for i in excluded], [rows[start]]
     used = {recording[i] for i in (start, end, *excluded)}
     for n, target in enumerate(path_targets(first, last, count)):
         artists, albums = _path_tags(before, on_path, rows[end], options)
-        step = nearest(target, Rules(allowed=allowed, exclude=used, exclude_artists=artists, exclude_albums=albums))
+        rules = Rules(allowed=allowed, exclude=used, exclude_artists=artists, exclude_albums=albums)
+        step = _forward(cat, nearest(target, rules, PATH_CHOICES), steps[-1], last)
         if step is None:
             raise InvalidArgumentError(
                 f"a path of {count} tracks needs {count - 2} between start and end, and only {n} are left "
@@ -149,8 +153,21 @@ def path(cat: Core, start: int, end: int, count: int, options: SearchOptions) ->
         steps.append(step)
         on_path.append(cat.store.tracks_by_id([step.track_id])[step.track_id])
         used.add(on_path[-1].duplicate_of or step.track_id)
-    steps.append(nearest(last, Rules(allowed=np.array([end]))))
+    steps += nearest(last, Rules(allowed=np.array([end])))
     return _scored_by_step(cat, steps, similarity)
+
+
+def _forward(cat: Core, candidates: list[SearchResult], previous: SearchResult, end: np.ndarray) -> SearchResult | None:
+    """The candidate nearest its point that comes closer to the end than the step before it, or
+    where none does, the nearest: in a sparse catalog the track nearest a point may lie to one
+    side, and a path that steps back and forth is no journey."""
+    if not candidates:
+        return None
+    ids = [previous.track_id, *(c.track_id for c in candidates)]
+    rows = cat.store.tracks_by_id(ids)
+    vectors = cat.transform(np.stack([from_blob(rows[i].vector) for i in ids]))
+    to_end = vectors @ end / np.maximum(np.linalg.norm(vectors, axis=1), 1e-12)
+    return next((c for c, closer in zip(candidates, to_end[1:], strict=True) if closer > to_end[0]), candidates[0])
 
 
 def _check_path_options(options: SearchOptions) -> None:
