@@ -218,12 +218,13 @@ class Catalog(Core):
         self, start: TrackRef, end: TrackRef, count: int = 10, options: SearchOptions | None = None, **fields
     ) -> list[SearchResult]:
         """A song path of exactly ``count`` tracks from ``start`` to ``end`` (both included): each
-        step is the nearest track not yet used to a point a little further along the way between
-        the two (evenly spaced, in the catalog's searched space), so it moves steadily from one to
-        the other. ``filters``, ``exclude``, ``no_repeat_artist``, ``no_repeat_album``,
-        ``per_artist`` and ``per_album`` choose the tracks between the ends; no recording comes
-        twice. A result's score is its cosine with the track before it (the start's: 1).
-        InvalidArgumentError when fewer than ``count`` - 2 tracks qualify."""
+        step aims at a point a little further along the way between the two (evenly spaced, in the
+        catalog's searched space) and takes, of the 5 unused tracks nearest it, the nearest that
+        comes closer to ``end`` than the step before, so it moves steadily from one to the other.
+        ``filters``, ``exclude``, ``no_repeat_artist``, ``no_repeat_album``, ``per_artist`` and
+        ``per_album`` choose the tracks between the ends; no recording comes twice. A result's
+        score is its cosine with the track before it (the start's: 1). InvalidArgumentError when
+        fewer than ``count`` - 2 tracks qualify."""
         options = (options or SearchOptions()).changed(**fields)
         return radio.path(self, self.track_id(start), self.track_id(end), count, options)
 
