@@ -71,7 +71,7 @@ def main() -> None:
                         row["hits1"] += found[:1] == [n]
                         row["hits10"] += n in found
                         if found[:1] == [n]:
-                            row["errors"].append(abs(results[0].match.start - results[0].query.start - offset))
+                            row["errors"].append(abs(results[0].offset - offset))
     table = [
         {
             "condition": condition,

@@ -5,7 +5,7 @@ from mertsearch import Catalog
 with Catalog.create("./cat", model="mert-v1-95m", layer=7) as catalog:
     catalog.index_paths(["~/Music"])
     for hit in catalog.search("clip.mp3", k=10):
-        print(hit.score, hit.artist, hit.title, hit.match.start)
+        print(hit.score, hit.artist, hit.title, hit.offset)  # where the clip starts in the track
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from mertsearch.client import Client
 
 client = Client("http://127.0.0.1:8000", token=None)
 for hit in client.search("clip.mp3", k=5):
-    print(hit["score"], hit["artist"], hit["title"], hit["match"])
+    print(hit["score"], hit["artist"], hit["title"], hit["offset"])
 client.similar(hit["track_id"], k=10, per_artist=1)
 
 history = [hit["track_id"]]

@@ -48,6 +48,8 @@ def test_search_by_upload_matches_the_python_api(base_url, catalog_dir, clip):
         expected = [r.as_dict() for r in cat.search(clip, k=3)]
     assert [r["track_id"] for r in results] == [r["track_id"] for r in expected]
     assert results[0]["path"].endswith("b.flac") and set(results[0]["match"]) == {"start", "end"}
+    assert [r["offset"] for r in results] == [r["offset"] for r in expected]
+    assert all(isinstance(r["offset"], float) for r in results)
     np.testing.assert_allclose([r["score"] for r in results], [r["score"] for r in expected], atol=1e-5)
 
 
@@ -57,6 +59,7 @@ def test_search_options_similar_track_and_text_search(base_url, clip):
         assert all(r["artist"] == "Ann" for r in client.search(clip, k=5, filter=["artist=Ann"]))
         similar = client.similar(2, k=3, per_artist=1)
         assert len(similar) == 3 and 2 not in [r["track_id"] for r in similar]
+        assert [r["offset"] for r in similar] == [None] * 3
         track = client.track(2)
         assert (track["title"], track["artist"]) == ("Blue Tune", "Ann") and track["duration"] == 12.0
         found = client.tracks("blue")

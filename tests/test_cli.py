@@ -45,8 +45,9 @@ def test_search_json(catalog, tmp_path):
     document = json.loads(run("search", clip, "--catalog", catalog, "-k", 3, "--json").stdout)
     results = document["results"]
     assert len(results) == 3 and results[0]["path"].endswith("e.wav")
-    assert {"track_id", "path", "title", "artist", "album", "score", "match", "query"} <= set(results[0])
+    assert {"track_id", "path", "title", "artist", "album", "score", "match", "query", "offset"} <= set(results[0])
     assert set(results[0]["match"]) == set(results[0]["query"]) == {"start", "end"}
+    assert all(0 <= r["offset"] <= r["duration"] for r in results)
     part = json.loads(run("search", clip, "--catalog", catalog, "--start", 1, "--end", 6, "--json").stdout)
     assert part["results"][0]["path"].endswith("e.wav")
 
@@ -59,6 +60,7 @@ def test_search_table(catalog, tmp_path):
 def test_similar_by_id_and_by_path(catalog, music):
     by_id = json.loads(run("similar", 1, "--catalog", catalog, "--json").stdout)["results"]
     assert len(by_id) == 5 and 1 not in [r["track_id"] for r in by_id]
+    assert all(r["offset"] is None for r in by_id)  # no clip to place
     by_path = json.loads(run("similar", music / "a.wav", "--catalog", catalog, "--json").stdout)["results"]
     assert [r["track_id"] for r in by_path] == [r["track_id"] for r in by_id]
 

@@ -1,5 +1,6 @@
 """The web page in headless Chromium (Debian's package, driven by Playwright): a real upload and clicks."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -52,6 +53,9 @@ def test_upload_search_play_and_more_like_this(tmp_path, tiny_model, music_sourc
         first = results.first
         expect(first.locator(".title")).to_contain_text("d.ogg")  # the clip is the start of d.ogg
         expect(first.locator(".meta")).to_contain_text("matches")
+        # It plays from where the clip starts in the track, as the result says.
+        starts_at = re.search(r"clip starts at (\d+:\d\d\.\d)", first.locator(".meta").inner_text()).group(1)
+        expect(first.locator(".play")).to_have_text(f"▶ play from {starts_at}")
         expect(first.locator(".similarity")).to_have_text("100% similar")  # six tracks: calibrated
         seed = first.get_attribute("data-track-id")
 

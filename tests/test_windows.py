@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mertsearch.audio.windows import WindowCutter, cut_windows
+from mertsearch.audio.windows import ProbeCutter, WindowCutter, cut_windows, probe_start
 from mertsearch.config import WindowSettings
 from mertsearch.errors import AudioDecodeError, InvalidArgumentError
 
@@ -63,7 +63,43 @@ def test_chunks_of_any_size_give_the_same_windows_holding_little(hop_s):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize(
+    ("seconds", "hop_s", "probe"),
+    [
+        (10, 5.0, 2.5),  # windows at 0 and 5: half a hop in
+        (12, 5.0, 3.5),  # 0, 5 and the tail at 7: midway between 2 and 5
+        (8, 5.0, 1.5),  # 0 and the tail at 3
+        (9, 5.0, 2.0),  # 0 and the tail at 4
+        (7.5, 5.0, 1.25),  # 0 and the tail at 2.5: a quarter hop from each
+        (7, 5.0, None),  # 0 and the tail at 2: nothing lies a quarter hop from both
+        (6, 5.0, None),
+        (4, 5.0, None),  # shorter than a window
+        (10, 2.5, None),  # windows half a window apart: the clip's own windows are enough
+        (11, 3.0, 1.5),
+    ],
+)
+def test_the_probe_lies_farthest_from_the_clip_s_window_starts_modulo_the_hop(seconds, hop_s, probe):
+    settings = WindowSettings(window_s=5.0, hop_s=hop_s)
+    samples = np.random.default_rng(2).standard_normal(int(seconds * SR)).astype(np.float32)
+    starts = [start for start, _ in cut_windows(samples, SR, settings)]
+    prober = ProbeCutter(SR, settings)
+    for position in range(0, len(samples), 37):  # streamed in small chunks, as a clip is decoded
+        prober.feed(samples[position : position + 37])
+    found = prober.finish(starts)
+    if probe is None:
+        assert found == []
+        return
+    [(start, window)] = found
+    assert start / SR == pytest.approx(probe)
+    np.testing.assert_array_equal(window, samples[start : start + 500])
+
+
 @pytest.mark.parametrize("kw", [{"hop_s": 0}, {"hop_s": 6}, {"window_s": -1}, {"min_duration_s": 0.01}])
 def test_bad_settings_are_refused(kw):
     with pytest.raises(InvalidArgumentError):
         WindowSettings(**kw)
+
+
+def test_the_probe_starts_a_whole_number_of_model_frames_in():
+    # MERT's frames are 320 samples apart at 24 kHz: half a hop (60,000 samples) is 187.5 of them.
+    assert probe_start([0, 120_000], 240_000, 120_000, 120_000, frame=320) == 187 * 320

@@ -148,14 +148,18 @@ class Catalog(Core):
         """Take tracks (by id or path) out of the catalog; returns their ids. Files are not touched."""
         return ingest.remove(self, list(dict.fromkeys(self.track_id(track) for track in tracks)))
 
-    def embed(self, source: AudioInput, *, start: float | None = None, end: float | None = None) -> Embedding:
-        """Vectors of any audio, processed exactly like the catalog's tracks."""
+    def embed(
+        self, source: AudioInput, *, start: float | None = None, end: float | None = None, probe: bool = False
+    ) -> Embedding:
+        """Vectors of any audio, processed exactly like the catalog's tracks. ``probe`` also embeds
+        one window starting half a hop in (``Embedding.probes``), as :meth:`search` does, which
+        places a clip in a track more exactly; it costs one more window of the model."""
         from mertsearch.audio.decode import stream_audio
         from mertsearch.encoder.embed import embed_chunks
 
         self.take_up_meta()
         chunks = stream_audio(source, sample_rate=self.encoder.sample_rate, start=start, end=end)
-        return embed_chunks(self.encoder, chunks, self.windows)
+        return embed_chunks(self.encoder, chunks, self.windows, probe=probe)
 
     # --- queries: see SearchOptions for the options -------------------------------------------
 
@@ -171,9 +175,10 @@ class Catalog(Core):
         """Tracks most similar to an audio clip (a path, encoded bytes, or a (samples, rate) pair)
         from ``start`` to ``end`` seconds. ``options`` (or their fields as keywords: ``k``,
         ``mode``, ``filters``, ``per_artist``, ``per_album``, ``min_score``, ``min_similarity``)
-        say how; the default mode, "segments", finds a clip that is part of a long track."""
+        say how; the default mode, "segments", finds a clip that is part of a long track. Each
+        result's ``offset`` is where in the track the clip starts."""
         options = (options or SearchOptions()).changed(**fields)
-        embedding = self.embed(query, start=start, end=end)
+        embedding = self.embed(query, start=start, end=end, probe=True)
         return queries.search_embedding(self, embedding, options)
 
     def search_embedding(
@@ -182,7 +187,8 @@ class Catalog(Core):
         """:meth:`search` with a clip already embedded (by :meth:`embed`, or the same model elsewhere).
 
         The embedding's ``vector`` and ``window_vectors`` must be of this catalog's searched layers,
-        untransformed; the catalog's transform is applied here, as for any query.
+        untransformed; the catalog's transform is applied here, as for any query. An embedding
+        made with ``probe=True`` is placed as exactly as :meth:`search` places a clip.
         """
         options = (options or SearchOptions()).changed(**fields)
         self.take_up_meta()

@@ -20,7 +20,11 @@ def search_embedding(cat: Core, embedding: Embedding, options: SearchOptions) ->
     if options.exclude or options.no_repeat_artist or options.no_repeat_album or options.shuffle:
         raise InvalidArgumentError("exclude, no_repeat_artist, no_repeat_album and shuffle are for similar tracks")
     times = np.stack([embedding.window_starts, embedding.window_ends], axis=1)
-    return _rank(cat, embedding.vector, embedding.window_vectors, times, options, mode="segments")
+    probes = embedding.probes
+    if probes is not None:
+        probes = (cat.transform(probes.vectors), np.stack([probes.starts, probes.ends], axis=1))
+    vectors = embedding.window_vectors
+    return _rank(cat, embedding.vector, vectors, times, options, mode="segments", clip=True, probes=probes)
 
 
 def similar(
@@ -44,6 +48,7 @@ def similar(
         times,
         options,
         mode="tracks",
+        clip=False,
         exclude=seeds | set(exclude),
         exclude_artists=[*artists, *exclude_artists],
         exclude_albums=exclude_albums,
@@ -58,16 +63,26 @@ def _rank(
     options: SearchOptions,
     *,
     mode: str,
+    clip: bool,
     exclude=(),
     exclude_artists=(),
     exclude_albums=(),
+    probes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[SearchResult]:
-    """``mode`` is the query's default, where the options name none."""
+    """``mode`` is the query's default, where the options name none; ``clip``: the query is audio
+    (its results say where it starts), not catalog tracks; ``probes``: its probe windows
+    (transformed vectors, times)."""
     mode = options.mode or mode
     calibration = cat.calibration
     filters = options.filters
     allowed = cat.store.track_ids_where(filters.condition()) if filters else None
-    query = Query(cat.transform(vector[None, :])[0], cat.transform(window_vectors), times)
+    query = Query(
+        cat.transform(vector[None, :])[0],
+        cat.transform(window_vectors),
+        times,
+        *(probes or (None, None)),
+        clip=clip,
+    )
     return rank(
         mode=mode,
         tracks_index=cat.indexes.tracks,

@@ -123,7 +123,7 @@ def path(cat: Core, start: int, end: int, count: int, options: SearchOptions) ->
     tolerance, sampled = cat.windows.hop_s / 2, cat.windows.sample_s is not None
 
     def nearest(target: np.ndarray, rules: Rules, k: int = 1) -> list[SearchResult]:
-        query = Query(target, target[None, :], np.zeros((1, 2)))
+        query = Query(target, target[None, :], np.zeros((1, 2)), clip=False)
         found = rank(
             mode="tracks",
             tracks_index=cat.indexes.tracks,

@@ -102,7 +102,8 @@ def show_results(results, as_json: bool) -> None:
         out.print("no results")
         return
     table = Table(box=None, header_style="bold")
-    for column in ("#", "score", "similarity", "id", "artist", "title", "album", "match", "in query", "path"):
+    columns = ("#", "score", "similarity", "id", "artist", "title", "album", "match", "in query", "clip at", "path")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for rank, r in enumerate(results, start=1):
         table.add_row(
@@ -115,6 +116,7 @@ def show_results(results, as_json: bool) -> None:
             r.album or "",
             f"{clock(r.match.start)}-{clock(r.match.end)}",
             f"{clock(r.query.start)}-{clock(r.query.end)}",
+            "" if r.offset is None else clock(r.offset),
             r.path + "".join(f"\n  = {alternate}" for alternate in r.alternates),
         )
     out.print(table)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mertsearch.audio.windows import Window, WindowCutter
+from mertsearch.audio.windows import ProbeCutter, Window, WindowCutter
 from mertsearch.config import WindowSettings
-from mertsearch.encoder.pooling import Embedding, pool
+from mertsearch.encoder.pooling import Embedding, Probes, pool
 
 if TYPE_CHECKING:
     from mertsearch.encoder.mert import MertEncoder
@@ -32,9 +33,16 @@ def assemble(encoder: MertEncoder, starts: np.ndarray, lengths: np.ndarray, mean
     )
 
 
-def embed_chunks(encoder: MertEncoder, chunks: Iterable[np.ndarray], windows: WindowSettings) -> Embedding:
-    """Embed mono samples at the encoder's rate arriving in chunks, ``batch_size`` windows at a time."""
+def embed_chunks(
+    encoder: MertEncoder, chunks: Iterable[np.ndarray], windows: WindowSettings, *, probe: bool = False
+) -> Embedding:
+    """Embed mono samples at the encoder's rate arriving in chunks, ``batch_size`` windows at a time.
+
+    ``probe``: also embed the clip's probe window (see audio.windows.ProbeCutter), last, into the
+    embedding's ``probes``.
+    """
     cutter = WindowCutter(encoder.sample_rate, windows)
+    prober = ProbeCutter(encoder.sample_rate, windows, frame=getattr(encoder, "frame_samples", 1)) if probe else None
     starts, lengths, means, pending = [], [], [], []
 
     def run(batch: list[Window]) -> None:
@@ -45,8 +53,24 @@ def embed_chunks(encoder: MertEncoder, chunks: Iterable[np.ndarray], windows: Wi
 
     for chunk in chunks:
         pending += cutter.feed(chunk)
+        if prober is not None:
+            prober.feed(chunk)
         while len(pending) >= encoder.batch_size:
             run(pending[: encoder.batch_size])
             del pending[: encoder.batch_size]
-    run(pending + cutter.finish())
-    return assemble(encoder, np.array(starts), np.array(lengths), np.concatenate(means), cutter.total)
+    pending += cutter.finish()
+    extra = [] if prober is None else prober.finish(starts + [start for start, _ in pending])
+    run(pending)
+    run(extra)  # alone, so the clip's own windows are computed exactly as without it
+    regular = len(starts) - len(extra)
+    means = np.concatenate(means)
+    starts, lengths = np.array(starts), np.array(lengths)
+    embedding = assemble(encoder, starts[:regular], lengths[:regular], means[:regular], cutter.total)
+    if not extra:
+        return embedding
+    vectors, _, _, layer_vectors = pool(
+        means[regular:], capture=encoder.capture, layers=encoder.layers, keep_all=encoder.keep_all
+    )
+    rate = encoder.sample_rate
+    probes = Probes(vectors, starts[regular:] / rate, (starts[regular:] + lengths[regular:]) / rate, layer_vectors)
+    return replace(embedding, probes=probes)

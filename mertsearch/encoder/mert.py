@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import platform
 import time
 from collections.abc import Sequence
@@ -107,6 +108,7 @@ class MertEncoder:
         self.keep_all = keep_all
         self.num_layers = num_layers
         self.dim = model.config.hidden_size
+        self.frame_samples = math.prod(model.config.conv_stride)  # input samples per output frame
         self.preprocessing = read_preprocessing(checkpoint)
         self.sample_rate = self.preprocessing.sample_rate
         self.device = torch.device(device)

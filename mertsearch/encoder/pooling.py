@@ -16,11 +16,23 @@ from mertsearch.errors import InvalidArgumentError
 
 
 @dataclass(frozen=True)
+class Probes:
+    """Windows of a clip off the catalog's grid (see audio.windows.ProbeCutter), searchable like
+    window vectors; ``layer_vectors`` (probes, layers, dim) when every layer is kept."""
+
+    vectors: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    layer_vectors: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
 class Embedding:
     """A track or clip as vectors: one per window (L2-normalised) and the pooled one.
 
     ``layer_vectors`` (layers, dim) and ``layer_window_vectors`` (windows, layers, dim) hold every
     computed layer, normalised, when the encoder keeps all layers; else they are None.
+    ``probes``: a clip's probe window, when it was asked for; it takes no part in ``vector``.
     """
 
     vector: np.ndarray
@@ -30,6 +42,7 @@ class Embedding:
     duration: float
     layer_vectors: np.ndarray | None = None
     layer_window_vectors: np.ndarray | None = None
+    probes: Probes | None = None
 
 
 def captured_layers(layers: Sequence[int], kept_layers: Sequence[int]) -> tuple[int, ...]:
@@ -74,10 +87,16 @@ def for_layers(embedding: Embedding, positions: Sequence[int]) -> Embedding:
     if embedding.layer_window_vectors is None:
         raise InvalidArgumentError("this embedding holds no per-layer vectors (its encoder did not keep every layer)")
     window_vectors, vector = searchable_vectors(embedding.layer_window_vectors, positions)
+    probes = embedding.probes
+    if probes is not None:
+        if probes.layer_vectors is None:
+            raise InvalidArgumentError("this embedding's probes hold no per-layer vectors")
+        probes = Probes(searchable_vectors(probes.layer_vectors, positions)[0], probes.starts, probes.ends)
     return Embedding(
         vector=vector,
         window_vectors=window_vectors,
         window_starts=embedding.window_starts,
         window_ends=embedding.window_ends,
         duration=embedding.duration,
+        probes=probes,
     )

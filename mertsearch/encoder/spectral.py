@@ -47,6 +47,7 @@ class SpectralEncoder:
         self.precision = "fp32"
         self.precision_report = {"asked": "fp32", "chosen": "fp32", "why": "the spectral baseline runs in fp32"}
         n_fft, hop = int(config["n_fft"]), int(config["hop_length"])
+        self.frame_samples = hop  # input samples per frame
         self._mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=self.sample_rate, n_fft=n_fft, hop_length=hop, n_mels=int(config["n_mels"])
         )

@@ -2,7 +2,8 @@
 
 Random excerpts of catalog tracks, starting off the window grid, are played to the search as
 they are and after each degradation a listener's copy may have suffered; the report gives the
-recall of the source track at 1 and 10, and how far the reported position is from the truth.
+recall of the source track at 1 and 10, and how far the reported start of the excerpt in the track
+(the first result's ``offset``) is from the truth.
 Everything is drawn from one seed, so two runs on the same catalog give the same numbers.
 """
 
@@ -172,7 +173,7 @@ class _Tally:
             return None
         best = results[0]
         self.hits1[name] += 1
-        self.errors[name].append(abs((best.match.start - best.query.start) - excerpt.start))
+        self.errors[name].append(abs(best.offset - excerpt.start))
         return best
 
     def table(self) -> dict[str, dict]:
@@ -237,7 +238,7 @@ def identify(
     clean_results: list[tuple[Excerpt, list[SearchResult]]] = []
     for name, excerpt, samples in degraded(excerpts, rate, rng):
         for which, catalog in enumerate(catalogs):
-            embedding = catalog.embed((samples, rate))
+            embedding = catalog.embed((samples, rate), probe=True)  # as a search embeds a clip
             results = catalog.search_embedding(embedding, k=k)
             best = tallies[which].add(name, excerpt, results)
             if which == 0 and name == "clean":

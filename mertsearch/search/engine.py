@@ -8,7 +8,8 @@ Two ways to find candidates:
   pair, so a clip that matches part of a long track finds it.
 
 Either way a result carries the best-matching time range in the track (``match``) and in the
-query (``query``). Candidates are fetched in growing rounds until ``k`` of them pass the filters
+query (``query``), and a clip's result where in the track the clip starts (``offset``; see
+placement). Candidates are fetched in growing rounds until ``k`` of them pass the filters
 and diversity rules, so asking for k results gives k whenever k tracks qualify.
 
 Filters come as the ids of the tracks they allow. The track index searches among those (a FAISS id
@@ -29,6 +30,7 @@ from functools import partial
 import numpy as np
 
 from mertsearch.errors import InvalidArgumentError
+from mertsearch.search.placement import align
 from mertsearch.storage.schema import Track
 from mertsearch.storage.store import MetadataStore, from_blob
 from mertsearch.storage.vector_index import VectorIndex
@@ -56,6 +58,7 @@ class SearchResult:
     alternates: list[str] = field(default_factory=list)
     # The share of the catalog's random pairs scoring lower (search.calibration); None: no calibration.
     similarity: float | None = None
+    offset: float | None = None  # where in the track the clip starts; None for catalog tracks as queries
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -63,11 +66,28 @@ class SearchResult:
 
 @dataclass(frozen=True)
 class Query:
-    """A query's vectors, already transformed like the indexes, and its windows' times."""
+    """A query's vectors, already transformed like the indexes, and its windows' times.
+
+    ``probe_vectors`` and ``probe_times``: a clip's probe windows (see audio.windows.ProbeCutter),
+    which only help place it; ``clip``: False for catalog tracks as queries, whose results get no
+    offset.
+    """
 
     vector: np.ndarray
     window_vectors: np.ndarray
     window_times: np.ndarray  # (windows, 2): start, end in seconds
+    probe_vectors: np.ndarray | None = None
+    probe_times: np.ndarray | None = None
+    clip: bool = True
+
+    def placing(self) -> tuple[np.ndarray, np.ndarray]:
+        """The vectors and times that place the query along a track: its windows, then its probes."""
+        if self.probe_vectors is None or not len(self.probe_vectors):
+            return self.window_vectors, self.window_times
+        return (
+            np.concatenate([self.window_vectors, self.probe_vectors]),
+            np.concatenate([self.window_times, self.probe_times]),
+        )
 
 
 # Tracks whose windows are read and scored at a time when a filter's tracks are scored exactly.
@@ -95,6 +115,7 @@ class _Candidate:
     score: float
     query_window: int = 0
     match: tuple[float, float] | None = None  # where in the track, when known
+    offset: float | None = None  # where the clip starts in the track, when known
 
 
 def _track_candidates(
@@ -224,56 +245,6 @@ def _best_pairs(
     return found[order], scores[order], query_windows[order]
 
 
-def align(
-    track_times: np.ndarray, track_vectors: np.ndarray, query: Query, tolerance: float, *, sampled: bool = False
-) -> tuple[float, tuple[float, float], int]:
-    """(score, matching time range in the track, query window) of the query's best alignment.
-
-    Every shift of the query along the track that puts some query window on some track window is
-    tried; at a shift, each query window takes the best track window starting within
-    ``tolerance`` of where it lands, and the shift scores the mean over all query windows (0 for
-    those that land outside the track). A true excerpt scores high at its own shift for all its
-    windows at once, where a chance resemblance lights up only one pair. The best shift is then
-    refined between its neighbours (a parabola through the three scores), since the excerpt may
-    start anywhere between two window starts.
-
-    ``sampled``: the track's windows are a sample of it (``index --sample``), so a query window
-    landing between them says nothing; a shift scores the mean over the query windows that land
-    on one.
-    """
-    pairs = track_vectors @ query.window_vectors.T  # (track windows, query windows)
-    track_starts, query_starts = track_times[:, 0], query.window_times[:, 0]
-    shifts = np.unique(np.round((track_starts[:, None] - query_starts[None, :]).ravel(), 2))
-    scores = np.empty(len(shifts))
-    for n, shift in enumerate(shifts):
-        near = np.abs(track_starts[:, None] - (query_starts[None, :] + shift)) <= tolerance
-        per_query = np.where(near, pairs, -np.inf).max(axis=0)
-        landed = np.isfinite(per_query)
-        scores[n] = per_query[landed].mean() if sampled else np.where(landed, per_query, 0.0).mean()
-    best = int(np.argmax(scores))
-    shift = float(shifts[best]) + _refinement(shifts, scores, best, 2 * tolerance)
-    near = np.abs(track_starts[:, None] - (query_starts[None, :] + shifts[best])) <= tolerance
-    _, query_window = np.unravel_index(int(np.argmax(np.where(near, pairs, -np.inf))), pairs.shape)
-    length = query.window_times[query_window, 1] - query.window_times[query_window, 0]
-    start = min(max(query_starts[query_window] + shift, 0.0), max(float(track_times[:, 1].max()) - length, 0.0))
-    return float(scores[best]), (start, start + length), int(query_window)
-
-
-def _refinement(shifts: np.ndarray, scores: np.ndarray, best: int, hop: float) -> float:
-    """Offset of the parabola's peak through the best shift and the shifts one hop either side."""
-    neighbours = []
-    for direction in (-1, 1):
-        found = np.flatnonzero(np.abs(shifts - (shifts[best] + direction * hop)) <= hop / 4)
-        if not len(found):
-            return 0.0
-        neighbours.append(scores[found[np.argmax(scores[found])]])
-    before, after = neighbours
-    curvature = before - 2 * scores[best] + after
-    if curvature >= 0:
-        return 0.0
-    return float(np.clip(0.5 * (before - after) / curvature * hop, -hop / 2, hop / 2))
-
-
 def _aligned(
     candidates: list[_Candidate],
     store: MetadataStore,
@@ -289,8 +260,8 @@ def _aligned(
         times, vectors = windows[candidate.track_id]
         if transform is not None:
             vectors = transform(vectors)
-        score, match, query_window = align(times, vectors, query, tolerance, sampled=sampled)
-        out.append(_Candidate(candidate.track_id, score, query_window, match))
+        score, match, query_window, offset = align(times, vectors, query, tolerance, sampled=sampled)
+        out.append(_Candidate(candidate.track_id, score, query_window, match, offset))
     return sorted(out, key=lambda c: -c.score)
 
 
@@ -384,7 +355,8 @@ def rank(
         if len(chosen) == k or complete or floor:
             break
         fetch *= 4
-    return _results(store, query, chosen, rows, transform, similarity)
+    placed = partial(align, tolerance=tolerance, sampled=sampled)
+    return _results(store, query, chosen, rows, transform, similarity, aligned=placed)
 
 
 def _results(
@@ -394,11 +366,14 @@ def _results(
     rows: dict[int, Track],
     transform: Callable[[np.ndarray], np.ndarray] | None,
     similarity: Callable[[float], float] | None = None,
+    *,
+    aligned: Callable,
 ) -> list[SearchResult]:
     windows = store.windows_of([c.track_id for c in chosen if c.match is None])
     groups = store.duplicate_groups([rows[c.track_id].duplicate_of or c.track_id for c in chosen])
     results = []
     for candidate in chosen:
+        offset = candidate.offset
         if candidate.match is not None:
             query_window, match = candidate.query_window, candidate.match
         else:
@@ -409,6 +384,8 @@ def _results(
             pairs = vectors @ query.window_vectors.T
             best, query_window = np.unravel_index(int(np.argmax(pairs)), pairs.shape)
             match = times[best]
+            if query.clip:  # where the clip starts, as segment search would place it
+                offset = aligned(times, vectors, query).offset
         track = rows[candidate.track_id]
         recording = groups.get(track.duplicate_of or track.id, [])
         results.append(
@@ -420,10 +397,11 @@ def _results(
                 album=track.album,
                 score=candidate.score,
                 match=TimeRange(round(float(match[0]), 3), round(float(match[1]), 3)),
-                query=TimeRange(*(round(float(t), 3) for t in query.window_times[query_window])),
+                query=TimeRange(*(round(float(t), 3) for t in query.placing()[1][query_window])),
                 duration=round(track.duration, 3),
                 alternates=[member.path for member in recording if member.id != track.id],
                 similarity=None if similarity is None else similarity(candidate.score),
+                offset=round(float(offset), 3) if query.clip and offset is not None else None,
             )
         )
     return results
