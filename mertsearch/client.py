@@ -6,6 +6,11 @@ client = Client("http://127.0.0.1:8000", token=None)
 for hit in client.search("clip.mp3", k=5):
     print(hit["score"], hit["artist"], hit["title"], hit["offset"])
 client.similar(hit["track_id"], k=10, per_artist=1)
+
+history = [hit["track_id"]]
+while len(history) < 50:  # a radio: the next tracks, never one already played
+    history += [t["track_id"] for t in client.radio(history, k=5)]
+client.path(history[0], history[-1], count=8)
 """
 
 from __future__ import annotations
@@ -75,6 +80,17 @@ class Client:
         params = {"k": k, **{key: value for key, value in options.items() if value is not None}}
         return self._json(self._http.get(f"/tracks/{int(track_id)}/similar", params=params))["results"]
 
+    def radio(self, history: list[int], *, k: int = 10, **options) -> list[dict]:
+        """The next ``k`` tracks after ``history`` (track ids, oldest first); options as `GET /radio`
+        takes them (exclude, no_repeat_artist, per_artist, shuffle, seed, filter, ...)."""
+        params = {"history": [int(t) for t in history], "k": k, **_params(options)}
+        return self._json(self._http.get("/radio", params=params))["results"]
+
+    def path(self, start: int, end: int, *, count: int = 10, **options) -> list[dict]:
+        """A song path of ``count`` tracks from ``start`` to ``end``; options as `GET /path` takes them."""
+        params = {"start": int(start), "end": int(end), "count": count, **_params(options)}
+        return self._json(self._http.get("/path", params=params))["results"]
+
     def track(self, track_id: int) -> dict:
         return self._json(self._http.get(f"/tracks/{int(track_id)}"))
 
@@ -89,6 +105,11 @@ class Client:
             return path
         signed = self._json(self._http.get(f"/tracks/{int(track_id)}/audio-url"))
         return f"{path}?{urlencode({'expires': signed['expires'], 'signature': signed['signature']})}"
+
+
+def _params(options: dict) -> dict:
+    """Query parameters from keyword options, None left out (httpx repeats a list's items)."""
+    return {key: value for key, value in options.items() if value is not None}
 
 
 def _form_value(value):

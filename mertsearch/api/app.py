@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mertsearch.api import journeys
 from mertsearch.api.auth import AudioUrlSigner, bearer_matches, token_problem
 from mertsearch.api.decoding import Decode, UploadDecoders, decode_upload
 from mertsearch.api.files import FileRefused, IndexedFolders, OpenFileResponse, open_indexed
@@ -276,6 +277,11 @@ def create_app(settings: Settings) -> FastAPI:
         exclude_seed_artist: bool = False,
         min_score: Annotated[float | None, Query(allow_inf_nan=False)] = None,
         min_similarity: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None,
+        exclude: journeys.Exclude = None,
+        no_repeat_artist: journeys.NoRepeat = None,
+        no_repeat_album: journeys.NoRepeat = None,
+        shuffle: journeys.Shuffle = 0.0,
+        seed: journeys.Seed = None,
     ) -> dict:
         options = SearchOptions.parse(
             filter_,
@@ -290,6 +296,11 @@ def create_app(settings: Settings) -> FastAPI:
             exclude_seed_artist=exclude_seed_artist,
             min_score=min_score,
             min_similarity=min_similarity,
+            exclude=tuple(exclude or ()),
+            no_repeat_artist=no_repeat_artist,
+            no_repeat_album=no_repeat_album,
+            shuffle=shuffle,
+            seed=seed,
         )
         with lock:
             results = catalog().similar(track_id, options)
@@ -339,5 +350,6 @@ def create_app(settings: Settings) -> FastAPI:
         shown = os.fsencode(name).decode("utf-8", "replace")
         return OpenFileResponse(file, info, name=shown, media_type=media_type)
 
+    journeys.add_routes(app, catalog, lock, Auth)
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
     return app

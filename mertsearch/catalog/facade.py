@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mertsearch.catalog import ingest, lookups, maintenance, queries
+from mertsearch.catalog import ingest, lookups, maintenance, queries, radio
 from mertsearch.catalog.core import Core, adds, writes
 from mertsearch.catalog.ingest import DECODE_TIMEOUT_S
 from mertsearch.catalog.layout import find_or_make, one_of
@@ -198,12 +198,46 @@ class Catalog(Core):
         self, tracks: TrackRef | Sequence[TrackRef], options: SearchOptions | None = None, **fields
     ) -> list[SearchResult]:
         """Tracks most similar to one or more catalog tracks (by id or path); the seeds and the other
-        files of their recordings are left out. Several seeds query with the normalised mean of
-        their vectors. The default mode is "tracks"; ``exclude_seed_artist`` leaves out the seeds'
-        artists."""
+        files of their recordings are left out. Several seeds combine by agreement (each seed's
+        own neighbours, fused: tracks near several seeds first; ``combine="average"``: the
+        normalised mean of their vectors). The default mode is "tracks"; ``exclude_seed_artist``
+        leaves out the seeds' artists; ``exclude``, ``no_repeat_artist``, ``no_repeat_album``,
+        ``shuffle`` and ``seed`` continue a queue (see SearchOptions)."""
         options = (options or SearchOptions()).changed(**fields)
-        seeds = [tracks] if isinstance(tracks, (int, str, os.PathLike)) else list(tracks)
-        return queries.similar(self, list(dict.fromkeys(self.track_id(seed) for seed in seeds)), options)
+        return radio.similar(self, self._track_ids(tracks), options)
+
+    def radio(
+        self, history: TrackRef | Sequence[TrackRef], options: SearchOptions | None = None, **fields
+    ) -> list[SearchResult]:
+        """The next ``k`` tracks after a listening ``history`` (ids or paths, oldest first): similar
+        to its last 3 tracks (by agreement), never one of the history (nor another file of one),
+        and, unless ``options`` say otherwise, no artist of its last 3 tracks, no album of its
+        last 5 and each artist once (``no_repeat_artist=3, no_repeat_album=5, per_artist=1``;
+        where those leave fewer than k, the rest come without them). The options' ``exclude``
+        leaves out more tracks."""
+        options = (options or SearchOptions()).changed(**fields)
+        tracks = [history] if isinstance(history, (int, str, os.PathLike)) else list(history)
+        # Not made unique: a track played again is recent again.
+        return radio.radio(self, [self.track_id(track) for track in tracks], options)
+
+    def path(
+        self, start: TrackRef, end: TrackRef, count: int = 10, options: SearchOptions | None = None, **fields
+    ) -> list[SearchResult]:
+        """A song path of exactly ``count`` tracks from ``start`` to ``end`` (both included): each
+        step aims at a point a little further along the way between the two (evenly spaced, in the
+        catalog's searched space) and takes, of the 5 unused tracks nearest it, the nearest that
+        comes closer to ``end`` than the step before, so it moves steadily from one to the other.
+        ``filters``, ``exclude``, ``no_repeat_artist``, ``no_repeat_album``, ``per_artist`` and
+        ``per_album`` choose the tracks between the ends; no recording comes twice. A result's
+        score is its cosine with the track before it (the start's: 1). InvalidArgumentError when
+        fewer than ``count`` - 2 tracks qualify."""
+        options = (options or SearchOptions()).changed(**fields)
+        return radio.path(self, self.track_id(start), self.track_id(end), count, options)
+
+    def _track_ids(self, tracks: TrackRef | Sequence[TrackRef]) -> list[int]:
+        """Ids of one track or several, each once, in the order given."""
+        tracks = [tracks] if isinstance(tracks, (int, str, os.PathLike)) else list(tracks)
+        return list(dict.fromkeys(self.track_id(track) for track in tracks))
 
     @property
     def sampled_note(self) -> str | None:

@@ -17,6 +17,8 @@ def search_embedding(cat: Core, embedding: Embedding, options: SearchOptions) ->
     database's layers and transform (:meth:`Core.take_up_meta`) before the clip was embedded."""
     if options.exclude_seed_artist:
         raise InvalidArgumentError("exclude_seed_artist is for similar tracks; a clip has no seeds")
+    if options.exclude or options.no_repeat_artist or options.no_repeat_album or options.shuffle:
+        raise InvalidArgumentError("exclude, no_repeat_artist, no_repeat_album and shuffle are for similar tracks")
     times = np.stack([embedding.window_starts, embedding.window_ends], axis=1)
     probes = embedding.probes
     if probes is not None:
@@ -25,8 +27,12 @@ def search_embedding(cat: Core, embedding: Embedding, options: SearchOptions) ->
     return _rank(cat, embedding.vector, vectors, times, options, mode="segments", clip=True, probes=probes)
 
 
-def similar(cat: Core, ids: list[int], options: SearchOptions) -> list[SearchResult]:
-    """Tracks most similar to the catalog tracks ``ids``, which are left out with their other files."""
+def similar(
+    cat: Core, ids: list[int], options: SearchOptions, *, exclude=(), exclude_artists=(), exclude_albums=()
+) -> list[SearchResult]:
+    """Tracks most similar to the mean of the catalog tracks ``ids``, which are left out with their
+    other files; ``exclude`` (recordings' leading ids), ``exclude_artists`` and ``exclude_albums``
+    ((artist, album) pairs) leave out more (see mertsearch.catalog.radio)."""
     cat.take_up_meta()
     rows = cat.store.tracks_by_id(ids)
     windows = cat.store.windows_of(ids)
@@ -36,7 +42,16 @@ def similar(cat: Core, ids: list[int], options: SearchOptions) -> list[SearchRes
     artists = [rows[i].artist for i in ids if rows[i].artist] if options.exclude_seed_artist else []
     seeds = {rows[i].duplicate_of or i for i in ids}
     return _rank(
-        cat, vector, window_vectors, times, options, mode="tracks", clip=False, exclude=seeds, exclude_artists=artists
+        cat,
+        vector,
+        window_vectors,
+        times,
+        options,
+        mode="tracks",
+        clip=False,
+        exclude=seeds | set(exclude),
+        exclude_artists=[*artists, *exclude_artists],
+        exclude_albums=exclude_albums,
     )
 
 
@@ -51,6 +66,7 @@ def _rank(
     clip: bool,
     exclude=(),
     exclude_artists=(),
+    exclude_albums=(),
     probes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[SearchResult]:
     """``mode`` is the query's default, where the options name none; ``clip``: the query is audio
@@ -74,7 +90,7 @@ def _rank(
         store=cat.store,
         query=query,
         k=options.k,
-        rules=options.rules(allowed, exclude=exclude, exclude_artists=exclude_artists),
+        rules=options.rules(allowed, exclude=exclude, exclude_artists=exclude_artists, exclude_albums=exclude_albums),
         transform=cat.transform,
         tolerance=cat.windows.hop_s / 2,
         sampled=cat.windows.sample_s is not None,

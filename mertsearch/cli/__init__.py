@@ -1,7 +1,7 @@
 """The mertsearch command line: thin wrappers over the Python API, and its one error boundary.
 
 common.py holds the app, the shared options and the error boundary; ingest.py, queries.py,
-quality.py and admin.py the commands.
+journeys.py (radio, path), quality.py and admin.py the commands.
 """
 
 import sys
@@ -10,6 +10,7 @@ import sys
 # isort: off
 from mertsearch.cli import ingest  # noqa: F401
 from mertsearch.cli import queries  # noqa: F401
+from mertsearch.cli import journeys  # noqa: F401
 from mertsearch.cli import quality  # noqa: F401
 from mertsearch.cli import admin  # noqa: F401
 

@@ -48,6 +48,56 @@ MinSimilarityOpt = Annotated[
     ),
 ]
 M3uOpt = Annotated[Path | None, typer.Option("--m3u", help="Also write the results as an M3U playlist.")]
+ExcludeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exclude",
+        help="Never return this track (id or path) nor other files of its recording: what was played "
+        "(repeatable, oldest first).",
+    ),
+]
+NoRepeatArtistOpt = Annotated[
+    int | None, typer.Option(help="Leave out the artists of the last N --exclude tracks.", min=0)
+]
+NoRepeatAlbumOpt = Annotated[
+    int | None, typer.Option(help="Leave out the albums of the last N --exclude tracks.", min=0)
+]
+ShuffleOpt = Annotated[
+    float,
+    typer.Option(
+        help="0: the ranking as it is; T > 0: draw the results from the best 4k, each with weight "
+        "exp(similarity / T) (0.05 keeps close to the ranking, 0.5 mixes widely).",
+        min=0.0,
+    ),
+]
+SeedOpt = Annotated[int | None, typer.Option(help="Seed of --shuffle's draws (default: new draws each time).", min=0)]
+CombineOpt = Annotated[
+    str,
+    typer.Option(
+        help="How several seeds combine: 'agreement' (each seed's neighbours, fused: tracks near several "
+        "seeds first) or 'average' (their mean vector)."
+    ),
+]
+
+
+def queue_options(
+    *,
+    exclude: list[str] | None,
+    no_repeat_artist: int | None,
+    no_repeat_album: int | None,
+    shuffle: float,
+    seed: int | None,
+    combine: str,
+) -> dict:
+    """SearchOptions' fields for continuing a queue, as the commands take them."""
+    return {
+        "exclude": tuple(exclude or ()),
+        "no_repeat_artist": no_repeat_artist,
+        "no_repeat_album": no_repeat_album,
+        "shuffle": shuffle,
+        "seed": seed,
+        "combine": combine,
+    }
 
 
 def _deliver(results, as_json: bool, m3u: Path | None) -> None:
@@ -131,6 +181,12 @@ def similar(
     exclude_seed_artist: Annotated[bool, typer.Option(help="Leave out the seeds' artists.")] = False,
     min_score: MinScoreOpt = None,
     min_similarity: MinSimilarityOpt = None,
+    exclude: ExcludeOpt = None,
+    no_repeat_artist: NoRepeatArtistOpt = None,
+    no_repeat_album: NoRepeatAlbumOpt = None,
+    shuffle: ShuffleOpt = 0.0,
+    seed: SeedOpt = None,
+    combine: CombineOpt = "agreement",
     m3u: M3uOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -151,6 +207,14 @@ def similar(
         exclude_seed_artist=exclude_seed_artist,
         min_score=min_score,
         min_similarity=min_similarity,
+        **queue_options(
+            exclude=exclude,
+            no_repeat_artist=no_repeat_artist,
+            no_repeat_album=no_repeat_album,
+            shuffle=shuffle,
+            seed=seed,
+            combine=combine,
+        ),
     )
     with Catalog.open(catalog, mmap=True) as cat:
         results = cat.similar(tracks, options)

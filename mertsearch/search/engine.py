@@ -106,6 +106,7 @@ class Rules:
     per_album: int | None = None
     min_score: float | None = None
     min_similarity: float | None = None
+    exclude_albums: Collection[tuple[str, str]] = ()  # (artist, album), as per_album counts them
 
 
 @dataclass
@@ -277,6 +278,7 @@ def _accepts(rules: Rules, similarity: Callable[[float], float] | None = None) -
     albums: Counter = Counter()
     recordings: set[int] = set()
     excluded_artists = {a.casefold() for a in rules.exclude_artists if a}
+    excluded_albums = {(artist.casefold(), album.casefold()) for artist, album in rules.exclude_albums if album}
 
     def accept(candidate: _Candidate, track: Track) -> bool:
         recording = track.duplicate_of or track.id
@@ -286,7 +288,7 @@ def _accepts(rules: Rules, similarity: Callable[[float], float] | None = None) -
             return False
         artist = (track.artist or "").casefold()
         album = (track.album or "").casefold()
-        if artist and artist in excluded_artists:
+        if (artist and artist in excluded_artists) or (album and (artist, album) in excluded_albums):
             return False
         if rules.per_artist is not None and artist and artists[artist] >= rules.per_artist:
             return False

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +15,8 @@ from mertsearch.search.engine import MODES, Rules
 from mertsearch.storage.filters import Filters
 
 MAX_K = 10000
+# How several seeds make one query (see mertsearch.search.radio).
+COMBINE = ("agreement", "average")
 
 
 @dataclass(frozen=True)
@@ -22,7 +27,17 @@ class SearchOptions:
     ``per_album`` cap results per artist / album; ``min_score`` drops weaker results;
     ``exclude_seed_artist`` leaves out the artists of the seed tracks (similar tracks only);
     ``min_similarity`` (0 to 1) drops results whose similarity is lower (see
-    mertsearch.search.calibration; the catalog must have a calibration)."""
+    mertsearch.search.calibration; the catalog must have a calibration).
+
+    Queue continuation (similar tracks): ``exclude`` tracks (ids or paths, oldest first: what was
+    played) are never returned, nor other files of their recordings; ``no_repeat_artist`` /
+    ``no_repeat_album`` N leave out the artists / albums of the last N of ``exclude``;
+    ``shuffle`` T > 0 draws the k results from the best 4k, each draw taking one of those left
+    with a weight of exp(similarity / T) (the score where the catalog has no calibration),
+    ``seed`` making the draws repeatable (None: new ones each time); ``combine`` says how several
+    seeds make one query: "agreement" fuses the seeds' own neighbour lists (reciprocal-rank
+    fusion, so tracks near several seeds come first), "average" searches with their mean vector
+    (see mertsearch.search.radio)."""
 
     k: int = 10
     mode: str | None = None
@@ -32,6 +47,12 @@ class SearchOptions:
     min_score: float | None = None
     exclude_seed_artist: bool = False
     min_similarity: float | None = None
+    exclude: Sequence[int | str | os.PathLike] = ()
+    no_repeat_artist: int | None = None
+    no_repeat_album: int | None = None
+    shuffle: float = 0.0
+    seed: int | None = None
+    combine: str = "agreement"
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
@@ -44,6 +65,26 @@ class SearchOptions:
                 raise InvalidArgumentError(f"{name} must be at least 1, got {cap}")
         if self.min_similarity is not None and not 0.0 <= self.min_similarity <= 1.0:
             raise InvalidArgumentError(f"min_similarity must be between 0 and 1, got {self.min_similarity}")
+        self._check_queue()
+
+    def _check_queue(self) -> None:
+        if isinstance(self.exclude, (str, bytes, int, os.PathLike)):
+            raise InvalidArgumentError("exclude must be a list of track ids or paths")
+        object.__setattr__(self, "exclude", tuple(self.exclude))  # frozen: one immutable, ordered copy
+        for name in ("no_repeat_artist", "no_repeat_album"):
+            count = getattr(self, name)
+            if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+                raise InvalidArgumentError(f"{name} must be a whole number of tracks, 0 or more, got {count!r}")
+        if (
+            isinstance(self.shuffle, bool)
+            or not isinstance(self.shuffle, (int, float))
+            or not 0.0 <= self.shuffle < math.inf
+        ):
+            raise InvalidArgumentError(f"shuffle must be a temperature of 0 or more, got {self.shuffle!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise InvalidArgumentError(f"seed must be a whole number, 0 or more, got {self.seed!r}")
+        if self.combine not in COMBINE:
+            raise InvalidArgumentError(f"combine must be one of {', '.join(COMBINE)}, got {self.combine!r}")
 
     @classmethod
     def parse(
@@ -66,7 +107,7 @@ class SearchOptions:
     def changed(self, **fields) -> SearchOptions:
         return dataclasses.replace(self, **fields) if fields else self
 
-    def rules(self, allowed: np.ndarray | None, *, exclude=(), exclude_artists=()) -> Rules:
+    def rules(self, allowed: np.ndarray | None, *, exclude=(), exclude_artists=(), exclude_albums=()) -> Rules:
         """The ranking's rules, with ``allowed`` the ids of the tracks the filters let through."""
         return Rules(
             allowed=allowed,
@@ -76,4 +117,5 @@ class SearchOptions:
             per_album=self.per_album,
             min_score=self.min_score,
             min_similarity=self.min_similarity,
+            exclude_albums=exclude_albums,
         )
