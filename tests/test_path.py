@@ -128,6 +128,9 @@ def test_cli_path(catalog, tmp_path):
     assert result.exit_code == 0, result.output
     assert [r["track_id"] for r in json.loads(result.stdout)["results"]] == [ids[n] for n in ("p0", "p3", "p7", "p10")]
     assert (tmp_path / "path.m3u").read_text().count(".flac") == 4
+    # The table: each step's score is with the step before; a path matches no part of a query.
+    table = runner.invoke(app, args, env={"COLUMNS": "250"})
+    assert "score with the last" in table.stdout and "in query" not in table.stdout and "clip at" not in table.stdout
     failed = runner.invoke(app, [*args[:-1], "1"])
     assert failed.exit_code != 0
 

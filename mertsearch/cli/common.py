@@ -94,31 +94,36 @@ def main_options(
     _state["debug"] = debug
 
 
-def show_results(results, as_json: bool) -> None:
+def show_results(results, as_json: bool, *, steps: bool = False) -> None:
+    """A table of results. ``steps``: a song path, whose score is each track's with the one before
+    it and whose tracks match no part of a query, so no match columns."""
     if as_json:
         print_json({"results": [r.as_dict() for r in results]})
         return
     if not results:
         out.print("no results")
         return
+    clips = any(r.offset is not None for r in results)
+    columns = {
+        "#": lambda rank, r: str(rank),
+        "score with the last" if steps else "score": lambda rank, r: f"{r.score:.3f}",
+        "similarity": lambda rank, r: "-" if r.similarity is None else f"{r.similarity:.3f}",
+        "id": lambda rank, r: str(r.track_id),
+        "artist": lambda rank, r: r.artist or "",
+        "title": lambda rank, r: r.title or "",
+        "album": lambda rank, r: r.album or "",
+    }
+    if not steps:
+        columns["match"] = lambda rank, r: f"{clock(r.match.start)}-{clock(r.match.end)}"
+        columns["in query"] = lambda rank, r: f"{clock(r.query.start)}-{clock(r.query.end)}"
+    if clips:
+        columns["clip at"] = lambda rank, r: "" if r.offset is None else clock(r.offset)
+    columns["path"] = lambda rank, r: r.path + "".join(f"\n  = {alternate}" for alternate in r.alternates)
     table = Table(box=None, header_style="bold")
-    columns = ("#", "score", "similarity", "id", "artist", "title", "album", "match", "in query", "clip at", "path")
     for column in columns:
         table.add_column(column, overflow="fold")
     for rank, r in enumerate(results, start=1):
-        table.add_row(
-            str(rank),
-            f"{r.score:.3f}",
-            "-" if r.similarity is None else f"{r.similarity:.3f}",
-            str(r.track_id),
-            r.artist or "",
-            r.title or "",
-            r.album or "",
-            f"{clock(r.match.start)}-{clock(r.match.end)}",
-            f"{clock(r.query.start)}-{clock(r.query.end)}",
-            "" if r.offset is None else clock(r.offset),
-            r.path + "".join(f"\n  = {alternate}" for alternate in r.alternates),
-        )
+        table.add_row(*(cell(rank, r) for cell in columns.values()))
     out.print(table)
 
 

@@ -131,4 +131,4 @@ def path(
     )
     with Catalog.open(catalog, mmap=True) as cat:
         results = cat.path(start, end, count, options)
-    _deliver(results, as_json, m3u)
+    _deliver(results, as_json, m3u, steps=True)

@@ -100,12 +100,12 @@ def queue_options(
     }
 
 
-def _deliver(results, as_json: bool, m3u: Path | None) -> None:
+def _deliver(results, as_json: bool, m3u: Path | None, *, steps: bool = False) -> None:
     if m3u is not None:
         from mertsearch.search.playlist import write_m3u
 
         write_m3u(results, m3u)
-    show_results(results, as_json)
+    show_results(results, as_json, steps=steps)
 
 
 @app.command()
