@@ -178,7 +178,7 @@ def test_readers_and_a_running_server_take_up_a_new_calibration_after_reindex(tm
         assert reader.calibration.transform == reader.manifest.transform.file is not None
 
 
-def test_a_catalog_without_a_calibration_answers_with_null_until_reindex(tmp_path, tiny_model):
+def test_a_catalog_without_a_calibration_answers_with_null_until_repair(tmp_path, tiny_model):
     music = _tones(tmp_path / "music", 7)
     with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=3) as cat:
         cat.index_paths([music])
@@ -195,7 +195,10 @@ def test_a_catalog_without_a_calibration_answers_with_null_until_reindex(tmp_pat
     with running(Settings(catalog=tmp_path / "cat")) as url:
         answer = httpx.get(f"{url}/tracks/1/similar", params={"min_similarity": 0.5})
         assert answer.status_code == 422 and "reindex" in answer.json()["message"]
-        run("reindex", "-c", tmp_path / "cat")
+        repaired = json.loads(run("repair", "-c", tmp_path / "cat", "--json").stdout)["done"]
+        assert "fitted the similarity calibration (results now carry a similarity)" in repaired
+        again = json.loads(run("repair", "-c", tmp_path / "cat", "--json").stdout)["done"]
+        assert not any("calibration" in line for line in again)
         results = httpx.get(f"{url}/tracks/1/similar", params={"min_similarity": 0.5}).json()["results"]
         assert results and all(r["similarity"] >= 0.5 for r in results)
 

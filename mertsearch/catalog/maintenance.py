@@ -13,6 +13,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from mertsearch.catalog.calibrate import fitted as fitted_calibration
+from mertsearch.catalog.calibrate import refresh as refresh_calibration
 from mertsearch.catalog.calibrate import stored as stored_calibration
 from mertsearch.catalog.core import Core
 from mertsearch.catalog.duplicates import checker, refit, relink_all
@@ -125,6 +126,9 @@ def repair(cat: Core) -> list[str]:
         done.append("fitted the transform again")
     rebuild_index(cat, None, shard_size=None)
     done.append("rebuilt both indexes from the stored vectors")
+    # A catalog made before results had a similarity gets its calibration here, not only at reindex.
+    if cat.calibration is None and refresh_calibration(cat) is not None:
+        done.append("fitted the similarity calibration (results now carry a similarity)")
     return done + relink_all(cat)
 
 

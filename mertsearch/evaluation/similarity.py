@@ -74,7 +74,8 @@ def similarity_lines(report: dict) -> list[str]:
         return []
     lines = ["## Similarity", ""]
     if not section["calibrated"]:
-        return [*lines, "The catalog has no similarity calibration yet (`mertsearch reindex` fits one).", ""]
+        missing = "The catalog has no similarity calibration yet (`mertsearch repair` or `reindex` fits one)."
+        return [*lines, missing, ""]
     k = section["k"]
     lines += [
         "Median similarity (the share of the catalog's random pairs that score lower) of the true source "

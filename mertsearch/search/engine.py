@@ -329,7 +329,9 @@ def rank(
     if mode not in MODES:
         raise InvalidArgumentError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if rules.min_similarity is not None and similarity is None:
-        raise InvalidArgumentError("min_similarity needs the catalog's calibration: run `mertsearch reindex`")
+        raise InvalidArgumentError(
+            "min_similarity needs the catalog's calibration: run `mertsearch repair` (or reindex)"
+        )
     allowed = None if rules.allowed is None else np.unique(np.asarray(rules.allowed, dtype=np.int64))
     if mode == "tracks":
         next_round = partial(_track_candidates, tracks_index, query, allowed=allowed)
