@@ -70,8 +70,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check mertsearch tests bench
-	$(BIN)/ruff format --check mertsearch tests bench
+	$(BIN)/ruff check mertsearch beetsplug tests bench
+	$(BIN)/ruff format --check mertsearch beetsplug tests bench
 
 # The suite twice: in fp32 (what "auto" picks on a CPU without bf16 units), then with bf16 forced
 # (what it picks on one with them), so both roads are proven whatever CPU runs it.
