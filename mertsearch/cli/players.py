@@ -73,24 +73,25 @@ def mpd_radio(
         shuffle=shuffle,
         seed=seed,
     )
-    with Catalog.open(catalog, mmap=True) as cat:
-        radio = MpdRadio(
-            cat,
-            parse_address(mpd),
-            music_dir=music_dir,
-            ahead=ahead,
-            options=options,
-            report=lambda line: out.print(line, highlight=False, soft_wrap=True) or out.file.flush(),
-        )
-        # A service manager stops with SIGTERM: end as Ctrl-C does, disconnected, exit status 0.
-        previous = signal.signal(signal.SIGTERM, _interrupt)
-        try:
+    address = parse_address(mpd)
+    # A service manager stops with SIGTERM: end as Ctrl-C does, disconnected, with exit status 0.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    radio = None
+    try:
+        with Catalog.open(catalog, mmap=True) as cat:
+            radio = MpdRadio(cat, address, music_dir=music_dir, ahead=ahead, options=options, report=_say)
             radio.run()
-        except KeyboardInterrupt:
-            out.print("stopped", highlight=False)
-        finally:
+    except KeyboardInterrupt:
+        out.print("stopped", highlight=False)
+    finally:
+        if radio is not None:
             radio.close()
-            signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _say(line: str) -> None:
+    out.print(line, highlight=False, soft_wrap=True)
+    out.file.flush()  # each line as it happens, also into a pipe or a service's journal
 
 
 def _interrupt(_signal, _frame) -> None:
