@@ -25,6 +25,8 @@ from mertsearch.errors import CatalogNotFoundError, MertSearchError, TrackNotFou
 
 # beet similar's default number of items.
 DEFAULT_K = 10
+# Seconds between the progress lines of beet mertsearch index.
+PROGRESS_S = 10.0
 
 
 class MertSearchPlugin(BeetsPlugin):
@@ -62,7 +64,7 @@ class MertSearchPlugin(BeetsPlugin):
         if not present:
             raise UserError("no item with a file to index")
         with self._catalog(create=True) as cat:
-            report = _guarded(cat.index_paths, present)
+            report = _guarded(cat.index_paths, present, progress=_Progress())
         print_(
             f"mertsearch: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
             f"{len(report.failed)} failed, in {report.elapsed:.0f} s"
@@ -107,6 +109,21 @@ class MertSearchPlugin(BeetsPlugin):
             raise UserError(f"mertsearch: {exc}") from None
         layer = self.config["layer"].get()
         return _guarded(Catalog.create, directory, model=self.config["model"].as_str(), layer=layer)
+
+
+class _Progress:
+    """A line now and then (beets has no progress bar of its own): at most every PROGRESS_S
+    seconds, and at the end."""
+
+    def __init__(self) -> None:
+        self.shown_at = 0.0
+
+    def __call__(self, progress) -> None:
+        if progress.done < progress.total and progress.elapsed - self.shown_at < PROGRESS_S:
+            return
+        self.shown_at = progress.elapsed
+        rate = progress.audio_seconds / max(progress.elapsed, 1e-9)
+        print_(f"mertsearch: {progress.done}/{progress.total} files, {rate:.0f}x real time")
 
 
 def _guarded(work, *args, **kwargs):

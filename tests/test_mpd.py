@@ -21,11 +21,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from mertsearch import Catalog
 from mertsearch.cli import app
 from mertsearch.errors import InvalidArgumentError
 from mertsearch.players.mpd import MpdAddress, mpd_file, parse_address
 
-pytestmark = pytest.mark.skipif(
+needs_mpd = pytest.mark.skipif(
     shutil.which("mpd") is None and not os.environ.get("CI"),
     reason="Debian's mpd is not installed (make install brings it; CI runs these tests)",
 )
@@ -52,11 +53,15 @@ def test_catalog_paths_become_mpd_songs_only_under_the_music_folder():
     assert mpd_file(music, "/srv/music") is None
 
 
-def test_a_remote_mpd_needs_the_music_folder(tagged_catalog):
-    cat, _music = tagged_catalog
-    result = CliRunner().invoke(app, ["mpd-radio", "--catalog", str(cat.directory), "--mpd", "127.0.0.1:6600"])
-    assert result.exit_code == 1
-    assert "--music-dir" in result.output
+def test_a_remote_mpd_needs_the_music_folder(tiny_model, tmp_path):
+    Catalog.create(tmp_path / "cat", model=str(tiny_model)).close()
+    runner = CliRunner()
+    remote = runner.invoke(app, ["mpd-radio", "--catalog", str(tmp_path / "cat"), "--mpd", "127.0.0.1:6600"])
+    assert remote.exit_code == 1
+    assert "--music-dir" in remote.output
+    wrong = runner.invoke(app, ["mpd-radio", "--catalog", str(tmp_path / "cat"), "--mpd", "127.0.0.1:port"])
+    assert wrong.exit_code == 1
+    assert "HOST:PORT" in wrong.output
 
 
 class Radio:
@@ -122,6 +127,7 @@ def _play(client, position: int) -> None:
 
 
 @pytest.mark.slow
+@needs_mpd
 def test_the_radio_keeps_mpd_ahead_by_the_rules_through_a_restart(tagged_catalog, tmp_path):
     from tests.mpd_server import MpdServer
 
@@ -179,6 +185,7 @@ def test_the_radio_keeps_mpd_ahead_by_the_rules_through_a_restart(tagged_catalog
 
 
 @pytest.mark.slow
+@needs_mpd
 def test_over_mpds_socket_the_music_folder_is_asked_and_sigterm_stops_it(tagged_catalog, tmp_path):
     from tests.mpd_server import MpdServer
 
