@@ -206,3 +206,46 @@ def test_over_mpds_socket_the_music_folder_is_asked_and_sigterm_stops_it(tagged_
     assert code == 0, "\n".join(radio.lines)
     artists = [file.split("/")[0] for file in files]
     assert artists[0] == "Bob" and len(set(artists)) == 3  # none of the 3 before: two other artists
+
+
+@pytest.mark.slow
+@needs_mpd
+def test_a_played_track_removed_from_the_catalog_meanwhile_is_forgotten(tiny_model, tmp_path):
+    """In this process, one look at a time: the radio's catalog is a reader, a writer removes a
+    track it played (and that left MPD's queue) between two looks."""
+    import numpy as np
+
+    from mertsearch.players.mpd import MpdRadio
+    from tests.helpers import synthetic_track, tone_track, write_audio
+    from tests.mpd_server import MpdServer
+
+    music = tmp_path / "music"
+    rng = np.random.default_rng(0)
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=3) as writer:
+        for n in range(8):
+            path = write_audio(music / f"t{n}.wav", tone_track(n, 2.0, 8000, channels=1), 8000)
+            windows = rng.normal(size=(2, writer.manifest.encoder.dim)).astype(np.float32)
+            windows /= np.linalg.norm(windows, axis=1, keepdims=True)
+            writer.store.put_track(synthetic_track(n, windows, path=str(path), tags={"artist": f"A{n}"}))
+        writer.rebuild_index()
+    server = MpdServer(tmp_path / "mpd", music)
+    server.start()
+    try:
+        server.update()
+        client = server.client()
+        client.add("t0.wav")
+        _play(client, 0)
+        with Catalog.open(tmp_path / "cat", mmap=True) as cat:
+            radio = MpdRadio(cat, parse_address(f"127.0.0.1:{server.port}"), music_dir=music, ahead=2)
+            radio.connect()
+            assert len(radio.top_up()) == 2
+            _play(client, 1)
+            client.delete(0)
+            with Catalog.open(tmp_path / "cat") as writer:
+                writer.remove([str(music / "t0.wav")])
+            added = radio.top_up()
+            radio.close()
+        queue = _files(client)
+    finally:
+        server.stop()
+    assert len(added) == 1 and len(queue) == 3 == len(set(queue))

@@ -202,7 +202,14 @@ class MpdRadio:
         self._told_no_seed = False
         added = []
         for _ in range(missing):
-            found = self._next(history)
+            try:
+                found = self._next(history)
+            except TrackNotFoundError:
+                # A played track left the catalog while this ran (removed, or its file gone at a
+                # re-index): forget it, and carry on with the rest.
+                self.played = [track for track in self.played if self._exists(track)]
+                history = [track for track in history if self._exists(track)]
+                found = self._next(history) if history else None
             if found is None:
                 if not self._told_empty:
                     self.report("nothing left to add: every catalog track MPD can play is played or queued")
@@ -236,6 +243,13 @@ class MpdRadio:
         except _mpd().CommandError as exc:
             # Not in MPD's database (not updated since the file came, or a format it cannot read).
             self.report(f"MPD cannot add {file}: {exc}")
+            return False
+        return True
+
+    def _exists(self, track: int) -> bool:
+        try:
+            self.catalog.track_id(track)
+        except TrackNotFoundError:
             return False
         return True
 
