@@ -208,6 +208,7 @@ class MpdRadio:
                 # A played track left the catalog while this ran (removed, or its file gone at a
                 # re-index): forget it, and carry on with the rest.
                 self.played = [track for track in self.played if self._exists(track)]
+                self._unplayable = {track for track in self._unplayable if self._exists(track)}
                 history = [track for track in history if self._exists(track)]
                 found = self._next(history) if history else None
             if found is None:
