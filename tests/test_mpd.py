@@ -210,9 +210,10 @@ def test_over_mpds_socket_the_music_folder_is_asked_and_sigterm_stops_it(tagged_
 
 @pytest.mark.slow
 @needs_mpd
-def test_a_played_track_removed_from_the_catalog_meanwhile_is_forgotten(tiny_model, tmp_path):
+def test_a_removed_track_is_forgotten_and_tracks_outside_the_music_folder_passed_over(tiny_model, tmp_path):
     """In this process, one look at a time: the radio's catalog is a reader, a writer removes a
-    track it played (and that left MPD's queue) between two looks."""
+    track it played (and that left MPD's queue) between two looks. The catalog also holds a copy
+    of the first song's sound outside MPD's music folder, which must be passed over."""
     import numpy as np
 
     from mertsearch.players.mpd import MpdRadio
@@ -227,6 +228,9 @@ def test_a_played_track_removed_from_the_catalog_meanwhile_is_forgotten(tiny_mod
             windows = rng.normal(size=(2, writer.manifest.encoder.dim)).astype(np.float32)
             windows /= np.linalg.norm(windows, axis=1, keepdims=True)
             writer.store.put_track(synthetic_track(n, windows, path=str(path), tags={"artist": f"A{n}"}))
+            if n == 0:  # the same sound outside MPD's music folder: the nearest track, and never queued
+                outside = str(tmp_path / "elsewhere" / "t0.wav")
+                writer.store.put_track(synthetic_track(8, windows, path=outside, tags={"artist": "B"}))
         writer.rebuild_index()
     server = MpdServer(tmp_path / "mpd", music)
     server.start()
@@ -236,7 +240,9 @@ def test_a_played_track_removed_from_the_catalog_meanwhile_is_forgotten(tiny_mod
         client.add("t0.wav")
         _play(client, 0)
         with Catalog.open(tmp_path / "cat", mmap=True) as cat:
-            radio = MpdRadio(cat, parse_address(f"127.0.0.1:{server.port}"), music_dir=music, ahead=2)
+            lines = []
+            address = parse_address(f"127.0.0.1:{server.port}")
+            radio = MpdRadio(cat, address, music_dir=music, ahead=2, report=lines.append)
             radio.connect()
             assert len(radio.top_up()) == 2
             _play(client, 1)
@@ -249,3 +255,5 @@ def test_a_played_track_removed_from_the_catalog_meanwhile_is_forgotten(tiny_mod
     finally:
         server.stop()
     assert len(added) == 1 and len(queue) == 3 == len(set(queue))
+    assert all(file.startswith("t") for file in queue)
+    assert not any("cannot add" in line for line in lines)  # skipped, not tried on MPD
