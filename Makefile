@@ -1,6 +1,6 @@
 # make install: a .venv with everything (and FFmpeg's shared libraries where apt can bring them).
 # make test:    install, then lint and run the whole test suite in fp32 and again in bf16 (PostgreSQL's
-#               tests on a local server); make test-fast: the tests not marked slow.
+#               tests on a local server, MPD's on one it starts); make test-fast: the tests not marked slow.
 # make index MUSIC=~/Music CATALOG=./catalog [MODEL=mert-v1-95m LAYER=N]: install, then index
 #               (LAYER defaults to the model's own: 7 for MERT-v1-95M).
 # make serve CATALOG=./catalog: the HTTP API and web page on http://127.0.0.1:8000/
@@ -16,7 +16,7 @@ CATALOG ?= ./catalog
 MODEL ?= mert-v1-95m
 LAYER ?=
 
-.PHONY: install ffmpeg chromium postgres test test-fast lint index serve demo demo-midi clean
+.PHONY: install ffmpeg chromium mpd postgres test test-fast lint index serve demo demo-midi clean
 
 install: ffmpeg $(STAMP)
 
@@ -42,6 +42,10 @@ ffmpeg:
 chromium:
 	$(call system_package,command -v chromium,chromium,Chromium,the browser tests need Chromium at /usr/bin/chromium: install your system's chromium package)
 
+# The MPD radio's tests start Debian's mpd (the music player daemon) on loopback.
+mpd:
+	$(call system_package,command -v mpd,mpd,MPD,the MPD radio's tests need the mpd binary: install your system's mpd package)
+
 # The PostgreSQL tests need a real server: Debian's postgresql package, its clusters started (the
 # service runs them as the postgres user), and a role that may create the tests' databases.
 TEST_POSTGRES_ROLE ?= mertsearch_test
@@ -66,12 +70,12 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check mertsearch tests bench
-	$(BIN)/ruff format --check mertsearch tests bench
+	$(BIN)/ruff check mertsearch beetsplug tests bench
+	$(BIN)/ruff format --check mertsearch beetsplug tests bench
 
 # The suite twice: in fp32 (what "auto" picks on a CPU without bf16 units), then with bf16 forced
 # (what it picks on one with them), so both roads are proven whatever CPU runs it.
-test: install chromium postgres lint
+test: install chromium mpd postgres lint
 	MERTSEARCH_TEST_POSTGRES='$(TEST_POSTGRES)' MERTSEARCH_TEST_PRECISION=fp32 $(BIN)/python -m pytest
 	MERTSEARCH_TEST_POSTGRES='$(TEST_POSTGRES)' MERTSEARCH_TEST_PRECISION=bf16 $(BIN)/python -m pytest
 

@@ -47,3 +47,7 @@ class DatabaseError(MertSearchError, ConnectionError):
 
 class ClusterError(MertSearchError, RuntimeError):
     """A distributed run failed on the cluster (the model would not load on a node, a lost cluster)."""
+
+
+class PlayerError(MertSearchError, RuntimeError):
+    """A music player refused a request, or its client library is not installed."""

@@ -1,7 +1,7 @@
 """The mertsearch command line: thin wrappers over the Python API, and its one error boundary.
 
 common.py holds the app, the shared options and the error boundary; ingest.py, queries.py,
-journeys.py (radio, path), quality.py and admin.py the commands.
+journeys.py (radio, path), quality.py, admin.py and players.py (mpd-radio) the commands.
 """
 
 import sys
@@ -13,6 +13,7 @@ from mertsearch.cli import queries  # noqa: F401
 from mertsearch.cli import journeys  # noqa: F401
 from mertsearch.cli import quality  # noqa: F401
 from mertsearch.cli import admin  # noqa: F401
+from mertsearch.cli import players  # noqa: F401
 
 # isort: on
 from mertsearch.cli.common import app
