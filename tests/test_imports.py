@@ -26,7 +26,7 @@ LAYERS = [
     {"catalog", "settings"},
     # The ways in: the public API (mertsearch/__init__.py, "" here), the command line, the HTTP
     # app and its client.
-    {"", "cli", "api", "client"},
+    {"", "cli", "api", "client", "subsonic"},
 ]
 
 # Libraries a part must not pull in: storage runs where no model does, and the encoder runs on
