@@ -11,15 +11,17 @@ import libsonic
 import mutagen
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from mertsearch import Catalog
 from mertsearch.api.app import Settings
+from mertsearch.cli import app
 from mertsearch.errors import InvalidArgumentError
 from mertsearch.subsonic import SubsonicSettings
 from mertsearch.subsonic.mapping import CatalogTrack, match
 from mertsearch.subsonic.responses import Format, with_extension
 from tests.helpers import DISCERNING, SAMPLE_RATE, melody_track, write_audio, write_tiny_mert
-from tests.servers import running
+from tests.servers import free_port, running
 from tests.supysonic import PASSWORD, USER, supysonic
 
 NS = "{http://subsonic.org/restapi}"
@@ -36,7 +38,7 @@ def _tag(path, artist: str, title: str) -> None:
 def setup(tmp_path_factory):
     """Eight tunes in the Subsonic library and the catalog; "echo" starts with 16 s of "tune0" (its
     nearest by construction); "extra" only upstream (added after indexing); "hidden" only in the
-    catalog. Yields (proxy URL, upstream URL, upstream songs by title, music folder)."""
+    catalog. Yields (proxy URL, upstream URL, upstream songs by title, music folder, catalog)."""
     root = tmp_path_factory.mktemp("subsonic")
     music = root / "music"
     model, _ = write_tiny_mert(root / "model", overrides=DISCERNING)
@@ -61,7 +63,7 @@ def setup(tmp_path_factory):
         with running(settings) as proxy:
             found = httpx.get(f"{upstream}/rest/search3", params={**AUTH, "f": "json", "query": "", "songCount": 500})
             songs = {s["title"]: s for s in found.json()["subsonic-response"]["searchResult3"]["song"]}
-            yield proxy, upstream, songs, music
+            yield proxy, upstream, songs, music, root / "cat"
 
 
 def _json(url: str, method: str, **params) -> dict:
@@ -71,7 +73,7 @@ def _json(url: str, method: str, **params) -> dict:
 
 
 def test_requests_pass_through_unchanged(setup):
-    proxy, upstream, _, _ = setup
+    proxy, upstream, _, _, _ = setup
     for method, params in [
         ("ping.view", {}),
         ("getMusicFolders", {"f": "json"}),
@@ -90,7 +92,7 @@ def test_requests_pass_through_unchanged(setup):
 
 
 def test_streams_pass_through_whole_and_in_ranges(setup):
-    proxy, upstream, songs, music = setup
+    proxy, upstream, songs, music, _ = setup
     data = (music / "Long" / "long.wav").read_bytes()
     params = {**AUTH, "id": songs["long"]["id"]} if "long" in songs else None
     if params is None:  # a WAV without a title tag is listed under its file name
@@ -108,7 +110,7 @@ def test_streams_pass_through_whole_and_in_ranges(setup):
 
 
 def test_extensions_gain_sonic_similarity(setup):
-    proxy, _, _, _ = setup
+    proxy, _, _, _, _ = setup
     answer = _json(proxy, "getOpenSubsonicExtensions")
     assert answer["status"] == "ok" and {"name": "sonicSimilarity", "versions": [1]} in answer["openSubsonicExtensions"]
     root = ET.fromstring(httpx.get(f"{proxy}/rest/getOpenSubsonicExtensions.view", params=AUTH).content)
@@ -141,7 +143,7 @@ def test_an_upstream_list_of_extensions_keeps_its_own():
 
 
 def test_similar_tracks_are_the_upstreams_songs(setup):
-    proxy, _, songs, _ = setup
+    proxy, _, songs, _, _ = setup
     answer = _json(proxy, "getSonicSimilarTracks", id=songs["echo"]["id"], count=3)
     assert answer["status"] == "ok"
     matches = answer["sonicMatch"]
@@ -168,7 +170,7 @@ def test_similar_tracks_are_the_upstreams_songs(setup):
 
 
 def test_sonic_errors_are_subsonic_errors(setup):
-    proxy, _, songs, _ = setup
+    proxy, _, songs, _, _ = setup
     cases = [
         ({"id": songs["extra"]["id"]}, 70),  # upstream only: not in the catalog
         ({"id": "no-such-song"}, 70),
@@ -184,7 +186,7 @@ def test_sonic_errors_are_subsonic_errors(setup):
 
 
 def test_sonic_path_runs_from_start_to_end(setup):
-    proxy, _, songs, _ = setup
+    proxy, _, songs, _, _ = setup
     start, end = songs["tune1"], songs["tune5"]
     path = _json(proxy, "findSonicPath", startSongId=start["id"], endSongId=end["id"], count=5)["sonicMatch"]
     assert len(path) == 5 and path[0]["entry"] == start and path[-1]["entry"] == end
@@ -225,3 +227,26 @@ def test_settings_refuse_bad_values():
         with pytest.raises(InvalidArgumentError):
             SubsonicSettings(**{"url": "http://localhost:4533", "user": "u", "password": "p", **bad})
     assert SubsonicSettings(url="http://h:1/rest/", user="u", password="p").url == "http://h:1"
+
+
+def test_a_server_that_cannot_be_reached_is_said_so(setup):
+    catalog = setup[4]
+    down = SubsonicSettings(url=f"http://127.0.0.1:{free_port()}", user=USER, password=PASSWORD)
+    with running(Settings(catalog=catalog, subsonic=down)) as proxy:
+        assert httpx.get(f"{proxy}/health").json()["status"] == "ok"  # the rest of the API works
+        assert httpx.get(f"{proxy}/rest/ping", params=AUTH).status_code == 502
+        answer = _json(proxy, "getSonicSimilarTracks", id="x")
+        assert answer["status"] == "failed" and "could not check the credentials" in answer["error"]["message"]
+        # Public, and answered alone when the server says nothing.
+        listed = _json(proxy, "getOpenSubsonicExtensions")["openSubsonicExtensions"]
+        assert listed == [{"name": "sonicSimilarity", "versions": [1]}]
+
+
+def test_serve_refuses_a_bad_subsonic_setting(tmp_path):
+    runner = CliRunner()
+    for args, says in [
+        (["--subsonic", "ftp://host"], "http(s)://HOST"),
+        (["--subsonic", "http://127.0.0.1:4533"], "needs a user"),
+    ]:
+        result = runner.invoke(app, ["serve", "--catalog", str(tmp_path), *args])
+        assert result.exit_code != 0 and says in result.output, result.output
