@@ -23,6 +23,20 @@ def _tool(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
+def _environment(work: Path) -> dict:
+    # Supysonic reads ./supysonic.conf (and ~/.supysonic): a home of its own keeps the user's out.
+    return {**os.environ, "HOME": str(work)}
+
+
+def _cli(work: Path, *args: str) -> None:
+    subprocess.run([_tool("supysonic-cli"), *args], cwd=work, env=_environment(work), check=True, capture_output=True)
+
+
+def scan(work: Path) -> None:
+    """Scan the music folder of the server whose files are in ``work`` (again: new files are added)."""
+    _cli(work, "folder", "scan", "--foreground", "Music")
+
+
 @contextmanager
 def supysonic(music: Path, work: Path) -> Iterator[str]:
     """Scan ``music`` as the folder "Music" and serve it: yields the base URL (without /rest)."""
@@ -37,15 +51,10 @@ def supysonic(music: Path, work: Path) -> Iterator[str]:
         f"socket = {work / 'daemon.sock'}\n"
         "run_watcher = no\n"
     )
-    # Supysonic reads ./supysonic.conf (and ~/.supysonic): a home of its own keeps the user's out.
-    env = {**os.environ, "HOME": str(work)}
-
-    def cli(*args: str) -> None:
-        subprocess.run([_tool("supysonic-cli"), *args], cwd=work, env=env, check=True, capture_output=True)
-
-    cli("user", "add", USER, "-p", PASSWORD)
-    cli("folder", "add", "Music", str(music))
-    cli("folder", "scan", "--foreground", "Music")
+    env = _environment(work)
+    _cli(work, "user", "add", USER, "-p", PASSWORD)
+    _cli(work, "folder", "add", "Music", str(music))
+    scan(work)
     port = free_port()
     log = open(work / "server.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(

@@ -4,6 +4,8 @@ unchanged, and the sonicSimilarity endpoints answer with the upstream's own song
 from __future__ import annotations
 
 import hashlib
+import shutil
+import time
 import xml.etree.ElementTree as ET
 
 import httpx
@@ -22,7 +24,7 @@ from mertsearch.subsonic.mapping import CatalogTrack, match
 from mertsearch.subsonic.responses import Format, with_extension
 from tests.helpers import DISCERNING, SAMPLE_RATE, melody_track, write_audio, write_tiny_mert
 from tests.servers import free_port, running
-from tests.supysonic import PASSWORD, USER, supysonic
+from tests.supysonic import PASSWORD, USER, scan, supysonic
 
 NS = "{http://subsonic.org/restapi}"
 AUTH = {"u": USER, "p": PASSWORD, "c": "tests", "v": "1.12.0"}
@@ -250,3 +252,24 @@ def test_serve_refuses_a_bad_subsonic_setting(tmp_path):
     ]:
         result = runner.invoke(app, ["serve", "--catalog", str(tmp_path), *args])
         assert result.exit_code != 0 and says in result.output, result.output
+
+
+@pytest.mark.slow
+def test_songs_are_synced_again_on_schedule(setup, tmp_path):
+    """A song added to both sides while the pass-through runs is answered after the next sync."""
+    music, catalog = shutil.copytree(setup[3], tmp_path / "music"), shutil.copytree(setup[4], tmp_path / "cat")
+    with supysonic(music, tmp_path / "supysonic") as upstream:
+        subsonic = SubsonicSettings(url=upstream, user=USER, password=PASSWORD, sync_s=10)
+        with running(Settings(catalog=catalog, subsonic=subsonic)) as proxy:
+            new = write_audio(music / "New" / "new.flac", melody_track(396, 13, SAMPLE_RATE), SAMPLE_RATE)
+            _tag(new, "Z", "new")
+            scan(tmp_path / "supysonic")
+            with Catalog.open(catalog) as cat:
+                assert cat.index_paths([music / "New"]).added == 1
+            found = _json(upstream, "search3", query="new", songCount=5)["searchResult3"]["song"]
+            song = next(s["id"] for s in found if s["title"] == "new")
+            deadline = time.monotonic() + 60
+            while (answer := _json(proxy, "getSonicSimilarTracks", id=song, count=2))["status"] != "ok":
+                assert time.monotonic() < deadline, answer
+                time.sleep(1)
+            assert len(answer["sonicMatch"]) == 2
