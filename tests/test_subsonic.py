@@ -87,6 +87,7 @@ def test_requests_pass_through_unchanged(setup):
         through = httpx.get(f"{proxy}/rest/{method}", params={**AUTH, **params})
         assert (through.status_code, through.content) == (direct.status_code, direct.content), method
         assert through.headers["content-type"] == direct.headers["content-type"]
+        assert len(through.headers.get_list("server")) == 1  # the pass-through's, not both
     # Form parameters (POST) and the Subsonic client library.
     client = libsonic.Connection("http://127.0.0.1", USER, PASSWORD, port=int(proxy.rsplit(":", 1)[1]), legacyAuth=True)
     assert client.ping()

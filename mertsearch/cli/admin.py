@@ -204,8 +204,9 @@ def serve(
         ),
     )
     err.print(f"serving {catalog} on http://{host}:{port}/ (API docs at /docs)", highlight=False)
-    if subsonic:
-        err.print(f"passing Subsonic requests at http://{host}:{port}/rest/ through to {subsonic}", highlight=False)
+    if settings.subsonic:
+        upstream = settings.subsonic.url
+        err.print(f"passing Subsonic requests at /rest/ through to {upstream}", highlight=False, soft_wrap=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
 

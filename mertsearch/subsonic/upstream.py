@@ -77,10 +77,11 @@ class Upstream:
 
         response = StreamingResponse(chunks(), status_code=answer.status_code)
         # Raw bytes go through as they came, so Content-Length and Content-Encoding stay true.
+        # Date and Server are the pass-through's own (its server adds them): not sent twice.
         response.raw_headers = [
             (k.encode("latin-1"), v.encode("latin-1"))
             for k, v in answer.headers.multi_items()
-            if k.lower() not in HOP_BY_HOP
+            if k.lower() not in HOP_BY_HOP | {"date", "server"}
         ]
         return response
 
