@@ -223,6 +223,9 @@ def test_songs_map_by_path_musicbrainz_then_tags():
     assert by_root.entries["s1"] is songs[0] and by_root.song_of[4] == "s4"
     # Without roots "A/x.flac" ends two catalog paths: not guessed (and its tags fit both).
     assert "s1" not in match(songs, tracks).track_of
+    # A path that ends one catalog path, whole folder names only.
+    for path, found in [("C/z.ogg", 4), ("z.ogg", 4), ("m/C/z.ogg", 4), ("D/C/z.ogg", None), ("x/z.ogg", None)]:
+        assert match([{"id": "q", "path": path}], tracks).track_of.get("q") == found, path
 
 
 def test_settings_refuse_bad_values():

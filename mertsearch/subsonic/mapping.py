@@ -62,12 +62,13 @@ def match(songs: Iterable[dict], tracks: Sequence[CatalogTrack], roots: Sequence
     name the catalog's path exactly; without roots, the catalog path that ends with it, when
     only one does."""
     exact = {os.path.normpath(t.path): t.id for t in tracks}
-    by_suffix: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    # By file name only (one entry a track, however deep its folders); suffixes compared on lookup.
+    by_name: dict[str, list[tuple[tuple[str, ...], int]]] = defaultdict(list)
     if not roots:
         for t in tracks:
             parts = _parts(t.path)
-            for n in range(1, len(parts) + 1):
-                by_suffix[parts[-n:]].append(t.id)
+            if parts:
+                by_name[parts[-1]].append((parts, t.id))
     by_mbid: dict[str, list[int]] = defaultdict(list)
     by_tags: dict[tuple[str, str], list[CatalogTrack]] = defaultdict(list)
     for t in tracks:
@@ -83,7 +84,8 @@ def match(songs: Iterable[dict], tracks: Sequence[CatalogTrack], roots: Sequence
         if roots:
             found = {exact.get(os.path.normpath(os.path.join(root, *_parts(relative)))) for root in roots} - {None}
             return found.pop() if len(found) == 1 else None
-        found = by_suffix.get(_parts(relative), [])
+        wanted = _parts(relative)
+        found = [i for parts, i in by_name.get(wanted[-1], []) if parts[-len(wanted) :] == wanted]
         return found[0] if len(found) == 1 else None
 
     def by_musicbrainz(song: dict) -> int | None:
