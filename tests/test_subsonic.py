@@ -7,6 +7,7 @@ import hashlib
 import shutil
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import httpx
 import libsonic
@@ -38,9 +39,10 @@ def _tag(path, artist: str, title: str) -> None:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """Eight tunes in the Subsonic library and the catalog; "echo" starts with 16 s of "tune0" (its
-    nearest by construction); "extra" only upstream (added after indexing); "hidden" only in the
-    catalog. Yields (proxy URL, upstream URL, upstream songs by title, music folder, catalog)."""
+    """Eight tunes in the Subsonic library and the catalog; "echo" starts with 14 s of "tune0" (its
+    nearest by construction); "extra" only upstream (added after indexing); "hidden" and a copy of
+    "tune2" (leading its recording) only in the catalog. Yields (proxy URL, upstream URL, upstream
+    songs by title, music folder, catalog)."""
     root = tmp_path_factory.mktemp("subsonic")
     music = root / "music"
     model, _ = write_tiny_mert(root / "model", overrides=DISCERNING)
@@ -53,9 +55,16 @@ def setup(tmp_path_factory):
     echo = np.concatenate([first[:, : 14 * SAMPLE_RATE], melody_track(399, 10, SAMPLE_RATE)], axis=1)
     _tag(write_audio(music / "Artist9" / "echo.flac", echo, SAMPLE_RATE), "Artist9", "echo")
     _tag(write_audio(root / "other" / "hidden.flac", melody_track(398, 15, SAMPLE_RATE), SAMPLE_RATE), "X", "hidden")
+    # A lossless copy of tune2 the upstream lacks, indexed first so that it leads the recording
+    # (a result may show either file, with the other as an alternate).
+    shutil.copy(music / "Artist2" / "tune2.flac", root / "other" / "tune2-copy.flac")
     with Catalog.create(root / "cat", model=str(model), layer=2, hop=2.5) as cat:
-        assert cat.index_paths([music, root / "other"]).added == 9
+        assert cat.index_paths([root / "other"]).added == 2
+        assert cat.index_paths([music]).added == 8
         cat.reindex(transform="center")
+        assert [(Path(g["path"]).name, [Path(a["path"]).name for a in g["alternates"]]) for g in cat.duplicates()] == [
+            ("tune2-copy.flac", ["tune2.flac"])
+        ]
     _tag(write_audio(music / "Artist9" / "extra.flac", melody_track(397, 12, SAMPLE_RATE), SAMPLE_RATE), "Y", "extra")
     # A long raw WAV to stream (the catalog need not know it).
     noise = np.random.default_rng(1).uniform(-0.5, 0.5, (2, 60 * SAMPLE_RATE)).astype(np.float32)
@@ -154,7 +163,8 @@ def test_similar_tracks_are_the_upstreams_songs(setup):
     assert len(matches) == 3 and all(m["entry"] == songs[m["entry"]["title"]] for m in matches)
     similarities = [m["similarity"] for m in matches]
     assert all(0 <= s <= 1 for s in similarities) and similarities == sorted(similarities, reverse=True)
-    # Every song the catalog knows, never the one only upstream nor the one only in the catalog.
+    # Every song the catalog knows, never the one only upstream nor the one only in the catalog;
+    # tune2 by its own file, whichever of its recording's files the catalog's result shows.
     everything = _json(proxy, "getSonicSimilarTracks", id=songs["tune3"]["id"], count=100)["sonicMatch"]
     assert sorted(m["entry"]["title"] for m in everything) == sorted(
         ["echo", *(f"tune{n}" for n in range(7) if n != 3)]

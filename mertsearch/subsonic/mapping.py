@@ -35,6 +35,7 @@ class SongMap:
     entries: dict[str, dict] = field(default_factory=dict)
     track_of: dict[str, int] = field(default_factory=dict)
     song_of: dict[int, str] = field(default_factory=dict)
+    song_at: dict[str, str] = field(default_factory=dict)  # catalog path -> song id
     by: dict[str, int] = field(default_factory=dict)  # how many songs each rule matched
 
     def __len__(self) -> int:
@@ -99,6 +100,7 @@ def match(songs: Iterable[dict], tracks: Sequence[CatalogTrack], roots: Sequence
             candidates = [t for t in candidates if abs(t.duration - duration) <= DURATION_SLACK_S]
         return candidates[0].id if len(candidates) == 1 else None
 
+    path_of = {t.id: t.path for t in tracks}
     result = SongMap()
     rules = (("path", by_path), ("musicbrainz", by_musicbrainz), ("tags", by_artist_title))
     for song in songs:
@@ -111,7 +113,7 @@ def match(songs: Iterable[dict], tracks: Sequence[CatalogTrack], roots: Sequence
             # One song per track: a second upstream copy of a file keeps the first's mapping.
             if track_id is not None and track_id not in result.song_of:
                 result.entries[song_id], result.track_of[song_id] = song, track_id
-                result.song_of[track_id] = song_id
+                result.song_of[track_id], result.song_at[path_of[track_id]] = song_id, song_id
                 result.by[name] = result.by.get(name, 0) + 1
                 break
     return result

@@ -7,6 +7,7 @@ import numpy as np
 
 from mertsearch.catalog import Catalog
 from mertsearch.errors import InvalidArgumentError
+from mertsearch.search.engine import SearchResult
 from mertsearch.storage.records import from_blob
 from mertsearch.subsonic.mapping import SongMap
 
@@ -23,11 +24,21 @@ def similar(cat: Catalog, songs: SongMap, song_id: str, count: int) -> list[tupl
     k = count
     while True:
         results = cat.similar(track, k=min(k, MAX_K))
-        picked = [r for r in results if r.track_id in songs.song_of][:count]
+        picked = [(song, r) for r in results if (song := upstream_song(songs, r)) is not None][:count]
         if len(picked) >= count or len(results) < min(k, MAX_K) or k >= MAX_K:
             break
         k *= 4
-    return [(songs.entries[songs.song_of[r.track_id]], _similarity(r.similarity)) for r in picked]
+    return [(songs.entries[song], _similarity(r.similarity)) for song, r in picked]
+
+
+def upstream_song(songs: SongMap, result: SearchResult) -> str | None:
+    """The upstream song of a result: its own file's, or where the upstream lacks that file,
+    another file of the same recording that it has (results show a recording once, by the file
+    that leads it in the catalog)."""
+    song = songs.song_of.get(result.track_id)
+    if song is None:
+        song = next((songs.song_at[p] for p in result.alternates if p in songs.song_at), None)
+    return song
 
 
 def path(cat: Catalog, songs: SongMap, start: str, end: str, count: int) -> list[tuple[dict, float]]:
@@ -48,17 +59,15 @@ def path(cat: Catalog, songs: SongMap, start: str, end: str, count: int) -> list
             continue
         # Tracks the upstream does not hold are left out of the next try, so the path is made of
         # upstream songs; only those that turn up are named, not every track of a large catalog.
-        missing = [s.track_id for s in steps if s.track_id not in songs.song_of]
+        missing = [s.track_id for s in steps if upstream_song(songs, s) is None]
         if not missing:
             break
         excluded += missing
     if steps is None:
         raise InvalidArgumentError("no path between these songs could be made")
-    ids = [s.track_id for s in steps if s.track_id in songs.song_of]
-    return [
-        (songs.entries[songs.song_of[i]], similarity)
-        for i, similarity in zip(ids, _similarity_to_first(cat, ids), strict=True)
-    ]
+    found = [(song, s.track_id) for s in steps if (song := upstream_song(songs, s)) is not None]
+    similarities = _similarity_to_first(cat, [track for _, track in found])
+    return [(songs.entries[song], similarity) for (song, _), similarity in zip(found, similarities, strict=True)]
 
 
 def _similarity(value: float | None) -> float:
