@@ -33,8 +33,8 @@ def similar(cat: Catalog, songs: SongMap, song_id: str, count: int) -> list[tupl
 
 def upstream_song(songs: SongMap, result: SearchResult) -> str | None:
     """The upstream song of a result: its own file's, or where the upstream lacks that file,
-    another file of the same recording that it has (results show a recording once, by the file
-    that leads it in the catalog)."""
+    another file of the same recording that it has (a result shows a recording once, by one of
+    its files, with the others as alternates)."""
     song = songs.song_of.get(result.track_id)
     if song is None:
         song = next((songs.song_at[p] for p in result.alternates if p in songs.song_at), None)
