@@ -25,8 +25,8 @@ LAYERS = [
     # The facade, and the manifest it is opened with (settings: from what is asked to the manifest).
     {"catalog", "settings"},
     # The ways in: the public API (mertsearch/__init__.py, "" here), the command line, the HTTP
-    # app and its client, the music players fed from a catalog.
-    {"", "cli", "api", "client", "players"},
+    # app and its client, the music players fed from a catalog, the Subsonic pass-through.
+    {"", "cli", "api", "client", "players", "subsonic"},
 ]
 
 # Libraries a part must not pull in: storage runs where no model does, and the encoder runs on

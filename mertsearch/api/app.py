@@ -12,7 +12,7 @@ import json
 import mimetypes
 import os
 import threading
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -42,6 +42,7 @@ from mertsearch.errors import (
     TrackNotFoundError,
 )
 from mertsearch.search.options import SearchOptions
+from mertsearch.subsonic import PassThrough, SubsonicSettings
 
 STATIC = Path(__file__).parent / "static"
 _STATUS = [
@@ -67,6 +68,7 @@ class Settings:
     precision: str | None = None  # None: $MERTSEARCH_PRECISION, else auto
     decoders: int = 2  # worker processes that decode uploads
     decode_upload: Decode = decode_upload  # what they run (a module-level function)
+    subsonic: SubsonicSettings | None = None  # a Subsonic server to pass /rest/* through to
 
     def __post_init__(self) -> None:
         problem = None if self.token is None else token_problem(self.token)
@@ -115,6 +117,7 @@ def create_app(settings: Settings) -> FastAPI:
     state: dict = {}
     lock = threading.Lock()
     signer = AudioUrlSigner(settings.audio_url_seconds)
+    passthrough = settings.subsonic and PassThrough(settings.subsonic, lambda: state["catalog"], lock)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -133,7 +136,8 @@ def create_app(settings: Settings) -> FastAPI:
                 state["catalog"], state["decoders"] = catalog, decoders
                 # Resolved now, so a link put in a folder's place later cannot lead audio elsewhere.
                 state["folders"] = IndexedFolders(path for _, path in catalog.store.paths_under([""]))
-                yield
+                async with passthrough.running() if passthrough else nullcontext():
+                    yield
             finally:
                 catalog.close()
         finally:
@@ -351,5 +355,7 @@ def create_app(settings: Settings) -> FastAPI:
         return OpenFileResponse(file, info, name=shown, media_type=media_type)
 
     journeys.add_routes(app, catalog, lock, Auth)
+    if passthrough:
+        passthrough.add_routes(app)
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
     return app

@@ -25,6 +25,8 @@ from mertsearch.cli.common import (
 )
 from mertsearch.errors import InvalidArgumentError
 
+SUBSONIC_PANEL = "Subsonic pass-through"
+
 models_app = typer.Typer(help="The models mertsearch knows by name; download one ahead of time.", no_args_is_help=False)
 app.add_typer(models_app, name="models")
 
@@ -139,11 +141,46 @@ def serve(
     model: WeightsOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
+    subsonic: Annotated[
+        str | None,
+        typer.Option(
+            help="A Subsonic server (Navidrome, Gonic, Airsonic...) to pass /rest/* through to, adding "
+            "OpenSubsonic sonicSimilarity from the catalog (docs/subsonic.md).",
+            rich_help_panel=SUBSONIC_PANEL,
+        ),
+    ] = None,
+    subsonic_user: Annotated[
+        str | None,
+        typer.Option(help="The Subsonic user whose library is matched to the catalog.", rich_help_panel=SUBSONIC_PANEL),
+    ] = None,
+    subsonic_password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MERTSEARCH_SUBSONIC_PASSWORD",
+            help="That user's password (also read from MERTSEARCH_SUBSONIC_PASSWORD).",
+            rich_help_panel=SUBSONIC_PANEL,
+        ),
+    ] = None,
+    subsonic_root: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--subsonic-root",
+            help="The server's music folder as the catalog's paths see it (repeatable); without it, songs' paths "
+            "are matched as the ends of catalog paths.",
+            rich_help_panel=SUBSONIC_PANEL,
+        ),
+    ] = None,
+    subsonic_sync_s: Annotated[
+        float,
+        typer.Option(help="Seconds between readings of the server's songs.", min=10, rich_help_panel=SUBSONIC_PANEL),
+    ] = 900.0,
 ) -> None:
-    """Serve the HTTP API and the web page (open http://HOST:PORT/ in a browser)."""
+    """Serve the HTTP API and the web page (open http://HOST:PORT/ in a browser); with --subsonic,
+    also a Subsonic server's API at /rest/ with sonic similarity added."""
     import uvicorn
 
     from mertsearch.api.app import Settings, create_app, is_loopback
+    from mertsearch.subsonic import SubsonicSettings
 
     if not token and not is_loopback(host):
         raise InvalidArgumentError(f"listening on {host} (beyond loopback) needs a token: --token or MERTSEARCH_TOKEN")
@@ -156,8 +193,20 @@ def serve(
         model=model,
         device=device,
         precision=precision,
+        subsonic=None
+        if subsonic is None
+        else SubsonicSettings(
+            url=subsonic,
+            user=subsonic_user or "",
+            password=subsonic_password or "",
+            roots=subsonic_root or [],
+            sync_s=subsonic_sync_s,
+        ),
     )
     err.print(f"serving {catalog} on http://{host}:{port}/ (API docs at /docs)", highlight=False)
+    if settings.subsonic:
+        upstream = settings.subsonic.url
+        err.print(f"passing Subsonic requests at /rest/ through to {upstream}", highlight=False, soft_wrap=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
 

@@ -1,0 +1,181 @@
+"""The Subsonic pass-through: every ``/rest/*`` request goes to the upstream server unchanged,
+except the sonicSimilarity endpoints, which the catalog answers for clients the upstream
+accepts, and getOpenSubsonicExtensions, whose list gains sonicSimilarity."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mertsearch.catalog import Catalog
+from mertsearch.errors import InvalidArgumentError, MertSearchError
+from mertsearch.subsonic import responses, sonic
+from mertsearch.subsonic.mapping import SongMap, catalog_tracks, match
+from mertsearch.subsonic.responses import Format
+from mertsearch.subsonic.upstream import Upstream
+
+log = logging.getLogger(__name__)
+MAX_COUNT = 500  # songs in one sonicSimilarity answer
+
+
+@dataclass
+class SubsonicSettings:
+    """The upstream server, the account the pass-through reads its songs with, where its music
+    folders lie among the catalog's paths (none: songs' paths matched as path suffixes), how
+    often its songs are read again, and how long a client's accepted credentials are trusted."""
+
+    url: str
+    user: str
+    password: str
+    roots: list[str] = field(default_factory=list)
+    sync_s: float = 900.0
+    auth_cache_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidArgumentError(
+                f"the Subsonic server's URL must be http(s)://HOST[:PORT][/PATH], got {self.url!r}"
+            )
+        if not self.user:
+            raise InvalidArgumentError("the Subsonic pass-through needs a user of the server to read its songs with")
+        if not self.sync_s >= 10:
+            raise InvalidArgumentError(f"the sync interval must be at least 10 s, got {self.sync_s}")
+        if not self.auth_cache_s >= 0:
+            raise InvalidArgumentError(f"the credential cache time must be >= 0 s, got {self.auth_cache_s}")
+        self.url = self.url.rstrip("/").removesuffix("/rest")
+        self.roots = [os.path.abspath(os.path.expanduser(root)) for root in self.roots]
+
+
+class PassThrough:
+    def __init__(self, settings: SubsonicSettings, catalog: Callable[[], Catalog], lock: threading.Lock) -> None:
+        self.settings, self.catalog, self.lock = settings, catalog, lock
+        self.upstream: Upstream | None = None
+        self.songs = SongMap()
+        self.synced_at: float | None = None
+
+    @asynccontextmanager
+    async def running(self):
+        """Open the upstream's client, read its songs once, then again every ``sync_s``."""
+        self.upstream = Upstream(
+            self.settings.url,
+            user=self.settings.user,
+            password=self.settings.password,
+            auth_cache_s=self.settings.auth_cache_s,
+        )
+        await self.sync()
+        task = asyncio.create_task(self._every())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await self.upstream.aclose()
+
+    async def _every(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sync_s)
+            await self.sync()
+
+    async def sync(self) -> None:
+        """Match the upstream's songs to the catalog again. A sync that fails keeps the map in
+        force (the server may be down a while) and says why in the log."""
+        try:
+            songs = await self.upstream.songs()
+            tracks = await asyncio.to_thread(catalog_tracks, self.catalog().store)
+            self.songs = await asyncio.to_thread(match, songs, tracks, self.settings.roots)
+            self.synced_at = time.time()
+            log.info("subsonic: %d of %d songs matched to the catalog %s", len(self.songs), len(songs), self.songs.by)
+        except MertSearchError as exc:
+            log.warning("subsonic: songs not synced: %s", exc)
+
+    def add_routes(self, app: FastAPI) -> None:
+        @app.api_route("/rest/{name:path}", methods=["GET", "POST", "HEAD"], include_in_schema=False)
+        async def rest(request: Request, name: str) -> Response:
+            method = name.removesuffix(".view")
+            if method in ("getSonicSimilarTracks", "findSonicPath"):
+                return await self.answer(request, method)
+            if method == "getOpenSubsonicExtensions":
+                return await self.extensions(request, name)
+            return await self.upstream.forward(request, name)
+
+    async def extensions(self, request: Request, name: str) -> Response:
+        fmt = Format(request.query_params.get("f"), request.query_params.get("callback"))
+        try:
+            answer = await self.upstream.send(request, name, identity=True)
+            try:
+                body = responses.with_extension(await answer.aread(), fmt)
+            finally:
+                await answer.aclose()
+        except Exception:  # noqa: BLE001 - any failure upstream: this list is still ours to give
+            body = None
+        if body is None:  # a server without OpenSubsonic: the list is this one extension
+            return responses.ok(fmt, openSubsonicExtensions=[responses.EXTENSION])
+        media_type = answer.headers.get("content-type")
+        return Response(body, status_code=answer.status_code, media_type=media_type)
+
+    async def answer(self, request: Request, method: str) -> Response:
+        params = dict(request.query_params)
+        if request.method == "POST":  # the formPost extension: parameters in the body
+            params.update({k: v for k, v in (await request.form()).items() if isinstance(v, str)})
+        fmt = Format(params.get("f"), params.get("callback"))
+        refused = await self.upstream.accepts(params, request.headers.get("authorization"))
+        if refused is not None:
+            return responses.error(fmt, *refused)
+        try:
+            if method == "getSonicSimilarTracks":
+                song = self._song(params, "id")
+                count = _count(params, 10)
+                work = lambda: sonic.similar(self.catalog(), self.songs, song, count)  # noqa: E731
+            else:
+                start, end = self._song(params, "startSongId"), self._song(params, "endSongId")
+                count = _count(params, 25)
+                if count < 2 and start != end:
+                    raise _Refused(responses.GENERIC, "count must be at least 2 for a path between two songs")
+                work = lambda: sonic.path(self.catalog(), self.songs, start, end, count)  # noqa: E731
+            matches = await asyncio.to_thread(self._locked, work)
+        except _Refused as exc:
+            return responses.error(fmt, exc.code, exc.message)
+        except InvalidArgumentError as exc:
+            return responses.error(fmt, responses.GENERIC, str(exc))
+        return responses.ok(fmt, sonicMatch=[{"entry": entry, "similarity": s} for entry, s in matches])
+
+    def _locked(self, work):
+        with self.lock:
+            return work()
+
+    def _song(self, params: dict[str, str], name: str) -> str:
+        if not params.get(name):
+            raise _Refused(responses.MISSING_PARAMETER, f"required parameter is missing: {name}")
+        if params[name] not in self.songs.track_of:
+            raise _Refused(responses.NOT_FOUND, f"song {params[name]} not found in the similarity catalog")
+        return params[name]
+
+
+class _Refused(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _count(params: dict[str, str], default: int) -> int:
+    text = params.get("count")
+    if text in (None, ""):
+        return default
+    try:
+        count = int(text)
+    except ValueError:
+        raise _Refused(responses.GENERIC, f"count must be a whole number, got {text!r}") from None
+    if not 1 <= count <= MAX_COUNT:
+        raise _Refused(responses.GENERIC, f"count must be between 1 and {MAX_COUNT}, got {count}")
+    return count

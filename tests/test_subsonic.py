@@ -1,0 +1,289 @@
+"""The Subsonic pass-through in front of a real Supysonic server: requests and streams go through
+unchanged, and the sonicSimilarity endpoints answer with the upstream's own songs."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import httpx
+import libsonic
+import mutagen
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mertsearch import Catalog
+from mertsearch.api.app import Settings
+from mertsearch.cli import app
+from mertsearch.errors import InvalidArgumentError
+from mertsearch.subsonic import SubsonicSettings
+from mertsearch.subsonic.mapping import CatalogTrack, match
+from mertsearch.subsonic.responses import Format, with_extension
+from tests.helpers import DISCERNING, SAMPLE_RATE, melody_track, write_audio, write_tiny_mert
+from tests.servers import free_port, running
+from tests.supysonic import PASSWORD, USER, scan, supysonic
+
+NS = "{http://subsonic.org/restapi}"
+AUTH = {"u": USER, "p": PASSWORD, "c": "tests", "v": "1.12.0"}
+
+
+def _tag(path, artist: str, title: str) -> None:
+    tagged = mutagen.File(str(path), easy=True)
+    tagged["artist"], tagged["title"], tagged["album"] = artist, title, f"{artist} album"
+    tagged.save()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Eight tunes in the Subsonic library and the catalog; "echo" starts with 14 s of "tune0" (its
+    nearest by construction); "extra" only upstream (added after indexing); "hidden" and a copy of
+    "tune2" (leading its recording) only in the catalog. Yields (proxy URL, upstream URL, upstream
+    songs by title, music folder, catalog)."""
+    root = tmp_path_factory.mktemp("subsonic")
+    music = root / "music"
+    model, _ = write_tiny_mert(root / "model", overrides=DISCERNING)
+    for n in range(7):
+        path = write_audio(
+            music / f"Artist{n % 3}" / f"tune{n}.flac", melody_track(300 + n, 14 + n, SAMPLE_RATE), 44100
+        )
+        _tag(path, f"Artist{n % 3}", f"tune{n}")
+    first = melody_track(300, 14, SAMPLE_RATE)
+    echo = np.concatenate([first[:, : 14 * SAMPLE_RATE], melody_track(399, 10, SAMPLE_RATE)], axis=1)
+    _tag(write_audio(music / "Artist9" / "echo.flac", echo, SAMPLE_RATE), "Artist9", "echo")
+    _tag(write_audio(root / "other" / "hidden.flac", melody_track(398, 15, SAMPLE_RATE), SAMPLE_RATE), "X", "hidden")
+    # A lossless copy of tune2 the upstream lacks, indexed first so that it leads the recording
+    # (a result may show either file, with the other as an alternate).
+    shutil.copy(music / "Artist2" / "tune2.flac", root / "other" / "tune2-copy.flac")
+    with Catalog.create(root / "cat", model=str(model), layer=2, hop=2.5) as cat:
+        assert cat.index_paths([root / "other"]).added == 2
+        assert cat.index_paths([music]).added == 8
+        cat.reindex(transform="center")
+        assert [(Path(g["path"]).name, [Path(a["path"]).name for a in g["alternates"]]) for g in cat.duplicates()] == [
+            ("tune2-copy.flac", ["tune2.flac"])
+        ]
+    _tag(write_audio(music / "Artist9" / "extra.flac", melody_track(397, 12, SAMPLE_RATE), SAMPLE_RATE), "Y", "extra")
+    # A long raw WAV to stream (the catalog need not know it).
+    noise = np.random.default_rng(1).uniform(-0.5, 0.5, (2, 60 * SAMPLE_RATE)).astype(np.float32)
+    write_audio(music / "Long" / "long.wav", noise, SAMPLE_RATE)
+    with supysonic(music, root / "supysonic") as upstream:
+        settings = Settings(catalog=root / "cat", subsonic=SubsonicSettings(url=upstream, user=USER, password=PASSWORD))
+        with running(settings) as proxy:
+            found = httpx.get(f"{upstream}/rest/search3", params={**AUTH, "f": "json", "query": "", "songCount": 500})
+            songs = {s["title"]: s for s in found.json()["subsonic-response"]["searchResult3"]["song"]}
+            yield proxy, upstream, songs, music, root / "cat"
+
+
+def _json(url: str, method: str, **params) -> dict:
+    answer = httpx.get(f"{url}/rest/{method}", params={**AUTH, "f": "json", **params}, timeout=60)
+    assert answer.status_code == 200
+    return answer.json()["subsonic-response"]
+
+
+def test_requests_pass_through_unchanged(setup):
+    proxy, upstream, _, _, _ = setup
+    for method, params in [
+        ("ping.view", {}),
+        ("getMusicFolders", {"f": "json"}),
+        ("search3", {"f": "json", "query": "tune", "songCount": 3}),
+        ("getSong", {"id": "not-an-id"}),
+        ("ping", {"p": "wrong"}),
+    ]:
+        direct = httpx.get(f"{upstream}/rest/{method}", params={**AUTH, **params})
+        through = httpx.get(f"{proxy}/rest/{method}", params={**AUTH, **params})
+        assert (through.status_code, through.content) == (direct.status_code, direct.content), method
+        assert through.headers["content-type"] == direct.headers["content-type"]
+        assert len(through.headers.get_list("server")) == 1  # the pass-through's, not both
+    # Form parameters (POST) and the Subsonic client library.
+    client = libsonic.Connection("http://127.0.0.1", USER, PASSWORD, port=int(proxy.rsplit(":", 1)[1]), legacyAuth=True)
+    assert client.ping()
+    assert client.getMusicFolders()["musicFolders"]["musicFolder"][0]["name"] == "Music"
+
+
+def test_streams_pass_through_whole_and_in_ranges(setup):
+    proxy, upstream, songs, music, _ = setup
+    data = (music / "Long" / "long.wav").read_bytes()
+    params = {**AUTH, "id": songs["long"]["id"]} if "long" in songs else None
+    if params is None:  # a WAV without a title tag is listed under its file name
+        song = next(s for s in songs.values() if s.get("path", "").endswith("long.wav"))
+        params = {**AUTH, "id": song["id"]}
+    with httpx.stream("GET", f"{proxy}/rest/stream", params=params) as through:
+        assert through.status_code == 200
+        assert through.headers["content-length"] == str(len(data))
+        assert hashlib.sha256(through.read()).digest() == hashlib.sha256(data).digest()
+    direct = httpx.get(f"{upstream}/rest/download", params=params, headers={"Range": "bytes=1000-1999"})
+    ranged = httpx.get(f"{proxy}/rest/download", params=params, headers={"Range": "bytes=1000-1999"})
+    assert ranged.status_code == direct.status_code == 206
+    assert ranged.headers["content-range"] == direct.headers["content-range"] == f"bytes 1000-1999/{len(data)}"
+    assert ranged.content == data[1000:2000]
+
+
+def test_extensions_gain_sonic_similarity(setup):
+    proxy, _, _, _, _ = setup
+    answer = _json(proxy, "getOpenSubsonicExtensions")
+    assert answer["status"] == "ok" and {"name": "sonicSimilarity", "versions": [1]} in answer["openSubsonicExtensions"]
+    root = ET.fromstring(httpx.get(f"{proxy}/rest/getOpenSubsonicExtensions.view", params=AUTH).content)
+    added = [e for e in root.iter(f"{NS}openSubsonicExtensions") if e.get("name") == "sonicSimilarity"]
+    assert root.get("status") == "ok" and [v.text for v in added[0].iter(f"{NS}versions")] == ["1"]
+
+
+def test_an_upstream_list_of_extensions_keeps_its_own():
+    """The spec's example answer (with the extension left out), as JSON and as XML."""
+    spec = (
+        '{"subsonic-response":{"status":"ok","version":"1.16.1","openSubsonic":true,'
+        '"openSubsonicExtensions":[{"name":"template","versions":[1,2]}]}}'
+    )
+    import json
+
+    extended = json.loads(with_extension(spec.encode(), Format("json")))["subsonic-response"]
+    assert extended["openSubsonicExtensions"] == [
+        {"name": "template", "versions": [1, 2]},
+        {"name": "sonicSimilarity", "versions": [1]},
+    ]
+    xml = (
+        '<subsonic-response xmlns="http://subsonic.org/restapi" status="ok" version="1.16.1">'
+        '<openSubsonicExtensions name="template"><versions>1</versions><versions>2</versions>'
+        "</openSubsonicExtensions></subsonic-response>"
+    )
+    root = ET.fromstring(with_extension(xml.encode(), Format(None)))
+    assert [e.get("name") for e in root.iter(f"{NS}openSubsonicExtensions")] == ["template", "sonicSimilarity"]
+    failed = b'{"subsonic-response":{"status":"failed","error":{"code":0}}}'
+    assert with_extension(failed, Format("json")) is None
+
+
+def test_similar_tracks_are_the_upstreams_songs(setup):
+    proxy, _, songs, _, _ = setup
+    answer = _json(proxy, "getSonicSimilarTracks", id=songs["echo"]["id"], count=3)
+    assert answer["status"] == "ok"
+    matches = answer["sonicMatch"]
+    assert [m["entry"]["title"] for m in matches][0] == "tune0"  # it starts with tune0's first 14 s
+    assert len(matches) == 3 and all(m["entry"] == songs[m["entry"]["title"]] for m in matches)
+    similarities = [m["similarity"] for m in matches]
+    assert all(0 <= s <= 1 for s in similarities) and similarities == sorted(similarities, reverse=True)
+    # Every song the catalog knows, never the one only upstream nor the one only in the catalog;
+    # tune2 by its own file, whichever of its recording's files the catalog's result shows.
+    everything = _json(proxy, "getSonicSimilarTracks", id=songs["tune3"]["id"], count=100)["sonicMatch"]
+    assert sorted(m["entry"]["title"] for m in everything) == sorted(
+        ["echo", *(f"tune{n}" for n in range(7) if n != 3)]
+    )
+    # XML, and a Subsonic client library posting a form.
+    root = ET.fromstring(
+        httpx.get(f"{proxy}/rest/getSonicSimilarTracks", params={**AUTH, "id": songs["echo"]["id"], "count": 3}).content
+    )
+    shown = [(m.find(f"{NS}entry").get("title"), float(m.get("similarity"))) for m in root.iter(f"{NS}sonicMatch")]
+    assert shown == [(m["entry"]["title"], m["similarity"]) for m in matches]
+    client = libsonic.Connection("http://127.0.0.1", USER, PASSWORD, port=int(proxy.rsplit(":", 1)[1]), legacyAuth=True)
+    posted = client._doInfoReq(
+        client._getRequest("getSonicSimilarTracks.view", {"id": songs["echo"]["id"], "count": 3})
+    )
+    assert posted["sonicMatch"] == matches
+
+
+def test_sonic_errors_are_subsonic_errors(setup):
+    proxy, _, songs, _, _ = setup
+    cases = [
+        ({"id": songs["extra"]["id"]}, 70),  # upstream only: not in the catalog
+        ({"id": "no-such-song"}, 70),
+        ({}, 10),
+        ({"id": songs["tune1"]["id"], "count": "many"}, 0),
+        ({"id": songs["tune1"]["id"], "p": "wrong"}, 40),
+    ]
+    for params, code in cases:
+        answer = _json(proxy, "getSonicSimilarTracks", **params)
+        assert answer["status"] == "failed" and answer["error"]["code"] == code, params
+    root = ET.fromstring(httpx.get(f"{proxy}/rest/findSonicPath", params={**AUTH, "startSongId": "x"}).content)
+    assert root.get("status") == "failed" and root.find(f"{NS}error").get("code") in ("10", "70")
+
+
+def test_sonic_path_runs_from_start_to_end(setup):
+    proxy, _, songs, _, _ = setup
+    start, end = songs["tune1"], songs["tune5"]
+    path = _json(proxy, "findSonicPath", startSongId=start["id"], endSongId=end["id"], count=5)["sonicMatch"]
+    assert len(path) == 5 and path[0]["entry"] == start and path[-1]["entry"] == end
+    assert len({m["entry"]["id"] for m in path}) == 5 and path[0]["similarity"] == 1.0
+    # Similarity is to the start, as getSonicSimilarTracks of the start gives it.
+    to_start = _json(proxy, "getSonicSimilarTracks", id=start["id"], count=100)["sonicMatch"]
+    expected = {m["entry"]["id"]: m["similarity"] for m in to_start}
+    for step in path[1:]:
+        assert step["similarity"] == pytest.approx(expected[step["entry"]["id"]], abs=1e-4)
+    # More songs than the catalog holds: the longest path it can make.
+    longest = _json(proxy, "findSonicPath", startSongId=start["id"], endSongId=end["id"], count=50)["sonicMatch"]
+    assert 2 <= len(longest) <= 8 and longest[0]["entry"] == start and longest[-1]["entry"] == end
+
+
+def test_songs_map_by_path_musicbrainz_then_tags():
+    tracks = [
+        CatalogTrack(1, "/m/A/x.flac", None, "A", "X", 100.0),
+        CatalogTrack(2, "/n/A/x.flac", None, "A", "X", 300.0),  # same relative path elsewhere
+        CatalogTrack(3, "/m/B/y.flac", "MB-3", "B", "Y", 50.0),
+        CatalogTrack(4, "/m/C/z.ogg", None, "C", "Zed", 200.0),
+    ]
+    songs = [
+        {"id": "s1", "path": "A/x.flac", "duration": 100},
+        {"id": "s3", "path": "moved/y.mp3", "musicBrainzId": "mb-3"},
+        {"id": "s4", "path": "other/z.mp3", "artist": "c", "title": " zed ", "duration": 201},
+        {"id": "s5", "path": "other/w.mp3", "artist": "C", "title": "Zed", "duration": 150},  # too short
+        {"id": "d1", "path": "A", "isDir": True},
+    ]
+    by_root = match(songs, tracks, roots=["/m"])
+    assert by_root.track_of == {"s1": 1, "s3": 3, "s4": 4} and by_root.by == {"path": 1, "musicbrainz": 1, "tags": 1}
+    assert by_root.entries["s1"] is songs[0] and by_root.song_of[4] == "s4"
+    # Without roots "A/x.flac" ends two catalog paths: not guessed (and its tags fit both).
+    assert "s1" not in match(songs, tracks).track_of
+    # A path that ends one catalog path, whole folder names only.
+    for path, found in [("C/z.ogg", 4), ("z.ogg", 4), ("m/C/z.ogg", 4), ("D/C/z.ogg", None), ("x/z.ogg", None)]:
+        assert match([{"id": "q", "path": path}], tracks).track_of.get("q") == found, path
+
+
+def test_settings_refuse_bad_values():
+    for bad in ({"url": "ftp://x"}, {"url": "http://"}, {"user": ""}, {"sync_s": 1}):
+        with pytest.raises(InvalidArgumentError):
+            SubsonicSettings(**{"url": "http://localhost:4533", "user": "u", "password": "p", **bad})
+    assert SubsonicSettings(url="http://h:1/rest/", user="u", password="p").url == "http://h:1"
+
+
+def test_a_server_that_cannot_be_reached_is_said_so(setup):
+    catalog = setup[4]
+    down = SubsonicSettings(url=f"http://127.0.0.1:{free_port()}", user=USER, password=PASSWORD)
+    with running(Settings(catalog=catalog, subsonic=down)) as proxy:
+        assert httpx.get(f"{proxy}/health").json()["status"] == "ok"  # the rest of the API works
+        assert httpx.get(f"{proxy}/rest/ping", params=AUTH).status_code == 502
+        answer = _json(proxy, "getSonicSimilarTracks", id="x")
+        assert answer["status"] == "failed" and "could not check the credentials" in answer["error"]["message"]
+        # Public, and answered alone when the server says nothing.
+        listed = _json(proxy, "getOpenSubsonicExtensions")["openSubsonicExtensions"]
+        assert listed == [{"name": "sonicSimilarity", "versions": [1]}]
+
+
+def test_serve_refuses_a_bad_subsonic_setting(tmp_path):
+    runner = CliRunner()
+    for args, says in [
+        (["--subsonic", "ftp://host"], "http(s)://HOST"),
+        (["--subsonic", "http://127.0.0.1:4533"], "needs a user"),
+    ]:
+        result = runner.invoke(app, ["serve", "--catalog", str(tmp_path), *args])
+        assert result.exit_code != 0 and says in result.output, result.output
+
+
+@pytest.mark.slow
+def test_songs_are_synced_again_on_schedule(setup, tmp_path):
+    """A song added to both sides while the pass-through runs is answered after the next sync."""
+    music, catalog = shutil.copytree(setup[3], tmp_path / "music"), shutil.copytree(setup[4], tmp_path / "cat")
+    with supysonic(music, tmp_path / "supysonic") as upstream:
+        subsonic = SubsonicSettings(url=upstream, user=USER, password=PASSWORD, sync_s=10)
+        with running(Settings(catalog=catalog, subsonic=subsonic)) as proxy:
+            new = write_audio(music / "New" / "new.flac", melody_track(396, 13, SAMPLE_RATE), SAMPLE_RATE)
+            _tag(new, "Z", "new")
+            scan(tmp_path / "supysonic")
+            with Catalog.open(catalog) as cat:
+                assert cat.index_paths([music / "New"]).added == 1
+            found = _json(upstream, "search3", query="new", songCount=5)["searchResult3"]["song"]
+            song = next(s["id"] for s in found if s["title"] == "new")
+            deadline = time.monotonic() + 60
+            while (answer := _json(proxy, "getSonicSimilarTracks", id=song, count=2))["status"] != "ok":
+                assert time.monotonic() < deadline, answer
+                time.sleep(1)
+            assert len(answer["sonicMatch"]) == 2
