@@ -67,6 +67,8 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	# milvus-lite without its faiss-cpu, which would overwrite faiss-gpu's faiss package.
+	$(BIN)/python -m pip install -q -c constraints.txt --no-deps milvus-lite
 	touch $(STAMP)
 
 lint: install

@@ -105,6 +105,10 @@ class IndexSpec:
     factory: str = "auto"  # "auto" (by size) or a FAISS factory string
     metric: str = "inner_product"
     vectors: str = "tracks and windows"
+    # Where the vectors are searched: None for FAISS files in the catalog, or a Milvus URL without
+    # secrets (storage/vector_store.py); ``collections`` is the prefix of its two collections' names.
+    vector_store: str | None = None
+    collections: str | None = None
 
 
 @dataclass
@@ -165,6 +169,9 @@ class Manifest:
         out = {name: value for name, value in asdict(self).items() if name != "extra"}
         if out["database"] is None:
             del out["database"]
+        for key in ("vector_store", "collections"):  # as catalogs on FAISS files have it
+            if out["index"][key] is None:
+                del out["index"][key]
         if out["windows"]["sample_s"] is None:  # as catalogs made before sampling have it
             del out["windows"]["sample_s"]
         for name, values in self.extra.items():

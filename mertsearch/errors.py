@@ -51,3 +51,7 @@ class ClusterError(MertSearchError, RuntimeError):
 
 class PlayerError(MertSearchError, RuntimeError):
     """A music player refused a request, or its client library is not installed."""
+
+
+class VectorStoreError(MertSearchError, ConnectionError):
+    """The catalog's vector store (a Milvus server or Milvus Lite file) cannot be reached or used."""

@@ -18,6 +18,7 @@ from mertsearch.storage import MetadataStore, VectorIndex, read_manifest, write_
 from mertsearch.storage.indexes import Indexes
 from mertsearch.storage.lock import WriterLock
 from mertsearch.storage.transform import IDENTITY, VectorTransform
+from mertsearch.storage.vector_store import VectorStores
 
 if TYPE_CHECKING:  # torch and transformers load only when audio is embedded, so `info` starts fast
     from mertsearch.encoder.mert import MertEncoder
@@ -75,7 +76,7 @@ class Core:
         self._lock = WriterLock(directory)
         self.wait_s = 0.0  # how long a writing operation waits for another writer
         self._encoder: MertEncoder | None = None
-        self._indexes: Indexes | None = None
+        self._indexes: VectorStores | None = None
         self._transform: VectorTransform | None = None
         self._calibration: tuple[str | None, Calibration | None] = (None, None)  # (as stored, parsed)
         self.take_up_meta()
@@ -130,8 +131,20 @@ class Core:
         return self._encoder
 
     @property
-    def indexes(self) -> Indexes:
-        """The track and window FAISS indexes, loaded (or rebuilt when stale) on first use."""
+    def indexes(self) -> VectorStores:
+        """The track and window vectors: FAISS indexes loaded (or rebuilt when stale) on first
+        use, or the catalog's Milvus collections (see storage/vector_store.py)."""
+        if self._indexes is None and self.manifest.index.vector_store is not None:
+            from mertsearch.storage.milvus import MilvusStores
+
+            self._indexes = MilvusStores(
+                self.manifest.index.vector_store,
+                self.manifest.index.collections or "mertsearch",
+                self.store,
+                dim=self.manifest.encoder.dim,
+                transform=lambda vectors: self.transform(vectors),
+                writing=lambda: self._lock.held_here,
+            )
         if self._indexes is None:
             self._indexes = Indexes(
                 self.directory / INDEX_DIR,

@@ -48,6 +48,7 @@ class Catalog(Core):
         precision: str | None = None,
         mmap: bool = False,
         database: str | None = None,
+        vector_store: str | None = None,
     ) -> Catalog:
         """Open the catalog in ``directory``; with ``create=True`` make it when it does not exist.
 
@@ -56,6 +57,11 @@ class Catalog(Core):
         ``postgresql+psycopg://user@host/dbname``. The manifest records it without its password
         (give that through PGPASSWORD or ~/.pgpass, or this URL again); an existing catalog is
         reopened with its own, and a different ``database`` is CatalogMismatchError.
+
+        ``vector_store`` keeps a new catalog's vectors in Milvus instead of FAISS files:
+        ``milvus:///path/milvus.db`` (Milvus Lite) or ``http(s)://host:19530`` (a server; its
+        token in MERTSEARCH_MILVUS_TOKEN). The manifest records it; an existing catalog is
+        reopened with its own, and a different one is CatalogMismatchError.
 
         ``layers`` is one hidden-state index, several (searched as the mean of their normalised
         vectors) or "all"; None means the model's default. ``keep_layers`` stores every layer's
@@ -83,6 +89,7 @@ class Catalog(Core):
             sample=sample,
             revision=revision,
             database=database,
+            vector_store=vector_store,
         )
         return cls(
             path,

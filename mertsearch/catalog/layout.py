@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from mertsearch.config import Manifest
@@ -12,6 +13,7 @@ from mertsearch.settings import LayersArg, database_from_env, new_manifest, want
 from mertsearch.storage import MetadataStore, check_compatible, read_manifest, write_manifest
 from mertsearch.storage.manifest import TEMP_PREFIX as MANIFEST_TEMP
 from mertsearch.storage.store import safe_url
+from mertsearch.storage.vector_store import check_vector_store
 
 DATABASE = "catalog.db"
 INDEX_DIR = "index"
@@ -35,6 +37,7 @@ def find_or_make(
     sample: float | None,
     revision: str | None,
     database: str | None,
+    vector_store: str | None = None,
 ) -> tuple[Manifest, Checkpoint | None, str]:
     """The manifest of the catalog at ``path`` (made there when ``create`` and there is none), the
     checkpoint to use, and the URL of its database. Settings asked for an existing catalog must
@@ -51,6 +54,9 @@ def find_or_make(
             raise CatalogNotFoundError(f"{path} is not empty and holds no catalog; choose a new directory")
         checkpoint = checkpoint or resolve_checkpoint(DEFAULT_MODEL, revision=revision)
         manifest = new_manifest(checkpoint, layers, keep_all=keep_layers, hop=hop, sample=sample)
+        if vector_store is not None:
+            manifest.index.vector_store = check_vector_store(vector_store)
+            manifest.index.collections = f"mertsearch_{uuid.uuid4().hex[:12]}"
         url = database or from_env
         if url is not None and safe_url(url) != safe_url(default_database(path)):
             manifest.database = safe_url(url)
@@ -64,6 +70,11 @@ def find_or_make(
     if stored is not manifest:
         wanted = wanted_manifest(stored, checkpoint, layers, keep_all=keep_layers, hop=hop, sample=sample)
         check_compatible(stored, wanted, path)
+        if vector_store is not None and check_vector_store(vector_store) != stored.index.vector_store:
+            raise CatalogMismatchError(
+                f"the catalog at {path} keeps its vectors in {stored.index.vector_store or 'FAISS files'}, "
+                f"not {vector_store}"
+            )
         url = database_url(path, stored, database, from_env)
     return stored, checkpoint, url
 

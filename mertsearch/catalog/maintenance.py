@@ -106,7 +106,8 @@ def verify(cat: Core) -> list[str]:
         problems.append(f"the transform file {kind.file} is missing (reindex --transform {kind.kind})")
     problems += check_store(cat.store, spec.dim)
     if not cat.transform_missing():  # the index checks compare through the transform
-        problems += check_indexes(cat.indexes, cat.transform)
+        indexes = cat.indexes
+        problems += indexes.check() if hasattr(indexes, "check") else check_indexes(indexes, cat.transform)
     return problems
 
 

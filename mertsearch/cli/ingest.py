@@ -70,6 +70,15 @@ def index(
             "that through PGPASSWORD or ~/.pgpass. Later commands find the database in the catalog.",
         ),
     ] = None,
+    vector_store: Annotated[
+        str | None,
+        typer.Option(
+            "--vector-store",
+            help="Keep a new catalog's vectors in Milvus instead of FAISS files: milvus:///path/milvus.db "
+            "(Milvus Lite) or http(s)://host:19530 (a server; its token in $MERTSEARCH_MILVUS_TOKEN). "
+            "Recorded in the catalog; later commands use it.",
+        ),
+    ] = None,
     wait: WaitOpt = 0.0,
     batch_size: Annotated[
         int | None, typer.Option(help="Windows per model call (default: 32 on a GPU, 1 on a CPU).", min=1)
@@ -136,6 +145,7 @@ def index(
         batch_size=batch_size,
         precision=precision,
         database=database,
+        vector_store=vector_store,
     ) as cat:
         cat.wait_s = wait
         options = {

@@ -31,6 +31,7 @@ import numpy as np
 
 from mertsearch.errors import InvalidArgumentError
 from mertsearch.search.placement import align
+from mertsearch.storage.filters import Filters
 from mertsearch.storage.schema import Track
 from mertsearch.storage.store import MetadataStore, from_blob
 from mertsearch.storage.vector_index import VectorIndex
@@ -107,6 +108,8 @@ class Rules:
     min_score: float | None = None
     min_similarity: float | None = None
     exclude_albums: Collection[tuple[str, str]] = ()  # (artist, album), as per_album counts them
+    # The filters ``allowed`` came from, for an index that applies them itself (see rank).
+    filters: Filters | None = None
 
 
 @dataclass
@@ -333,6 +336,11 @@ def rank(
             "min_similarity needs the catalog's calibration: run `mertsearch repair` (or reindex)"
         )
     allowed = None if rules.allowed is None else np.unique(np.asarray(rules.allowed, dtype=np.int64))
+    if allowed is not None and hasattr(tracks_index, "narrowed"):
+        # An index that filters as it searches (Milvus) holds only the allowed tracks' vectors.
+        tracks_index = tracks_index.narrowed(allowed, rules.filters)
+        windows_index = windows_index.narrowed(allowed, rules.filters)
+        allowed = None
     if mode == "tracks":
         next_round = partial(_track_candidates, tracks_index, query, allowed=allowed)
     else:

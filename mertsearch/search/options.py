@@ -118,4 +118,5 @@ class SearchOptions:
             min_score=self.min_score,
             min_similarity=self.min_similarity,
             exclude_albums=exclude_albums,
+            filters=self.filters if allowed is not None else None,
         )

@@ -1,0 +1,316 @@
+"""A catalog's vectors in Milvus (a server, or Milvus Lite in a local file).
+
+Two collections, ``<prefix>_tracks`` and ``<prefix>_windows``, whose primary keys are the database
+ids (track ids; window row ids), hold the transformed vectors as the FAISS indexes would. Each
+vector carries its track's artist, album and genre (lowercased), year, duration and path, and a
+window its track's id, so filters run inside Milvus as expressions (storage/milvus_filters.py).
+
+Writers insert and delete as they commit, so readers and running servers search the current
+vectors without loading anything. The database stays the source of truth: ``rebuild`` drops
+both collections and fills them from the stored vectors, and the database's meta key
+VERSION_KEY records the data version they were built at, so vectors of an older kind (before a
+reindex changed the layers or the transform) are never searched: a writer rebuilds them, a reader
+refuses.
+
+Milvus Lite serves one process at a time (its file is locked): a server and an ingest against
+the same catalog need a Milvus server.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+
+from mertsearch.errors import VectorStoreError
+from mertsearch.storage.filters import Filters
+from mertsearch.storage.milvus_filters import PATH_LIMIT, TEXT_LIMIT, expression, ids_expression, tag_key
+from mertsearch.storage.schema import Track
+from mertsearch.storage.store import MetadataStore
+from mertsearch.storage.vector_store import TOKEN_VARIABLE
+
+NAMES = ("tracks", "windows")
+VERSION_KEY = "milvus_built_at"
+# Milvus returns at most this many neighbours a query.
+MAX_LIMIT = 16384
+BATCH = 2000
+TEXT_FIELDS = ("artist", "album", "genre")
+
+
+def connect(url: str):
+    """A MilvusClient for the store's URL (the token, for a server, from the environment)."""
+    try:
+        from pymilvus import MilvusClient
+    except ImportError:
+        raise VectorStoreError(
+            "this catalog keeps its vectors in Milvus: install mertsearch[milvus] (pymilvus, milvus-lite)"
+        ) from None
+    parts = urlsplit(url)
+    try:
+        if parts.scheme == "milvus":
+            return MilvusClient(uri=parts.netloc + parts.path)
+        base = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        return MilvusClient(uri=base, token=os.environ.get(TOKEN_VARIABLE, ""))
+    except Exception as exc:  # pymilvus raises its own classes (and gRPC's) for a refused connection
+        raise VectorStoreError(f"cannot open the Milvus vector store {url}: {exc}") from None
+
+
+def index_type(url: str) -> str:
+    """The vector index Milvus builds: ``?index=HNSW`` etc. in the URL; by default exact (FLAT)
+    in Milvus Lite, and the server's own choice (AUTOINDEX) on a server."""
+    parts = urlsplit(url)
+    asked = parse_qs(parts.query).get("index")
+    return asked[0].upper() if asked else ("FLAT" if parts.scheme == "milvus" else "AUTOINDEX")
+
+
+class MilvusStores:
+    """The catalog's tracks and windows collections (see the module's doc)."""
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        store: MetadataStore,
+        *,
+        dim: int,
+        transform: Callable[[np.ndarray], np.ndarray],
+        writing: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.url, self.store, self.dim, self.transform, self.writing = url, store, dim, transform, writing
+        self.client = connect(url)
+        self.index_type = index_type(url)
+        self.names = {name: f"{prefix}_{name}" for name in NAMES}
+        self.factory = f"milvus {self.index_type}"
+        self._ready = False
+
+    def _ensure(self) -> None:
+        """Both collections exist and hold vectors of the kind searched now (see the module's doc)."""
+        if self._ready:
+            return
+        built = self.store.meta(VERSION_KEY)
+        present = all(self.client.has_collection(name) for name in self.names.values())
+        if not present or built is None or int(built) < self.store.searchable_since():
+            if not self.writing():
+                raise VectorStoreError(
+                    "the catalog's Milvus collections are missing or hold vectors of an older kind: "
+                    "run `mertsearch rebuild`"
+                )
+            self.rebuild()
+        self._ready = True
+
+    def collection(self, name: str) -> MilvusCollection:
+        self._ensure()
+        return MilvusCollection(self, name)
+
+    @property
+    def tracks(self) -> MilvusCollection:
+        return self.collection("tracks")
+
+    @property
+    def windows(self) -> MilvusCollection:
+        return self.collection("windows")
+
+    def load(self) -> None:
+        self._ensure()
+
+    def save(self) -> None:
+        """Nothing to save: each change went to Milvus as it was committed."""
+
+    def rebuild(self, factory: str | None = None, *, shard_size: int | None = None, announce: bool = False) -> None:
+        """Drop both collections and fill them again from the stored vectors. ``factory`` and
+        ``shard_size`` (FAISS's) do not apply; the index type comes from the store's URL."""
+        if announce:
+            self.store.update_meta({}, bump_version=True)
+        version = self.store.data_version()
+        for name in NAMES:
+            self._create(name)
+        for ids, vectors in self.store.track_vectors():
+            self._insert("tracks", ids, vectors, self._track_fields(ids))
+        for ids, vectors in self.store.window_vectors():
+            self._insert("windows", ids, vectors, self._window_fields(ids))
+        self.store.update_meta({VERSION_KEY: str(version)})
+        self._ready = True
+
+    def _create(self, name: str) -> None:
+        from pymilvus import DataType
+
+        collection = self.names[name]
+        if self.client.has_collection(collection):
+            self.client.drop_collection(collection)
+        schema = self.client.create_schema(auto_id=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+        if name == "windows":
+            schema.add_field("track_id", DataType.INT64)
+        for field in TEXT_FIELDS:
+            schema.add_field(field, DataType.VARCHAR, max_length=TEXT_LIMIT)
+        schema.add_field("path", DataType.VARCHAR, max_length=PATH_LIMIT)
+        schema.add_field("year", DataType.INT64, nullable=True)
+        schema.add_field("duration", DataType.DOUBLE)
+        params = self.client.prepare_index_params()
+        params.add_index("vector", index_type=self.index_type, metric_type="IP")
+        self.client.create_collection(collection, schema=schema, index_params=params, consistency_level="Strong")
+
+    def _track_fields(self, track_ids: Iterable[int]) -> dict[int, dict]:
+        rows = self.store.tracks_by_id([int(i) for i in track_ids])
+        return {track_id: _scalars(track) for track_id, track in rows.items()}
+
+    def _window_fields(self, window_ids: np.ndarray) -> dict[int, dict]:
+        places = self.store.window_places([int(i) for i in window_ids])
+        tracks = self._track_fields({track_id for track_id, _, _ in places.values()})
+        return {
+            window_id: {"track_id": track_id, **tracks[track_id]}
+            for window_id, (track_id, _, _) in places.items()
+            if track_id in tracks
+        }
+
+    def _insert(self, name: str, ids: np.ndarray, vectors: np.ndarray, fields: dict[int, dict]) -> None:
+        """Insert (or replace: upsert) the rows whose scalar fields are known; the others were
+        taken out of the database meanwhile."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        rows = [
+            {"id": int(i), "vector": vector.tolist(), **fields[int(i)]}
+            for i, vector in zip(ids, vectors, strict=True)
+            if int(i) in fields
+        ]
+        for start in range(0, len(rows), BATCH):
+            self.client.upsert(self.names[name], rows[start : start + BATCH])
+
+    def stored(self, stored, vector: np.ndarray, window_vectors: np.ndarray) -> None:
+        """A track put into the database (new, or replacing its older version under its id)."""
+        self._ensure()
+        if stored.replaced and stored.old_window_ids:
+            self._delete("windows", stored.old_window_ids)
+        fields = self._track_fields([stored.track_id])
+        self._insert("tracks", np.array([stored.track_id]), self.transform(vector[None, :]), fields)
+        windows = {int(i): {"track_id": stored.track_id, **fields[stored.track_id]} for i in stored.window_ids}
+        if fields:
+            self._insert("windows", np.array(stored.window_ids), self.transform(window_vectors), windows)
+
+    def removed(self, track_id: int, window_ids: list[int]) -> None:
+        self._ensure()
+        self._delete("tracks", [track_id])
+        self._delete("windows", window_ids)
+
+    def _delete(self, name: str, ids: list[int]) -> None:
+        for start in range(0, len(ids), BATCH):
+            self.client.delete(self.names[name], ids=[int(i) for i in ids[start : start + BATCH]])
+
+    def check(self) -> list[str]:
+        """Problems between the database and the collections: ids checked both ways, and a sample
+        of vectors against the stored ones (through the transform)."""
+        problems = []
+        for name in NAMES:
+            if not self.client.has_collection(self.names[name]):
+                problems.append(f"the Milvus {name} collection is missing (rebuild it)")
+                continue
+            held, stored_ids = self.collection(name).ids(), self.store.ids(name)
+            if len(held) != len(np.unique(held)):
+                problems.append(f"the Milvus {name} collection holds {len(held) - len(np.unique(held))} ids twice")
+            missing, extra = np.setdiff1d(stored_ids, held), np.setdiff1d(held, stored_ids)
+            if len(missing):
+                problems.append(f"{len(missing)} {name} are in the database but not in Milvus (e.g. {missing[0]})")
+            if len(extra):
+                problems.append(f"the Milvus {name} collection holds {len(extra)} ids the database does not")
+        built = self.store.meta(VERSION_KEY)
+        if built is None or int(built) < self.store.searchable_since():
+            problems.append("the Milvus collections hold vectors of an older kind than the database (rebuild them)")
+        return problems
+
+
+class MilvusCollection:
+    """One collection, searched as a FAISS index is (see storage/vector_store.VectorCollection);
+    ``narrowed`` to the vectors a filter allows."""
+
+    nprobe = 1
+    lists = 1  # Milvus chooses what to scan: one round is all it takes
+    lists_file = None
+
+    def __init__(self, stores: MilvusStores, name: str, condition: str | None = None) -> None:
+        self.stores, self.name, self.condition = stores, name, condition
+        self.client, self.collection_name = stores.client, stores.names[name]
+        self.factory = stores.factory
+        self._count: int | None = None
+
+    def narrowed(self, allowed: np.ndarray, filters: Filters | None) -> MilvusCollection:
+        """This collection's vectors of the allowed tracks only: the filters as an expression
+        over the scalar fields where they can be written as one, else the allowed track ids."""
+        condition = expression(filters) if filters else None
+        if condition is None:
+            condition = ids_expression("id" if self.name == "tracks" else "track_id", allowed)
+        return MilvusCollection(self.stores, self.name, condition)
+
+    def __len__(self) -> int:
+        if self._count is None:
+            rows = self.client.query(self.collection_name, filter=self.condition or "", output_fields=["count(*)"])
+            self._count = int(rows[0]["count(*)"])
+        return self._count
+
+    def probes(self, share: float = 1.0) -> int:
+        return 1
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, *, nprobe: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each shaped (queries, k), best first; -1 ids pad (at least one column,
+        so a filter that allows nothing reads as a search that found nothing)."""
+        k = max(1, min(k, MAX_LIMIT))
+        condition = self.condition
+        if allowed is not None:
+            among = ids_expression("id", allowed)
+            condition = among if condition is None else f"({condition}) and {among}"
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        if len(queries) == 0 or (allowed is not None and len(allowed) == 0):
+            return scores, ids
+        found = self.client.search(
+            self.collection_name,
+            data=np.asarray(queries, dtype=np.float32).tolist(),
+            limit=k,
+            filter=condition or "",
+            output_fields=["id"],
+            search_params={"metric_type": "IP"},
+        )
+        for row, hits in enumerate(found):
+            for column, hit in enumerate(hits):
+                scores[row, column], ids[row, column] = hit["distance"], hit["id"]
+        return scores, ids
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if self.name == "tracks":
+            fields = self.stores._track_fields(ids)
+        else:
+            fields = self.stores._window_fields(ids)
+        self.stores._insert(self.name, ids, vectors, fields)
+
+    def remove(self, ids: np.ndarray) -> None:
+        self.stores._delete(self.name, [int(i) for i in ids])
+
+    def ids(self) -> np.ndarray:
+        """Every id held (under the collection's condition), read in batches."""
+        iterator = self.client.query_iterator(
+            self.collection_name, batch_size=BATCH, filter=self.condition or "", output_fields=["id"]
+        )
+        held: list[int] = []
+        try:
+            while batch := iterator.next():
+                held.extend(int(row["id"]) for row in batch)
+        finally:
+            iterator.close()
+        return np.array(sorted(held), dtype=np.int64)
+
+    @property
+    def high_water(self) -> int:
+        held = self.ids()
+        return int(held[-1]) if len(held) else -1
+
+
+def _scalars(track: Track) -> dict:
+    return {
+        **{field: tag_key(getattr(track, field)) for field in TEXT_FIELDS},
+        "path": track.path[:PATH_LIMIT],
+        "year": track.year,
+        "duration": float(track.duration),
+    }
