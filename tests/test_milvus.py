@@ -8,6 +8,7 @@ import json
 import os
 
 import mutagen
+import numpy as np
 import pytest
 
 from mertsearch import Catalog
@@ -71,6 +72,19 @@ def test_clip_queries_give_the_same_top_k_as_exact_faiss(twins, mode):
         assert _paths(got) == _paths(expected)
         assert [r.score for r in got] == pytest.approx([r.score for r in expected], abs=1e-4)
         assert [r.match for r in got] == [r.match for r in expected]
+
+
+@pytest.mark.parametrize("name", ["tracks", "windows"])
+def test_the_collections_find_the_neighbours_exact_faiss_finds(twins, name):
+    """Below the ranking (which rescores from the stored vectors): Milvus's own neighbours and
+    scores, for transformed queries, against FAISS's exact search of the same catalog."""
+    exact, milvus, _ = twins
+    assert exact.store.ids(name).tolist() == milvus.store.ids(name).tolist()  # built alike: same ids
+    queries = exact.transform(exact.store.sample_vectors(name, 6))
+    scores, ids = getattr(exact.indexes, name).search(queries, 5)
+    got_scores, got_ids = getattr(milvus.indexes, name).search(queries, 5)
+    assert got_ids.tolist() == ids.tolist()
+    np.testing.assert_allclose(got_scores, scores, atol=1e-5)
 
 
 def test_similar_gives_the_same_neighbours(twins):
@@ -147,6 +161,12 @@ def test_removals_and_additions_reach_readers_and_rebuild_mends(tmp_path, tiny_m
         assert any("in the database but not in Milvus" in problem for problem in writer.verify())
         writer.rebuild_index()
         assert writer.verify() == []
+        # A vector that is not the stored one is found too.
+        first = writer.store.ids("tracks")[:1]
+        writer.indexes.tracks.add(first, np.eye(1, writer.manifest.encoder.dim, 3, dtype=np.float32))
+        assert any("sampled tracks vectors in Milvus differ" in problem for problem in writer.verify())
+        writer.rebuild_index()
+        assert writer.verify() == []
         assert len(writer.indexes.tracks) == 6 and len(writer.indexes.windows) == len(writer.store.ids("windows"))
         reader.close()
 
@@ -172,3 +192,52 @@ def test_reopening_with_another_vector_store_is_a_mismatch(tmp_path, tiny_model)
         Catalog.open(tmp_path / "cat", vector_store=f"milvus://{tmp_path / 'v.db'}")
     with Catalog.open(tmp_path / "cat") as cat:
         assert cat.info()["tracks"] == 0
+
+
+def test_a_running_server_sees_what_the_writer_commits(tmp_path, tiny_model, music):
+    import httpx
+
+    from mertsearch.api.app import Settings
+    from tests.servers import running
+
+    store = f"milvus://{tmp_path / 'vectors.db'}"
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model), vector_store=store) as writer:
+        writer.index_paths([music])
+        seed = writer.track_id(music / "a.wav")
+        with running(Settings(catalog=tmp_path / "cat", model=str(tiny_model))) as url:
+
+            def similar(**params) -> list[str]:
+                answer = httpx.get(f"{url}/tracks/{seed}/similar", params={"k": 10, **params})
+                assert answer.status_code == 200, answer.text
+                return [r["path"].split("/")[-1] for r in answer.json()["results"]]
+
+            assert sorted(similar()) == ["b.flac", "c.mp3", "d.ogg", "e.wav", "f.flac"]
+            assert sorted(similar(filter=f"path={music / 'sub'}")) == ["e.wav", "f.flac"]
+            (music / "c.mp3").unlink()
+            write_audio(music / "sub" / "g.wav", tone_track(9, 10, SAMPLE_RATE), SAMPLE_RATE)
+            writer.index_paths([music])
+            assert sorted(similar()) == ["b.flac", "d.ogg", "e.wav", "f.flac", "g.wav"]
+            assert sorted(similar(filter=f"path={music / 'sub'}")) == ["e.wav", "f.flac", "g.wav"]
+
+
+def test_the_command_line_creates_checks_and_rebuilds_a_milvus_catalog(tmp_path, tiny_model, music):
+    from typer.testing import CliRunner
+
+    from mertsearch.cli import app
+
+    def run(*args, code: int = 0):
+        result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
+        assert result.exit_code == code, result.output
+        return result
+
+    catalog = tmp_path / "cat"
+    store = f"milvus://{tmp_path / 'vectors.db'}"
+    run("index", music, "--catalog", catalog, "--model", tiny_model, "--vector-store", store)
+    assert json.loads((catalog / "manifest.json").read_text())["index"]["vector_store"] == store
+    found = json.loads(run("search", music / "d.ogg", "--catalog", catalog, "-k", 2, "--json").stdout)
+    assert found["results"][0]["path"].endswith("d.ogg")
+    run("verify", "--catalog", catalog)
+    run("rebuild", "--catalog", catalog)
+    run("verify", "--catalog", catalog)
+    refused = run("index", music, "--catalog", tmp_path / "other", "--vector-store", "redis://x", code=1)
+    assert "a vector store is" in refused.output and not (tmp_path / "other").exists()

@@ -42,6 +42,7 @@ def find_or_make(
     """The manifest of the catalog at ``path`` (made there when ``create`` and there is none), the
     checkpoint to use, and the URL of its database. Settings asked for an existing catalog must
     match the manifest (CatalogMismatchError names each difference)."""
+    vector_store = check_vector_store(vector_store) if vector_store is not None else None
     stored = read_manifest(path) if path.is_dir() else None
     from_env = database_from_env()
     manifest = None
@@ -55,7 +56,7 @@ def find_or_make(
         checkpoint = checkpoint or resolve_checkpoint(DEFAULT_MODEL, revision=revision)
         manifest = new_manifest(checkpoint, layers, keep_all=keep_layers, hop=hop, sample=sample)
         if vector_store is not None:
-            manifest.index.vector_store = check_vector_store(vector_store)
+            manifest.index.vector_store = vector_store
             manifest.index.collections = f"mertsearch_{uuid.uuid4().hex[:12]}"
         url = database or from_env
         if url is not None and safe_url(url) != safe_url(default_database(path)):
@@ -70,7 +71,7 @@ def find_or_make(
     if stored is not manifest:
         wanted = wanted_manifest(stored, checkpoint, layers, keep_all=keep_layers, hop=hop, sample=sample)
         check_compatible(stored, wanted, path)
-        if vector_store is not None and check_vector_store(vector_store) != stored.index.vector_store:
+        if vector_store is not None and vector_store != stored.index.vector_store:
             raise CatalogMismatchError(
                 f"the catalog at {path} keeps its vectors in {stored.index.vector_store or 'FAISS files'}, "
                 f"not {vector_store}"

@@ -19,16 +19,18 @@ the same catalog need a Milvus server.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+from sqlalchemy import func, select
 
 from mertsearch.errors import VectorStoreError
 from mertsearch.storage.filters import Filters
 from mertsearch.storage.milvus_filters import PATH_LIMIT, TEXT_LIMIT, expression, ids_expression, tag_key
-from mertsearch.storage.schema import Track
-from mertsearch.storage.store import MetadataStore
+from mertsearch.storage.schema import Track, Window
+from mertsearch.storage.store import MetadataStore, from_blob
 from mertsearch.storage.vector_store import TOKEN_VARIABLE
 
 NAMES = ("tracks", "windows")
@@ -36,6 +38,7 @@ VERSION_KEY = "milvus_built_at"
 # Milvus returns at most this many neighbours a query.
 MAX_LIMIT = 16384
 BATCH = 2000
+CHECKED = 200  # stored vectors verify compares with Milvus's
 TEXT_FIELDS = ("artist", "album", "genre")
 
 
@@ -55,6 +58,17 @@ def connect(url: str):
         return MilvusClient(uri=base, token=os.environ.get(TOKEN_VARIABLE, ""))
     except Exception as exc:  # pymilvus raises its own classes (and gRPC's) for a refused connection
         raise VectorStoreError(f"cannot open the Milvus vector store {url}: {exc}") from None
+
+
+@contextmanager
+def milvus_errors(url: str) -> Iterator[None]:
+    """Milvus's own exceptions (a lost server, a refused request) as VectorStoreError."""
+    from pymilvus.exceptions import MilvusException
+
+    try:
+        yield
+    except MilvusException as exc:
+        raise VectorStoreError(f"the Milvus vector store {url} failed: {exc.message}") from None
 
 
 def index_type(url: str) -> str:
@@ -90,14 +104,17 @@ class MilvusStores:
         if self._ready:
             return
         built = self.store.meta(VERSION_KEY)
-        present = all(self.client.has_collection(name) for name in self.names.values())
-        if not present or built is None or int(built) < self.store.searchable_since():
-            if not self.writing():
-                raise VectorStoreError(
-                    "the catalog's Milvus collections are missing or hold vectors of an older kind: "
-                    "run `mertsearch rebuild`"
-                )
-            self.rebuild()
+        with milvus_errors(self.url):
+            present = all(self.client.has_collection(name) for name in self.names.values())
+            if not present or built is None or int(built) < self.store.searchable_since():
+                if not self.writing():
+                    raise VectorStoreError(
+                        "the catalog's Milvus collections are missing or hold vectors of an older kind: "
+                        "run `mertsearch rebuild`"
+                    )
+                self.rebuild()
+            for name in self.names.values():  # a collection is searchable once loaded (in each process)
+                self.client.load_collection(name)
         self._ready = True
 
     def collection(self, name: str) -> MilvusCollection:
@@ -127,9 +144,9 @@ class MilvusStores:
         for name in NAMES:
             self._create(name)
         for ids, vectors in self.store.track_vectors():
-            self._insert("tracks", ids, vectors, self._track_fields(ids))
+            self._insert("tracks", ids, self.transform(vectors), self._track_fields(ids))
         for ids, vectors in self.store.window_vectors():
-            self._insert("windows", ids, vectors, self._window_fields(ids))
+            self._insert("windows", ids, self.transform(vectors), self._window_fields(ids))
         self.store.update_meta({VERSION_KEY: str(version)})
         self._ready = True
 
@@ -175,8 +192,9 @@ class MilvusStores:
             for i, vector in zip(ids, vectors, strict=True)
             if int(i) in fields
         ]
-        for start in range(0, len(rows), BATCH):
-            self.client.upsert(self.names[name], rows[start : start + BATCH])
+        with milvus_errors(self.url):
+            for start in range(0, len(rows), BATCH):
+                self.client.upsert(self.names[name], rows[start : start + BATCH])
 
     def stored(self, stored, vector: np.ndarray, window_vectors: np.ndarray) -> None:
         """A track put into the database (new, or replacing its older version under its id)."""
@@ -195,8 +213,9 @@ class MilvusStores:
         self._delete("windows", window_ids)
 
     def _delete(self, name: str, ids: list[int]) -> None:
-        for start in range(0, len(ids), BATCH):
-            self.client.delete(self.names[name], ids=[int(i) for i in ids[start : start + BATCH]])
+        with milvus_errors(self.url):
+            for start in range(0, len(ids), BATCH):
+                self.client.delete(self.names[name], ids=[int(i) for i in ids[start : start + BATCH]])
 
     def check(self) -> list[str]:
         """Problems between the database and the collections: ids checked both ways, and a sample
@@ -214,10 +233,29 @@ class MilvusStores:
                 problems.append(f"{len(missing)} {name} are in the database but not in Milvus (e.g. {missing[0]})")
             if len(extra):
                 problems.append(f"the Milvus {name} collection holds {len(extra)} ids the database does not")
+            problems += self._check_vectors(name)
         built = self.store.meta(VERSION_KEY)
         if built is None or int(built) < self.store.searchable_since():
             problems.append("the Milvus collections hold vectors of an older kind than the database (rebuild them)")
         return problems
+
+    def _check_vectors(self, name: str) -> list[str]:
+        """Each sampled stored vector, transformed, must be what Milvus holds under its id."""
+        table = Track if name == "tracks" else Window
+        with self.store.session() as session:
+            rows = session.execute(select(table.id, table.vector).order_by(func.random()).limit(CHECKED)).all()
+        if not rows:
+            return []
+        expected = self.transform(np.stack([from_blob(vector) for _, vector in rows]))
+        with milvus_errors(self.url):
+            held = self.client.get(self.names[name], ids=[int(i) for i, _ in rows], output_fields=["vector"])
+        vectors = {int(row["id"]): np.asarray(row["vector"], dtype=np.float32) for row in held}
+        stale = sum(
+            1
+            for (own, _), vector in zip(rows, expected, strict=True)
+            if own in vectors and float(vectors[own] @ vector) < 0.9999
+        )
+        return [f"{stale} of {len(rows)} sampled {name} vectors in Milvus differ from the stored ones"] if stale else []
 
 
 class MilvusCollection:
@@ -244,7 +282,8 @@ class MilvusCollection:
 
     def __len__(self) -> int:
         if self._count is None:
-            rows = self.client.query(self.collection_name, filter=self.condition or "", output_fields=["count(*)"])
+            with milvus_errors(self.stores.url):
+                rows = self.client.query(self.collection_name, filter=self.condition or "", output_fields=["count(*)"])
             self._count = int(rows[0]["count(*)"])
         return self._count
 
@@ -265,14 +304,15 @@ class MilvusCollection:
         ids = np.full((len(queries), k), -1, dtype=np.int64)
         if len(queries) == 0 or (allowed is not None and len(allowed) == 0):
             return scores, ids
-        found = self.client.search(
-            self.collection_name,
-            data=np.asarray(queries, dtype=np.float32).tolist(),
-            limit=k,
-            filter=condition or "",
-            output_fields=["id"],
-            search_params={"metric_type": "IP"},
-        )
+        with milvus_errors(self.stores.url):
+            found = self.client.search(
+                self.collection_name,
+                data=np.asarray(queries, dtype=np.float32).tolist(),
+                limit=k,
+                filter=condition or "",
+                output_fields=["id"],
+                search_params={"metric_type": "IP"},
+            )
         for row, hits in enumerate(found):
             for column, hit in enumerate(hits):
                 scores[row, column], ids[row, column] = hit["distance"], hit["id"]
@@ -289,17 +329,25 @@ class MilvusCollection:
         self.stores._delete(self.name, [int(i) for i in ids])
 
     def ids(self) -> np.ndarray:
-        """Every id held (under the collection's condition), read in batches."""
-        iterator = self.client.query_iterator(
-            self.collection_name, batch_size=BATCH, filter=self.condition or "", output_fields=["id"]
-        )
+        """Every id held (under the collection's condition), read a range of ids at a time up to
+        the database's highest (then whatever lies above). Not Milvus's query iterator, which
+        Milvus Lite answers with errors in its log."""
+        total = len(self)
+        top = int(self.stores.store.ids(self.name).max(initial=-1))
         held: list[int] = []
-        try:
-            while batch := iterator.next():
-                held.extend(int(row["id"]) for row in batch)
-        finally:
-            iterator.close()
+        low = 0
+        while len(held) < total and low <= top:
+            held += self._query(f"id >= {low} and id < {low + BATCH}", BATCH)
+            low += BATCH
+        if len(held) < total:
+            held += self._query(f"id >= {low} or id < 0", MAX_LIMIT)
         return np.array(sorted(held), dtype=np.int64)
+
+    def _query(self, ids: str, limit: int) -> list[int]:
+        condition = ids if self.condition is None else f"({self.condition}) and ({ids})"
+        with milvus_errors(self.stores.url):
+            rows = self.client.query(self.collection_name, filter=condition, output_fields=["id"], limit=limit)
+        return [int(row["id"]) for row in rows]
 
     @property
     def high_water(self) -> int:
