@@ -241,3 +241,16 @@ def test_the_command_line_creates_checks_and_rebuilds_a_milvus_catalog(tmp_path,
     run("verify", "--catalog", catalog)
     refused = run("index", music, "--catalog", tmp_path / "other", "--vector-store", "redis://x", code=1)
     assert "a vector store is" in refused.output and not (tmp_path / "other").exists()
+
+
+def test_an_evaluation_copy_searches_faiss_files_not_the_catalogs_collections(twins, tmp_path):
+    from mertsearch.catalog.maintenance import _scratch_copy
+    from mertsearch.storage.indexes import Indexes
+
+    _, milvus, music = twins
+    _scratch_copy(milvus, tmp_path)
+    with Catalog.open(tmp_path) as copy:
+        assert copy.manifest.index.vector_store is None and isinstance(copy.indexes, Indexes)
+        seed = music / "Ann" / "00.flac"
+        assert _paths(copy.similar(seed, k=4)) == _paths(milvus.similar(seed, k=4))
+    assert milvus.verify() == []

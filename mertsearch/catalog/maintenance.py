@@ -189,7 +189,8 @@ def _scratch_copy(cat: Core, folder: Path) -> None:
 
     The copy is always SQLite in ``folder``: a SQLite catalog is copied with SQLite's backup
     (consistent while others read or write), another database table by table. The FAISS
-    indexes are rebuilt from the stored vectors when the copy first needs them.
+    indexes (FAISS even for a catalog in Milvus) are built from the stored vectors when the copy
+    first needs them.
     """
     if cat.store.engine.dialect.name == "sqlite":
         source = sqlite3.connect(cat.store.engine.url.database)  # wherever the manifest put it
@@ -206,6 +207,9 @@ def _scratch_copy(cat: Core, folder: Path) -> None:
             cat.store.copy_to(copy)
         finally:
             copy.close()
-    write_manifest(folder, replace(cat.manifest, database=None))
+    # On FAISS files of its own: a copy that searched the catalog's Milvus collections would
+    # rebuild them (drop and fill) with its own vectors.
+    index = replace(cat.manifest.index, vector_store=None, collections=None)
+    write_manifest(folder, replace(cat.manifest, database=None, index=index))
     if cat.manifest.transform.kind != "none":
         shutil.copy2(cat.directory / cat.manifest.transform.file, folder)
