@@ -254,3 +254,96 @@ def test_an_evaluation_copy_searches_faiss_files_not_the_catalogs_collections(tw
         seed = music / "Ann" / "00.flac"
         assert _paths(copy.similar(seed, k=4)) == _paths(milvus.similar(seed, k=4))
     assert milvus.verify() == []
+
+
+# Runs `mertsearch index` with one MilvusStores method patched to SIGKILL the indexer on its first
+# call: after the database committed a change, before Milvus heard of it.
+_KILLING_DRIVER = """
+import os, signal, sys
+from mertsearch.storage.milvus import MilvusStores
+method = sys.argv[1]
+def killing(self, *args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+setattr(MilvusStores, method, killing)
+sys.argv = ["mertsearch", "index", *sys.argv[2:]]
+from mertsearch.cli import main
+main()
+"""
+
+# What Milvus holds, read with pymilvus itself, against the database's ids (Milvus Lite serves
+# one process at a time, and a process keeps it until it ends: each look is a process of its own).
+_LOOK = """
+import json, sys
+from mertsearch import Catalog
+with Catalog.open(sys.argv[1]) as cat:
+    cat.indexes.load()  # collections are searchable once loaded, in each process
+    client, names = cat.indexes.client, cat.indexes.names
+    rows = {name: client.query(names[name], filter="id >= 0", output_fields=["id"], limit=16384) for name in names}
+    held = {name: sorted(int(row["id"]) for row in found) for name, found in rows.items()}
+    stored = {name: cat.store.ids(name).tolist() for name in names}
+    paths = [r.path.rsplit("/", 1)[-1] for r in cat.search(sys.argv[2], k=3)]
+    print(json.dumps({"held": held, "stored": stored, "problems": cat.verify(), "first": paths[0]}))
+"""
+
+
+@pytest.mark.slow
+def test_a_writer_killed_between_the_database_and_milvus_is_mended_by_the_next_run(tmp_path, tiny_model, music):
+    import subprocess
+    import sys
+
+    catalog, store = tmp_path / "cat", f"milvus://{tmp_path / 'vectors.db'}"
+    arguments = [str(music), "--catalog", str(catalog), "--model", str(tiny_model), "--decoders", "1"]
+
+    def index(kill_in: str | None = None) -> int:
+        program = ["-c", _KILLING_DRIVER, kill_in] if kill_in else ["-m", "mertsearch.cli", "index"]
+        run = subprocess.run([sys.executable, *program, *arguments], capture_output=True, text=True)
+        assert run.returncode in (0, -9), run.stderr[-2000:]
+        return run.returncode
+
+    def look(clip) -> dict:
+        run = subprocess.run([sys.executable, "-c", _LOOK, str(catalog), str(clip)], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        return json.loads(run.stdout.strip().splitlines()[-1])
+
+    arguments += ["--vector-store", store]
+    assert index() == 0
+    del arguments[-2:]  # later runs find the store in the manifest
+
+    write_audio(music / "new.wav", tone_track(11, 9, SAMPLE_RATE), SAMPLE_RATE)
+    assert index("stored") == -9  # a new track in the database only
+    apart = look(music / "a.wav")
+    assert set(apart["stored"]["tracks"]) - set(apart["held"]["tracks"])
+    assert any("did not finish" in p or "not in Milvus" in p for p in apart["problems"]), apart["problems"]
+
+    write_audio(music / "sub" / "e.wav", tone_track(12, 11, SAMPLE_RATE), SAMPLE_RATE)  # the same file, new audio
+    assert index("stored") == -9  # mended the first kill, then killed storing e.wav's new version
+    (music / "b.flac").unlink()
+    assert index("removed") == -9  # b.flac out of the database, still in Milvus
+    apart = look(music / "a.wav")
+    assert set(apart["held"]["tracks"]) - set(apart["stored"]["tracks"])
+
+    assert index() == 0
+    mended = look(music / "sub" / "e.wav")
+    assert mended["held"] == mended["stored"] and mended["problems"] == []
+    assert mended["first"] == "e.wav"  # its new audio, not the vectors of the old
+    assert len(mended["stored"]["tracks"]) == 6  # a, c, d, e, f and new; b is gone
+
+
+def test_a_writer_that_did_not_finish_is_reported_until_the_next_writer_mends(twins):
+    import socket
+    import subprocess
+    import sys
+
+    _, milvus, music = twins
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    here = socket.gethostname()
+    records = {
+        "milvus_writer:ended": json.dumps({"host": here, "pid": int(ended.stdout)}),
+        "milvus_writer:elsewhere": json.dumps({"host": here + "-other", "pid": 1}),
+        "milvus_writer:parent": json.dumps({"host": here, "pid": os.getppid()}),  # at work
+    }
+    milvus.store.update_meta(records)
+    assert milvus.indexes.unfinished() == ["milvus_writer:ended"]
+    assert any("stopped without finishing" in problem for problem in milvus.verify())
+    milvus.index_paths([music])  # a writer alone (SQLite): no other writer can be at work
+    assert milvus.store.meta_keys("milvus_writer:") == {} and milvus.verify() == []

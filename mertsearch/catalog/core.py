@@ -29,9 +29,7 @@ def writes(method):
 
     @functools.wraps(method)
     def locked(self, *args, **kwargs):
-        with self._lock.held(wait_s=self.wait_s):
-            self.take_up_meta(persist=True)
-            return method(self, *args, **kwargs)
+        return self._locked(method, args, kwargs, shared=False)
 
     return locked
 
@@ -42,9 +40,7 @@ def adds(method):
 
     @functools.wraps(method)
     def locked(self, *args, **kwargs):
-        with self._lock.held(wait_s=self.wait_s, shared=self.store.dialect != "sqlite"):
-            self.take_up_meta(persist=True)
-            return method(self, *args, **kwargs)
+        return self._locked(method, args, kwargs, shared=self.store.dialect != "sqlite")
 
     return locked
 
@@ -118,6 +114,21 @@ class Core:
     def close(self) -> None:
         self.store.close()
 
+    def _locked(self, method, args, kwargs, *, shared: bool):
+        """``method`` under the writer lock; the vector store hears when the outermost such call
+        ends, and whether it ended without an error (see storage/milvus.py)."""
+        outermost = not self._lock.held_here
+        with self._lock.held(wait_s=self.wait_s, shared=shared):
+            self.take_up_meta(persist=True)
+            ok = False
+            try:
+                result = method(self, *args, **kwargs)
+                ok = True
+                return result
+            finally:
+                if outermost and self._indexes is not None:
+                    self._indexes.finished(ok)
+
     @property
     def encoder(self) -> MertEncoder:
         if self._encoder is None:
@@ -144,6 +155,7 @@ class Core:
                 dim=self.manifest.encoder.dim,
                 transform=lambda vectors: self.transform(vectors),
                 writing=lambda: self._lock.held_here,
+                alone=lambda: self._lock.held_alone,
             )
         if self._indexes is None:
             self._indexes = Indexes(

@@ -257,6 +257,9 @@ class Indexes:
         self.windows.remove(np.array(window_ids))
         self._count_change()
 
+    def finished(self, ok: bool) -> None:
+        """Nothing to do: the files follow the database by themselves (see the module's doc)."""
+
     def _count_change(self) -> None:
         """One change of this process (put_track and delete_track each move the version on by one)."""
         if self._expected is not None and self._expected >= 0:

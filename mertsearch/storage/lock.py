@@ -26,18 +26,25 @@ class WriterLock:
         self.path = directory / LOCK_FILE
         self._handle = None
         self._depth = 0
+        self._mode = fcntl.LOCK_EX
 
     @property
     def held_here(self) -> bool:
         """Whether this object holds the lock now."""
         return self._depth > 0
 
+    @property
+    def held_alone(self) -> bool:
+        """Whether this object holds the lock now, and not shared (no other writer is at work)."""
+        return self._depth > 0 and self._mode == fcntl.LOCK_EX
+
     @contextmanager
     def held(self, *, wait_s: float = 0.0, shared: bool = False):
         """Hold the lock (re-entrant within this object, in the mode first taken); wait up to
         ``wait_s`` for another writer. ``shared``: beside other shared holders only."""
         if self._depth == 0:
-            self._acquire(wait_s, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            self._mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+            self._acquire(wait_s, self._mode)
         self._depth += 1
         try:
             yield

@@ -12,13 +12,25 @@ VERSION_KEY records the data version they were built at, so vectors of an older 
 reindex changed the layers or the transform) are never searched: a writer rebuilds them, a reader
 refuses.
 
+A writer inserts into Milvus just after the database commits, so a writer killed between the two
+(or stopped by a Milvus error) leaves the two apart. Each writer therefore records itself in the
+meta table (WRITER_PREFIX: its host and pid) before its first change and takes the record out when
+its operation ends without an error. The next writer that finds the record of one that is gone
+(its pid has ended on this host, or the next writer holds the catalog alone) first brings the
+collections in line with the database, ids checked both ways (``reconcile``).
+
 Milvus Lite serves one process at a time (its file is locked): a server and an ingest against
 the same catalog need a Milvus server.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import logging
 import os
+import socket
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from urllib.parse import parse_qs, urlsplit
@@ -29,12 +41,20 @@ from sqlalchemy import func, select
 from mertsearch.errors import VectorStoreError
 from mertsearch.storage.filters import Filters
 from mertsearch.storage.milvus_filters import PATH_LIMIT, TEXT_LIMIT, expression, ids_expression, tag_key
+from mertsearch.storage.records import chunks
 from mertsearch.storage.schema import Track, Window
 from mertsearch.storage.store import MetadataStore, from_blob
 from mertsearch.storage.vector_store import TOKEN_VARIABLE
 
 NAMES = ("tracks", "windows")
 VERSION_KEY = "milvus_built_at"
+WRITER_PREFIX = "milvus_writer:"  # + a writer's own id: it may have changed Milvus and not finished
+log = logging.getLogger(__name__)
+# milvus-lite asks for faiss-cpu, whose files would replace faiss-gpu's `faiss` (which serves it as well).
+LITE_MISSING = (
+    "Milvus Lite is not installed: pip install --no-deps 'milvus-lite==3.2.2' "
+    "(--no-deps: it asks for faiss-cpu, which would replace the files of the faiss-gpu mertsearch uses)"
+)
 # Milvus returns at most this many neighbours a query.
 MAX_LIMIT = 16384
 BATCH = 2000
@@ -47,17 +67,19 @@ def connect(url: str):
     try:
         from pymilvus import MilvusClient
     except ImportError:
-        raise VectorStoreError(
-            "this catalog keeps its vectors in Milvus: install mertsearch[milvus] (pymilvus, milvus-lite)"
-        ) from None
+        raise VectorStoreError("this catalog keeps its vectors in Milvus: pip install 'mertsearch[milvus]'") from None
     parts = urlsplit(url)
+    lite = parts.scheme == "milvus"
+    if lite and importlib.util.find_spec("milvus_lite") is None:
+        raise VectorStoreError(LITE_MISSING)
     try:
-        if parts.scheme == "milvus":
+        if lite:
             return MilvusClient(uri=parts.netloc + parts.path)
         base = f"{parts.scheme}://{parts.netloc}{parts.path}"
         return MilvusClient(uri=base, token=os.environ.get(TOKEN_VARIABLE, ""))
     except Exception as exc:  # pymilvus raises its own classes (and gRPC's) for a refused connection
-        raise VectorStoreError(f"cannot open the Milvus vector store {url}: {exc}") from None
+        busy = " (Milvus Lite serves one process at a time: does another one have this file open?)" if lite else ""
+        raise VectorStoreError(f"cannot open the Milvus vector store {url}: {exc}{busy}") from None
 
 
 @contextmanager
@@ -91,8 +113,13 @@ class MilvusStores:
         dim: int,
         transform: Callable[[np.ndarray], np.ndarray],
         writing: Callable[[], bool] = lambda: True,
+        alone: Callable[[], bool] = lambda: False,
     ) -> None:
+        """``writing``: this process holds the catalog's writer lock now; ``alone``: it holds it
+        alone, so no other writer is at work (see the module's doc)."""
         self.url, self.store, self.dim, self.transform, self.writing = url, store, dim, transform, writing
+        self.alone = alone
+        self._writer_key: str | None = None
         self.client = connect(url)
         self.index_type = index_type(url)
         self.names = {name: f"{prefix}_{name}" for name in NAMES}
@@ -100,9 +127,14 @@ class MilvusStores:
         self._ready = False
 
     def _ensure(self) -> None:
-        """Both collections exist and hold vectors of the kind searched now (see the module's doc)."""
-        if self._ready:
-            return
+        """Both collections exist and hold vectors of the kind searched now, and a writer is
+        recorded as one (see the module's doc)."""
+        if not self._ready:
+            self._prepare()
+        if self._writer_key is None and self.writing():
+            self._register()
+
+    def _prepare(self) -> None:
         built = self.store.meta(VERSION_KEY)
         with milvus_errors(self.url):
             present = all(self.client.has_collection(name) for name in self.names.values())
@@ -116,6 +148,82 @@ class MilvusStores:
             for name in self.names.values():  # a collection is searchable once loaded (in each process)
                 self.client.load_collection(name)
         self._ready = True
+
+    def _register(self) -> None:
+        """Before this writer's first change: mend what writers that never finished left, then
+        record this one (taken out by ``finished``)."""
+        self._writer_key = WRITER_PREFIX + uuid.uuid4().hex
+        left = self.unfinished()
+        if left:
+            mended = self.reconcile()
+            log.warning("a writer did not finish; Milvus brought in line with the database: %s", mended or "nothing")
+            self.store.delete_meta(left)
+        self.store.update_meta({self._writer_key: json.dumps({"host": socket.gethostname(), "pid": os.getpid()})})
+
+    def _gone(self, record: str) -> bool:
+        """Whether the writer of this record is no longer at work."""
+        if self.alone():
+            return True
+        try:
+            writer = json.loads(record)
+            host, pid = writer["host"], int(writer["pid"])
+        except (ValueError, KeyError, TypeError):
+            return True
+        if host != socket.gethostname():
+            return False  # it may be at work elsewhere; `repair` (which writes alone) settles it
+        if pid == os.getpid():
+            return True  # an earlier operation of this process, which ended in an error
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def finished(self, ok: bool) -> None:
+        """A writer's operation ended: when without an error, every change it made reached Milvus."""
+        if self._writer_key is not None and ok:
+            self.store.delete_meta([self._writer_key])
+        self._writer_key = None
+
+    def unfinished(self) -> list[str]:
+        """The records of writers that are gone without finishing (see the module's doc)."""
+        return [
+            key
+            for key, record in self.store.meta_keys(WRITER_PREFIX).items()
+            if key != self._writer_key and self._gone(record)
+        ]
+
+    def reconcile(self) -> list[str]:
+        """Bring both collections in line with the database: ids Milvus holds that the database
+        no longer has are deleted; rows the database has that Milvus lacks are inserted, and with
+        them the vector of each track whose windows were missing (a track stored again keeps its
+        id). Milvus is read before the database, so a row another writer adds meanwhile is at
+        worst inserted twice (an upsert), never deleted."""
+        done = []
+        stale_tracks: np.ndarray = np.empty(0, np.int64)
+        for name in ("windows", "tracks"):
+            held = self.collection(name).ids()
+            stored = self.store.ids(name)
+            extra, missing = np.setdiff1d(held, stored), np.setdiff1d(stored, held)
+            if name == "windows":
+                places = self.store.window_places(missing.tolist())
+                stale_tracks = np.unique([track_id for track_id, _, _ in places.values()]).astype(np.int64)
+            else:
+                missing = np.union1d(missing, stale_tracks)
+            if len(extra):
+                self._delete(name, extra.tolist())
+                done.append(f"deleted {len(extra)} {name} the database no longer has")
+            for part in chunks(missing.tolist(), BATCH):
+                ids, vectors = self.store.vectors_by_id(name, part)
+                if len(ids):
+                    fields = self._track_fields(ids) if name == "tracks" else self._window_fields(ids)
+                    self._insert(name, ids, self.transform(vectors), fields)
+            if len(missing):
+                done.append(f"inserted {len(missing)} {name} from the database")
+        self.save()
+        return done
 
     def collection(self, name: str) -> MilvusCollection:
         self._ensure()
@@ -147,15 +255,16 @@ class MilvusStores:
         if announce:
             self.store.update_meta({}, bump_version=True)
         version = self.store.data_version()
+        self.store.update_meta({VERSION_KEY: "-1"})  # half-built collections are never searched
         for name in NAMES:
             self._create(name)
         for ids, vectors in self.store.track_vectors():
             self._insert("tracks", ids, self.transform(vectors), self._track_fields(ids))
         for ids, vectors in self.store.window_vectors():
             self._insert("windows", ids, self.transform(vectors), self._window_fields(ids))
-        self.store.update_meta({VERSION_KEY: str(version)})
         self._ready = True
         self.save()
+        self.store.update_meta({VERSION_KEY: str(version)})
 
     def _create(self, name: str) -> None:
         from pymilvus import DataType
@@ -244,6 +353,8 @@ class MilvusStores:
         built = self.store.meta(VERSION_KEY)
         if built is None or int(built) < self.store.searchable_since():
             problems.append("the Milvus collections hold vectors of an older kind than the database (rebuild them)")
+        if self.unfinished():
+            problems.append("a writer stopped without finishing: the next ingest or `repair` brings Milvus in line")
         return problems
 
     def _check_vectors(self, name: str) -> list[str]:

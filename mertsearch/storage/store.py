@@ -334,6 +334,16 @@ class MetadataStore(VectorRows, DuplicateLinks):
             if bump_version or searchable_changed:
                 self._bump_version(session, searchable_changed=searchable_changed)
 
+    def meta_keys(self, prefix: str) -> dict[str, str]:
+        """{key: value} of the meta keys that start with ``prefix``."""
+        with self.session() as session:
+            rows = session.scalars(select(Meta).where(Meta.key.startswith(prefix, autoescape=True))).all()
+            return {row.key: row.value for row in rows}
+
+    def delete_meta(self, keys: Sequence[str]) -> None:
+        with self.session() as session, session.begin():
+            session.execute(delete(Meta).where(Meta.key.in_(list(keys))))
+
     # --- failures -------------------------------------------------------------------------
 
     def failure_by_path(self, path: str) -> Failure | None:

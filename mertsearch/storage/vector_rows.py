@@ -50,6 +50,19 @@ class VectorRows:
             blobs = session.scalars(select(table.vector).order_by(func.random()).limit(count)).all()
         return np.stack([from_blob(b) for b in blobs]) if blobs else np.empty((0, 0), np.float32)
 
+    def vectors_by_id(self, name: str, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids found, their vectors) of these tracks or windows; ids no longer stored are left out."""
+        table = Track if name == "tracks" else Window
+        found, vectors = [], []
+        with self.session() as session:
+            for chunk in chunks([int(i) for i in ids]):
+                for row_id, blob in session.execute(select(table.id, table.vector).where(table.id.in_(chunk))):
+                    found.append(row_id)
+                    vectors.append(from_blob(blob))
+        if not found:
+            return np.empty(0, np.int64), np.empty((0, 0), np.float32)
+        return np.array(found, dtype=np.int64), np.stack(vectors)
+
     def window_places(self, window_ids: Sequence[int]) -> dict[int, tuple[int, float, float]]:
         """{window id: (track id, start, end)}."""
         with self.session() as session:
