@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from mertsearch.encoder.pooling import blended_cosines
+
 if TYPE_CHECKING:
     from mertsearch.search.engine import Query
 
@@ -98,12 +100,8 @@ def blended_stretch(
     lo, hi = np.clip(left, 0, count - 1), np.clip(left + 1, 0, count - 1)
     gap = np.maximum(starts[hi] - starts[lo], 1e-9)
     weight = np.clip((at - starts[lo]) / gap, 0.0, 1.0)
-    # |(1-w)u + wv|^2 for unit u, v: (1-w)^2 + w^2 + 2w(1-w)(u.v).
-    link = np.einsum("ij,ij->i", vectors[:-1], vectors[1:]) if count > 1 else np.ones(1)
-    together = link[np.clip(lo, 0, max(count - 2, 0))]
-    norm = np.sqrt(np.maximum((1 - weight) ** 2 + weight**2 + 2 * weight * (1 - weight) * together, 1e-12))
     columns = np.arange(len(query_starts))[None, :]
-    blended = ((1 - weight) * pairs[lo, columns] + weight * pairs[hi, columns]) / norm
+    blended = blended_cosines(vectors, lo, hi, weight, pairs[lo, columns], pairs[hi, columns])
     on_start = np.abs(at - starts[lo]) <= LINED_UP
     touching = (left >= 0) & (left + 1 < count) & (starts[hi] <= ends[lo] + LINED_UP)
     value = np.where(on_start & (left >= 0), pairs[lo, columns], np.where(touching, blended, 0.0))
