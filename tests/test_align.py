@@ -124,3 +124,37 @@ def test_shift_scores_are_those_of_every_shift_tried_one_by_one(sampled):
 def test_apex_is_exact_for_a_v_with_equal_slopes(x, peak):
     for points in (np.array(x), np.array(x) - [0.5, 0, 0]):  # the neighbours at equal and unequal distances
         assert apex(points, 1.0 - 0.1 * np.abs(points - peak)) == pytest.approx(peak)
+
+
+def test_a_clip_is_placed_on_its_own_stretch_not_on_a_grid_aligned_look_alike():
+    """The track turns steadily (30 degrees per half hop) from 0 to 40 s, then holds near-copies of
+    the clip's own windows on the grid at 50 and 55 s, a passage that merely resembles it. The clip
+    starts at 12.3 s, off the grid: its windows meet stored ones only half a hop off there, so on
+    the grid the look-alike scores higher; blended between the stored windows, its own stretch
+    scores 1 and wins."""
+    rng = np.random.default_rng(3)
+    turn = np.radians(30) / (HOP / 2)
+    axes = np.linalg.qr(rng.normal(size=(64, 64)))[0][:, :2]
+
+    def at(t: np.ndarray) -> np.ndarray:
+        return np.cos(turn * t)[:, None] * axes[:, 0] + np.sin(turn * t)[:, None] * axes[:, 1]
+
+    query_starts, probe_start = np.array([0.0, HOP]), np.array([HOP / 2])
+    clip, probe = at(12.3 + query_starts), at(12.3 + probe_start)
+    look_alike = clip + rng.normal(0, 0.02, clip.shape)
+    look_alike /= np.linalg.norm(look_alike, axis=1, keepdims=True)
+    smooth_starts = np.arange(0.0, 40.0 + 1e-9, HOP)
+    starts = np.concatenate([smooth_starts, [50.0, 55.0]])
+    vectors = np.concatenate([at(smooth_starts), look_alike])
+    query = Query(
+        clip.mean(axis=0),
+        clip,
+        np.stack([query_starts, query_starts + HOP], axis=1),
+        probe_vectors=probe,
+        probe_times=np.stack([probe_start, probe_start + HOP], axis=1),
+    )
+    pairs = vectors @ np.concatenate([clip, probe]).T
+    grid = _mean(_landed(starts, pairs, np.r_[query_starts, probe_start], np.array([12.5, 50.0]), HOP / 2), False)
+    assert grid[1] > grid[0]  # on the grid, the look-alike wins
+    found = align(np.stack([starts, starts + HOP], axis=1), vectors, query, HOP / 2)
+    assert found.offset == pytest.approx(12.3, abs=0.3)

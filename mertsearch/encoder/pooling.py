@@ -100,3 +100,22 @@ def for_layers(embedding: Embedding, positions: Sequence[int]) -> Embedding:
         duration=embedding.duration,
         probes=probes,
     )
+
+
+def blended_cosines(
+    vectors: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    weight: np.ndarray,
+    low_cos: np.ndarray,
+    high_cos: np.ndarray,
+) -> np.ndarray:
+    """Cosines of query vectors with the normalised blend (1 - w) u + w v of the unit windows
+    ``vectors[low]`` and ``vectors[high]``, from the query's cosines with each (``low_cos``,
+    ``high_cos``): |(1-w)u + wv|^2 = (1-w)^2 + w^2 + 2w(1-w)(u.v), and ``high`` is ``low + 1``
+    wherever the blend is used."""
+    count = len(vectors)
+    link = np.einsum("ij,ij->i", vectors[:-1], vectors[1:]) if count > 1 else np.ones(1)
+    together = link[np.clip(low, 0, max(count - 2, 0))]
+    norm = np.sqrt(np.maximum((1 - weight) ** 2 + weight**2 + 2 * weight * (1 - weight) * together, 1e-12))
+    return ((1 - weight) * low_cos + weight * high_cos) / norm

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from mertsearch.encoder.pooling import blended_cosines
 from mertsearch.storage.store import MetadataStore
 from mertsearch.storage.vector_index import VectorIndex
 
@@ -109,11 +110,7 @@ def aligned_distance(a: Windows, b: Windows, *, most_shift_s: float | None = Non
     on_hi = near & (off_hi < off_lo)
     gap = np.where(between, b.starts[hi] - b.starts[lo], 1.0)
     weight = np.clip((at - b.starts[lo]) / gap, 0.0, 1.0)
-    # The blend of two unit vectors u, v: |(1-w)u + wv|^2 = (1-w)^2 + w^2 + 2w(1-w)(u.v).
-    link = np.einsum("ij,ij->i", b.vectors[:-1], b.vectors[1:]) if m > 1 else np.ones(1)
-    together = link[np.clip(left, 0, max(m - 2, 0))]
-    norm = np.sqrt(np.maximum((1 - weight) ** 2 + weight**2 + 2 * weight * (1 - weight) * together, 1e-12))
-    blended = ((1 - weight) * gram[rows, lo] + weight * gram[rows, hi]) / norm
+    blended = blended_cosines(b.vectors, lo, hi, weight, gram[rows, lo], gram[rows, hi])
     cosine = np.where(on_lo, gram[rows, lo], np.where(on_hi, gram[rows, hi], np.where(between, blended, np.nan)))
     distances = np.clip(1.0 - cosine, 0.0, 2.0)
     landed = (~np.isnan(cosine)).sum(axis=0)

@@ -6,8 +6,13 @@ Two steps, both on the stored vectors (the track's audio is never read again):
   stored window is scored by the mean over all the query's windows of the best stored window
   starting within ``tolerance`` (half the catalog's hop) of where each lands. A true excerpt scores
   high at its own shift for all its windows at once, where a chance resemblance lights up one pair.
-- **Where exactly**: near the best shift, each shift that lines some query windows up with stored
-  windows is scored by the similarity of just those windows, since a window half a hop off says
+  That score ranks the track. A clip's stretch is then chosen on a finer grid (blended_stretch):
+  each query window is compared with the blend of the two stored windows it lands between, so the
+  true stretch, which seldom starts on the grid, is not outscored by a passage elsewhere that only
+  resembles the clip but happens to line up with stored windows (repeats, a noisy or mixed clip).
+- **Where exactly**: near the chosen stretch (within a quarter hop for a clip), each shift that
+  lines some query windows up with stored windows is scored by the similarity of just those
+  windows, since a window half a hop off says
   little about a fraction of a hop. Similarity falls off about linearly with the time between two
   windows (they share less and less audio), so the best of those shifts and its nearest neighbours
   either side fit a V, whose apex is the estimate.
@@ -25,11 +30,15 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from mertsearch.encoder.pooling import blended_cosines
+
 if TYPE_CHECKING:
     from mertsearch.search.engine import Query
 
 # Seconds within which a query window counts as starting where a stored window starts.
 LINED_UP = 0.05
+# The grid of shifts on which a clip's stretch is chosen (blended_stretch).
+BLEND_STEP = 0.05
 
 
 class Alignment(NamedTuple):
@@ -53,17 +62,50 @@ def align(
     track_starts, query_starts = track_times[:, 0], times[:, 0]
     shifts = np.unique(np.round((track_starts[:, None] - query_starts[None, :]).ravel(), 2))
     landed = _landed(track_starts, pairs, query_starts, shifts, tolerance)
-    best = int(np.argmax(_mean(landed, sampled)))
+    stretch = float(shifts[int(np.argmax(_mean(landed, sampled)))])
     own = len(query.window_vectors)
     tried = np.isin(shifts, np.round((track_starts[:, None] - query_starts[None, :own]).ravel(), 2))
     score = float(np.where(tried, _mean(landed[:, :own], sampled), -np.inf).max())
-    offset = refine(track_starts, pairs, query_starts, float(shifts[best]), span=tolerance, reach=2 * tolerance)
-    near = np.abs(track_starts[:, None] - (query_starts[None, :] + shifts[best])) <= tolerance
+    if query.clip and not sampled:
+        stretch = blended_stretch(track_times, track_vectors, pairs, query_starts)
+    span = tolerance
+    if query.clip and not sampled:
+        # A clip's stretch, chosen by blended_stretch to a fraction of a hop, is only refined nearby:
+        # within a quarter hop, or as far as the nearest shift that lines windows up.
+        lined_up = np.round((track_starts[:, None] - query_starts[None, :]).ravel(), 2)
+        span = max(tolerance / 2, float(np.abs(lined_up - stretch).min()))
+    offset = refine(track_starts, pairs, query_starts, stretch, span=span, reach=2 * tolerance)
+    near = np.abs(track_starts[:, None] - (query_starts[None, :] + stretch)) <= tolerance
     _, query_window = np.unravel_index(int(np.argmax(np.where(near, pairs, -np.inf))), pairs.shape)
     length = times[query_window, 1] - times[query_window, 0]
     end = float(track_times[:, 1].max())
     start = min(max(query_starts[query_window] + offset, 0.0), max(end - length, 0.0))
     return Alignment(score, (start, start + length), int(query_window), min(max(offset, 0.0), end))
+
+
+def blended_stretch(
+    track_times: np.ndarray, track_vectors: np.ndarray, pairs: np.ndarray, query_starts: np.ndarray
+) -> float:
+    """The shift, on a BLEND_STEP grid over the whole track, at which the query's windows best meet
+    what the track holds where they land: a window landing between two stored windows that touch
+    is compared with their normalised blend, weighted by where it lands, so the true stretch scores
+    as if a window had been stored right there, where a chance resemblance elsewhere only meets the
+    grid. A window landing outside the track, or between windows that do not touch, scores 0."""
+    order = np.argsort(track_times[:, 0], kind="stable")
+    starts, ends, vectors, pairs = track_times[order, 0], track_times[order, 1], track_vectors[order], pairs[order]
+    count = len(starts)
+    shifts = np.arange(starts[0] - query_starts.max(), starts[-1] - query_starts.min() + BLEND_STEP, BLEND_STEP)
+    at = query_starts[None, :] + shifts[:, None]  # (shifts, query windows): where each lands
+    left = np.searchsorted(starts, at + 1e-9, side="right") - 1
+    lo, hi = np.clip(left, 0, count - 1), np.clip(left + 1, 0, count - 1)
+    gap = np.maximum(starts[hi] - starts[lo], 1e-9)
+    weight = np.clip((at - starts[lo]) / gap, 0.0, 1.0)
+    columns = np.arange(len(query_starts))[None, :]
+    blended = blended_cosines(vectors, lo, hi, weight, pairs[lo, columns], pairs[hi, columns])
+    on_start = np.abs(at - starts[lo]) <= LINED_UP
+    touching = (left >= 0) & (left + 1 < count) & (starts[hi] <= ends[lo] + LINED_UP)
+    value = np.where(on_start & (left >= 0), pairs[lo, columns], np.where(touching, blended, 0.0))
+    return float(shifts[int(np.argmax(value.mean(axis=1)))])
 
 
 def _landed(
