@@ -347,3 +347,31 @@ def test_a_writer_that_did_not_finish_is_reported_until_the_next_writer_mends(tw
     assert any("stopped without finishing" in problem for problem in milvus.verify())
     milvus.index_paths([music])  # a writer alone (SQLite): no other writer can be at work
     assert milvus.store.meta_keys("milvus_writer:") == {} and milvus.verify() == []
+
+
+def test_milvus_lite_searches_exactly_until_a_collection_outgrows_it(tmp_path, tiny_model, music, monkeypatch):
+    import mertsearch.storage.milvus as milvus_module
+
+    monkeypatch.setattr(milvus_module, "FLAT_LIMIT", 12)
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model), vector_store=f"milvus://{tmp_path / 'v.db'}") as cat:
+        for name in ("a.wav", "b.flac"):
+            cat.index_paths([music / name])
+        windows = cat.store.count("windows")
+        assert windows < 12 and cat.indexes.windows.factory == "milvus FLAT"
+        cat.index_paths([music])
+        windows = cat.store.count("windows")
+        assert windows >= 12, windows  # the windows outgrew exact search at the ingest's save
+        lists = max(1, windows // 39)
+        assert cat.indexes.windows.factory == f"milvus IVF_SQ8 nlist={lists} nprobe=16"
+        assert cat.indexes.tracks.factory == "milvus FLAT"
+        assert _paths(cat.search(music / "d.ogg", k=1)) == ["d.ogg"] and cat.verify() == []
+
+
+def test_the_url_names_the_index_and_its_parameters(tmp_path, tiny_model, music):
+    store = f"milvus://{tmp_path / 'v.db'}?index=hnsw&M=8&efConstruction=64&ef=32"
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model), vector_store=store) as cat:
+        cat.index_paths([music])
+        assert cat.indexes.windows.factory == "milvus HNSW M=8 efConstruction=64 ef=32"
+        assert _paths(cat.search(music / "d.ogg", k=1)) == ["d.ogg"]
+    with pytest.raises(InvalidArgumentError, match="takes a number"):
+        Catalog.create(tmp_path / "other", model=str(tiny_model), vector_store=f"{store}&nprobe=many")

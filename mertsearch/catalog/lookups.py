@@ -100,6 +100,7 @@ def info(cat: Core) -> dict:
         "sample_s": cat.windows.sample_s,
         "index": {
             "factory": cat.manifest.index.factory,
+            **({"vector_store": cat.manifest.index.vector_store} if cat.manifest.index.vector_store else {}),
             **{name: _index_info(cat, name) for name in ("tracks", "windows")},
         },
         "database_bytes": _database_bytes(cat),

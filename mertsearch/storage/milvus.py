@@ -38,12 +38,13 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 from sqlalchemy import func, select
 
-from mertsearch.errors import VectorStoreError
+from mertsearch.errors import InvalidArgumentError, VectorStoreError
 from mertsearch.storage.filters import Filters
 from mertsearch.storage.milvus_filters import PATH_LIMIT, TEXT_LIMIT, expression, ids_expression, tag_key
 from mertsearch.storage.records import chunks
 from mertsearch.storage.schema import Track, Window
 from mertsearch.storage.store import MetadataStore, from_blob
+from mertsearch.storage.vector_index import FLAT_LIMIT, ivf_lists, probes_for
 from mertsearch.storage.vector_store import TOKEN_VARIABLE
 
 NAMES = ("tracks", "windows")
@@ -60,10 +61,15 @@ MAX_LIMIT = 16384
 BATCH = 2000
 CHECKED = 200  # stored vectors verify compares with Milvus's
 TEXT_FIELDS = ("artist", "album", "genre")
+# Parameters in the URL's query that tune a search; the others tune the index build.
+SEARCH_KEYS = frozenset({"nprobe", "ef", "search_list", "itopk_size", "search_width", "reorder_k"})
+INDEX_KEY = "milvus_index_"  # + tracks/windows: the index a collection has, {"type", "build"}
 
 
 def connect(url: str):
     """A MilvusClient for the store's URL (the token, for a server, from the environment)."""
+    # gRPC's C core otherwise prints a notice each time the decoder workers fork.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     try:
         from pymilvus import MilvusClient
     except ImportError:
@@ -93,12 +99,19 @@ def milvus_errors(url: str) -> Iterator[None]:
         raise VectorStoreError(f"the Milvus vector store {url} failed: {exc.message}") from None
 
 
-def index_type(url: str) -> str:
-    """The vector index Milvus builds: ``?index=HNSW`` etc. in the URL; by default exact (FLAT)
-    in Milvus Lite, and the server's own choice (AUTOINDEX) on a server."""
-    parts = urlsplit(url)
-    asked = parse_qs(parts.query).get("index")
-    return asked[0].upper() if asked else ("FLAT" if parts.scheme == "milvus" else "AUTOINDEX")
+def index_settings(url: str) -> tuple[str | None, dict, dict]:
+    """(index type, build parameters, search parameters) the URL's query asks for, e.g.
+    ``?index=HNSW&M=16&efConstruction=200&ef=64``; None: the automatic choice (see ``chosen``)."""
+    query = parse_qs(urlsplit(url).query)
+    asked = query.pop("index", [None])[-1]
+    build, search = {}, {}
+    for key, values in query.items():
+        try:
+            value = float(values[-1]) if "." in values[-1] else int(values[-1])
+        except ValueError:
+            raise InvalidArgumentError(f"the Milvus index parameter {key} takes a number, got {values[-1]!r}") from None
+        (search if key in SEARCH_KEYS else build)[key] = value
+    return (asked.upper() if asked else None), build, search
 
 
 class MilvusStores:
@@ -121,10 +134,41 @@ class MilvusStores:
         self.alone = alone
         self._writer_key: str | None = None
         self.client = connect(url)
-        self.index_type = index_type(url)
+        self.asked, self.build_params, self.search_params = index_settings(url)
+        self.lite = urlsplit(url).scheme == "milvus"
         self.names = {name: f"{prefix}_{name}" for name in NAMES}
-        self.factory = f"milvus {self.index_type}"
         self._ready = False
+
+    def chosen(self, count: int) -> tuple[str, dict]:
+        """(index type, build parameters) for a collection of ``count`` vectors: what the URL asks
+        for; else on a server Milvus's own choice (AUTOINDEX), and in Milvus Lite exact search
+        (FLAT) below FLAT_LIMIT vectors, IVF_SQ8 with FAISS's lists for the size above."""
+        if self.asked is not None:
+            return self.asked, self.build_params
+        if not self.lite:
+            return "AUTOINDEX", {}
+        return ("FLAT", {}) if count < FLAT_LIMIT else ("IVF_SQ8", {"nlist": ivf_lists(count)})
+
+    def built(self, name: str) -> tuple[str, dict]:
+        """(index type, build parameters) the collection was given, as the database records them."""
+        recorded = self.store.meta(INDEX_KEY + name)
+        if recorded is None:
+            return self.chosen(0)
+        index = json.loads(recorded)
+        return index["type"], index["build"]
+
+    def search_parameters(self, name: str) -> dict:
+        """What a search passes Milvus: the URL's, else FAISS's probes for an IVF index's lists."""
+        kind, build = self.built(name)
+        if self.search_params or not kind.startswith("IVF"):
+            return dict(self.search_params)
+        return {"nprobe": probes_for(int(build.get("nlist", 128)))}
+
+    def describe(self, name: str) -> str:
+        """The collection's index, as `info` shows it."""
+        kind, build = self.built(name)
+        settings = {**build, **self.search_parameters(name)}
+        return " ".join(["milvus", kind, *(f"{key}={value}" for key, value in settings.items())])
 
     def _ensure(self) -> None:
         """Both collections exist and hold vectors of the kind searched now, and a writer is
@@ -243,15 +287,38 @@ class MilvusStores:
     def save(self) -> None:
         """Seal what was inserted since (each change reached Milvus as it was committed, and is
         searched already): Milvus indexes sealed segments and scans growing ones whole, which
-        Milvus Lite does about a hundred times slower (bench/milvus.py)."""
-        if self._ready:
-            with milvus_errors(self.url):
-                for name in self.names.values():
-                    self.client.flush(name)
+        Milvus Lite does about a hundred times slower (bench/milvus.py). A collection that
+        outgrew its automatic exact index gets the approximate one its size calls for."""
+        if not self._ready:
+            return
+        with milvus_errors(self.url):
+            for name, collection in self.names.items():
+                self.client.flush(collection)
+                if self.asked is None and self.built(name)[0] == "FLAT":
+                    count = self.store.count(name)
+                    if self.chosen(count)[0] != "FLAT":
+                        self._reindex(name, count)
+
+    def _reindex(self, name: str, count: int) -> None:
+        """Give the collection the index ``chosen`` for ``count`` vectors (it is searchable again
+        once loaded with it: readers in other processes wait on Milvus Lite's file meanwhile)."""
+        collection = self.names[name]
+        self.client.release_collection(collection)
+        for index in self.client.list_indexes(collection):
+            self.client.drop_index(collection, index)
+        self.client.create_index(collection, self._index_params(name, count))
+        self.client.load_collection(collection)
+
+    def _index_params(self, name: str, count: int):
+        kind, build = self.chosen(count)
+        params = self.client.prepare_index_params()
+        params.add_index("vector", index_type=kind, metric_type="IP", params=build)
+        self.store.update_meta({INDEX_KEY + name: json.dumps({"type": kind, "build": build})})
+        return params
 
     def rebuild(self, factory: str | None = None, *, shard_size: int | None = None, announce: bool = False) -> None:
-        """Drop both collections and fill them again from the stored vectors. ``factory`` and
-        ``shard_size`` (FAISS's) do not apply; the index type comes from the store's URL."""
+        """Drop both collections and fill them again from the stored vectors, each with the index
+        ``chosen`` for its size. ``factory`` and ``shard_size`` (FAISS's) do not apply."""
         if announce:
             self.store.update_meta({}, bump_version=True)
         version = self.store.data_version()
@@ -282,8 +349,7 @@ class MilvusStores:
         schema.add_field("path", DataType.VARCHAR, max_length=PATH_LIMIT)
         schema.add_field("year", DataType.INT64, nullable=True)
         schema.add_field("duration", DataType.DOUBLE)
-        params = self.client.prepare_index_params()
-        params.add_index("vector", index_type=self.index_type, metric_type="IP")
+        params = self._index_params(name, self.store.count(name))
         self.client.create_collection(collection, schema=schema, index_params=params, consistency_level="Strong")
 
     def _track_fields(self, track_ids: Iterable[int]) -> dict[int, dict]:
@@ -387,8 +453,11 @@ class MilvusCollection:
     def __init__(self, stores: MilvusStores, name: str, condition: str | None = None) -> None:
         self.stores, self.name, self.condition = stores, name, condition
         self.client, self.collection_name = stores.client, stores.names[name]
-        self.factory = stores.factory
         self._count: int | None = None
+
+    @property
+    def factory(self) -> str:
+        return self.stores.describe(self.name)
 
     def narrowed(self, allowed: np.ndarray, filters: Filters | None) -> MilvusCollection:
         """This collection's vectors of the allowed tracks only: the filters as an expression
@@ -429,7 +498,7 @@ class MilvusCollection:
                 limit=k,
                 filter=condition or "",
                 output_fields=["id"],
-                search_params={"metric_type": "IP"},
+                search_params={"metric_type": "IP", "params": self.stores.search_parameters(self.name)},
             )
         for row, hits in enumerate(found):
             for column, hit in enumerate(hits):

@@ -40,17 +40,23 @@ _LISTS = re.compile(r"^(tracks|windows)-[0-9a-f]+\.ivfdata$")
 
 def choose_factory(count: int) -> str:
     """The automatic kind for ``count`` vectors: exact while small, then IVF-SQ8 with ~4*sqrt(n) lists."""
-    if count < FLAT_LIMIT:
-        return FLAT
+    return FLAT if count < FLAT_LIMIT else f"IVF{ivf_lists(count)},SQ8"
+
+
+def ivf_lists(count: int) -> int:
+    """Inverted lists for ``count`` vectors: ~4*sqrt(n), a power of two, and (as FAISS wants) at
+    least 39 training points per list."""
     lists = min(2 ** round(math.log2(4 * math.sqrt(count))), 65536)
-    # FAISS wants at least 39 training points per list.
-    return f"IVF{max(1, min(lists, count // 39))},SQ8"
+    return max(1, min(lists, count // 39))
+
+
+def probes_for(lists: int) -> int:
+    """Lists probed per query: enough for recall@10 >= 0.95 after exact re-scoring (see bench/index.py)."""
+    return max(16, lists // 64)
 
 
 def default_nprobe(index: faiss.Index) -> int:
-    """Lists probed per query: enough for recall@10 >= 0.95 after exact re-scoring (see bench/index.py)."""
-    lists = getattr(faiss.extract_index_ivf(index), "nlist", 0) if _is_ivf(index) else 0
-    return max(16, lists // 64)
+    return probes_for(getattr(faiss.extract_index_ivf(index), "nlist", 0) if _is_ivf(index) else 0)
 
 
 def _is_ivf(index: faiss.Index) -> bool:

@@ -91,13 +91,16 @@ def check_vector_store(url: str) -> str:
         raise InvalidArgumentError(
             f"give the Milvus token through the {TOKEN_VARIABLE} environment variable, not in the URL"
         )
+    from mertsearch.storage.milvus import index_settings
+
+    index_settings(url)  # its parameters are numbers
     if parts.scheme == "milvus":
         from pathlib import Path
 
         path = parts.netloc + parts.path
         if not path or path.endswith("/"):
             raise InvalidArgumentError(f"a Milvus Lite store names its file: milvus:///path/milvus.db, got {url!r}")
-        return "milvus://" + str(Path(path).expanduser().absolute())
+        return "milvus://" + str(Path(path).expanduser().absolute()) + (f"?{parts.query}" if parts.query else "")
     if not parts.hostname:
         raise InvalidArgumentError(f"a Milvus server URL names its host, got {url!r}")
     return url
