@@ -306,15 +306,17 @@ class MilvusStores:
         self.client.release_collection(collection)
         for index in self.client.list_indexes(collection):
             self.client.drop_index(collection, index)
-        self.client.create_index(collection, self._index_params(name, count))
-        self.client.load_collection(collection)
+        self._index(name, count)
 
-    def _index_params(self, name: str, count: int):
+    def _index(self, name: str, count: int) -> None:
+        """Give the (released) collection the index ``chosen`` for ``count`` vectors, and load it."""
         kind, build = self.chosen(count)
         params = self.client.prepare_index_params()
         params.add_index("vector", index_type=kind, metric_type="IP", params=build)
+        # Milvus Lite builds the index as the collection loads; it cannot be waited on (sync).
+        self.client.create_index(self.names[name], params, sync=not self.lite)
         self.store.update_meta({INDEX_KEY + name: json.dumps({"type": kind, "build": build})})
-        return params
+        self.client.load_collection(self.names[name])
 
     def rebuild(self, factory: str | None = None, *, shard_size: int | None = None, announce: bool = False) -> None:
         """Drop both collections and fill them again from the stored vectors, each with the index
@@ -349,8 +351,8 @@ class MilvusStores:
         schema.add_field("path", DataType.VARCHAR, max_length=PATH_LIMIT)
         schema.add_field("year", DataType.INT64, nullable=True)
         schema.add_field("duration", DataType.DOUBLE)
-        params = self._index_params(name, self.store.count(name))
-        self.client.create_collection(collection, schema=schema, index_params=params, consistency_level="Strong")
+        self.client.create_collection(collection, schema=schema, consistency_level="Strong")
+        self._index(name, self.store.count(name))
 
     def _track_fields(self, track_ids: Iterable[int]) -> dict[int, dict]:
         rows = self.store.tracks_by_id([int(i) for i in track_ids])
