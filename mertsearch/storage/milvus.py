@@ -78,14 +78,21 @@ def connect(url: str):
     lite = parts.scheme == "milvus"
     if lite and importlib.util.find_spec("milvus_lite") is None:
         raise VectorStoreError(LITE_MISSING)
+    # Milvus Lite logs a whole traceback when another process holds its file; the error says it.
+    lite_log = logging.getLogger("milvus_lite.server_manager")
+    level = lite_log.level
+    lite_log.setLevel(logging.CRITICAL)
     try:
         if lite:
             return MilvusClient(uri=parts.netloc + parts.path)
         base = f"{parts.scheme}://{parts.netloc}{parts.path}"
         return MilvusClient(uri=base, token=os.environ.get(TOKEN_VARIABLE, ""))
     except Exception as exc:  # pymilvus raises its own classes (and gRPC's) for a refused connection
+        reason = getattr(exc, "message", None) or str(exc)
         busy = " (Milvus Lite serves one process at a time: does another one have this file open?)" if lite else ""
-        raise VectorStoreError(f"cannot open the Milvus vector store {url}: {exc}{busy}") from None
+        raise VectorStoreError(f"cannot open the Milvus vector store {url}: {reason}{busy}") from None
+    finally:
+        lite_log.setLevel(level)
 
 
 @contextmanager
