@@ -226,3 +226,9 @@ def test_a_damaged_index_file_is_rebuilt_from_stored_vectors(tmp_path, tiny_mode
         assert "the tracks index is missing or older than the database (rebuild it)" in cat.verify()
         cat.repair()
         assert cat.verify() == []
+
+
+def test_an_empty_catalog_answers_a_clip_with_nothing(tmp_path, tiny_model, music):
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model)) as cat:
+        assert cat.search(music / "a.wav", k=3) == []
+        assert cat.search(music / "a.wav", k=3, mode="tracks") == []

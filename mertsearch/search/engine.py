@@ -197,7 +197,8 @@ def _segment_candidates(
     pair; and the best score a window of another track can have with a query window (the highest
     of each query window's last hit)."""
     scores, ids = index.search(query.window_vectors, hits, nprobe=nprobe)
-    lasts = [float(row[ids_row >= 0][-1]) for row, ids_row in zip(scores, ids, strict=True) if ids_row[0] >= 0]
+    # An empty index gives no column at all: no hit, no bound.
+    lasts = [float(row[held][-1]) for row, held in zip(scores, ids >= 0, strict=True) if held.any()]
     bound = max(lasts, default=-math.inf)
     places = store.window_places([int(i) for i in np.unique(ids) if i >= 0])
     kept = _allowed_among({track_id for track_id, _, _ in places.values()}, allowed)
