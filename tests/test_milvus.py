@@ -375,3 +375,12 @@ def test_the_url_names_the_index_and_its_parameters(tmp_path, tiny_model, music)
         assert _paths(cat.search(music / "d.ogg", k=1)) == ["d.ogg"]
     with pytest.raises(InvalidArgumentError, match="takes a number"):
         Catalog.create(tmp_path / "other", model=str(tiny_model), vector_store=f"{store}&nprobe=many")
+
+
+def test_a_reader_of_a_new_catalog_finds_nothing_until_a_writer_fills_it(tmp_path, tiny_model, music):
+    store = f"milvus://{tmp_path / 'v.db'}"
+    Catalog.create(tmp_path / "cat", model=str(tiny_model), vector_store=store).close()
+    with Catalog.open(tmp_path / "cat") as reader, Catalog.open(tmp_path / "cat") as writer:
+        assert reader.search(music / "a.wav", k=3) == [] and reader.verify() == []
+        writer.index_paths([music])
+        assert _paths(reader.search(music / "a.wav", k=1)) == ["a.wav"] and reader.verify() == []

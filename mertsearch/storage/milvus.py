@@ -44,7 +44,7 @@ from mertsearch.storage.milvus_filters import PATH_LIMIT, TEXT_LIMIT, expression
 from mertsearch.storage.records import chunks
 from mertsearch.storage.schema import Track, Window
 from mertsearch.storage.store import MetadataStore, from_blob
-from mertsearch.storage.vector_index import FLAT_LIMIT, ivf_lists, probes_for
+from mertsearch.storage.vector_index import FLAT, FLAT_LIMIT, VectorIndex, ivf_lists, probes_for
 from mertsearch.storage.vector_store import TOKEN_VARIABLE
 
 NAMES = ("tracks", "windows")
@@ -191,6 +191,8 @@ class MilvusStores:
             present = all(self.client.has_collection(name) for name in self.names.values())
             if not present or built is None or int(built) < self.store.searchable_since():
                 if not self.writing():
+                    if not present and self.store.count("tracks") == 0:
+                        return  # a new catalog that no writer has filled: nothing to search yet
                     raise VectorStoreError(
                         "the catalog's Milvus collections are missing or hold vectors of an older kind: "
                         "run `mertsearch rebuild`"
@@ -276,8 +278,10 @@ class MilvusStores:
         self.save()
         return done
 
-    def collection(self, name: str) -> MilvusCollection:
+    def collection(self, name: str) -> MilvusCollection | VectorIndex:
         self._ensure()
+        if not self._ready:  # see _prepare: an empty stand-in, until a writer makes the collections
+            return VectorIndex(self.dim, FLAT)
         return MilvusCollection(self, name)
 
     @property
@@ -411,6 +415,12 @@ class MilvusStores:
     def check(self) -> list[str]:
         """Problems between the database and the collections: ids checked both ways, and a sample
         of vectors against the stored ones (through the transform)."""
+        try:
+            self._ensure()
+        except VectorStoreError as exc:
+            return [str(exc)]
+        if not self._ready:
+            return []  # a new catalog that no writer has filled
         problems = []
         for name in NAMES:
             if not self.client.has_collection(self.names[name]):
