@@ -55,19 +55,22 @@ TAGS = [
 ]
 
 
+def write_tagged_music(folder: Path) -> None:
+    """The twelve tunes of TAGS, tagged, in a folder per artist (``NN.flac``, NN their index)."""
+    for n, (artist, album, year, seconds) in enumerate(TAGS):
+        path = write_audio(folder / artist / f"{n:02d}.flac", melody_track(100 + n, seconds, SAMPLE_RATE), SAMPLE_RATE)
+        tagged = mutagen.File(str(path), easy=True)
+        tagged["artist"], tagged["album"], tagged["date"], tagged["title"] = artist, album, str(year), f"Song {n}"
+        tagged.save()
+
+
 @pytest.fixture(scope="module")
 def tagged_catalog(tmp_path_factory):
     """Twelve generated tunes tagged with TAGS (folders by artist), a discerning tiny model, hop 2.5 s,
     centered: (catalog, music folder), shared by a module's tests, which must not change it."""
     root = tmp_path_factory.mktemp("tagged")
     model, _ = write_tiny_mert(root / "model", overrides=DISCERNING)
-    for n, (artist, album, year, seconds) in enumerate(TAGS):
-        path = write_audio(
-            root / "music" / artist / f"{n:02d}.flac", melody_track(100 + n, seconds, SAMPLE_RATE), SAMPLE_RATE
-        )
-        tagged = mutagen.File(str(path), easy=True)
-        tagged["artist"], tagged["album"], tagged["date"], tagged["title"] = artist, album, str(year), f"Song {n}"
-        tagged.save()
+    write_tagged_music(root / "music")
     with Catalog.create(root / "cat", model=str(model), layer=2, hop=2.5) as cat:
         assert cat.index_paths([root / "music"]).added == 12
         cat.reindex(transform="center")

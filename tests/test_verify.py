@@ -56,7 +56,7 @@ def test_missing_index_stale_vectors_and_broken_rows_are_found_and_repaired(cata
     assert "windows belong to no track" in joined
     assert "led by a track that is itself a duplicate" in joined
     assert "sampled windows vectors in the index differ from the stored ones" in joined
-    assert "windows are in the database but not in the index" in joined
+    assert "windows are in the database but not in the windows index" in joined
 
     runner = CliRunner()
     result = runner.invoke(app, ["verify", "--catalog", str(catalog), "--json"])

@@ -77,3 +77,14 @@ class WriterLock:
         handle.write(str(os.getpid()))
         handle.flush()
         self._handle = handle
+
+
+def process_ended(pid: int) -> bool:
+    """Whether no process of this pid runs on this host (one of another user's counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -40,12 +40,14 @@ from sqlalchemy import func, select
 
 from mertsearch.errors import InvalidArgumentError, VectorStoreError
 from mertsearch.storage.filters import Filters
+from mertsearch.storage.lock import process_ended
 from mertsearch.storage.milvus_filters import PATH_LIMIT, TEXT_LIMIT, expression, ids_expression, tag_key
 from mertsearch.storage.records import chunks
 from mertsearch.storage.schema import Track, Window
 from mertsearch.storage.store import MetadataStore, from_blob
 from mertsearch.storage.vector_index import FLAT, FLAT_LIMIT, VectorIndex, ivf_lists, probes_for
 from mertsearch.storage.vector_store import TOKEN_VARIABLE
+from mertsearch.storage.verify import id_problems
 
 NAMES = ("tracks", "windows")
 VERSION_KEY = "milvus_built_at"
@@ -224,15 +226,8 @@ class MilvusStores:
             return True
         if host != socket.gethostname():
             return False  # it may be at work elsewhere; `repair` (which writes alone) settles it
-        if pid == os.getpid():
-            return True  # an earlier operation of this process, which ended in an error
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        # This process's own: an earlier operation of it, which ended in an error.
+        return pid == os.getpid() or process_ended(pid)
 
     def finished(self, ok: bool) -> None:
         """A writer's operation ended: when without an error, every change it made reached Milvus."""
@@ -426,14 +421,8 @@ class MilvusStores:
             if not self.client.has_collection(self.names[name]):
                 problems.append(f"the Milvus {name} collection is missing (rebuild it)")
                 continue
-            held, stored_ids = self.collection(name).ids(), self.store.ids(name)
-            if len(held) != len(np.unique(held)):
-                problems.append(f"the Milvus {name} collection holds {len(held) - len(np.unique(held))} ids twice")
-            missing, extra = np.setdiff1d(stored_ids, held), np.setdiff1d(held, stored_ids)
-            if len(missing):
-                problems.append(f"{len(missing)} {name} are in the database but not in Milvus (e.g. {missing[0]})")
-            if len(extra):
-                problems.append(f"the Milvus {name} collection holds {len(extra)} ids the database does not")
+            held = self.collection(name).ids()
+            problems += id_problems(name, held, self.store.ids(name), f"the Milvus {name} collection")
             problems += self._check_vectors(name)
         built = self.store.meta(VERSION_KEY)
         if built is None or int(built) < self.store.searchable_since():

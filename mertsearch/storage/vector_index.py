@@ -26,6 +26,7 @@ import faiss
 import numpy as np
 
 from mertsearch.errors import InvalidArgumentError
+from mertsearch.storage.lock import process_ended
 
 FLAT = "IDMap2,Flat"
 DEFAULT_FACTORY = FLAT
@@ -380,13 +381,7 @@ def _abandoned(path: Path, name: str, *, own: bool) -> bool:
     pid = int(found.group(1))
     if pid == os.getpid():
         return own
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return process_ended(pid)
 
 
 def saved_index_file(directory: Path, name: str = "tracks") -> Path | None:

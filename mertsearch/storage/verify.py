@@ -50,15 +50,7 @@ def check_indexes(indexes: Indexes, transform: Callable[[np.ndarray], np.ndarray
         if index is None:
             problems.append(f"the {name} index is missing or older than the database (rebuild it)")
             continue
-        stored_ids = store.ids(name)
-        held = index.ids()
-        if len(held) != len(np.unique(held)):
-            problems.append(f"the {name} index holds {len(held) - len(np.unique(held))} ids twice")
-        missing, extra = np.setdiff1d(stored_ids, held), np.setdiff1d(held, stored_ids)
-        if len(missing):
-            problems.append(f"{len(missing)} {name} are in the database but not in the index (e.g. {missing[0]})")
-        if len(extra):
-            problems.append(f"the {name} index holds {len(extra)} ids the database does not (e.g. {extra[0]})")
+        problems += id_problems(name, index.ids(), store.ids(name), f"the {name} index")
         problems += _check_vectors(name, index, store, transform)
     return problems
 
@@ -96,3 +88,17 @@ def _stale(index: VectorIndex, ids: np.ndarray, vectors: np.ndarray) -> int:
         scores, found = index.search(vector[None, :], 1, allowed=np.array([own]), nprobe=index.nprobe)
         stale += int(found[0, 0] != own or scores[0, 0] < 0.98)
     return stale
+
+
+def id_problems(name: str, held: np.ndarray, stored: np.ndarray, where: str) -> list[str]:
+    """The ids of ``name`` (tracks or windows) that ``where`` (an index, a collection) holds
+    twice, lacks, or holds beyond the database's."""
+    problems = []
+    if len(held) != len(np.unique(held)):
+        problems.append(f"{where} holds {len(held) - len(np.unique(held))} ids twice")
+    missing, extra = np.setdiff1d(stored, held), np.setdiff1d(held, stored)
+    if len(missing):
+        problems.append(f"{len(missing)} {name} are in the database but not in {where} (e.g. {missing[0]})")
+    if len(extra):
+        problems.append(f"{where} holds {len(extra)} ids the database does not (e.g. {extra[0]})")
+    return problems
