@@ -280,7 +280,11 @@ with Catalog.open(sys.argv[1]) as cat:
 
 
 @pytest.mark.slow
-def test_a_writer_killed_between_the_database_and_milvus_is_mended_by_the_next_run(tmp_path, tiny_model, music):
+def test_a_writer_killed_between_the_database_and_milvus_is_mended_by_the_next_run(
+    tmp_path, tiny_model, music, database
+):
+    """On SQLite (a writer holds the catalog alone) and on PostgreSQL (ingests share it: a record
+    is known to be left over only because its process has ended)."""
     import subprocess
     import sys
 
