@@ -382,3 +382,33 @@ def test_a_reader_of_a_new_catalog_finds_nothing_until_a_writer_fills_it(tmp_pat
         assert reader.search(music / "a.wav", k=3) == [] and reader.verify() == []
         writer.index_paths([music])
         assert _paths(reader.search(music / "a.wav", k=1)) == ["a.wav"] and reader.verify() == []
+
+
+def test_a_catalog_moves_its_vectors_to_milvus_and_back(tmp_path, tiny_model, music):
+    from pymilvus import MilvusClient
+
+    from mertsearch.storage.indexes import Indexes
+
+    lite = tmp_path / "v.db"
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model)) as cat:
+        cat.index_paths([music])
+        expected = _paths(cat.search(music / "c.mp3", k=6))
+        with pytest.raises(InvalidArgumentError, match="a vector store is"):
+            cat.rebuild_index(vector_store="redis://x")
+        assert cat.manifest.index.vector_store is None and _paths(cat.search(music / "c.mp3", k=6)) == expected
+
+        cat.rebuild_index(vector_store=f"milvus://{lite}")
+        prefix = cat.manifest.index.collections
+        assert json.loads((cat.directory / "manifest.json").read_text())["index"]["vector_store"] == f"milvus://{lite}"
+        assert not list(cat.directory.rglob("*.faiss")) and cat.verify() == []
+        assert _paths(cat.search(music / "c.mp3", k=6)) == expected
+        (music / "a.wav").unlink()
+        cat.index_paths([music])  # writes go to Milvus now
+        assert "a.wav" not in _paths(cat.search(music / "c.mp3", k=6)) and cat.verify() == []
+
+        cat.rebuild_index(vector_store="faiss")
+        assert cat.manifest.index.vector_store is None and list(cat.directory.rglob("*.faiss"))
+        assert not [name for name in MilvusClient(str(lite)).list_collections() if name.startswith(prefix)]
+        assert _paths(cat.search(music / "c.mp3", k=6)) == [name for name in expected if name != "a.wav"]
+    with Catalog.open(tmp_path / "cat") as again:
+        assert isinstance(again.indexes, Indexes) and again.verify() == []

@@ -279,14 +279,18 @@ class Catalog(Core):
     # --- maintenance, from stored vectors (no model) -------------------------------------------
 
     @writes
-    def rebuild_index(self, factory: str | None = None, *, shard_size: int | None = None) -> None:
-        """Build the FAISS indexes again from the stored vectors and save them.
+    def rebuild_index(
+        self, factory: str | None = None, *, shard_size: int | None = None, vector_store: str | None = None
+    ) -> None:
+        """Build the FAISS indexes (or the Milvus collections) again from the stored vectors and save them.
 
         ``factory`` sets the index kind from now on: "auto" (by size) or a FAISS factory string.
         Inverted files ("IVF...") too big for one shard are built in shards, merged on disk;
-        ``shard_size`` forces that, with shards of that many vectors.
+        ``shard_size`` forces that, with shards of that many vectors. ``vector_store`` moves the
+        vectors to another store: a Milvus URL (as for :meth:`open`), or "faiss" for FAISS files;
+        the old store's are dropped once the new ones are built.
         """
-        maintenance.rebuild_index(self, factory, shard_size=shard_size)
+        maintenance.rebuild_index(self, factory, shard_size=shard_size, vector_store=vector_store)
 
     @writes
     def reindex(self, *, layer: int | None = None, layers: LayersArg = None, transform: str | None = None) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 from mertsearch.config import Manifest
@@ -13,7 +12,7 @@ from mertsearch.settings import LayersArg, database_from_env, new_manifest, want
 from mertsearch.storage import MetadataStore, check_compatible, read_manifest, write_manifest
 from mertsearch.storage.manifest import TEMP_PREFIX as MANIFEST_TEMP
 from mertsearch.storage.store import safe_url
-from mertsearch.storage.vector_store import check_vector_store
+from mertsearch.storage.vector_store import check_vector_store, collections_prefix
 
 DATABASE = "catalog.db"
 INDEX_DIR = "index"
@@ -57,7 +56,7 @@ def find_or_make(
         manifest = new_manifest(checkpoint, layers, keep_all=keep_layers, hop=hop, sample=sample)
         if vector_store is not None:
             manifest.index.vector_store = vector_store
-            manifest.index.collections = f"mertsearch_{uuid.uuid4().hex[:12]}"
+            manifest.index.collections = collections_prefix()
         url = database or from_env
         if url is not None and safe_url(url) != safe_url(default_database(path)):
             manifest.database = safe_url(url)

@@ -18,7 +18,7 @@ from mertsearch.catalog.calibrate import stored as stored_calibration
 from mertsearch.catalog.core import Core
 from mertsearch.catalog.duplicates import checker, refit, relink_all
 from mertsearch.catalog.ingest import remove
-from mertsearch.catalog.layout import DATABASE, default_database
+from mertsearch.catalog.layout import DATABASE, INDEX_DIR, default_database
 from mertsearch.config import TransformSpec
 from mertsearch.encoder.pooling import searchable_vectors
 from mertsearch.errors import InvalidArgumentError
@@ -26,17 +26,47 @@ from mertsearch.evaluation.metrics import score_spread
 from mertsearch.settings import LayersArg, resolve_layers
 from mertsearch.storage import MetadataStore, write_manifest
 from mertsearch.storage.transform import VectorTransform
+from mertsearch.storage.vector_index import remove_saved
+from mertsearch.storage.vector_store import check_vector_store, collections_prefix
 from mertsearch.storage.verify import check_indexes, check_store
 
 
-def rebuild_index(cat: Core, factory: str | None, *, shard_size: int | None) -> None:
+def rebuild_index(cat: Core, factory: str | None, *, shard_size: int | None, vector_store: str | None = None) -> None:
     """See :meth:`mertsearch.catalog.Catalog.rebuild_index`; the caller holds the writer lock."""
     if shard_size is not None and shard_size < 1:
         raise InvalidArgumentError(f"shard_size must be at least 1, got {shard_size}")
-    cat.indexes.rebuild(factory, shard_size=shard_size, announce=True)
-    if factory is not None and factory != cat.manifest.index.factory:
-        cat.manifest.index.factory = factory
+    index = cat.manifest.index
+    target = index.vector_store
+    if vector_store is not None:
+        target = None if vector_store == "faiss" else check_vector_store(vector_store)
+    if target == index.vector_store:
+        cat.indexes.rebuild(factory, shard_size=shard_size, announce=True)
+    else:
+        _move_vectors(cat, target, factory, shard_size)
+    if (factory is not None and factory != index.factory) or vector_store is not None:
+        index.factory = factory or index.factory
         write_manifest(cat.directory, cat.manifest)
+
+
+def _move_vectors(cat: Core, target: str | None, factory: str | None, shard_size: int | None) -> None:
+    """Build the vectors in another store (``target``: a Milvus URL, or None for FAISS files) from
+    the stored ones; then drop the old store's, which no one uses any more. On a failure the
+    catalog stays with its old store."""
+    index, old = cat.manifest.index, cat.indexes
+    before = (index.vector_store, index.collections)
+    index.vector_store, index.collections = target, (collections_prefix() if target else None)
+    cat._indexes = None  # opened again, in the new store
+    try:
+        cat.indexes.rebuild(factory, shard_size=shard_size, announce=True)
+    except BaseException:
+        index.vector_store, index.collections = before
+        cat._indexes = old
+        raise
+    if before[0] is None:
+        for name in ("tracks", "windows"):
+            remove_saved(cat.directory / INDEX_DIR, name)
+    else:
+        old.drop()
 
 
 def reindex(cat: Core, layers: LayersArg, transform: str | None) -> dict:

@@ -267,6 +267,15 @@ def rebuild(
             "disk that searches map instead of reading (default: only when the codes exceed 512 MiB)."
         ),
     ] = None,
+    vector_store: Annotated[
+        str | None,
+        typer.Option(
+            "--vector-store",
+            help="Move the vectors: to Milvus (milvus:///path/milvus.db, or http(s)://host:19530 with its token in "
+            "$MERTSEARCH_MILVUS_TOKEN), or back to FAISS files ('faiss'). The old store's are dropped once the new "
+            "ones are built; restart running servers.",
+        ),
+    ] = None,
     wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -276,7 +285,7 @@ def rebuild(
     started = time.monotonic()
     with Catalog.open(catalog) as cat:
         cat.wait_s = wait
-        cat.rebuild_index(factory, shard_size=shard_size)
+        cat.rebuild_index(factory, shard_size=shard_size, vector_store=vector_store)
         document = {
             "tracks": len(cat.indexes.tracks),
             "windows": len(cat.indexes.windows),

@@ -324,6 +324,13 @@ class MilvusStores:
         self.store.update_meta({INDEX_KEY + name: json.dumps({"type": kind, "build": build})})
         self.client.load_collection(self.names[name])
 
+    def drop(self) -> None:
+        """Drop both collections (the catalog's vectors moved to another store)."""
+        with milvus_errors(self.url):
+            for collection in self.names.values():
+                if self.client.has_collection(collection):
+                    self.client.drop_collection(collection)
+
     def rebuild(self, factory: str | None = None, *, shard_size: int | None = None, announce: bool = False) -> None:
         """Drop both collections and fill them again from the stored vectors, each with the index
         ``chosen`` for its size. ``factory`` and ``shard_size`` (FAISS's) do not apply."""
@@ -531,9 +538,9 @@ class MilvusCollection:
         top = int(self.stores.store.ids(self.name).max(initial=-1))
         held: list[int] = []
         low = 0
-        while len(held) < total and low <= top:
-            held += self._query(f"id >= {low} and id < {low + BATCH}", BATCH)
-            low += BATCH
+        while len(held) < total and low <= top:  # a range of MAX_LIMIT ids holds at most MAX_LIMIT rows
+            held += self._query(f"id >= {low} and id < {low + MAX_LIMIT}", MAX_LIMIT)
+            low += MAX_LIMIT
         if len(held) < total:
             held += self._query(f"id >= {low} or id < 0", MAX_LIMIT)
         return np.array(sorted(held), dtype=np.int64)

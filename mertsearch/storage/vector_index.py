@@ -358,6 +358,13 @@ def lists_to_memory(index: faiss.Index) -> None:
     copy.this.disown()  # the index owns it now
 
 
+def remove_saved(directory: Path, name: str) -> None:
+    """Every saved file of the index ``name`` (the catalog's vectors moved to another store)."""
+    for pattern in (f"{name}-v*.faiss", f"{name}-v*.json", f"{name}-*.ivfdata"):
+        for path in directory.glob(pattern):
+            path.unlink(missing_ok=True)
+
+
 def remove_build_folders(directory: Path, name: str) -> None:
     """Folders of sharded builds that were interrupted (see _abandoned)."""
     for folder in directory.glob(f".{name}-build-*"):

@@ -82,6 +82,13 @@ class VectorStores(Protocol):
     def windows(self) -> VectorCollection: ...
 
 
+def collections_prefix() -> str:
+    """A prefix for a catalog's two Milvus collections, its own (catalogs may share a server)."""
+    import uuid
+
+    return f"mertsearch_{uuid.uuid4().hex[:12]}"
+
+
 def check_vector_store(url: str) -> str:
     """``url`` checked and made absolute (a Milvus Lite file's path), as the manifest records it."""
     parts = urlsplit(url)
