@@ -84,7 +84,8 @@ def run_milvus(vectors: np.ndarray, queries: np.ndarray, kind: str, nlist: int, 
     schema.add_field("id", DataType.INT64, is_primary=True)
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
     params = client.prepare_index_params()
-    extra = {"nlist": nlist} if kind.startswith("IVF") else {}
+    # Milvus Lite reads build parameters only from a "params" key (see storage/milvus.py).
+    extra = {"params": {"nlist": nlist}} if kind.startswith("IVF") else {}
     params.add_index("vector", index_type=kind, metric_type="IP", params=extra)
     client.create_collection("windows", schema=schema, index_params=params)
     for first in range(0, len(vectors), INSERT_BATCH):

@@ -318,7 +318,9 @@ class MilvusStores:
         """Give the (released) collection the index ``chosen`` for ``count`` vectors, and load it."""
         kind, build = self.chosen(count)
         params = self.client.prepare_index_params()
-        params.add_index("vector", index_type=kind, metric_type="IP", params=build)
+        # pymilvus sends each build parameter as a key of its own, which a server reads; Milvus Lite
+        # reads only a "params" key holding them all (and would build its defaults).
+        params.add_index("vector", index_type=kind, metric_type="IP", params={"params": build} if self.lite else build)
         # Milvus Lite builds the index as the collection loads; it cannot be waited on (sync).
         self.client.create_index(self.names[name], params, sync=not self.lite)
         self.store.update_meta({INDEX_KEY + name: json.dumps({"type": kind, "build": build})})
