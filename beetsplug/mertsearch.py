@@ -66,7 +66,8 @@ class MertSearchPlugin(BeetsPlugin):
         with self._catalog(create=True) as cat:
             report = _guarded(cat.index_paths, present, progress=_Progress())
         print_(
-            f"mertsearch: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+            f"mertsearch: {report.added} added, {report.updated} updated, {report.retagged} retagged, "
+            f"{report.moved} moved, {report.unchanged} unchanged, "
             f"{len(report.failed)} failed, in {report.elapsed:.0f} s"
         )
         for failure in report.failed:

@@ -7,9 +7,13 @@ start) of ``--tracks`` tracks, each checked against the catalog by the rule of e
 catalog's tracks within a folder (an album) and with its nearest tracks, under both rules.
 
     .venv/bin/python bench/duplicates.py --catalog DIR [--tracks 30] [--seed 0] [--cache DIR] [--json]
+        [--songs N [--model spectral|tiny]]
 
 ``--cache DIR`` keeps each copy's window vectors there and reads them back on the next run, so
-the rules can be compared again without encoding and embedding the copies again.
+the rules can be compared again without encoding and embedding the copies again. ``--songs N``
+first makes the catalog at DIR (which must not exist) from N generated songs (the tests'
+``song_track``: chords, bass, melody and drums, 22 to 50 s, in DIR-music) with the spectral
+baseline or the tests' small random MERT (``tiny``: its discerning settings, layer 2).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from mertsearch import Catalog  # noqa: E402
 from mertsearch.catalog.duplicates import checker  # noqa: E402
 from mertsearch.evaluation.duplicates import COPY_KINDS, MAX_COPY_S, make_copies  # noqa: E402
 from mertsearch.indexer.duplicates import DURATION_TOLERANCE_S, Windows  # noqa: E402
+from tests.helpers import DISCERNING, SAMPLE_RATE, song_track, write_audio, write_tiny_mert  # noqa: E402
 
 # The rule of earlier versions.
 OLD_WINDOW_COSINE = 0.999
@@ -79,6 +84,19 @@ def copies(cat: Catalog, path: str, folder: Path, cache: Path | None):
         np.savez(saved, **arrays)
 
 
+def generated(directory: Path, songs: int, model: str) -> None:
+    """A catalog at ``directory`` of ``songs`` generated songs (see the module's docstring)."""
+    music = directory.with_name(f"{directory.name}-music")
+    for n in range(songs):
+        write_audio(music / f"song{n:03d}.flac", song_track(n, 22 + (n * 7) % 29, SAMPLE_RATE), SAMPLE_RATE)
+    settings = {"model": "spectral"}
+    if model == "tiny":
+        model_dir = directory.with_name(f"{directory.name}-model")
+        settings = {"model": str(write_tiny_mert(model_dir, overrides=DISCERNING)[0]), "layer": 2}
+    with Catalog.create(directory, **settings) as cat:
+        cat.index_paths([music])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--catalog", required=True)
@@ -86,8 +104,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--songs", type=int)
+    parser.add_argument("--model", choices=["spectral", "tiny"], default="spectral")
     args = parser.parse_args()
     started = time.monotonic()
+    if args.songs:
+        generated(Path(args.catalog), args.songs, args.model)
     with Catalog.open(args.catalog) as cat:
         check = checker(cat)
         tally = {name: {"copies": 0, "old": [0, 0], "new": [0, 0], "distances": []} for name in COPY_KINDS}

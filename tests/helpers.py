@@ -1,9 +1,11 @@
 """What the tests share: tiny checkpoints in the hub's on-disk layout, generated audio, MERT's published
-recipe as a reference, and the check that a catalog's database and index agree."""
+recipe as a reference, the check that a catalog's database and index agree, and the command line
+run at a terminal or piped."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -213,6 +215,59 @@ def melody_track(seed: int, seconds: float, sample_rate: int = 44100) -> np.ndar
     return np.clip(out + rng.normal(0, 0.003, len(out)), -1, 1)[None].astype(np.float32)
 
 
+def song_track(seed: int, seconds: float, sample_rate: int = 44100) -> np.ndarray:
+    """A piece built like most recorded music, (2, n): a seeded tempo and key, chords a bar each
+    (a progression of four, another every eight bars), a bass on the beat, a melody of the key's
+    notes on eighths, kick, snare and hi-hat, all with harmonics and decaying notes. Two seeds
+    give distinct pieces; within one, bars resemble each other as a song's do."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    out = np.zeros(n)
+    beat = 60 / rng.uniform(80, 140)
+    root = 45 + int(rng.integers(0, 12))  # MIDI note of the key
+    scale = np.array([0, 2, 4, 5, 7, 9, 11] if rng.random() < 0.5 else [0, 2, 3, 5, 7, 8, 10])
+    brightness = rng.uniform(0.3, 0.9)  # how strong the upper harmonics are: the timbre
+
+    def add(start: float, length: float, midi: float, level: float, decay: float) -> None:
+        first = int(start * sample_rate)
+        t = np.arange(min(int(length * sample_rate), n - first)) / sample_rate
+        if len(t) <= 0:
+            return
+        pitch = 440 * 2 ** ((midi - 69) / 12)
+        tone = sum(brightness ** (h - 1) / h * np.sin(2 * np.pi * pitch * h * t) for h in range(1, 6))
+        out[first : first + len(t)] += level * tone * np.exp(-t * decay) * np.minimum(1, t * 200)
+
+    def drum(start: float, length: float, level: float, cutoff: float, tone: float = 0.0) -> None:
+        first = int(start * sample_rate)
+        t = np.arange(min(int(length * sample_rate), n - first)) / sample_rate
+        noise = rng.normal(0, 1, len(t))
+        if cutoff < 1:  # a crude high-pass: the difference of neighbouring samples
+            noise = np.diff(noise, prepend=0) * cutoff
+        body = np.sin(2 * np.pi * tone * t * np.exp(-t * 20)) if tone else 0
+        out[first : first + len(t)] += level * (noise + 3 * body) * np.exp(-t * 30)
+
+    bar, time_ = 4 * beat, 0.0
+    while time_ < seconds:
+        progression = rng.choice([0, 3, 4, 5, 1], size=4)  # scale degrees of the chords
+        motif = rng.integers(0, 7, size=8)  # a bar of the melody, varied from bar to bar
+        for number in range(8):
+            degree = progression[number % 4]
+            chord = [root + scale[(degree + k) % 7] + 12 * ((degree + k) // 7) for k in (0, 2, 4)]
+            for note in chord:
+                add(time_, bar, note, 0.08, 0.8)
+            for b in range(4):
+                add(time_ + b * beat, beat, chord[0] - 12, 0.15, 4)
+                drum(time_ + b * beat, 0.3, 0.25 if b % 2 == 0 else 0.12, 1.0, tone=60 if b % 2 == 0 else 0)
+            for eighth in range(8):
+                drum(time_ + eighth * beat / 2, 0.05, 0.04, 0.3)
+                if rng.random() < 0.7:
+                    step = (motif[eighth] + (rng.integers(-1, 2) if rng.random() < 0.3 else 0)) % 7
+                    add(time_ + eighth * beat / 2, beat / 2, root + 12 + scale[step], 0.12, 6)
+            time_ += bar
+    out = out / (np.abs(out).max() + 1e-9) * 0.7
+    return np.stack([out, 0.9 * out + rng.normal(0, 0.002, n)]).astype(np.float32)
+
+
 def recipe_track_vector(path: Path, model, extractor, layer: int) -> np.ndarray:
     """MERT's published recipe, file by file: load, resample with T.Resample, the processor, the model
     with all hidden states, one 5 s window at a time; the track vector is the mean of the windows'
@@ -280,3 +335,25 @@ def synthetic_track(
         window_ends=starts + window_s,
         window_vectors=windows,
     )
+
+
+# rich's escape codes (bold headers), left out where a test reads a terminal's text.
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def cli(*args, code: int = 0, columns: int = 80, terminal: bool = False):
+    """The command line, as at a terminal ``columns`` wide (``terminal``) or piped (CliRunner's
+    output is no terminal; TTY_COMPATIBLE says so outright, whatever FORCE_COLOR is)."""
+    from typer.testing import CliRunner
+
+    from mertsearch.cli import app
+
+    env = {"COLUMNS": str(columns), "TTY_COMPATIBLE": "1" if terminal else "0"}
+    result = CliRunner().invoke(app, [str(a) for a in args], env=env)
+    assert result.exit_code == code, result.output
+    return result
+
+
+def screen(*args, columns: int = 80) -> list[str]:
+    """The lines a terminal ``columns`` wide shows for a command, escape codes left out."""
+    return ANSI.sub("", cli(*args, columns=columns, terminal=True).stdout).splitlines()

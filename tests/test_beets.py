@@ -13,6 +13,7 @@ import sys
 import mutagen
 import pytest
 
+from mertsearch import Catalog
 from tests.helpers import DISCERNING, SAMPLE_RATE, melody_track, write_audio, write_tiny_mert
 from tests.mpd_server import environment
 
@@ -78,6 +79,22 @@ def test_index_then_similar_lists_the_library_items_nearest_the_query(library):
 
     paths = _beet(beetsdir, "similar", "title:Seed song", "-k", "1", "-f", "$path").stdout.splitlines()
     assert [line.split("  (")[0] for line in paths] == [str(music / "Near" / "song.flac")]
+
+
+def test_tags_written_by_beets_are_taken_up_without_embedding_again(library):
+    """beet modify writes the tags and moves the file to its new artist's folder: the track keeps
+    its id and vectors, with the new tags and path."""
+    beetsdir, music = library
+    _beet(beetsdir, "mertsearch", "index")
+    with Catalog.open(beetsdir.parent / "catalog") as cat:
+        before = cat.track(music / "Near" / "song.flac")["track_id"]
+    _beet(beetsdir, "modify", "-y", "-w", "artist:Near", "artist=Ближе", "title=Почти")
+    (path,) = _beet(beetsdir, "ls", "-f", "$path", "artist:Ближе").stdout.splitlines()
+    indexed = _beet(beetsdir, "mertsearch", "index")
+    assert "0 added, 0 updated, 0 retagged, 1 moved, 5 unchanged" in indexed.stdout, indexed.stdout
+    with Catalog.open(beetsdir.parent / "catalog") as cat:
+        (found,) = cat.find_tracks("ПОЧТИ")["tracks"]
+    assert (found["track_id"], found["artist"], found["path"]) == (before, "Ближе", path)
 
 
 def test_similar_says_what_is_wrong_in_one_line(library):

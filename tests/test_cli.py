@@ -3,18 +3,12 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from mertsearch.cli import app
-from tests.helpers import SAMPLE_RATE, tone_track, write_audio
-
-runner = CliRunner()
+from tests.helpers import SAMPLE_RATE, cli, tone_track, write_audio
 
 
 def run(*args: str, code: int = 0):
-    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
-    assert result.exit_code == code, result.output
-    return result
+    return cli(*args, code=code)
 
 
 @pytest.fixture

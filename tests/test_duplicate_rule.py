@@ -4,6 +4,7 @@ relinks a catalog both ways and a second repair changes nothing; eval measures i
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,17 @@ from typer.testing import CliRunner
 from mertsearch import Catalog
 from mertsearch.cli import app
 from mertsearch.indexer.duplicates import (
+    BY_COPIES,
+    BY_DISTINCT,
+    BY_FLOOR,
+    BY_SMALL,
+    COPY_MARGIN,
+    MARGIN,
     MAX_DISTANCE,
     META_KEY,
     MIN_FIT_TRACKS,
     SMALL_CATALOG_DISTANCE,
+    CopyDistances,
     DuplicateRule,
     Windows,
     aligned_distance,
@@ -182,6 +190,36 @@ def test_the_rule_of_a_small_catalog_and_the_floor_of_agreement():
     assert small.distance == SMALL_CATALOG_DISTANCE and small.nearest_distinct is None
     assert DuplicateRule.from_meta(close.as_meta()) == close
     assert not close.stale(25) and not close.stale(27) and close.stale(28) and close.stale(22)
+
+
+def test_the_limit_set_by_copies_of_the_catalogs_tracks():
+    """By hand: COPY_MARGIN times the farthest copy, unless distinct music (the fit's, or two measured
+    excerpts') comes within MARGIN times that, never beyond MAX_DISTANCE; at least the small
+    catalog's limit; a measurement without a track measured leaves the rule as without copies."""
+    measured = CopyDistances({"mp3 128 kbit/s": 0.001, "aac 128 kbit/s": 0.002, "1 s trimmed": 0.02}, 3, [0], 3, 20.0)
+    rule = DuplicateRule.fitted([], catalog_tracks=3, copies=measured)
+    assert (rule.basis, rule.distance) == (BY_COPIES, pytest.approx(COPY_MARGIN * 0.02))
+    assert DuplicateRule.fitted([0.5, 0.6], catalog_tracks=3, copies=measured).basis == BY_COPIES
+    close = DuplicateRule.fitted([0.05, 0.5], catalog_tracks=3, copies=measured)
+    assert (close.basis, close.distance) == (BY_DISTINCT, pytest.approx(np.quantile([0.05, 0.5], 0.05) / MARGIN))
+    excerpts = DuplicateRule.fitted([0.5], catalog_tracks=3, copies=replace(measured, distinct=0.04))
+    assert (excerpts.basis, excerpts.distance) == (BY_DISTINCT, pytest.approx(0.04 / MARGIN))
+    far = DuplicateRule.fitted([], catalog_tracks=3, copies=replace(measured, distances={"1 s trimmed": 0.05}))
+    assert (far.basis, far.distance) == (BY_FLOOR, MAX_DISTANCE)
+    exact = DuplicateRule.fitted([], catalog_tracks=3, copies=replace(measured, distances={"mp3 128 kbit/s": 1e-7}))
+    assert exact.distance == SMALL_CATALOG_DISTANCE
+    none = DuplicateRule.fitted([0.5], catalog_tracks=3, copies=replace(measured, distances={}, tracks=0))
+    assert (none.basis, none.distance) == (BY_SMALL, SMALL_CATALOG_DISTANCE)
+    assert DuplicateRule.from_meta(rule.as_meta()) == rule
+    said = excerpts.describe()
+    assert "2 times closer than the nearest distinct tracks" in said and "1 s trimmed 0.02" in said
+    assert "the nearest two excerpts of distinct tracks come to 0.04" in said
+    assert f"{COPY_MARGIN:g} times the farthest copy of the catalog's own tracks" in rule.describe()
+    # A rule an earlier version stored says what it was fitted on.
+    old = DuplicateRule.from_meta(
+        '{"distance": 0.09, "nearest_distinct": 0.18, "measured_tracks": 30, "catalog_tracks": 30}'
+    )
+    assert (old.basis, old.copies) == (BY_DISTINCT, None) and "2 times closer" in old.describe()
 
 
 def _ids(cat, group: dict) -> set[int]:

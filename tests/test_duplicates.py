@@ -5,6 +5,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -152,3 +153,34 @@ def test_an_empty_folder_without_tracks_is_not_reported(tmp_path, tiny_model):
     with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=3) as cat:
         report = cat.index_paths([tmp_path / "nothing yet"])
         assert (report.added, report.removed, report.empty_folders) == (0, 0, [])
+
+
+def test_a_leading_file_embedded_again_keeps_its_group(tmp_path):
+    """The first file of a recording changes a little (its gain, so its content hash): embedded again,
+    it still holds the recording its copy was linked to, so it keeps leading it, and results show it once."""
+    music = tmp_path / "music"
+    tune = melody_track(250, 14, SR)
+    write_audio(music / "a.flac", tune, SR)
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", str(music / "a.flac"), "-b:a", "128k", str(music / "copy.mp3")],
+        check=True,
+    )
+    write_audio(music / "other.flac", melody_track(251, 20, SR), SR)
+    model, _ = write_tiny_mert(tmp_path / "model", overrides=DISCERNING)
+    with Catalog.create(tmp_path / "cat", model=str(model), layer=2) as cat:
+        cat.index_paths([music])
+        ids = {Path(row["path"]).name: row["track_id"] for row in cat.find_tracks()["tracks"]}
+        groups = cat.duplicates()
+        assert [(g["track_id"], [a["track_id"] for a in g["alternates"]]) for g in groups] == [
+            (ids["a.flac"], [ids["copy.mp3"]])
+        ]
+
+        write_audio(music / "a.flac", tune * np.float32(0.95), SR)
+        assert cat.index_paths([music]).updated == 1
+        again = cat.duplicates()
+        assert [(g["track_id"], [a["track_id"] for a in g["alternates"]]) for g in again] == [
+            (ids["a.flac"], [ids["copy.mp3"]])
+        ]
+        results = cat.search(music / "a.flac", k=10)
+        assert [Path(r.path).name for r in results] == ["a.flac", "other.flac"]
+        assert [Path(p).name for p in results[0].alternates] == ["copy.mp3"]

@@ -15,9 +15,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mertsearch"
 # Each top-level module or subpackage of mertsearch, by layer, lowest first. A module may import
 # its own layer or lower ones, never a higher one.
 LAYERS = [
-    # Helpers under everything: errors, frozen settings, file hashing, the cache
+    # Helpers under everything: errors, frozen settings, file hashing, text folding, the cache
     # of weights hashes and precision decisions, the version.
-    {"errors", "config", "files", "cache", "version"},
+    {"errors", "config", "files", "cache", "version", "text"},
     # The parts: decoding and windows, models, the database and FAISS.
     {"audio", "encoder", "storage"},
     # What is done with the parts: ingest, queries, evaluation.

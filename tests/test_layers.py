@@ -11,7 +11,7 @@ import torch
 from mertsearch import Catalog, InvalidArgumentError
 from mertsearch.evaluation.metrics import label_retrieval
 from mertsearch.storage.transform import VectorTransform
-from tests.helpers import assert_consistent, tone_track, write_audio, write_tiny_mert
+from tests.helpers import assert_consistent, screen, tone_track, write_audio, write_tiny_mert
 
 
 def _vectors(cat: Catalog) -> dict[str, np.ndarray]:
@@ -235,6 +235,8 @@ def test_tune_layer_cli_writes_table_plot_and_json(tmp_path, tiny_model, labelle
     result = runner.invoke(app, ["tune-layer", "--catalog", str(catalog)])
     assert result.exit_code == 0, result.output
     assert "Recommended layer" in result.stdout and (catalog / "tune-layer.png").stat().st_size > 1000
+    table = screen("tune-layer", "--catalog", catalog)  # at a terminal 80 columns wide: no column cut
+    assert all(len(line) <= 80 for line in table) and table[1].split()[:3] == ["layer", "P@10", "mAP"]
     plot = tmp_path / "plot.png"
     document = json.loads(
         runner.invoke(app, ["tune-layer", "--catalog", str(catalog), "--plot", str(plot), "--json"]).stdout

@@ -14,7 +14,7 @@ from mertsearch import Catalog
 from mertsearch.errors import CatalogMismatchError, InvalidArgumentError
 from mertsearch.storage.filters import Filters
 from tests.conftest import write_tagged_music
-from tests.helpers import DISCERNING, SAMPLE_RATE, melody_track, tone_track, write_audio, write_tiny_mert
+from tests.helpers import DISCERNING, SAMPLE_RATE, cli, melody_track, tone_track, write_audio, write_tiny_mert
 
 if not os.environ.get("CI"):
     pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (pip install 'mertsearch[milvus]')")
@@ -214,14 +214,8 @@ def test_a_running_server_sees_what_the_writer_commits(tmp_path, tiny_model, mus
 
 
 def test_the_command_line_creates_checks_and_rebuilds_a_milvus_catalog(tmp_path, tiny_model, music):
-    from typer.testing import CliRunner
-
-    from mertsearch.cli import app
-
     def run(*args, code: int = 0):
-        result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
-        assert result.exit_code == code, result.output
-        return result
+        return cli(*args, code=code)
 
     catalog = tmp_path / "cat"
     store = f"milvus://{tmp_path / 'vectors.db'}"

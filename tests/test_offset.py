@@ -14,7 +14,7 @@ from mertsearch import Catalog
 from mertsearch.api.app import Settings
 from mertsearch.cli import app
 from mertsearch.client import Client
-from tests.helpers import DISCERNING, SAMPLE_RATE, melody_track, write_audio, write_tiny_mert
+from tests.helpers import DISCERNING, SAMPLE_RATE, cli, melody_track, screen, write_audio, write_tiny_mert
 
 from .servers import running
 
@@ -129,9 +129,11 @@ def test_offset_in_the_command_line_json_and_table(spectral, tmp_path):
     assert found.exit_code == 0, found.output
     best = json.loads(found.stdout)["results"][0]
     assert best["path"].endswith("302.flac") and best["offset"] == pytest.approx(21.3, abs=1.0)
-    table = runner.invoke(app, ["search", str(clip), "--catalog", str(directory), "-k", "1"])
     minutes, seconds = divmod(best["offset"], 60)
-    assert "clip at" in table.stdout and f"{int(minutes)}:{seconds:04.1f}" in table.stdout
+    table = "\n".join(screen("search", clip, "--catalog", directory, "-k", 1))
+    assert "clip at" in table and f"{int(minutes)}:{seconds:04.1f}" in table
+    piped = cli("search", clip, "--catalog", directory, "-k", 1).stdout.split("\t")
+    assert piped[3] == f"{int(minutes)}:{seconds:04.1f}" and piped[4] == best["path"] + "\n"
     similar = runner.invoke(app, ["similar", str(music / "302.flac"), "--catalog", str(directory), "--json"])
     assert [r["offset"] for r in json.loads(similar.stdout)["results"]] == [None, None]
 

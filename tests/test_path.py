@@ -15,7 +15,7 @@ from mertsearch.cli import app
 from mertsearch.client import ApiError, Client
 from mertsearch.errors import InvalidArgumentError, TrackNotFoundError
 from mertsearch.search import SearchOptions
-from tests.helpers import synthetic_track
+from tests.helpers import cli, screen, synthetic_track
 from tests.servers import running
 
 DIM = 32  # the tiny model's
@@ -128,9 +128,14 @@ def test_cli_path(catalog, tmp_path):
     assert result.exit_code == 0, result.output
     assert [r["track_id"] for r in json.loads(result.stdout)["results"]] == [ids[n] for n in ("p0", "p3", "p7", "p10")]
     assert (tmp_path / "path.m3u").read_text().count(".flac") == 4
-    # The table: each step's score is with the step before; a path matches no part of a query.
-    table = runner.invoke(app, args, env={"COLUMNS": "250"})
-    assert "score with the last" in table.stdout and "in query" not in table.stdout and "clip at" not in table.stdout
+    # Piped, a line per step, the other files of its recording after its path.
+    lines = [line.split("\t") for line in cli(*args).stdout.splitlines()]
+    assert [line[3] for line in lines] == ["/arc/p0.flac", "/arc/p3.flac", "/arc/p7.flac", "/arc/p10.flac"]
+    assert lines[1][4:] == ["/arc/p3b.flac"] and lines[0][1] == "-"  # the start has no step before it
+    # At a terminal: each step's similarity is with the step before; a path matches no part of a query.
+    table = "\n".join(screen(*args))
+    assert "to previous" in table and "match" not in table and "in query" not in table and "clip at" not in table
+    assert "= p3b.flac" in table
     failed = runner.invoke(app, [*args[:-1], "1"])
     assert failed.exit_code != 0
 

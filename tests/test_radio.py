@@ -9,16 +9,14 @@ import math
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from mertsearch import Catalog
 from mertsearch.api.app import Settings
-from mertsearch.cli import app
 from mertsearch.client import ApiError, Client
 from mertsearch.errors import InvalidArgumentError, TrackNotFoundError
 from mertsearch.search import SearchOptions, SearchResult, TimeRange
 from mertsearch.search.radio import shuffled
-from tests.helpers import synthetic_track
+from tests.helpers import cli, synthetic_track
 from tests.servers import running
 
 DIM = 32  # the tiny model's
@@ -200,9 +198,7 @@ def test_a_clip_search_refuses_the_queue_options(catalog):
 
 
 def _cli(*args, code: int = 0):
-    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
-    assert result.exit_code == code, result.output
-    return result
+    return cli(*args, code=code)
 
 
 def test_cli_similar_with_a_queue_and_radio(catalog):

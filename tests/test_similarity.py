@@ -7,28 +7,22 @@ import httpx
 import numpy as np
 import pytest
 from sqlalchemy import delete
-from typer.testing import CliRunner
 
 from mertsearch import Catalog
 from mertsearch.api.app import Settings
 from mertsearch.catalog.calibrate import fitted
-from mertsearch.cli import app
 from mertsearch.errors import InvalidArgumentError
 from mertsearch.search.calibration import LEVELS, META_KEY, Calibration
 from mertsearch.search.options import SearchOptions
 from mertsearch.storage.schema import Meta
-from tests.helpers import SAMPLE_RATE, melody_track, tone_track, write_audio
+from tests.helpers import SAMPLE_RATE, cli, melody_track, screen, tone_track, write_audio
 
 from .conftest import TAGS
 from .servers import running
 
-runner = CliRunner()
-
 
 def run(*args, code: int = 0):
-    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
-    assert result.exit_code == code, result.output
-    return result
+    return cli(*args, code=code)
 
 
 def test_a_similarity_is_the_share_of_the_sampled_scores_below_it():
@@ -121,8 +115,12 @@ def test_command_line_and_http_show_and_filter_by_similarity(tagged_catalog, tmp
     assert len(expected) == 5
     document = json.loads(run("similar", 2, "-c", cat.directory, "-k", 11, "--min-similarity", floor, "--json").stdout)
     assert document["results"] == expected
-    table = run("similar", 2, "-c", cat.directory, "-k", 3).stdout
-    assert "similarity" in table.splitlines()[0] and f"{expected[0]['similarity']:.3f}" in table
+    # Piped, a line per result: rank, similarity, id, path; at a terminal, one number per result.
+    lines = [line.split("\t") for line in run("similar", 2, "-c", cat.directory, "-k", 3).stdout.splitlines()]
+    assert lines[0] == ["1", f"{expected[0]['similarity']:.3f}", str(expected[0]["track_id"]), expected[0]["path"]]
+    table = screen("similar", 2, "-c", cat.directory, "-k", 3)
+    assert table[0].split()[:3] == ["#", "similarity", "id"] and "score" not in table[0]
+    assert f"{expected[0]['similarity']:.3f}" in table[1]
     run("similar", 2, "-c", cat.directory, "--min-similarity", 1.5, code=2)
     clip = write_audio(tmp_path / "clip.wav", _clip(6), SAMPLE_RATE)
     found = json.loads(run("search", clip, "-c", cat.directory, "--min-similarity", 0.9, "--json").stdout)["results"]

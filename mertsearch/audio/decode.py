@@ -184,6 +184,21 @@ def _decoder(source: str | os.PathLike | bytes | bytearray | memoryview) -> Audi
     return decoder
 
 
+def native_audio(
+    source: str | os.PathLike | bytes, *, start: float | None = None, end: float | None = None
+) -> tuple[np.ndarray, int]:
+    """((channels, n) float32 samples, rate) of ``source``'s [start, end) seconds, as the file holds
+    them: every channel, at its own rate (what another encoder would be given)."""
+    decoder = _decoder(source)
+    try:
+        decoded = decoder.get_samples_played_in_range(start_seconds=start or 0.0, stop_seconds=end)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise AudioDecodeError(f"cannot decode audio: {_reason(exc)}") from exc
+    if decoded.data.shape[-1] == 0:
+        raise AudioDecodeError("no audio samples (zero-length audio)")
+    return decoded.data.numpy().astype(np.float32, copy=False), decoded.sample_rate
+
+
 def audio_duration(source: str | os.PathLike) -> float | None:
     """Seconds of audio in a file, as its header says (None: the header does not say)."""
     metadata = _decoder(source).metadata

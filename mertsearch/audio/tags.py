@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mutagen
+from mutagen.id3 import ID3
 
 _YEAR = re.compile(r"(\d{4})")
 
@@ -38,6 +39,31 @@ _EASY_KEYS = {
 }
 
 
+# ID3 frames of the easy keys, for files whose ID3 tag mutagen gives only as frames (WAV, AIFF).
+_ID3_FRAMES = {
+    "title": "TIT2",
+    "artist": "TPE1",
+    "album": "TALB",
+    "genre": "TCON",
+    "date": "TDRC",
+    "musicbrainz_trackid": "UFID:http://musicbrainz.org",
+    "musicbrainz_albumid": "TXXX:MusicBrainz Album Id",
+    "musicbrainz_artistid": "TXXX:MusicBrainz Artist Id",
+}
+
+
+def _frames(tags: ID3) -> dict[str, list[str]]:
+    """An ID3 tag's frames under the easy keys."""
+    found = {}
+    for key, frame_id in _ID3_FRAMES.items():
+        frame = tags.get(frame_id)
+        if frame is not None:
+            found[key] = (
+                [frame.data.decode("ascii", "replace")] if frame_id.startswith("UFID") else list(map(str, frame.text))
+            )
+    return found
+
+
 def _first(value) -> str | None:
     if isinstance(value, (list, tuple)):
         value = value[0] if value else None
@@ -58,7 +84,7 @@ def read_tags(path: str | Path) -> TrackTags:
         return TrackTags()
     if found is None or found.tags is None:
         return TrackTags()
-    tags = found.tags
+    tags = _frames(found.tags) if isinstance(found.tags, ID3) else found.tags
     values = {field: _first(tags.get(key)) for field, key in _EASY_KEYS.items()}
     date = _first(tags.get("date")) or _first(tags.get("originaldate"))
     match = _YEAR.search(date or "")

@@ -6,33 +6,56 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mertsearch.catalog.core import Core
-from mertsearch.indexer.duplicates import DuplicateRule, stored_rule
+from mertsearch.indexer.copies import COPY_TRACKS, measure_copies
+from mertsearch.indexer.duplicates import CopyDistances, DuplicateRule, stored_rule
 from mertsearch.indexer.relink import DuplicateCheck, Relinked, fit_and_store, fit_rule, relink
 
 # Files named one by one in what repair reports, per kind of change; the rest are counted.
 SHOWN = 20
 
 
-def current_rule(cat: Core, *, writer: bool) -> DuplicateRule:
-    """The catalog's rule, fitted again when it has none or its track count moved by a tenth
-    since; the writer stores the new fit, a reader only uses it."""
+def current_rule(cat: Core, *, writer: bool, measure: bool = False) -> DuplicateRule:
+    """The catalog's rule, fitted again when it has none, its track count moved by a tenth since,
+    or (``measure``) its copies were measured again; the writer stores the new fit, a reader only
+    uses it. ``measure``, for an ingest whose model is loaded anyway, measures copies of the
+    catalog's tracks when the rule holds no measurement that applies (see ``copy_distances``)."""
     rule = stored_rule(cat.store)
-    if rule is not None and not rule.stale(cat.store.count("tracks")):
+    tracks = cat.store.count("tracks")
+    found = copy_distances(cat, rule, tracks, measure=measure)
+    if rule is not None and not rule.stale(tracks) and rule.copies == found:
         return rule
     if writer:
-        return fit_and_store(cat.store, cat.indexes.tracks, cat.transform)
-    return fit_rule(cat.store, cat.indexes.tracks, cat.transform)
+        return fit_and_store(cat.store, cat.indexes.tracks, cat.transform, found)
+    return fit_rule(cat.store, cat.indexes.tracks, cat.transform, found)
+
+
+def copy_distances(cat: Core, rule: DuplicateRule | None, tracks: int, *, measure: bool) -> CopyDistances | None:
+    """How far copies of the catalog's tracks lie, for its rule: the stored measurement while it
+    applies (it was made on the searched layers, and on as many tracks as wanted or the catalog
+    has not changed since); with ``measure`` a new one where it does not and the catalog holds
+    files it could link. Readers, reindex and repair never run the model for it: without a
+    measurement that applies, the rule is fitted on the distinct tracks alone until an ingest
+    measures."""
+    stored = rule.copies if rule is not None else None
+    if stored is not None and stored.layers != list(cat.manifest.encoder.layers):
+        stored = None  # measured on the vectors of other layers
+    if not measure or (stored is not None and (stored.tracks >= COPY_TRACKS or stored.catalog_tracks == tracks)):
+        return stored
+    found = measure_copies(cat.store, cat.encoder, cat.windows)
+    return stored if found is None else found
 
 
 def refit(cat: Core) -> DuplicateRule:
     """Fit the rule again now (the vectors changed kind: other layers, another transform)."""
-    return fit_and_store(cat.store, cat.indexes.tracks, cat.transform)
+    found = copy_distances(cat, stored_rule(cat.store), cat.store.count("tracks"), measure=False)
+    return fit_and_store(cat.store, cat.indexes.tracks, cat.transform, found)
 
 
-def after_ingest(cat: Core, used: DuplicateRule, stored: Sequence[int]) -> None:
-    """Once an ingest is done: fit the rule again if the catalog changed enough, and if that moved
-    it, decide the links of the files stored in this run again (they were decided under ``used``)."""
-    rule = current_rule(cat, writer=True)
+def after_ingest(cat: Core, used: DuplicateRule, stored: Sequence[int], *, measure: bool) -> None:
+    """Once an ingest is done: fit the rule again if the catalog changed enough (``measure``: the
+    model is loaded, and copies are measured if need be), and if that moved it, decide the links
+    of the files stored in this run again (they were decided under ``used``)."""
+    rule = current_rule(cat, writer=True, measure=measure)
     if rule != used and stored:
         relink(cat.store, cat.indexes.tracks, cat.transform, rule, stored)
 

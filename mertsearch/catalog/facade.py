@@ -138,6 +138,10 @@ class Catalog(Core):
         but one; 0 decodes in this process). A worker silent for ``decode_timeout_s`` seconds
         is stopped and its file recorded as failed. With ``ray`` the files are decoded and
         embedded on a Ray cluster instead (see mertsearch.indexer.distributed) and stored here.
+
+        Once a catalog holds two files that could be copies of one recording, a run here (not on
+        Ray) also copies excerpts of three of its tracks and embeds them, once, to set the limit
+        of how close such copies lie (see mertsearch.indexer.copies).
         """
         return ingest.index_paths(
             self,

@@ -13,9 +13,9 @@ from mertsearch.catalog.duplicates import after_ingest, current_rule
 from mertsearch.catalog.layout import SHARD_DIR
 from mertsearch.config import RaySettings
 from mertsearch.encoder.runtime import checkpoint_of
-from mertsearch.indexer.discover import discover_files
+from mertsearch.indexer.discover import discover_files, surely_gone
 from mertsearch.indexer.duplicates import Windows, find_leader
-from mertsearch.indexer.pipeline import IndexProgress, IndexReport, run_index
+from mertsearch.indexer.pipeline import IndexProgress, IndexReport, mover, run_index
 from mertsearch.storage.indexes import SaveSchedule
 from mertsearch.storage.store import StoredTrack, TrackRecord
 
@@ -58,7 +58,7 @@ def index_paths(
         if saves.due():
             saves.save(indexes)
 
-    def ingest(embed) -> IndexReport:
+    def ingest(embed, *, measure: bool) -> IndexReport:
         try:
             report = run_index(
                 files,
@@ -76,11 +76,12 @@ def index_paths(
                 ),
                 retry_failed=retry_failed,
                 progress=progress,
+                on_retagged=indexes.retagged,
             )
             gone, report.empty_folders = vanished(cat, paths, files, prune_empty=prune_empty)
             report.removed = len(remove(cat, gone)) if gone else 0
             refresh_calibration(cat)  # when the catalog has grown (or shrunk) enough to need it
-            after_ingest(cat, rule, stored_ids)
+            after_ingest(cat, rule, stored_ids, measure=measure)
         finally:
             saves.save(indexes)
         report.saving_s = round(saves.total, 3)
@@ -92,7 +93,8 @@ def index_paths(
     count = default_workers() if decoders is None else decoders
     with Workers(read, count=count, timeout_s=decode_timeout_s) as workers:
         encoder = cat.encoder
-        report = ingest(lambda jobs: embed_jobs(jobs, encoder=encoder, workers=workers))
+        claim = mover(cat.store)
+        report = ingest(lambda jobs: embed_jobs(jobs, encoder=encoder, workers=workers, claim=claim), measure=True)
         report.device, report.precision, report.decoders = str(encoder.device), encoder.precision, count
         return report
 
@@ -124,7 +126,8 @@ def _on_ray(cat: Core, ingest, settings: RaySettings) -> IndexReport:
             shards=cat.directory / SHARD_DIR,
             settings=settings,
             run=run,
-        )
+        ),
+        measure=False,  # the model runs on the cluster only
     )
     report.device = f"ray ({run.actors} actor(s), {run.device})" if run.device else "ray"
     report.precision, report.decoders = run.precision, 0
@@ -152,16 +155,6 @@ def vanished(
     prefixes = [prefix for prefix, folder in roots.items() if prune_empty or folder not in empty]
     if not prefixes:
         return [], empty
-    return [track_id for track_id, path in cat.store.paths_under(prefixes) if path not in found and _gone(path)], empty
-
-
-def _gone(path: str) -> bool:
-    """Whether the file is surely gone: a file that cannot be looked at (permissions, an I/O
-    error of a failing disk or share) is not taken for deleted."""
-    try:
-        os.stat(path)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    return False
+    return [
+        track_id for track_id, path in cat.store.paths_under(prefixes) if path not in found and surely_gone(path)
+    ], empty

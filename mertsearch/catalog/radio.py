@@ -20,6 +20,7 @@ from mertsearch.search import Query, Rules, SearchResult, rank
 from mertsearch.search.options import MAX_K, SearchOptions
 from mertsearch.search.radio import SHUFFLE_POOL, capped, fuse, path_targets, recent_tags, shuffled
 from mertsearch.storage.store import from_blob
+from mertsearch.text import fold
 
 # Each seed's own neighbour list, fused by agreement, is its neighbourhood: the nearest tenth of the
 # catalog, at most 200 tracks and at least k (longer while the caps leave fewer than k). A list
@@ -190,8 +191,8 @@ def _path_tags(before: list, on_path: list, end, options: SearchOptions) -> tupl
     the path so far, in that order, and the caps over the path with its end."""
     artists, albums = recent_tags(before + on_path, options.no_repeat_artist, options.no_repeat_album)
     whole = [*on_path, end]
-    artist_counts = Counter((row.artist or "").casefold() for row in whole if row.artist)
-    album_counts = Counter(((row.artist or "").casefold(), row.album.casefold()) for row in whole if row.album)
+    artist_counts = Counter(fold(row.artist) for row in whole if row.artist)
+    album_counts = Counter((fold(row.artist), fold(row.album)) for row in whole if row.album)
     if options.per_artist is not None:
         artists += [artist for artist, n in artist_counts.items() if n >= options.per_artist]
     if options.per_album is not None:

@@ -1,7 +1,8 @@
 """The mertsearch command line: thin wrappers over the Python API, and its one error boundary.
 
 common.py holds the app, the shared options and the error boundary; ingest.py, queries.py,
-journeys.py (radio, path), quality.py, admin.py and players.py (mpd-radio) the commands.
+journeys.py (radio, path), quality.py, admin.py and players.py (mpd-radio) the commands;
+results.py and listings.py what they print, through layout.py's tables that fit the terminal.
 """
 
 import sys

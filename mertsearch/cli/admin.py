@@ -7,14 +7,13 @@ import time
 from typing import Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from mertsearch.cli.common import (
     CatalogOpt,
     DeviceOpt,
     JsonOpt,
     PrecisionOpt,
+    Typer,
     WaitOpt,
     WeightsOpt,
     app,
@@ -23,17 +22,20 @@ from mertsearch.cli.common import (
     out,
     print_json,
 )
+from mertsearch.cli.listings import show_duplicates, show_failures, show_info, show_models
 from mertsearch.errors import InvalidArgumentError
 
-SUBSONIC_PANEL = "Subsonic pass-through"
+SUBSONIC_PANEL, API = "Subsonic pass-through", "HTTP API"
 
-models_app = typer.Typer(help="The models mertsearch knows by name; download one ahead of time.", no_args_is_help=False)
+models_app = Typer(help="The models known by name; download one ahead of time.", no_args_is_help=False)
 app.add_typer(models_app, name="models")
 
 
 @models_app.callback(invoke_without_command=True)
 def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """List the known models: hub repo, pinned revision, rates, size, context, licence, default layer."""
+    """List the known models.
+
+    Hub repo, pinned revision, rates, size, context, licence, default layer."""
     if ctx.invoked_subcommand is not None:
         return
     from mertsearch.encoder.registry import MODELS
@@ -41,34 +43,7 @@ def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json({"models": [info.as_dict() for info in MODELS.values()]})
         return
-    table = Table(box=None, header_style="bold")
-    for column in (
-        "name",
-        "hub repo",
-        "revision",
-        "rate",
-        "frames/s",
-        "layers x dim",
-        "context",
-        "params",
-        "default layer",
-        "licence",
-    ):
-        table.add_column(column, overflow="fold", no_wrap=column == "name")
-    for info in MODELS.values():
-        table.add_row(
-            info.name,
-            info.repo_id,
-            (info.revision or "main")[:12],
-            f"{info.sample_rate // 1000} kHz",
-            str(info.feature_rate),
-            f"{info.num_layers} x {info.dim}",
-            f"{info.context_s:g} s",
-            info.params,
-            str(info.default_layer),
-            info.licence,
-        )
-    out.print(table)
+    show_models(MODELS.values())
     out.print(
         "Also built in: --model spectral, a weight-free baseline (log-mel, MFCC and chroma statistics per 5 s "
         "window, 190 dims) that needs no download and runs fast on a CPU.",
@@ -83,7 +58,9 @@ def models_download(
     revision: Annotated[str | None, typer.Option(help="Hub revision (registry models are pinned).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fetch a model into the Hugging Face cache now (only the files needed), so indexing works offline later."""
+    """Fetch a model into the Hugging Face cache now.
+
+    Only the files needed, so that indexing works offline later."""
     from mertsearch.encoder.checkpoint import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(name, revision=revision)
@@ -113,10 +90,7 @@ def info(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(document)
         return
-    for key, value in document.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in value.items())
-        out.print(Text.assemble((key, "bold"), f": {value}"), highlight=False)
+    show_info(document)
 
 
 @app.command()
@@ -129,15 +103,20 @@ def serve(
         str | None,
         typer.Option(
             envvar="MERTSEARCH_TOKEN",
-            help="Bearer token required on every API request (also read from MERTSEARCH_TOKEN); "
-            "required when listening beyond loopback.",
+            help="Bearer token required on every API request; required when listening beyond loopback.",
+            rich_help_panel=API,
         ),
     ] = None,
     cors_origin: Annotated[
-        list[str] | None, typer.Option("--cors-origin", help="Origin allowed to call the API (repeatable).")
+        list[str] | None,
+        typer.Option("--cors-origin", help="Origin allowed to call the API (repeatable).", rich_help_panel=API),
     ] = None,
-    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted, in MB.", min=0.01)] = 50.0,
-    max_clip_seconds: Annotated[float, typer.Option(help="Longest clip searched, in seconds.", min=1)] = 600.0,
+    max_upload_mb: Annotated[
+        float, typer.Option(help="Largest upload accepted, in MB.", min=0.01, rich_help_panel=API)
+    ] = 50.0,
+    max_clip_seconds: Annotated[
+        float, typer.Option(help="Longest clip searched, in seconds.", min=1, rich_help_panel=API)
+    ] = 600.0,
     model: WeightsOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
@@ -157,7 +136,7 @@ def serve(
         str | None,
         typer.Option(
             envvar="MERTSEARCH_SUBSONIC_PASSWORD",
-            help="That user's password (also read from MERTSEARCH_SUBSONIC_PASSWORD).",
+            help="That user's password.",
             rich_help_panel=SUBSONIC_PANEL,
         ),
     ] = None,
@@ -175,8 +154,10 @@ def serve(
         typer.Option(help="Seconds between readings of the server's songs.", min=10, rich_help_panel=SUBSONIC_PANEL),
     ] = 900.0,
 ) -> None:
-    """Serve the HTTP API and the web page (open http://HOST:PORT/ in a browser); with --subsonic,
-    also a Subsonic server's API at /rest/ with sonic similarity added."""
+    """Serve the HTTP API and the web page.
+
+    Open http://HOST:PORT/ in a browser. With --subsonic, also a Subsonic server's API at /rest/
+    with sonic similarity added."""
     import uvicorn
 
     from mertsearch.api.app import Settings, create_app, is_loopback
@@ -213,7 +194,10 @@ def serve(
 @app.command()
 @friendly
 def duplicates(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
-    """List the files that hold the same recording (other formats, bitrates, copies)."""
+    """List the files that hold the same recording.
+
+    Other formats, bitrates, copies: one file of each recording is its track, the others its
+    alternates."""
     from mertsearch.catalog import Catalog
 
     with Catalog.open(catalog) as cat:
@@ -221,12 +205,7 @@ def duplicates(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json({"duplicates": groups})
         return
-    for group in groups:
-        out.print(Text.assemble((str(group["track_id"]), "bold"), f" {group['path']}"), highlight=False, soft_wrap=True)
-        for alternate in group["alternates"]:
-            out.print(f"  = {alternate['track_id']} {alternate['path']}", highlight=False, soft_wrap=True)
-    if not groups:
-        out.print("no duplicates")
+    show_duplicates(groups)
 
 
 @app.command()
@@ -237,7 +216,7 @@ def remove(
     wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Take tracks out of the catalog (the files themselves are not touched)."""
+    """Take tracks out of the catalog (their files stay)."""
     from mertsearch.catalog import Catalog
 
     with Catalog.open(catalog) as cat:
@@ -279,7 +258,9 @@ def rebuild(
     wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Rebuild the search indexes from the stored vectors (no model needed)."""
+    """Rebuild the search indexes from the stored vectors.
+
+    No model needed; --factory changes the index kind, --vector-store moves the vectors."""
     from mertsearch.catalog import Catalog
 
     started = time.monotonic()
@@ -305,7 +286,9 @@ def rebuild(
 @app.command()
 @friendly
 def verify(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
-    """Check that the manifest, database, indexes and stored vectors agree; exit 1 on any problem."""
+    """Check that manifest, database, indexes and vectors agree.
+
+    Exits with 1 on any problem."""
     from mertsearch.catalog import Catalog
 
     with Catalog.open(catalog) as cat:
@@ -323,7 +306,10 @@ def verify(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
 @app.command()
 @friendly
 def repair(catalog: CatalogOpt, wait: WaitOpt = 0.0, as_json: JsonOpt = False) -> None:
-    """Fix what can be fixed from the stored data (rebuilds the indexes), then verify again."""
+    """Fix what the stored data allows, then verify again.
+
+    Removes orphan rows, fits what is missing (the transform, the similarity calibration),
+    rebuilds the indexes from the stored vectors and links duplicate files again."""
     from mertsearch.catalog import Catalog
 
     with Catalog.open(catalog) as cat:
@@ -352,7 +338,4 @@ def failures(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json({"failed": rows})
         return
-    for row in rows:
-        out.print(f"{row['path']}: {row['reason']}", highlight=False, soft_wrap=True)
-    if not rows:
-        out.print("no failures")
+    show_failures(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import sys
 from collections.abc import Callable
@@ -11,46 +12,114 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from mertsearch import __version__
 from mertsearch.errors import MertSearchError
 
-app = typer.Typer(
+
+class _Help:
+    """What --help shows, for commands and groups alike. Paragraphs of a docstring flow as one
+    (its line breaks fit the source, not the terminal); a list of commands shows each one's
+    first paragraph, one line; flags show no value type (typer labels them "<bool>", as though
+    they took one); and "<int range> [x>=1]" is "<int> [x>=1]", narrower, so that option names
+    stay whole at 80 columns."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.help:
+            self.help = "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(self.help).split("\n\n"))
+            if self.short_help is None:
+                self.short_help = self.help.split("\n\n")[0]
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if not isinstance(param, TyperOption) or param.metavar is not None:
+                continue
+            param.metavar = "" if param.is_flag else param.display_type(ctx).replace(" range>", ">")
+        return params
+
+
+class _Command(_Help, TyperCommand):
+    pass
+
+
+class _Group(_Help, TyperGroup):
+    pass
+
+
+class Typer(typer.Typer):
+    """typer.Typer whose commands and groups show --help as _Help says."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cls=_Group, **kwargs)
+
+    def command(self, *args, **kwargs):
+        return super().command(*args, cls=_Command, **kwargs)
+
+
+app = Typer(
     help="Find similar music: index a folder with a MERT layer, then search it with an audio clip or a track.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-# No console markup: paths, tags and messages are printed as they are ("[live] take 2.flac").
-out = Console(markup=False)
-err = Console(stderr=True, markup=False)
+
+
+class _Console(Console):
+    """Messages wrap at a terminal's width; into a pipe or a file each stays on one line, so what
+    reads them never finds a path or a number broken in two."""
+
+    def print(self, *objects, soft_wrap: bool | None = None, **kwargs) -> None:
+        if soft_wrap is None and not self.is_terminal:
+            soft_wrap = True
+        super().print(*objects, soft_wrap=soft_wrap, **kwargs)
+
+
+# No console markup nor emoji codes: paths, tags and messages are printed as they are
+# ("[live] take 2.flac", "a:fire:b.mp3").
+out = _Console(markup=False, emoji=False)
+err = _Console(stderr=True, markup=False, emoji=False)
 _state = {"debug": False}
+
+# Panels of --help that group options, so that each panel's names stay whole at 80 columns.
+FILTERS, DIVERSITY, QUEUE, OUTPUT, MODEL = "Filters", "Diversity", "Queue", "Output", "Model"
 
 CatalogOpt = Annotated[Path, typer.Option("--catalog", "-c", help="Catalog directory.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (for scripts).")]
 KOpt = Annotated[int, typer.Option("-k", "--k", help="Number of results.", min=1, max=10000)]
 LayerOpt = Annotated[
-    int | None, typer.Option(help="hidden_states index to search (0 = input to the first layer); default: the model's.")
+    int | None,
+    typer.Option(
+        help="hidden_states index to search (0 = input to the first layer); default: the model's.",
+        rich_help_panel=MODEL,
+    ),
 ]
 LayersOpt = Annotated[
     str | None,
-    typer.Option(help="Several layers, searched as the mean of their normalised vectors ('6,7,8'), or 'all'."),
+    typer.Option(
+        help="Several layers, searched as the mean of their normalised vectors ('6,7,8'), or 'all'.",
+        rich_help_panel=MODEL,
+    ),
 ]
 WaitOpt = Annotated[float, typer.Option(help="Seconds to wait when another process is writing to the catalog.", min=0)]
-DeviceOpt = Annotated[str | None, typer.Option(help="Torch device (cpu, cuda, cuda:1); default: cuda if present.")]
+DeviceOpt = Annotated[
+    str | None, typer.Option(help="Torch device (cpu, cuda, cuda:1); default: cuda if present.", rich_help_panel=MODEL)
+]
 # For commands that run a catalog's model: where its weights are now, when not where it was built.
 WeightsOpt = Annotated[
-    str | None, typer.Option("--model", help="Where the catalog's model weights are now (checked by hash).")
+    str | None,
+    typer.Option("--model", help="Where the catalog's model weights are now (checked by hash).", rich_help_panel=MODEL),
 ]
 PrecisionOpt = Annotated[
     str | None,
     typer.Option(
-        help="Model arithmetic: auto (bf16 only where this machine computes it natively, faster, and within "
-        "cosine 0.9999 of fp32; else fp32), fp32, bf16 or fp16 (the last two trade accuracy for speed). "
-        "Default: $MERTSEARCH_PRECISION, else auto.",
+        help="auto (bf16 where this machine computes it natively and faster, within cosine 0.9999 of fp32; "
+        "else fp32), fp32, bf16 or fp16. Default: $MERTSEARCH_PRECISION, else auto.",
         show_default=False,
+        rich_help_panel=MODEL,
     ),
 ]
 
@@ -74,6 +143,12 @@ def friendly(command: Callable) -> Callable:
     return run
 
 
+def say(message: str) -> None:
+    """A note that there is nothing to list: on stdout at a terminal, on stderr when piped, where
+    what reads the lines would take it for one."""
+    (out if out.is_terminal else err).print(message, highlight=False)
+
+
 def print_json(document: dict) -> None:
     sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
 
@@ -92,39 +167,6 @@ def main_options(
     ] = False,
 ) -> None:
     _state["debug"] = debug
-
-
-def show_results(results, as_json: bool, *, steps: bool = False) -> None:
-    """A table of results. ``steps``: a song path, whose score is each track's with the one before
-    it and whose tracks match no part of a query, so no match columns."""
-    if as_json:
-        print_json({"results": [r.as_dict() for r in results]})
-        return
-    if not results:
-        out.print("no results")
-        return
-    clips = any(r.offset is not None for r in results)
-    columns = {
-        "#": lambda rank, r: str(rank),
-        "score with the last" if steps else "score": lambda rank, r: f"{r.score:.3f}",
-        "similarity": lambda rank, r: "-" if r.similarity is None else f"{r.similarity:.3f}",
-        "id": lambda rank, r: str(r.track_id),
-        "artist": lambda rank, r: r.artist or "",
-        "title": lambda rank, r: r.title or "",
-        "album": lambda rank, r: r.album or "",
-    }
-    if not steps:
-        columns["match"] = lambda rank, r: f"{clock(r.match.start)}-{clock(r.match.end)}"
-        columns["in query"] = lambda rank, r: f"{clock(r.query.start)}-{clock(r.query.end)}"
-    if clips:
-        columns["clip at"] = lambda rank, r: "" if r.offset is None else clock(r.offset)
-    columns["path"] = lambda rank, r: r.path + "".join(f"\n  = {alternate}" for alternate in r.alternates)
-    table = Table(box=None, header_style="bold")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for rank, r in enumerate(results, start=1):
-        table.add_row(*(cell(rank, r) for cell in columns.values()))
-    out.print(table)
 
 
 def clock(seconds: float) -> str:

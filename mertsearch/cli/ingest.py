@@ -9,6 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from mertsearch.cli.common import (
+    MODEL,
     CatalogOpt,
     DeviceOpt,
     JsonOpt,
@@ -24,6 +25,8 @@ from mertsearch.cli.common import (
 )
 from mertsearch.errors import InvalidArgumentError
 
+STORAGE, SPEED, RAY = "Storage", "Speed", "Ray cluster"
+
 
 @app.command()
 @friendly
@@ -33,8 +36,9 @@ def index(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Registry name (mert-v1-95m), hub repo id, or local checkpoint directory. "
-            "New catalogs default to mert-v1-95m."
+            help="Registry name, hub repo id, local checkpoint directory or 'spectral'. "
+            "New catalogs default to mert-v1-95m.",
+            rich_help_panel=MODEL,
         ),
     ] = None,
     layer: LayerOpt = None,
@@ -43,31 +47,38 @@ def index(
         str | None,
         typer.Option(
             "--keep-layers",
-            help="'all': also store every layer's vectors (one pass of the whole model), so `reindex` and "
-            "`tune-layer` can switch and compare layers later without the model.",
+            help="'all': also store every layer's vectors, so that reindex and tune-layer can switch and "
+            "compare layers later without the model.",
+            rich_help_panel=MODEL,
         ),
     ] = None,
-    revision: Annotated[str | None, typer.Option(help="Hub revision (registry models are pinned).")] = None,
+    revision: Annotated[
+        str | None, typer.Option(help="Hub revision (registry models are pinned).", rich_help_panel=MODEL)
+    ] = None,
     hop: Annotated[
-        float | None, typer.Option(help="Seconds between window starts (default: the window, 5 s for MERT).")
+        float | None,
+        typer.Option(help="Seconds between window starts (default: the window, 5 s for MERT).", rich_help_panel=MODEL),
     ] = None,
     sample: Annotated[
         float | None,
         typer.Option(
-            help="Embed only this many seconds of each track, in windows spread evenly over it (30: six 5 s "
-            "windows): many times faster for a big library; `similar` works as usual, a clip finds only "
-            "the sampled parts. Set when the catalog is made.",
+            help="Embed only this many seconds of each track, in windows spread over it (30: six 5 s windows): "
+            "many times faster; a clip finds only the sampled parts. Set when the catalog is made.",
             min=1,
+            rich_help_panel=MODEL,
         ),
     ] = None,
-    retry_failed: Annotated[bool, typer.Option(help="Try again files that failed before and did not change.")] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Try again files that failed before and did not change.")
+    ] = False,
     database: Annotated[
         str | None,
         typer.Option(
             "--database",
-            help="SQLAlchemy URL of a new catalog's metadata database, e.g. postgresql+psycopg://user@host/dbname "
-            "(default: $MERTSEARCH_DATABASE, else SQLite in the catalog). Recorded without its password: give "
-            "that through PGPASSWORD or ~/.pgpass. Later commands find the database in the catalog.",
+            help="SQLAlchemy URL of a new catalog's metadata database, e.g. postgresql+psycopg://user@host/db "
+            "(default: $MERTSEARCH_DATABASE, else SQLite in the catalog). Its password: in PGPASSWORD or "
+            "~/.pgpass, never recorded.",
+            rich_help_panel=STORAGE,
         ),
     ] = None,
     vector_store: Annotated[
@@ -75,53 +86,67 @@ def index(
         typer.Option(
             "--vector-store",
             help="Keep a new catalog's vectors in Milvus instead of FAISS files: milvus:///path/milvus.db "
-            "(Milvus Lite) or http(s)://host:19530 (a server; its token in $MERTSEARCH_MILVUS_TOKEN). "
-            "Recorded in the catalog; later commands use it.",
+            "(Milvus Lite) or http(s)://host:19530 (its token in $MERTSEARCH_MILVUS_TOKEN).",
+            rich_help_panel=STORAGE,
         ),
     ] = None,
     wait: WaitOpt = 0.0,
     batch_size: Annotated[
-        int | None, typer.Option(help="Windows per model call (default: 32 on a GPU, 1 on a CPU).", min=1)
+        int | None,
+        typer.Option(help="Windows per model call (default: 32 on a GPU, 1 on a CPU).", min=1, rich_help_panel=SPEED),
     ] = None,
     decoders: Annotated[
         int | None,
         typer.Option(
-            help="Worker processes decoding files while the model runs (default: one per CPU core but one); "
-            "0 decodes in the main process.",
+            help="Processes decoding files while the model runs (default: one per CPU core but one; "
+            "0: in this process).",
             min=0,
+            rich_help_panel=SPEED,
         ),
     ] = None,
     decode_timeout: Annotated[
-        float, typer.Option(help="Seconds a decoder may go silent before its file is failed as hung.", min=1)
+        float,
+        typer.Option(
+            help="Seconds a decoder may go silent before its file is failed as hung.", min=1, rich_help_panel=SPEED
+        ),
     ] = 120.0,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
     executor: Annotated[
         str,
         typer.Option(
-            help="'local': decoder processes and the model on this machine; 'ray': decode and embed on a Ray "
-            "cluster (pip install 'mertsearch\\[ray]'), storing the results here.",
+            help="'local': decode and embed on this machine; 'ray': on a Ray cluster (pip install "
+            "'mertsearch\\[ray]'), storing the results here.",
+            rich_help_panel=RAY,
         ),
     ] = "local",
     address: Annotated[
         str | None,
-        typer.Option(help="With --executor ray: the cluster's address (default: RAY_ADDRESS, else a local Ray)."),
+        typer.Option(
+            help="With --executor ray: the cluster's address (default: RAY_ADDRESS, else a local Ray).",
+            rich_help_panel=RAY,
+        ),
     ] = None,
     actors: Annotated[
         int | None,
-        typer.Option(help="With --executor ray: embedding actors (default: one per GPU, else one).", min=1),
+        typer.Option(
+            help="With --executor ray: embedding actors (default: one per GPU, else one).", min=1, rich_help_panel=RAY
+        ),
     ] = None,
     prune_empty: Annotated[
         bool,
         typer.Option(
             "--prune-empty",
-            help="Also forget the tracks of a folder given here that holds no audio file at all (by default "
-            "such a folder is taken for a disk that is not mounted, and nothing under it is removed).",
+            help="Also forget the tracks of a folder given that holds no audio file (by default taken for a "
+            "disk not mounted, and kept).",
         ),
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Index audio files: add new ones, re-embed changed ones, skip unchanged ones, forget gone ones."""
+    """Index audio files and folders into a catalog.
+
+    Adds new files, embeds files whose audio changed again, stores new tags of retagged files
+    without the model, keeps moved files' tracks, forgets gone ones; creates the catalog on first use."""
     from mertsearch.catalog import Catalog
     from mertsearch.config import RaySettings
 
@@ -162,7 +187,8 @@ def index(
         print_json(document)
         return
     out.print(
-        f"{document['added']} added, {document['updated']} updated, {document['unchanged']} unchanged, "
+        f"{document['added']} added, {document['updated']} updated, "
+        f"{document['retagged']} retagged, {document['moved']} moved, {document['unchanged']} unchanged, "
         f"{len(document['failed'])} failed, {document['skipped_failed']} skipped (failed before), "
         f"{document['removed']} removed (files gone); "
         f"{document['tracks']} tracks in {document['catalog']}",

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from mertsearch.cli.common import CatalogOpt, JsonOpt, KOpt, app, friendly
+from mertsearch.cli.common import DIVERSITY, QUEUE, CatalogOpt, KOpt, app, friendly
 from mertsearch.cli.queries import (
     CombineOpt,
     ExcludeOpt,
@@ -20,11 +20,13 @@ from mertsearch.cli.queries import (
     MinYearOpt,
     PerAlbumOpt,
     PerArtistOpt,
+    ResultsJsonOpt,
     SeedOpt,
     ShuffleOpt,
     _deliver,
     queue_options,
 )
+from mertsearch.cli.results import WideOpt
 
 
 @app.command()
@@ -41,25 +43,35 @@ def radio(
     min_year: MinYearOpt = None,
     max_year: MaxYearOpt = None,
     per_artist: Annotated[
-        int | None, typer.Option(help="At most this many results per artist (default: 1).", min=1)
+        int | None,
+        typer.Option(help="At most this many results per artist (default: 1).", min=1, rich_help_panel=DIVERSITY),
     ] = None,
     per_album: PerAlbumOpt = None,
     min_score: MinScoreOpt = None,
     min_similarity: MinSimilarityOpt = None,
     exclude: ExcludeOpt = None,
     no_repeat_artist: Annotated[
-        int | None, typer.Option(help="Leave out the artists of the last N tracks of the history (default: 3).", min=0)
+        int | None,
+        typer.Option(
+            help="Leave out the artists of the history's last N tracks (default: 3).", min=0, rich_help_panel=QUEUE
+        ),
     ] = None,
     no_repeat_album: Annotated[
-        int | None, typer.Option(help="Leave out the albums of the last N tracks of the history (default: 5).", min=0)
+        int | None,
+        typer.Option(
+            help="Leave out the albums of the history's last N tracks (default: 5).", min=0, rich_help_panel=QUEUE
+        ),
     ] = None,
     shuffle: ShuffleOpt = 0.0,
     seed: SeedOpt = None,
     combine: CombineOpt = "agreement",
     m3u: M3uOpt = None,
-    as_json: JsonOpt = False,
+    wide: WideOpt = False,
+    as_json: ResultsJsonOpt = False,
 ) -> None:
-    """The next tracks after a listening history: like its last 3 tracks, none of the history, no recent artist."""
+    """The next tracks after a listening history.
+
+    Like its last 3 tracks, none of the history, no recent artist."""
     from mertsearch.catalog import Catalog
     from mertsearch.search.options import SearchOptions
 
@@ -85,7 +97,7 @@ def radio(
     )
     with Catalog.open(catalog, mmap=True) as cat:
         results = cat.radio(history, options)
-    _deliver(results, as_json, m3u)
+    _deliver(results, as_json, m3u, wide=wide)
 
 
 @app.command()
@@ -105,15 +117,23 @@ def path(
     exclude: ExcludeOpt = None,
     no_repeat_artist: Annotated[
         int | None,
-        typer.Option(help="No step shares the artist of the N tracks before it (--exclude ones first).", min=0),
+        typer.Option(
+            help="No step shares the artist of the N tracks before it (--exclude ones first).",
+            min=0,
+            rich_help_panel=QUEUE,
+        ),
     ] = None,
     no_repeat_album: Annotated[
-        int | None, typer.Option(help="No step shares the album of the N tracks before it.", min=0)
+        int | None,
+        typer.Option(help="No step shares the album of the N tracks before it.", min=0, rich_help_panel=QUEUE),
     ] = None,
     m3u: M3uOpt = None,
-    as_json: JsonOpt = False,
+    wide: WideOpt = False,
+    as_json: ResultsJsonOpt = False,
 ) -> None:
-    """A song path: exactly COUNT tracks from START to END, each close to the last, moving steadily towards END."""
+    """A song path: COUNT tracks from START to END.
+
+    Exactly COUNT tracks, START and END included, each close to the last, moving steadily towards END."""
     from mertsearch.catalog import Catalog
     from mertsearch.search.options import SearchOptions
 
@@ -131,4 +151,4 @@ def path(
     )
     with Catalog.open(catalog, mmap=True) as cat:
         results = cat.path(start, end, count, options)
-    _deliver(results, as_json, m3u, steps=True)
+    _deliver(results, as_json, m3u, wide=wide, steps=True)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mertsearch.cli.common import CatalogOpt, app, friendly, out
+from mertsearch.cli.common import QUEUE, CatalogOpt, app, friendly, out
 from mertsearch.cli.queries import (
     FilterOpt,
     MaxDurationOpt,
@@ -48,15 +48,19 @@ def mpd_radio(
     max_year: MaxYearOpt = None,
     min_similarity: MinSimilarityOpt = None,
     no_repeat_artist: Annotated[
-        int | None, typer.Option(help="No artist of the last N songs queued or played (default: 3).", min=0)
+        int | None,
+        typer.Option(help="No artist of the last N songs queued or played (default: 3).", min=0, rich_help_panel=QUEUE),
     ] = None,
     no_repeat_album: Annotated[
-        int | None, typer.Option(help="No album of the last N songs queued or played (default: 5).", min=0)
+        int | None,
+        typer.Option(help="No album of the last N songs queued or played (default: 5).", min=0, rich_help_panel=QUEUE),
     ] = None,
     shuffle: ShuffleOpt = 0.0,
     seed: SeedOpt = None,
 ) -> None:
-    """Keep MPD's queue --ahead songs past the current one with tracks like the last ones, never repeating a song."""
+    """Keep MPD's queue filled with tracks like the last ones.
+
+    For as long as it runs: --ahead songs past the current one, never a song twice."""
     from mertsearch.catalog import Catalog
     from mertsearch.players.mpd import MpdRadio, parse_address
     from mertsearch.search.options import SearchOptions

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from mertsearch.cli.common import (
     CatalogOpt,
@@ -22,6 +21,32 @@ from mertsearch.cli.common import (
     out,
     print_json,
 )
+from mertsearch.cli.layout import Column, add_row, show
+
+LABELS, EXCERPTS = "Labels", "Excerpts"
+LabelsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="CSV with a header: 'path' (or 'track_id') and 'label'. Default: each track's folder name.",
+        rich_help_panel=LABELS,
+    ),
+]
+SameArtistOpt = Annotated[
+    bool,
+    typer.Option(
+        "--exclude-same-artist",
+        help="Leave a query's own artist out of its ranking (artist effects inflate scores).",
+        rich_help_panel=LABELS,
+    ),
+]
+SameAlbumOpt = Annotated[
+    bool,
+    typer.Option(
+        "--exclude-same-album",
+        help="Leave a query's own album out of its ranking (album effects inflate scores).",
+        rich_help_panel=LABELS,
+    ),
+]
 
 
 @app.command()
@@ -40,7 +65,9 @@ def reindex(
     wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Switch the searched layer(s) or the centering from stored vectors, in seconds, without the model."""
+    """Switch the searched layers or centering, without the model.
+
+    From the stored vectors, in seconds."""
     from mertsearch.catalog import Catalog
 
     with Catalog.open(catalog) as cat:
@@ -62,23 +89,18 @@ def reindex(
 @friendly
 def tune_layer(
     catalog: CatalogOpt,
-    labels: Annotated[
-        Path | None,
-        typer.Option(help="CSV with a header: 'path' (or 'track_id') and 'label'. Default: each track's folder name."),
-    ] = None,
-    exclude_same_artist: Annotated[
-        bool, typer.Option(help="Leave a query's own artist out of its ranking (artist effects inflate scores).")
-    ] = False,
-    exclude_same_album: Annotated[
-        bool, typer.Option(help="Leave a query's own album out of its ranking (album effects inflate scores).")
-    ] = False,
-    k: Annotated[int, typer.Option("-k", "--k", help="Precision at this rank.", min=1)] = 10,
+    labels: LabelsOpt = None,
+    exclude_same_artist: SameArtistOpt = False,
+    exclude_same_album: SameAlbumOpt = False,
+    k: Annotated[int, typer.Option("-k", "--k", help="Precision at this rank.", min=1, rich_help_panel=LABELS)] = 10,
     plot: Annotated[
         Path | None, typer.Option(help="Where to write the PNG plot (default: DIR/tune-layer.png).")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Compare every stored layer on label retrieval (precision@k, mAP), raw and centered; recommend one."""
+    """Compare the stored layers on label retrieval; recommend one.
+
+    Precision@k and mAP of every stored layer, raw and centered."""
     from mertsearch.catalog import Catalog
     from mertsearch.evaluation.metrics import read_labels
     from mertsearch.evaluation.report import write_plot
@@ -96,21 +118,7 @@ def tune_layer(
     if as_json:
         print_json(report)
         return
-    table = Table(box=None, header_style="bold")
-    for column in ("layer", f"P@{k}", "mAP", f"P@{k} centered", "mAP centered", "score sd", "sd centered"):
-        table.add_column(column, justify="right")
-    for row in report["layers"]:
-        mark = " *" if row["layer"] == report["recommended_layer"] else ""
-        table.add_row(
-            f"{row['layer']}{mark}",
-            f"{row['precision_at_k']:.3f}",
-            f"{row['map']:.3f}",
-            f"{row['precision_at_k_centered']:.3f}",
-            f"{row['map_centered']:.3f}",
-            f"{row['scores']['std']:.3f}",
-            f"{row['scores_centered']['std']:.3f}",
-        )
-    out.print(table)
+    show(out, layer_columns(report, k))
     out.print(
         f"{report['queries']} queries over {report['tracks']} tracks, {report['labels']} labels. "
         f"Recommended layer: {report['recommended_layer']} (searching {report['searched_layers']} now; "
@@ -124,20 +132,16 @@ def tune_layer(
 def evaluate(
     catalog: CatalogOpt,
     excerpts: Annotated[
-        int, typer.Option(help="Random excerpts to identify (each under every degradation).", min=1)
+        int,
+        typer.Option(
+            help="Random excerpts to identify (each under every degradation).", min=1, rich_help_panel=EXCERPTS
+        ),
     ] = 50,
-    seconds: Annotated[float, typer.Option(help="Length of each excerpt.", min=1)] = 10.0,
+    seconds: Annotated[float, typer.Option(help="Length of each excerpt.", min=1, rich_help_panel=EXCERPTS)] = 10.0,
     seed: Annotated[int, typer.Option(help="Seed of every random choice: same seed, same numbers.")] = 0,
-    labels: Annotated[
-        Path | None,
-        typer.Option(help="CSV with a header: 'path' (or 'track_id') and 'label'. Default: each track's folder name."),
-    ] = None,
-    exclude_same_artist: Annotated[
-        bool, typer.Option(help="Leave a query's own artist out of label retrieval (artist effects inflate scores).")
-    ] = False,
-    exclude_same_album: Annotated[
-        bool, typer.Option(help="Leave a query's own album out of label retrieval (album effects inflate scores).")
-    ] = False,
+    labels: LabelsOpt = None,
+    exclude_same_artist: SameArtistOpt = False,
+    exclude_same_album: SameAlbumOpt = False,
     k: Annotated[int, typer.Option("-k", "--k", help="Recall and precision at this rank.", min=1)] = 10,
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Folder for eval.md, eval.json and the plots (default: DIR/eval).")
@@ -145,8 +149,9 @@ def evaluate(
     baseline: Annotated[
         bool,
         typer.Option(
-            help="Also index the same files with the spectral baseline (in a temporary catalog; decodes every file "
-            "again) and answer the same excerpts with it: a reference row."
+            help="Also answer the excerpts with the spectral baseline, as a reference (indexes the files again "
+            "in a temporary catalog).",
+            rich_help_panel=EXCERPTS,
         ),
     ] = True,
     model: WeightsOpt = None,
@@ -156,16 +161,17 @@ def evaluate(
     duplicates: Annotated[
         int,
         typer.Option(
-            help="Tracks to copy six ways (mp3, aac, opus, resampled, a trimmed start) and check as duplicates "
-            "against the catalog, which they are not added to; 0 skips it.",
+            help="Tracks to copy six ways (mp3, aac, opus, resampled, trimmed) and check as duplicates "
+            "(the catalog is not changed); 0 skips it.",
             min=0,
         ),
     ] = 5,
 ) -> None:
-    """Measure how good the search is on this catalog: excerpts found (clean and degraded), label
-    retrieval and (with every layer kept) excerpts found per stored layer, the spread of scores,
-    raw and centered, of random pairs and true pairs, and duplicate files found. Writes a Markdown
-    report with plots."""
+    """Measure how well search works on this catalog; write a report.
+
+    Excerpts found (clean and degraded), label retrieval and (with every layer kept) excerpts
+    found per stored layer, the spread of scores, raw and centered, of random pairs and true
+    pairs, and duplicate files found. Writes a Markdown report with plots."""
     from mertsearch.catalog import Catalog
     from mertsearch.evaluation.metrics import read_labels
     from mertsearch.evaluation.report import write_report
@@ -187,20 +193,7 @@ def evaluate(
         print_json(report)
         return
     ident = report["identification"]
-    table = Table(box=None, header_style="bold")
-    reference = report.get("baseline")
-    columns = ["degradation", "recall@1", f"recall@{k}", "position error"]
-    columns += ["spectral recall@1", f"spectral recall@{k}"] if reference else []
-    for column in columns:
-        table.add_column(column, justify="left" if column == "degradation" else "right")
-    for name, row in ident["degradations"].items():
-        error = "-" if row["median_position_error_s"] is None else f"{row['median_position_error_s']:.2f} s"
-        cells = [name, f"{row['recall_at_1']:.2f}", f"{row[f'recall_at_{k}']:.2f}", error]
-        if reference:
-            other = reference["degradations"][name]
-            cells += [f"{other['recall_at_1']:.2f}", f"{other[f'recall_at_{k}']:.2f}"]
-        table.add_row(*cells)
-    out.print(table)
+    show(out, degradation_columns(report, k))
     for row in ident.get("layers", []):
         recalls = [cells["recall_at_1"] for cells in row["degradations"].values()]
         out.print(
@@ -224,6 +217,34 @@ def evaluate(
             highlight=False,
         )
     out.print(f"{ident['excerpts']} excerpts of {seconds:g} s. Report: {report['files']['markdown']}", highlight=False)
+
+
+def layer_columns(report: dict, k: int) -> list[Column]:
+    """tune-layer's table: a row per stored layer, the recommended one marked with *."""
+    headers = ("layer", f"P@{k}", "mAP", f"P@{k}\ncentered", "mAP\ncentered", "score sd", "sd\ncentered")
+    columns = [Column(header, justify="right") for header in headers]
+    for row in report["layers"]:
+        mark = " *" if row["layer"] == report["recommended_layer"] else ""
+        cells = [f"{row['layer']}{mark}"]
+        cells += [f"{row[key]:.3f}" for key in ("precision_at_k", "map", "precision_at_k_centered", "map_centered")]
+        add_row(columns, [*cells, f"{row['scores']['std']:.3f}", f"{row['scores_centered']['std']:.3f}"])
+    return columns
+
+
+def degradation_columns(report: dict, k: int) -> list[Column]:
+    """eval's table: excerpts found under each degradation, and by the spectral baseline if it ran."""
+    reference = report.get("baseline")
+    headers = ["degradation", "recall@1", f"recall@{k}", "position\nerror"]
+    headers += ["spectral\nrecall@1", f"spectral\nrecall@{k}"] if reference else []
+    columns = [Column(headers[0], floor=16)] + [Column(header, justify="right") for header in headers[1:]]
+    for name, row in report["identification"]["degradations"].items():
+        error = "-" if row["median_position_error_s"] is None else f"{row['median_position_error_s']:.2f} s"
+        cells = [name, f"{row['recall_at_1']:.2f}", f"{row[f'recall_at_{k}']:.2f}", error]
+        if reference:
+            other = reference["degradations"][name]
+            cells += [f"{other['recall_at_1']:.2f}", f"{other[f'recall_at_{k}']:.2f}"]
+        add_row(columns, cells)
+    return columns
 
 
 def _share(value: float | None) -> str:

@@ -8,6 +8,11 @@ from typing import Annotated
 import typer
 
 from mertsearch.cli.common import (
+    DIVERSITY,
+    FILTERS,
+    MODEL,
+    OUTPUT,
+    QUEUE,
     CatalogOpt,
     DeviceOpt,
     JsonOpt,
@@ -21,62 +26,86 @@ from mertsearch.cli.common import (
     friendly,
     out,
     print_json,
-    show_results,
 )
+from mertsearch.cli.results import WideOpt, show_results
 from mertsearch.errors import InvalidArgumentError
 
 FilterOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--filter", help="Only tracks with this tag: artist=NAME, album=, genre=, year=, path=PREFIX (repeatable)."
+        "--filter",
+        help="Only tracks with this tag: artist=NAME, album=, genre=, year=, path=PREFIX (repeatable).",
+        rich_help_panel=FILTERS,
     ),
 ]
-MinDurationOpt = Annotated[float | None, typer.Option(help="Only tracks at least this many seconds long.")]
-MaxDurationOpt = Annotated[float | None, typer.Option(help="Only tracks at most this many seconds long.")]
-MinYearOpt = Annotated[int | None, typer.Option(help="Only tracks from this year on.")]
-MaxYearOpt = Annotated[int | None, typer.Option(help="Only tracks up to this year.")]
-PerArtistOpt = Annotated[int | None, typer.Option(help="At most this many results per artist.", min=1)]
-PerAlbumOpt = Annotated[int | None, typer.Option(help="At most this many results per album.", min=1)]
-MinScoreOpt = Annotated[float | None, typer.Option(help="Leave out results scoring below this.")]
+MinDurationOpt = Annotated[
+    float | None, typer.Option(help="Only tracks at least this many seconds long.", rich_help_panel=FILTERS)
+]
+MaxDurationOpt = Annotated[
+    float | None, typer.Option(help="Only tracks at most this many seconds long.", rich_help_panel=FILTERS)
+]
+MinYearOpt = Annotated[int | None, typer.Option(help="Only tracks from this year on.", rich_help_panel=FILTERS)]
+MaxYearOpt = Annotated[int | None, typer.Option(help="Only tracks up to this year.", rich_help_panel=FILTERS)]
+MinScoreOpt = Annotated[
+    float | None, typer.Option(help="Leave out results scoring below this.", rich_help_panel=FILTERS)
+]
 MinSimilarityOpt = Annotated[
     float | None,
     typer.Option(
-        help="Leave out results whose similarity is below this (0-1: the share of the catalog's random pairs "
-        "that score lower; 0.5 is typical, 1 the same recording).",
+        help="Leave out results less similar than this (0.5: a typical pair; 1: the same recording).",
         min=0.0,
         max=1.0,
+        rich_help_panel=FILTERS,
     ),
 ]
-M3uOpt = Annotated[Path | None, typer.Option("--m3u", help="Also write the results as an M3U playlist.")]
+PerArtistOpt = Annotated[
+    int | None, typer.Option(help="At most this many results per artist.", min=1, rich_help_panel=DIVERSITY)
+]
+PerAlbumOpt = Annotated[
+    int | None, typer.Option(help="At most this many results per album.", min=1, rich_help_panel=DIVERSITY)
+]
 ExcludeOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--exclude",
-        help="Never return this track (id or path) nor other files of its recording: what was played "
-        "(repeatable, oldest first).",
+        help="Never return this track (id or path) nor another file of it: what was played (repeatable, oldest first).",
+        rich_help_panel=QUEUE,
     ),
 ]
 NoRepeatArtistOpt = Annotated[
-    int | None, typer.Option(help="Leave out the artists of the last N --exclude tracks.", min=0)
+    int | None,
+    typer.Option(help="Leave out the artists of the last N --exclude tracks.", min=0, rich_help_panel=QUEUE),
 ]
 NoRepeatAlbumOpt = Annotated[
-    int | None, typer.Option(help="Leave out the albums of the last N --exclude tracks.", min=0)
+    int | None,
+    typer.Option(help="Leave out the albums of the last N --exclude tracks.", min=0, rich_help_panel=QUEUE),
 ]
 ShuffleOpt = Annotated[
     float,
     typer.Option(
-        help="0: the ranking as it is; T > 0: draw the results from the best 4k, each with weight "
-        "exp(similarity / T) (0.05 keeps close to the ranking, 0.5 mixes widely).",
+        help="0: the ranking as it is; T > 0: draw from the best 4k, weighted by exp(similarity / T) "
+        "(0.05 stays close to the ranking, 0.5 mixes widely).",
         min=0.0,
+        rich_help_panel=QUEUE,
     ),
 ]
-SeedOpt = Annotated[int | None, typer.Option(help="Seed of --shuffle's draws (default: new draws each time).", min=0)]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option(help="Seed of --shuffle's draws (default: new draws each time).", min=0, rich_help_panel=QUEUE),
+]
 CombineOpt = Annotated[
     str,
     typer.Option(
-        help="How several seeds combine: 'agreement' (each seed's neighbours, fused: tracks near several "
-        "seeds first) or 'average' (their mean vector)."
+        help="How several seeds combine: 'agreement' (tracks near several seeds first) or 'average' "
+        "(their mean vector).",
+        rich_help_panel=QUEUE,
     ),
+]
+M3uOpt = Annotated[
+    Path | None, typer.Option("--m3u", help="Also write the results as an M3U playlist.", rich_help_panel=OUTPUT)
+]
+ResultsJsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document (for scripts).", rich_help_panel=OUTPUT)
 ]
 
 
@@ -100,12 +129,12 @@ def queue_options(
     }
 
 
-def _deliver(results, as_json: bool, m3u: Path | None, *, steps: bool = False) -> None:
+def _deliver(results, as_json: bool, m3u: Path | None, *, wide: bool = False, steps: bool = False) -> None:
     if m3u is not None:
         from mertsearch.search.playlist import write_m3u
 
         write_m3u(results, m3u)
-    show_results(results, as_json, steps=steps)
+    show_results(results, as_json, steps=steps, wide=wide)
 
 
 @app.command()
@@ -133,12 +162,13 @@ def search(
     min_score: MinScoreOpt = None,
     min_similarity: MinSimilarityOpt = None,
     m3u: M3uOpt = None,
+    wide: WideOpt = False,
+    as_json: ResultsJsonOpt = False,
     model: WeightsOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
-    """Find the catalog tracks most similar to an audio clip, and where they match."""
+    """Find the tracks most like an audio clip, and where it matches."""
     from mertsearch.catalog import Catalog
     from mertsearch.search.options import SearchOptions
 
@@ -159,7 +189,7 @@ def search(
         results = cat.search(clip, options, start=start, end=end)
         if cat.sampled_note:
             err.print(f"note: {cat.sampled_note}", soft_wrap=True)
-    _deliver(results, as_json, m3u)
+    _deliver(results, as_json, m3u, wide=wide)
 
 
 @app.command()
@@ -178,7 +208,9 @@ def similar(
     max_year: MaxYearOpt = None,
     per_artist: PerArtistOpt = None,
     per_album: PerAlbumOpt = None,
-    exclude_seed_artist: Annotated[bool, typer.Option(help="Leave out the seeds' artists.")] = False,
+    exclude_seed_artist: Annotated[
+        bool, typer.Option("--exclude-seed-artist", help="Leave out the seeds' artists.", rich_help_panel=DIVERSITY)
+    ] = False,
     min_score: MinScoreOpt = None,
     min_similarity: MinSimilarityOpt = None,
     exclude: ExcludeOpt = None,
@@ -188,9 +220,12 @@ def similar(
     seed: SeedOpt = None,
     combine: CombineOpt = "agreement",
     m3u: M3uOpt = None,
-    as_json: JsonOpt = False,
+    wide: WideOpt = False,
+    as_json: ResultsJsonOpt = False,
 ) -> None:
-    """Find the tracks most similar to ones already in the catalog (the seeds themselves are left out)."""
+    """Find the tracks most like tracks of the catalog.
+
+    Several seeds combine; the seeds and other files of their recordings are left out."""
     from mertsearch.catalog import Catalog
     from mertsearch.search.options import SearchOptions
 
@@ -218,7 +253,7 @@ def similar(
     )
     with Catalog.open(catalog, mmap=True) as cat:
         results = cat.similar(tracks, options)
-    _deliver(results, as_json, m3u)
+    _deliver(results, as_json, m3u, wide=wide)
 
 
 @app.command()
@@ -226,12 +261,16 @@ def similar(
 def embed(
     clip: Annotated[Path, typer.Argument(help="Audio file to embed.")],
     model: Annotated[
-        str, typer.Option(help="Registry name, hub repo id, or local checkpoint directory.")
+        str, typer.Option(help="Registry name, hub repo id, or local checkpoint directory.", rich_help_panel=MODEL)
     ] = "mert-v1-95m",
     layer: LayerOpt = None,
     layers: LayersOpt = None,
-    revision: Annotated[str | None, typer.Option(help="Hub revision (registry models are pinned).")] = None,
-    hop: Annotated[float | None, typer.Option(help="Seconds between window starts (default: the window).")] = None,
+    revision: Annotated[
+        str | None, typer.Option(help="Hub revision (registry models are pinned).", rich_help_panel=MODEL)
+    ] = None,
+    hop: Annotated[
+        float | None, typer.Option(help="Seconds between window starts (default: the window).", rich_help_panel=MODEL)
+    ] = None,
     start: Annotated[float | None, typer.Option(help="Use the clip from this second.", min=0)] = None,
     end: Annotated[float | None, typer.Option(help="Use the clip up to this second.", min=0)] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also save the vector as .npy.")] = None,
@@ -239,7 +278,9 @@ def embed(
     precision: PrecisionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print the pooled, L2-normalised vector of an audio file (no catalog needed)."""
+    """Print the vector of an audio file (no catalog needed).
+
+    The pooled, L2-normalised vector of the layers asked for."""
     import numpy as np
 
     from mertsearch.catalog import embed as embed_clip

@@ -13,32 +13,18 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mertsearch.audio.copies import CopyKind
 from mertsearch.errors import MertSearchError
 from mertsearch.indexer.duplicates import DURATION_TOLERANCE_S, MAX_DISTANCE, Windows
 from mertsearch.indexer.relink import DuplicateCheck
 
 if TYPE_CHECKING:
     from mertsearch.evaluation.protocol import CatalogLike
-
-
-@dataclass(frozen=True)
-class CopyKind:
-    suffix: str  # the container, which chooses the codec: mp3, m4a (AAC), opus, flac
-    bit_rate: int | None = None
-    resample: bool = False  # to 48 kHz (to 44.1 kHz when the source is at 48 kHz already)
-    trim_s: float = 0.0  # cut from the start
-    rate: int | None = None  # the rate the codec needs (Opus: 48 kHz), else the source's
-
-    def sample_rate(self, source: int) -> int | None:
-        if self.resample:
-            return 44_100 if source == 48_000 else 48_000
-        return self.rate if self.rate not in (None, source) else None
 
 
 COPY_KINDS = {
@@ -60,17 +46,12 @@ FOLDER_TRACKS = 50
 def make_copies(source: str, folder: Path) -> Iterator[tuple[str, Path]]:
     """(kind, file) for each of COPY_KINDS made from the file at ``source``; each file is deleted
     once the next one is asked for."""
-    import torch
-    from torchcodec.decoders import AudioDecoder
-    from torchcodec.encoders import AudioEncoder
+    from mertsearch.audio.decode import native_audio
 
-    decoded = AudioDecoder(source).get_all_samples()
-    samples, rate = decoded.data.to(torch.float32).clamp(-1, 1), decoded.sample_rate
+    samples, rate = native_audio(source)
     for number, (name, kind) in enumerate(COPY_KINDS.items()):
-        cut = samples[:, int(round(kind.trim_s * rate)) :]
         target = folder / f"copy{number}.{kind.suffix}"
-        encoder = AudioEncoder(cut.contiguous(), sample_rate=rate)
-        encoder.to_file(str(target), bit_rate=kind.bit_rate, sample_rate=kind.sample_rate(rate))
+        target.write_bytes(kind.encode(samples, rate))
         try:
             yield name, target
         finally:
@@ -111,9 +92,12 @@ def evaluate_duplicates(catalog: CatalogLike, check: DuplicateCheck, *, tracks: 
     return {
         "rule": {
             "distance": check.rule.distance,
+            "basis": check.rule.basis,
+            "described": check.rule.describe(),
             "max_distance": MAX_DISTANCE,
             "nearest_distinct": check.rule.nearest_distinct,
             "measured_tracks": check.rule.measured_tracks,
+            "copies": None if check.rule.copies is None else check.rule.copies.distances,
             "duration_tolerance_s": DURATION_TOLERANCE_S,
         },
         "tracks_copied": copied,

@@ -19,6 +19,7 @@ from mertsearch.evaluation.protocol import CatalogLike
 from mertsearch.evaluation.similarity import similarity_figures
 from mertsearch.indexer.relink import DuplicateCheck
 from mertsearch.storage.transform import IDENTITY, VectorTransform
+from mertsearch.text import fold
 
 
 def tune_layers(
@@ -44,9 +45,10 @@ def tune_layers(
     else:
         track_labels = [labels.get(tracks[i].path) or labels.get(f"#{i}") for i in ids]
     others = {
-        "artists": [tracks[i].artist for i in ids],
+        # Folded: the same artist however its tags write it (see mertsearch.text).
+        "artists": [fold(tracks[i].artist) or None for i in ids],
         "exclude_same_artist": exclude_same_artist,
-        "albums": [tracks[i].album for i in ids],
+        "albums": [fold(tracks[i].album) or None for i in ids],
         "exclude_same_album": exclude_same_album,
         "k": k,
     }

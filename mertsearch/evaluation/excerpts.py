@@ -54,15 +54,10 @@ def _lowpass(cutoff: float) -> Degradation:
 
 def _mp3(bit_rate: int) -> Degradation:
     def degrade(samples, rate, rng, other):
-        import torch
-        from torchcodec.encoders import AudioEncoder
-
+        from mertsearch.audio.copies import CopyKind
         from mertsearch.audio.decode import decode_audio
 
-        encoded = AudioEncoder(torch.from_numpy(samples[None]), sample_rate=rate).to_tensor(
-            format="mp3", bit_rate=bit_rate
-        )
-        return decode_audio(encoded.numpy().tobytes(), sample_rate=rate)
+        return decode_audio(CopyKind("mp3", bit_rate).encode(samples, rate), sample_rate=rate)
 
     return degrade
 

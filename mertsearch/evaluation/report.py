@@ -249,19 +249,12 @@ def duplicates_section(found: dict | None) -> list[str]:
     if not found:
         return []
     rule, pairs = found["rule"], found["distinct_pairs"]
-    nearest = rule["nearest_distinct"]
-    fitted = (
-        f"the nearest distinct tracks of {rule['measured_tracks']} tracks come to {nearest:.2g}; at most "
-        f"{rule['max_distance']:g}"
-        if nearest is not None
-        else f"a small catalog's limit: {rule['measured_tracks']} tracks measured, too few to fit"
-    )
     lines = [
         "## Duplicate files",
         "",
         f"Copies of {found['tracks_copied']} tracks checked against the catalog as an ingest checks a new file. "
-        f"The rule links files whose durations agree within {rule['duration_tolerance_s']:g} s and whose aligned "
-        f"windows lie within {rule['distance']:.2g} ({fitted}).",
+        f"The rule links files whose durations agree within {rule['duration_tolerance_s']:g} s and whose "
+        f"{rule['described']}.",
         "",
         "| copy | copies | found | wrongly linked | missed | median distance | max distance |",
         "|---|---|---|---|---|---|---|",

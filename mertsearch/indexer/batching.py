@@ -9,7 +9,7 @@ work. A file's outcome is given as soon as its last window is embedded.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from mertsearch.encoder.embed import assemble
 from mertsearch.indexer.pipeline import Embedded, Failed, Outcome, Unchanged
-from mertsearch.indexer.reader import WINDOWS_PER_MESSAGE
+from mertsearch.indexer.reader import FINAL, WINDOWS_PER_MESSAGE
 from mertsearch.indexer.workers import Workers
 
 if TYPE_CHECKING:
@@ -32,10 +32,18 @@ class _Track:
     means: list[np.ndarray] = field(default_factory=list)
     queued: int = 0  # windows waiting for the model
     done: tuple | None = None  # the reader's ("done", ...) message
+    claimed: bool = False  # its outcome is given (a moved file's track): the rest of its messages are dropped
 
 
-def embed_jobs(jobs: Iterable[Any], *, encoder: MertEncoder, workers: Workers) -> Iterator[tuple[Any, Outcome]]:
-    """(job, outcome) for each job (which has ``path`` and ``known_sha256``), in the order they finish."""
+# Given a new file's job and its ("identity", sha256, audio_sha256) message: the file's outcome
+# when no embedding is needed (it holds a moved track's audio), else None.
+Claim = Callable[[Any, tuple], "Outcome | None"]
+
+
+def embed_jobs(
+    jobs: Iterable[Any], *, encoder: MertEncoder, workers: Workers, claim: Claim | None = None
+) -> Iterator[tuple[Any, Outcome]]:
+    """(job, outcome) for each job (which has ``path`` and ``known``), in the order they finish."""
     jobs = iter(jobs)
     tracks: dict[int, _Track] = {}
     on_slot: dict[int, int] = {}
@@ -67,9 +75,9 @@ def embed_jobs(jobs: Iterable[Any], *, encoder: MertEncoder, workers: Workers) -
         if track.done is None or track.queued:
             return None
         del tracks[track_id]
-        _, digest, total, tags = track.done
+        _, digest, audio, total, tags = track.done
         embedding = assemble(encoder, np.array(track.starts), np.array(track.lengths), np.stack(track.means), total)
-        return track.job, Embedded(embedding, tags, digest)
+        return track.job, Embedded(embedding, tags, digest, audio)
 
     def drop(track_id: int) -> None:
         for length in list(queues):
@@ -86,7 +94,7 @@ def embed_jobs(jobs: Iterable[Any], *, encoder: MertEncoder, workers: Workers) -
                 break
             tracks[next_id] = _Track(job)
             on_slot[idle[0]] = next_id
-            workers.start(idle[0], job.path, job.known_sha256)
+            workers.start(idle[0], job.path, job.known)
             next_id += 1
         if not tracks:
             return
@@ -108,7 +116,14 @@ def embed_jobs(jobs: Iterable[Any], *, encoder: MertEncoder, workers: Workers) -
             track_id = on_slot[slot]
             track = tracks[track_id]
             kind = message[0]
-            if kind == "windows":
+            if track.claimed:
+                if kind in FINAL:
+                    del tracks[track_id]
+            elif kind == "identity":
+                if claim is not None and (outcome := claim(track.job, message)) is not None:
+                    track.claimed = True
+                    yield track.job, outcome
+            elif kind == "windows":
                 _, starts, samples = message
                 queue = queues.setdefault(samples.shape[1], deque())
                 queue.extend((track_id, start, window) for start, window in zip(starts, samples, strict=True))
@@ -119,7 +134,7 @@ def embed_jobs(jobs: Iterable[Any], *, encoder: MertEncoder, workers: Workers) -
                     yield result
             elif kind == "same":
                 del tracks[track_id]
-                yield track.job, Unchanged(message[1])
+                yield track.job, Unchanged(*message[1:])
             else:
                 drop(track_id)
                 yield track.job, Failed(message[1])

@@ -13,6 +13,18 @@ AUDIO_EXTENSIONS = frozenset(
 )
 
 
+def surely_gone(path: str) -> bool:
+    """Whether the file is surely gone: a file that cannot be looked at (permissions, an I/O
+    error of a failing disk or share) is not taken for deleted."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def discover_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Audio files under ``paths`` (absolute, sorted, each once).
 

@@ -87,12 +87,24 @@ def _key(path: str, size: int, mtime_ns: int) -> tuple[bytes, int, int]:
     return os.fsencode(path), int(size), int(mtime_ns)
 
 
+def _known(text: str) -> tuple[str, str | None] | None:
+    """A job's ``known`` hashes from their text in a row ("sha256:audio_sha256", "" for none)."""
+    if not text:
+        return None
+    digest, _, audio = text.partition(":")
+    return digest, audio or None
+
+
+def _known_text(known: tuple[str, str | None] | None) -> str:
+    return "" if known is None else f"{known[0]}:{known[1] or ''}"
+
+
 def _decode(batch: dict[str, np.ndarray], *, sample_rate: int, windows) -> Iterator[dict[str, list]]:
     """The CPU stage: one file's reader messages as rows (all rows share one schema)."""
     path, size, mtime_ns, known = (batch[name][0] for name in ("path", "size", "mtime_ns", "known"))
-    for seq, message in enumerate(
-        read_track(os.fsdecode(path), known or None, sample_rate=sample_rate, windows=windows)
-    ):
+    messages = read_track(os.fsdecode(path), _known(known), sample_rate=sample_rate, windows=windows)
+    # A file moved here is embedded again on Ray: its driver never sees the identity to look it up.
+    for seq, message in enumerate(m for m in messages if m[0] != "identity"):
         row = {
             "path": path,
             "size": int(size),
@@ -103,6 +115,7 @@ def _decode(batch: dict[str, np.ndarray], *, sample_rate: int, windows) -> Itera
             "length": 0,
             "samples": b"",
             "sha256": "",
+            "audio": "",
             "total": 0,
             "tags": "",
             "reason": "",
@@ -111,9 +124,11 @@ def _decode(batch: dict[str, np.ndarray], *, sample_rate: int, windows) -> Itera
             _, starts, samples = message
             row.update(starts=list(starts), length=samples.shape[1], samples=samples.astype(np.float32).tobytes())
         elif message[0] == "done":
-            row.update(sha256=message[1], total=int(message[2]), tags=json.dumps(message[3]))
+            _, digest, audio, total, tags = message
+            row.update(sha256=digest, audio=audio or "", total=int(total), tags=json.dumps(tags))
         elif message[0] == "same":
-            row.update(sha256=message[1])
+            _, digest, audio, tags = message
+            row.update(sha256=digest, audio=audio or "", tags=json.dumps(tags))
         else:  # JSON keeps a reason naming a path that is not UTF-8 (Arrow strings must be)
             row.update(reason=json.dumps(message[1]))
         yield {name: [value] for name, value in row.items()}
@@ -163,7 +178,7 @@ class _Pending:
 def _outcome(pending: _Pending, shape: _Shape) -> Outcome:
     final = pending.final
     if final["kind"] == "same":
-        return Unchanged(final["sha256"])
+        return Unchanged(final["sha256"], final["audio"] or None, json.loads(final["tags"] or "null"))
     if final["kind"] == "failed":
         return Failed(json.loads(final["reason"]))
     parts = sorted(pending.windows)
@@ -173,7 +188,7 @@ def _outcome(pending: _Pending, shape: _Shape) -> Outcome:
         [np.frombuffer(blob, np.float32).reshape(len(starts_), len(shape.capture), -1) for _, starts_, _, blob in parts]
     )
     embedding = assemble(shape, starts, lengths, means, final["total"])
-    return Embedded(embedding, json.loads(final["tags"]), final["sha256"])
+    return Embedded(embedding, json.loads(final["tags"]), final["sha256"], final["audio"] or None)
 
 
 def _rows(table) -> Iterator[dict]:
@@ -187,11 +202,15 @@ def _rows(table) -> Iterator[dict]:
         "length",
         "means",
         "sha256",
+        "audio",
         "total",
         "tags",
         "reason",
     ]
-    columns = [table.column(name).to_pylist() for name in names]
+    # Shards of an earlier version have no audio hash: the track is stored without one, learnt later.
+    columns = [
+        table.column(name).to_pylist() if name in table.column_names else [""] * table.num_rows for name in names
+    ]
     for values in zip(*columns, strict=True):
         yield dict(zip(names, values, strict=True))
 
@@ -333,7 +352,7 @@ def _dataset(jobs: Iterable[Job], spec: EncoderSpec, model: dict, windows, setti
     gpus = int(ray.cluster_resources().get("GPU", 0))
     run.actors = settings.actors or max(1, gpus)
     items = [
-        {"path": os.fsencode(job.path), "size": job.size, "mtime_ns": job.mtime_ns, "known": job.known_sha256 or ""}
+        {"path": os.fsencode(job.path), "size": job.size, "mtime_ns": job.mtime_ns, "known": _known_text(job.known)}
         for job in jobs
     ]
     batch_size = model["batch_size"] or default_batch_size("cuda" if gpus else "cpu")

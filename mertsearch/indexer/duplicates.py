@@ -18,7 +18,8 @@ windows, lined up at the shift that fits best, lie closer than the catalog's rul
 How close files of one recording come, and how close distinct pieces come, depends on the model
 and the music (with the spectral baseline on real recordings re-encodes lie within 0.004 of their
 source but for a few, a 1 s trimmed copy within 0.073, distinct pieces beyond 0.17; with a small
-random model all of it is ten times closer), so the limit is fitted on each catalog: see
+random model all of it is ten times closer), so the limit is set on each catalog, from copies of
+its own tracks measured with its model and from how close its distinct tracks come: see
 DuplicateRule.fitted.
 """
 
@@ -50,19 +51,27 @@ NEAR_S = SHIFT_SLACK_S
 # The nearest tracks of a new file (in the track index) that are compared with it window by window.
 NEIGHBOURS = 8
 
-# A duplicate's windows lie at least MARGIN times closer than the catalog's distinct tracks come:
-# the FIT_QUANTILE of each track's distance to its nearest surely distinct track (one whose duration
-# differs by more than DURATION_TOLERANCE_S, so it cannot be a copy), measured with all the room
-# to shift that any two files get...
+# A duplicate lies within COPY_MARGIN times the farthest copy measured on the catalog's own tracks:
+# room for the copies of its other tracks, which lie further than the few excerpts measured (on
+# real recordings the farthest of eight whole trimmed copies lay three times as far as the
+# farthest of three trimmed excerpts, the median 1.7 times)...
+COPY_MARGIN = 4.0
+# ...and at least MARGIN times closer than the catalog's distinct tracks come: the FIT_QUANTILE of
+# each track's distance to its nearest surely distinct track (one whose duration differs by more
+# than DURATION_TOLERANCE_S, so it cannot be a copy), measured with all the room to shift that any
+# two files get...
 MARGIN = 2.0
 FIT_QUANTILE = 0.05
 # ...and never further apart than this, whatever the catalog (a fixed floor of agreement: nine
 # windows in ten within cosine 0.9).
 MAX_DISTANCE = 0.1
-# A catalog with fewer tracks than this whose nearest distinct track could be measured links only
-# files this close (about what lossless copies and high-bitrate re-encodes give).
+# Where no copy could be measured (a catalog fitted without its model), a catalog with fewer
+# tracks than this whose nearest distinct track could be measured links only files this close
+# (about what lossless copies and high-bitrate re-encodes give); copies always may lie this close.
 MIN_FIT_TRACKS = 10
 SMALL_CATALOG_DISTANCE = 0.001
+# What a rule's limit was set by (DuplicateRule.basis).
+BY_COPIES, BY_DISTINCT, BY_FLOOR, BY_SMALL = "copies", "nearest distinct", "floor", "small catalog"
 # The fit measures at most this many tracks (a fixed sample, so a repeated fit gives the same rule).
 FIT_TRACKS = 2000
 # A catalog whose track count moved this much (as a share) since the fit gets a new one.
@@ -124,6 +133,25 @@ def aligned_distance(a: Windows, b: Windows, *, most_shift_s: float | None = Non
 
 
 @dataclass(frozen=True)
+class CopyDistances:
+    """How far copies of the catalog's own tracks lie from them (see mertsearch.indexer.copies):
+    the farthest aligned distance of each kind of copy, over excerpts (the longest ``excerpt_s``)
+    of ``tracks`` tracks, under the searched ``layers``, when the catalog held ``catalog_tracks``;
+    and how close two of those excerpts holding distinct music came (None: no such two)."""
+
+    distances: dict[str, float]
+    tracks: int
+    layers: list[int]
+    catalog_tracks: int
+    excerpt_s: float
+    distinct: float | None = None
+
+    @property
+    def farthest(self) -> float | None:
+        return max(self.distances.values()) if self.distances else None
+
+
+@dataclass(frozen=True)
 class DuplicateRule:
     """The largest aligned distance of two files of one recording in a catalog, and where it comes from."""
 
@@ -132,19 +160,38 @@ class DuplicateRule:
     nearest_distinct: float | None = None
     measured_tracks: int = 0  # tracks whose nearest distinct track was measured
     catalog_tracks: int = 0  # tracks in the catalog when the rule was fitted
+    copies: CopyDistances | None = None  # None: no copy measured (a fit without the model)
+    basis: str = BY_SMALL  # which bound set ``distance``: BY_COPIES, BY_DISTINCT, BY_FLOOR or BY_SMALL
 
     @classmethod
-    def fitted(cls, nearest: list[float], *, catalog_tracks: int) -> DuplicateRule:
-        """The rule for a catalog whose tracks' nearest distinct tracks lie at ``nearest``."""
+    def fitted(cls, nearest: list[float], *, catalog_tracks: int, copies: CopyDistances | None = None) -> DuplicateRule:
+        """The rule for a catalog whose tracks' nearest distinct tracks lie at ``nearest`` and whose
+        copies lie at ``copies``: the tightest of COPY_MARGIN times the farthest copy (at least
+        SMALL_CATALOG_DISTANCE), MARGIN times closer than distinct music comes (the FIT_QUANTILE
+        of ``nearest``, or the measured excerpts of distinct tracks where they come closer) and
+        MAX_DISTANCE. Without copies, the distinct tracks set it once MIN_FIT_TRACKS of them were
+        measured."""
         finite = [d for d in nearest if np.isfinite(d)]
-        if len(finite) < MIN_FIT_TRACKS:
-            return cls(SMALL_CATALOG_DISTANCE, measured_tracks=len(finite), catalog_tracks=catalog_tracks)
-        low = float(np.quantile(finite, FIT_QUANTILE))
+        low = float(np.quantile(finite, FIT_QUANTILE)) if finite else None
+        measured = copies is not None and copies.farthest is not None
+        if not measured and len(finite) < MIN_FIT_TRACKS:
+            small = SMALL_CATALOG_DISTANCE
+            return cls(small, measured_tracks=len(finite), catalog_tracks=catalog_tracks, copies=copies)
+        bounds = {BY_FLOOR: MAX_DISTANCE}
+        distinct = [low] if low is not None else []
+        if measured:
+            bounds[BY_COPIES] = max(SMALL_CATALOG_DISTANCE, COPY_MARGIN * copies.farthest)
+            distinct += [copies.distinct] if copies.distinct is not None else []
+        if distinct:
+            bounds[BY_DISTINCT] = min(distinct) / MARGIN
+        basis = min(bounds, key=bounds.__getitem__)
         return cls(
-            distance=min(MAX_DISTANCE, low / MARGIN),
+            distance=bounds[basis],
             nearest_distinct=low,
             measured_tracks=len(finite),
             catalog_tracks=catalog_tracks,
+            copies=copies,
+            basis=basis,
         )
 
     def links(self, a: Windows, b: Windows) -> float | None:
@@ -165,18 +212,40 @@ class DuplicateRule:
 
     @classmethod
     def from_meta(cls, text: str | None) -> DuplicateRule | None:
-        return None if text is None else cls(**json.loads(text))
+        if text is None:
+            return None
+        fields = json.loads(text)
+        if "basis" not in fields:  # stored by an earlier version: fitted on the distinct tracks alone
+            fitted = fields.get("nearest_distinct") is not None
+            fields["basis"] = (BY_FLOOR if fields["distance"] >= MAX_DISTANCE else BY_DISTINCT) if fitted else BY_SMALL
+        copies = fields.pop("copies", None)
+        return cls(**fields, copies=None if copies is None else CopyDistances(**copies))
 
     def describe(self) -> str:
-        if self.nearest_distinct is None:
+        if self.basis == BY_SMALL:
             return (
                 f"aligned windows within {self.distance:.2g} (a small catalog's limit: {self.measured_tracks} tracks "
-                f"with a measured nearest distinct track, fewer than {MIN_FIT_TRACKS})"
+                f"with a measured nearest distinct track, fewer than {MIN_FIT_TRACKS}, and no copy measured)"
             )
-        return (
-            f"aligned windows within {self.distance:.2g} (the nearest distinct tracks of {self.measured_tracks} "
-            f"tracks come to {self.nearest_distinct:.2g} at {FIT_QUANTILE:.0%}; at most {MAX_DISTANCE:g})"
-        )
+        why = {
+            BY_COPIES: f"{COPY_MARGIN:g} times the farthest copy of the catalog's own tracks",
+            BY_DISTINCT: f"{MARGIN:g} times closer than the nearest distinct tracks",
+            BY_FLOOR: "the most that is ever allowed",
+        }[self.basis]
+        parts = []
+        copies = self.copies
+        if copies is not None and copies.farthest is not None:
+            found = ", ".join(f"{name} {distance:.2g}" for name, distance in copies.distances.items())
+            parts.append(f"copies of excerpts of up to {copies.excerpt_s:g} s of {copies.tracks} tracks: {found}")
+            if copies.distinct is not None:
+                parts.append(f"the nearest two excerpts of distinct tracks come to {copies.distinct:.2g}")
+        if self.nearest_distinct is not None:
+            parts.append(
+                f"the nearest distinct tracks of {self.measured_tracks} tracks come to "
+                f"{self.nearest_distinct:.2g} at {FIT_QUANTILE:.0%}"
+            )
+        parts.append(f"at most {MAX_DISTANCE:g}")
+        return f"aligned windows within {self.distance:.2g}: {why} ({'; '.join(parts)})"
 
 
 def stored_rule(store: MetadataStore) -> DuplicateRule | None:
@@ -195,8 +264,11 @@ def find_leader(
     """The leading track of the recording a new file (these vectors) is another file of, or None.
 
     ``vector`` is transformed like the index; ``windows`` holds the raw window vectors; the
-    track ``exclude`` (the file's own older version) is never the answer. Of the nearest tracks
-    whose duration fits, the one whose windows lie closest decides.
+    track ``exclude`` (the file's own older version) is never compared with it. Of the nearest
+    tracks whose duration fits, the one whose windows lie closest decides. When that track is
+    one of the recording ``exclude`` leads, the answer is ``exclude`` itself: the file, stored
+    again, still holds the recording it leads, and its group stays as it is (see
+    MetadataStore.put_track).
     """
     _scores, ids = index.search(vector[None, :], NEIGHBOURS)
     candidates = [int(i) for i in ids[0] if i >= 0 and i != exclude]
@@ -214,5 +286,4 @@ def find_leader(
             best, best_distance = candidate, distance
     if best is None:
         return None
-    leader = rows[best].duplicate_of or best
-    return None if leader == exclude else leader
+    return rows[best].duplicate_of or best

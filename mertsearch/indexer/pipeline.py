@@ -1,10 +1,14 @@
-"""The ingest loop: for each file decide added / updated / unchanged / failed, embed, store.
+"""The ingest loop: for each file decide added / updated / retagged / moved / unchanged / failed,
+embed, store.
 
 Files that need the model go to ``embed`` (decoder workers feeding the model, see
 mertsearch.indexer.batching), which hands back each file's outcome as it finishes. Every track
 is committed on its own, so an interrupted run loses at most the files in flight, and a rerun
-carries on from there: files already stored are recognised by size and mtime, or by content
-hash when those changed.
+carries on from there: files already stored are recognised by size and mtime, or by their
+audio's hash (mertsearch.audio.identity) when those changed. A file whose audio is the one
+stored (new tags, new cover art) gets its new tags and keeps its vectors; a new file whose audio
+is that of a track whose file is gone (moved, renamed) takes that track over, id and vectors
+(see ``mover``: the decoder worker tells the file's audio hash before anything is embedded).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import TYPE_CHECKING
 
+from mertsearch.audio.tags import read_tags
 from mertsearch.errors import MertSearchError
+from mertsearch.indexer.discover import surely_gone
 from mertsearch.storage.schema import Track
 from mertsearch.storage.store import MetadataStore, StoredTrack, TrackRecord
 
@@ -30,10 +36,23 @@ class Embedded:
     embedding: Embedding
     tags: dict
     sha256: str
+    audio_sha256: str | None = None
 
 
 @dataclass(frozen=True)
 class Unchanged:
+    """The audio is the one stored; ``tags`` as read now (None: the file is the same bytes)."""
+
+    sha256: str
+    audio_sha256: str | None = None
+    tags: dict | None = None
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A new file holds the audio of a track whose file is gone: it takes that track over."""
+
+    track_id: int
     sha256: str
 
 
@@ -42,7 +61,7 @@ class Failed:
     reason: str
 
 
-Outcome = Embedded | Unchanged | Failed
+Outcome = Embedded | Unchanged | Moved | Failed
 
 
 def fail_reason(exc: BaseException) -> str:
@@ -62,6 +81,8 @@ OnStored = Callable[[StoredTrack, TrackRecord], None]
 LeaderOf = Callable[[TrackRecord, "int | None"], "int | None"]
 # Told about a track removed from the catalog: its id and its windows' ids.
 OnRemoved = Callable[[int, list[int]], None]
+# Told about a track whose tags or path changed, its vectors not.
+OnRetagged = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -79,13 +100,15 @@ class IndexProgress:
     audio_seconds: float
     elapsed: float
     path: str
-    status: str  # added | updated | unchanged | failed | skipped
+    status: str  # added | updated | retagged | moved | unchanged | failed | skipped
 
 
 @dataclass
 class IndexReport:
     added: int = 0
-    updated: int = 0
+    updated: int = 0  # the audio changed: embedded again
+    retagged: int = 0  # only the tags (or cover art) changed: new tags, the same vectors
+    moved: int = 0  # a gone track's audio found in a new file (moved, renamed): the same id and vectors
     unchanged: int = 0
     skipped_failed: int = 0
     failed: list[FailedFile] = field(default_factory=list)
@@ -119,8 +142,9 @@ class Job:
     existing: Track | None  # the stored row for this path, if any
 
     @property
-    def known_sha256(self) -> str | None:
-        return self.existing.sha256 if self.existing is not None else None
+    def known(self) -> tuple[str, str | None] | None:
+        """The stored (sha256, audio_sha256) for this path, if any."""
+        return None if self.existing is None else (self.existing.sha256, self.existing.audio_sha256)
 
 
 def run_index(
@@ -133,6 +157,7 @@ def run_index(
     leader_of: LeaderOf | None = None,
     retry_failed: bool = False,
     progress: Callable[[IndexProgress], None] | None = None,
+    on_retagged: OnRetagged = lambda _track_id: None,
 ) -> IndexReport:
     report = IndexReport(files=len(files))
     started = time.monotonic()
@@ -154,11 +179,16 @@ def run_index(
                 tell(os.fsdecode(path), job)
 
     for job, outcome in embed(jobs()):
-        tell(job.path, _finish(job, outcome, store, on_stored, on_removed, leader_of, report))
+        tell(job.path, _finish(job, outcome, store, on_stored, on_removed, on_retagged, leader_of, report))
     return report
 
 
-def _triage(path: Path, store: MetadataStore, retry_failed: bool, report: IndexReport) -> Job | str:
+def _triage(
+    path: Path,
+    store: MetadataStore,
+    retry_failed: bool,
+    report: IndexReport,
+) -> Job | str:
     """The job for a file, or its status when it needs no work (unchanged, skipped, failed)."""
     key = os.fsdecode(path)
     try:
@@ -167,7 +197,12 @@ def _triage(path: Path, store: MetadataStore, retry_failed: bool, report: IndexR
         report.failed.append(FailedFile(key, fail_reason(exc)))
         return "failed"
     existing = store.track_by_path(key)
-    if existing is not None and (existing.size, existing.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+    # A catalog older than the audio hash learns it (a job that decodes nothing when the file is the same).
+    if (
+        existing is not None
+        and existing.audio_sha256 is not None
+        and (existing.size, existing.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    ):
         report.unchanged += 1
         return "unchanged"
     failure = store.failure_by_path(key)
@@ -188,18 +223,51 @@ def _triage(path: Path, store: MetadataStore, retry_failed: bool, report: IndexR
     return Job(key, stat.st_size, stat.st_mtime_ns, existing)
 
 
+def mover(store: MetadataStore) -> Callable[[Job, tuple], Moved | None]:
+    """For a new file's ("identity", sha256, audio_sha256) message: the track it takes over when a
+    track holds that audio and its file is gone (moved or renamed: its vectors are this file's)."""
+
+    def claim(job: Job, message: tuple) -> Moved | None:
+        _, digest, audio = message
+        for track_id, path in store.tracks_with_audio(audio):
+            if surely_gone(path):
+                return Moved(track_id, digest)
+        return None
+
+    return claim
+
+
 def _finish(
     job: Job,
     outcome: Outcome,
     store: MetadataStore,
     on_stored: OnStored,
     on_removed: OnRemoved,
+    on_retagged: OnRetagged,
     leader_of: LeaderOf | None,
     report: IndexReport,
 ) -> str:
     existing = job.existing
+    if isinstance(outcome, Moved):
+        tags = read_tags(job.path).as_dict()
+        fields = {"path": job.path, "size": job.size, "mtime_ns": job.mtime_ns, "sha256": outcome.sha256}
+        store.update_file(outcome.track_id, **fields, tags=tags)
+        on_retagged(outcome.track_id)
+        report.moved += 1
+        return "moved"
     if isinstance(outcome, Unchanged):
-        store.touch_track(existing.id, size=job.size, mtime_ns=job.mtime_ns)
+        retagged = store.update_file(
+            existing.id,
+            size=job.size,
+            mtime_ns=job.mtime_ns,
+            sha256=outcome.sha256,
+            audio_sha256=outcome.audio_sha256,
+            tags=outcome.tags,
+        )
+        if retagged:
+            on_retagged(existing.id)
+            report.retagged += 1
+            return "retagged"
         report.unchanged += 1
         return "unchanged"
     if isinstance(outcome, Failed):
@@ -216,6 +284,7 @@ def _finish(
         size=job.size,
         mtime_ns=job.mtime_ns,
         sha256=outcome.sha256,
+        audio_sha256=outcome.audio_sha256,
         duration=embedding.duration,
         tags=outcome.tags,
         vector=embedding.vector,

@@ -3,9 +3,14 @@
 The work is a generator of small messages, so the same code runs inside the indexing process
 or in a worker process that sends each message to it as soon as it is ready:
 
-- ``("same", sha256)``: the file's content is the one already stored; nothing was decoded;
+- ``("same", sha256, audio_sha256, tags)``: the file's audio is the one already stored (only its
+  tags or cover art may have changed: ``tags`` as read now, or None when the file is byte for
+  byte the one stored); nothing was decoded;
+- ``("identity", sha256, audio_sha256)``: first, for a file the catalog has no track at this path
+  for: its audio's hash, which may be that of a track whose file has moved here (the indexer then
+  ignores the rest of this file's messages);
 - ``("windows", starts, samples)``: some windows, in order (samples shaped (n, length));
-- ``("done", sha256, total_samples, tags)``: the file ended; no more windows;
+- ``("done", sha256, audio_sha256, total_samples, tags)``: the file ended; no more windows;
 - ``("failed", reason)``: the file cannot be used (its windows sent so far must be dropped).
 """
 
@@ -17,9 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from mertsearch.audio.decode import SILENCE_PEAK, audio_duration, decode_audio, stream_audio
+from mertsearch.audio.identity import audio_sha256
 from mertsearch.audio.tags import read_tags
 from mertsearch.audio.windows import Window, WindowCutter
 from mertsearch.config import WindowSettings
+from mertsearch.errors import MertSearchError
 from mertsearch.files import sha256_file
 from mertsearch.indexer.pipeline import fail_reason
 
@@ -29,19 +36,44 @@ WINDOWS_PER_MESSAGE = 8
 FINAL = frozenset({"same", "done", "failed"})
 
 
-def read_track(path: str, known_sha256: str | None, *, sample_rate: int, windows: WindowSettings) -> Iterator[tuple]:
-    """The messages for one file (see the module's docstring)."""
+# What is known of a file already in the catalog: (sha256, audio_sha256), the latter None in
+# catalogs older than the audio identity.
+Known = tuple[str, "str | None"]
+
+
+def read_track(
+    path: str,
+    known: Known | None,
+    *,
+    sample_rate: int,
+    windows: WindowSettings,
+) -> Iterator[tuple]:
+    """The messages for one file (see the module's docstring); ``known``: what the catalog holds
+    for this path."""
     try:
         digest = sha256_file(Path(path))
-        if digest == known_sha256:
-            yield ("same", digest)
+        unchanged = known is not None and digest == known[0]
+        if unchanged and known[1] is not None:
+            yield ("same", digest, known[1], None)
             return
+        try:
+            audio = audio_sha256(path)
+        except MertSearchError:
+            audio = None  # decoding tells what is wrong with the file
+        if unchanged:  # the same bytes, in a catalog that did not know its audio's hash yet
+            yield ("same", digest, audio, None)
+            return
+        if audio is not None and known is not None and audio == known[1]:
+            yield ("same", digest, audio, read_tags(Path(path)).as_dict())
+            return
+        if audio is not None and known is None:
+            yield ("identity", digest, audio)
         sampled = sampled_windows(path, sample_rate, windows) if windows.sample_s is not None else None
         if sampled is not None:
             chosen, total = sampled
             for first in range(0, len(chosen), WINDOWS_PER_MESSAGE):
                 yield _windows(chosen[first : first + WINDOWS_PER_MESSAGE])
-            yield ("done", digest, total, read_tags(Path(path)).as_dict())
+            yield ("done", digest, audio, total, read_tags(Path(path)).as_dict())
             return
         cutter = WindowCutter(sample_rate, windows)
         pending: list[Window] = []
@@ -53,7 +85,7 @@ def read_track(path: str, known_sha256: str | None, *, sample_rate: int, windows
         pending += cutter.finish()
         for first in range(0, len(pending), WINDOWS_PER_MESSAGE):
             yield _windows(pending[first : first + WINDOWS_PER_MESSAGE])
-        yield ("done", digest, cutter.total, read_tags(Path(path)).as_dict())
+        yield ("done", digest, audio, cutter.total, read_tags(Path(path)).as_dict())
     except Exception as exc:  # noqa: BLE001 - a bad file must never stop the run; the reason is recorded
         yield ("failed", fail_reason(exc))
 

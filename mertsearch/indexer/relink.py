@@ -13,6 +13,7 @@ from mertsearch.indexer.duplicates import (
     FIT_TRACKS,
     META_KEY,
     NEIGHBOURS,
+    CopyDistances,
     DuplicateRule,
     Windows,
     aligned_distance,
@@ -55,15 +56,18 @@ def _windows(store: MetadataStore, ids: Iterable[int], durations: dict[int, floa
     }
 
 
-def fit_rule(store: MetadataStore, index: VectorIndex, transform: Transform) -> DuplicateRule:
-    """The rule for this catalog: each track of a fixed sample (up to FIT_TRACKS) against its
-    nearest tracks whose durations differ by more than copies' do, so that they surely hold
-    other recordings; the closest of those per track (see DuplicateRule.fitted)."""
+def fit_rule(
+    store: MetadataStore, index: VectorIndex, transform: Transform, copies: CopyDistances | None = None
+) -> DuplicateRule:
+    """The rule for this catalog, whose copies lie at ``copies`` (see mertsearch.indexer.copies):
+    each track of a fixed sample (up to FIT_TRACKS) against its nearest tracks whose durations
+    differ by more than copies' do, so that they surely hold other recordings; the closest of
+    those per track (see DuplicateRule.fitted)."""
     links = store.track_links()
     durations = {i: duration for i, duration, _ in links}
     ids = [i for i, _, _ in links]
     if len(ids) < 2:
-        return DuplicateRule.fitted([], catalog_tracks=len(ids))
+        return DuplicateRule.fitted([], catalog_tracks=len(ids), copies=copies)
     chosen = ids
     if len(ids) > FIT_TRACKS:
         chosen = sorted(np.random.default_rng(0).choice(ids, FIT_TRACKS, replace=False).tolist())
@@ -84,11 +88,13 @@ def fit_rule(store: MetadataStore, index: VectorIndex, transform: Transform) -> 
             ]
             if distances:
                 nearest.append(min(distances))
-    return DuplicateRule.fitted(nearest, catalog_tracks=len(ids))
+    return DuplicateRule.fitted(nearest, catalog_tracks=len(ids), copies=copies)
 
 
-def fit_and_store(store: MetadataStore, index: VectorIndex, transform: Transform) -> DuplicateRule:
-    rule = fit_rule(store, index, transform)
+def fit_and_store(
+    store: MetadataStore, index: VectorIndex, transform: Transform, copies: CopyDistances | None = None
+) -> DuplicateRule:
+    rule = fit_rule(store, index, transform, copies)
     store.update_meta({META_KEY: rule.as_meta()})
     return rule
 

@@ -21,8 +21,8 @@ from mertsearch.indexer.reader import FINAL
 
 _PR_SET_PDEATHSIG = 1
 
-# Reads one file: (path, known sha256) -> messages (see mertsearch.indexer.reader).
-Read = Callable[[str, "str | None"], Iterator[tuple]]
+# Reads one file: (path, known hashes) -> messages (see mertsearch.indexer.reader).
+Read = Callable[[str, "tuple[str, str | None] | None"], Iterator[tuple]]
 
 
 def default_workers() -> int:
@@ -89,12 +89,12 @@ class Workers:
             return [] if self._current is not None else [0]
         return [slot for slot, worker in enumerate(self._workers) if not worker.busy]
 
-    def start(self, slot: int, path: str, known_sha256: str | None) -> None:
+    def start(self, slot: int, path: str, known: tuple[str, str | None] | None) -> None:
         if self.inline:
-            self._current = self.read(path, known_sha256)
+            self._current = self.read(path, known)
             return
         worker = self._workers[slot]
-        worker.conn.send((path, known_sha256))
+        worker.conn.send((path, known))
         worker.busy, worker.silent_s = True, 0.0
 
     def poll(self, timeout: float) -> list[tuple[int, tuple]]:

@@ -35,6 +35,7 @@ from mertsearch.storage.filters import Filters
 from mertsearch.storage.schema import Track
 from mertsearch.storage.store import MetadataStore, from_blob
 from mertsearch.storage.vector_index import VectorIndex
+from mertsearch.text import fold
 
 MODES = ("segments", "tracks")
 
@@ -281,8 +282,8 @@ def _accepts(rules: Rules, similarity: Callable[[float], float] | None = None) -
     artists: Counter = Counter()
     albums: Counter = Counter()
     recordings: set[int] = set()
-    excluded_artists = {a.casefold() for a in rules.exclude_artists if a}
-    excluded_albums = {(artist.casefold(), album.casefold()) for artist, album in rules.exclude_albums if album}
+    excluded_artists = {fold(a) for a in rules.exclude_artists if a}
+    excluded_albums = {(fold(artist), fold(album)) for artist, album in rules.exclude_albums if album}
 
     def accept(candidate: _Candidate, track: Track) -> bool:
         recording = track.duplicate_of or track.id
@@ -290,8 +291,7 @@ def _accepts(rules: Rules, similarity: Callable[[float], float] | None = None) -
             return False
         if _below_floor(candidate.score, rules, similarity):
             return False
-        artist = (track.artist or "").casefold()
-        album = (track.album or "").casefold()
+        artist, album = fold(track.artist), fold(track.album)
         if (artist and artist in excluded_artists) or (album and (artist, album) in excluded_albums):
             return False
         if rules.per_artist is not None and artist and artists[artist] >= rules.per_artist:

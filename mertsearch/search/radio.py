@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from mertsearch.search.engine import SearchResult
+from mertsearch.text import fold
 
 # Reciprocal-rank fusion's constant (Cormack et al. 2009): a rank r adds 1 / (60 + r), so the first
 # places of one list do not outweigh being found by several lists.
@@ -46,7 +47,7 @@ def capped(results: Sequence[SearchResult], per_artist: int | None, per_album: i
     albums: Counter = Counter()
     kept = []
     for result in results:
-        artist, album = (result.artist or "").casefold(), (result.album or "").casefold()
+        artist, album = fold(result.artist), fold(result.album)
         if per_artist is not None and artist and artists[artist] >= per_artist:
             continue
         if per_album is not None and album and albums[(artist, album)] >= per_album:

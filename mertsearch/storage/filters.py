@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, func, or_, true
+from sqlalchemy import and_, or_, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from mertsearch.errors import InvalidArgumentError
 from mertsearch.storage.schema import Track
+from mertsearch.text import fold
 
-# --filter keys that match a text tag exactly (case-insensitively).
+# --filter keys that match a text tag exactly, as mertsearch.text.fold compares (any case, any form).
 TEXT_FIELDS = ("artist", "album", "genre")
 
 
@@ -67,7 +68,7 @@ class Filters:
         for name in TEXT_FIELDS:
             wanted = getattr(self, name)
             if wanted:
-                parts.append(func.lower(getattr(Track, name)).in_([w.lower() for w in wanted]))
+                parts.append(getattr(Track, f"{name}_key").in_([fold(w) for w in wanted]))
         if self.path_prefix:
             parts.append(or_(*(Track.path.startswith(prefix, autoescape=True) for prefix in self.path_prefix)))
         for column, low, high in [

@@ -252,6 +252,9 @@ class Indexes:
         windows.add(np.array(stored.window_ids), self.transform(window_vectors))
         self._count_change()
 
+    def retagged(self, track_id: int) -> None:
+        """Nothing to do: FAISS holds vectors only, and a track's tags or path changed, not those."""
+
     def removed(self, track_id: int, window_ids: list[int]) -> None:
         self.tracks.remove(np.array([track_id]))
         self.windows.remove(np.array(window_ids))

@@ -2,7 +2,7 @@
 
 Two collections, ``<prefix>_tracks`` and ``<prefix>_windows``, whose primary keys are the database
 ids (track ids; window row ids), hold the transformed vectors as the FAISS indexes would. Each
-vector carries its track's artist, album and genre (lowercased), year, duration and path, and a
+vector carries its track's artist, album and genre (folded, see mertsearch.text), year, duration and path, and a
 window its track's id, so filters run inside Milvus as expressions (storage/milvus_filters.py).
 
 Writers insert and delete as they commit, so readers and running servers search the current
@@ -48,9 +48,13 @@ from mertsearch.storage.store import MetadataStore, from_blob
 from mertsearch.storage.vector_index import FLAT, FLAT_LIMIT, VectorIndex, ivf_lists, probes_for
 from mertsearch.storage.vector_store import TOKEN_VARIABLE
 from mertsearch.storage.verify import id_problems
+from mertsearch.text import FOLD_VERSION
 
 NAMES = ("tracks", "windows")
 VERSION_KEY = "milvus_built_at"
+# The text folding (mertsearch.text.FOLD_VERSION) of the collections' tag fields: collections built
+# before it hold lowercased tags, so their searches filter by the ids the database allows instead.
+FOLD_KEY = "milvus_text_fold"
 WRITER_PREFIX = "milvus_writer:"  # + a writer's own id: it may have changed Milvus and not finished
 log = logging.getLogger(__name__)
 # milvus-lite asks for faiss-cpu, whose files would replace faiss-gpu's `faiss` (which serves it as well).
@@ -348,7 +352,7 @@ class MilvusStores:
             self._insert("windows", ids, self.transform(vectors), self._window_fields(ids))
         self._ready = True
         self.save()
-        self.store.update_meta({VERSION_KEY: str(version)})
+        self.store.update_meta({VERSION_KEY: str(version), FOLD_KEY: FOLD_VERSION})
 
     def _create(self, name: str) -> None:
         from pymilvus import DataType
@@ -405,6 +409,22 @@ class MilvusStores:
         windows = {int(i): {"track_id": stored.track_id, **fields[stored.track_id]} for i in stored.window_ids}
         if fields:
             self._insert("windows", np.array(stored.window_ids), self.transform(window_vectors), windows)
+
+    def retagged(self, track_id: int) -> None:
+        """A track's tags or path changed, not its vectors: its rows get the new scalar fields."""
+        self._ensure()
+        fields = self._track_fields([track_id])
+        if not fields:
+            return
+        ids, vectors = self.store.vectors_by_id("tracks", [track_id])
+        self._insert("tracks", ids, self.transform(vectors), fields)
+        ids, vectors = self.store.vectors_by_id("windows", self.store.window_ids_of(track_id))
+        windows = {int(i): {"track_id": track_id, **fields[track_id]} for i in ids}
+        self._insert("windows", ids, self.transform(vectors), windows)
+
+    def folded(self) -> bool:
+        """Whether the collections' tag fields hold folded text (see FOLD_KEY)."""
+        return self.store.meta(FOLD_KEY) == FOLD_VERSION
 
     def removed(self, track_id: int, window_ids: list[int]) -> None:
         self._ensure()
@@ -479,7 +499,7 @@ class MilvusCollection:
     def narrowed(self, allowed: np.ndarray, filters: Filters | None) -> MilvusCollection:
         """This collection's vectors of the allowed tracks only: the filters as an expression
         over the scalar fields where they can be written as one, else the allowed track ids."""
-        condition = expression(filters) if filters else None
+        condition = expression(filters) if filters and self.stores.folded() else None
         if condition is None:
             condition = ids_expression("id" if self.name == "tracks" else "track_id", allowed)
         return MilvusCollection(self.stores, self.name, condition)

@@ -1,6 +1,6 @@
 """Search filters as Milvus boolean expressions over the scalar fields both collections carry
-(the track's artist, album and genre lowercased, year, duration and path), so Milvus searches
-among the allowed vectors only and returns k whenever k match."""
+(the track's artist, album and genre folded as mertsearch.text.fold does, year, duration and
+path), so Milvus searches among the allowed vectors only and returns k whenever k match."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 import numpy as np
 
 from mertsearch.storage.filters import TEXT_FIELDS, Filters
+from mertsearch.text import fold
 
 # Longest text kept in a scalar field (Milvus's VARCHAR needs a bound); longer tags are cut, so a
 # filter on one is checked against the database instead (see expression).
@@ -23,8 +24,8 @@ def quoted(text: str) -> str:
 
 
 def tag_key(value: str | None) -> str:
-    """How a text tag is stored for filtering: lowercased, as the SQL filter compares it."""
-    return (value or "").lower()[:TEXT_LIMIT]
+    """How a text tag is stored for filtering: folded, as the SQL filter compares it."""
+    return fold(value)[:TEXT_LIMIT]
 
 
 def expression(filters: Filters) -> str | None:
@@ -32,7 +33,7 @@ def expression(filters: Filters) -> str | None:
     (the caller then filters by the ids the database allows)."""
     parts = []
     for name in TEXT_FIELDS:
-        wanted = [value.lower() for value in getattr(filters, name)]
+        wanted = [fold(value) for value in getattr(filters, name)]
         if any(len(value) >= TEXT_LIMIT for value in wanted):
             return None
         if wanted:

@@ -30,7 +30,10 @@ class TrackRecord:
     window_vectors: np.ndarray
     layer_vectors: np.ndarray | None = None  # (layers, dim), when the catalog keeps all layers
     window_layer_vectors: np.ndarray | None = None  # (windows, layers, dim)
-    duplicate_of: int | None = None  # the leading track of the recording this file also holds
+    # The leading track of the recording this file also holds (its own id: stored again, the file
+    # still holds the recording it leads).
+    duplicate_of: int | None = None
+    audio_sha256: str | None = None  # the hash of its audio stream (mertsearch.audio.identity)
 
 
 @dataclass(frozen=True)

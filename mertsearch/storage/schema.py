@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from mertsearch.files import is_utf8
+from mertsearch.text import fold
+
+# Tags compared by their folded copy (mertsearch.text.fold), kept beside them in "<tag>_key".
+FOLDED_TAGS = ("artist", "album", "genre")
 
 # Surrogate escapes (one per byte 0x80-0xff that is not valid UTF-8) and the private-use code points
 # that stand for them in databases whose text must be valid Unicode: U+DC80 + b <-> U+10FE00 + b.
@@ -69,7 +73,10 @@ class Track(Base):
     path: Mapped[str] = mapped_column(PathText, unique=True)
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    # The whole file's SHA-256, and its audio's: the hash of the audio stream's packets as FFmpeg
+    # demuxes them (mertsearch.audio.identity), which tags and cover art do not change.
     sha256: Mapped[str] = mapped_column(String(64), index=True)
+    audio_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     duration: Mapped[float] = mapped_column(Float)
     title: Mapped[str | None] = mapped_column(TagText)
     artist: Mapped[str | None] = mapped_column(TagText, index=True)
@@ -80,6 +87,12 @@ class Track(Base):
     musicbrainz_track_id: Mapped[str | None] = mapped_column(TagText)
     musicbrainz_album_id: Mapped[str | None] = mapped_column(TagText)
     musicbrainz_artist_id: Mapped[str | None] = mapped_column(TagText)
+    # Folded copies (written with the row, see _fold_keys): what filters and caps compare.
+    artist_key: Mapped[str | None] = mapped_column(TagText, index=True)
+    album_key: Mapped[str | None] = mapped_column(TagText, index=True)
+    genre_key: Mapped[str | None] = mapped_column(TagText, index=True)
+    # Title, artist, album and path folded, one per line: what a text look-up searches.
+    search_text: Mapped[str | None] = mapped_column(TagText)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     # The first-indexed file of the same recording (another encoding or a copy), if this is one.
     duplicate_of: Mapped[int | None] = mapped_column(Id, ForeignKey("tracks.id", ondelete="SET NULL"), index=True)
@@ -90,6 +103,19 @@ class Track(Base):
     windows: Mapped[list[Window]] = relationship(
         back_populates="track", cascade="all, delete-orphan", passive_deletes=True
     )
+
+
+def search_text(title: str | None, artist: str | None, album: str | None, path: str) -> str:
+    return "\n".join(fold(part) for part in (title, artist, album, path))
+
+
+@event.listens_for(Track, "before_insert")
+@event.listens_for(Track, "before_update")
+def _fold_keys(_mapper, _connection, track: Track) -> None:
+    """Every row written through the ORM carries the folded copies of what it holds now."""
+    for name in FOLDED_TAGS:
+        setattr(track, f"{name}_key", fold(getattr(track, name)) or None)
+    track.search_text = search_text(track.title, track.artist, track.album, track.path)
 
 
 class Window(Base):

@@ -18,7 +18,9 @@ from mertsearch.errors import DatabaseError
 from mertsearch.storage.links import DuplicateLinks
 from mertsearch.storage.records import StoredTrack, TrackRecord, chunks, from_blob, safe_url, to_blob
 from mertsearch.storage.schema import Base, Failure, Meta, Track, Window
+from mertsearch.storage.upgrade import upgrade
 from mertsearch.storage.vector_rows import VectorRows
+from mertsearch.text import fold
 
 # Incremented in the same transaction as every change to the vectors, so a saved FAISS index
 # can say which state of the database it reflects.
@@ -69,6 +71,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Paths are case-sensitive, as in PostgreSQL and Milvus (SQLite's LIKE folds ASCII otherwise);
+    # text look-ups compare folded copies, never LIKE's folding.
+    cursor.execute("PRAGMA case_sensitive_like=ON")
     cursor.close()
 
 
@@ -105,6 +110,7 @@ class MetadataStore(VectorRows, DuplicateLinks):
                 if self.dialect == "postgresql":
                     connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
                 Base.metadata.create_all(connection)
+                upgrade(connection)
         except DBAPIError as exc:
             self.engine.dispose()
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
@@ -114,6 +120,7 @@ class MetadataStore(VectorRows, DuplicateLinks):
     def copy_to(self, other: MetadataStore, batch: int = 1000) -> None:
         """Every row of every table into ``other`` (empty, any database), a batch at a time."""
         with self.engine.connect() as source, other.engine.begin() as target:
+            target.execute(delete(Meta))  # what opening it wrote (the folding's version): the source's instead
             for table in Base.metadata.sorted_tables:
                 rows = source.execution_options(yield_per=batch).execute(select(table))
                 for part in rows.mappings().partitions():
@@ -184,7 +191,10 @@ class MetadataStore(VectorRows, DuplicateLinks):
     def put_track(self, record: TrackRecord) -> StoredTrack:
         """Insert or replace the track at ``record.path``.
 
-        A re-embedded file keeps its track id, so ids users have seen stay valid.
+        A re-embedded file keeps its track id, so ids users have seen stay valid. Its duplicate
+        links start again (a group it led passes to the next-oldest member), unless
+        ``record.duplicate_of`` is its own id: it still holds the recording it leads, and the
+        other files stay linked to it.
         """
         return self._write(lambda session: self._put_track(session, record))
 
@@ -200,8 +210,12 @@ class MetadataStore(VectorRows, DuplicateLinks):
         else:
             old_window_ids = list(session.scalars(select(Window.id).where(Window.track_id == track.id)))
             session.execute(delete(Window).where(Window.track_id == track.id))
-            _detach(session, track.id)  # new content: its duplicate links start again
+            # The group's other files were each linked as holding its recording, which the file
+            # still holds (it matched one of them): they stay, as repair would keep them.
+            if record.duplicate_of != track.id:
+                _detach(session, track.id)  # new content: its duplicate links start again
         track.size, track.mtime_ns, track.sha256 = record.size, record.mtime_ns, record.sha256
+        track.audio_sha256 = record.audio_sha256
         track.duration = record.duration
         for field, value in record.tags.items():
             setattr(track, field, value)
@@ -269,10 +283,26 @@ class MetadataStore(VectorRows, DuplicateLinks):
             query = select(Track.id, Track.path, Track.duration).where(Track.duplicate_of.is_(None)).order_by(Track.id)
             return [(row[0], row[1], row[2]) for row in session.execute(query)]
 
-    def touch_track(self, track_id: int, *, size: int, mtime_ns: int) -> None:
-        """Record a new size/mtime for a file whose content did not change (if the track is still there)."""
-        with self.session() as session, session.begin():
-            session.execute(update(Track).where(Track.id == track_id).values(size=size, mtime_ns=mtime_ns))
+    def update_file(self, track_id: int, *, tags: dict | None = None, **fields) -> bool:
+        """Record what changed about a file whose audio did not (its size, mtime, hashes, path when
+        it moved, ``tags`` when they were read again); the vectors stay. Whether the tags changed."""
+
+        def change(session: Session) -> bool:
+            track = session.get(Track, track_id, with_for_update=True)
+            if track is None:  # removed meanwhile
+                return False
+            retagged = tags is not None and any(getattr(track, name) != value for name, value in tags.items())
+            for name, value in {**fields, **(tags or {})}.items():
+                setattr(track, name, value)
+            return retagged
+
+        return self._write(change)
+
+    def tracks_with_audio(self, audio_sha256: str) -> list[tuple[int, str]]:
+        """(id, path) of the tracks whose files hold this audio (see Track.audio_sha256), oldest first."""
+        with self.session() as session:
+            query = select(Track.id, Track.path).where(Track.audio_sha256 == audio_sha256).order_by(Track.id)
+            return [(row[0], row[1]) for row in session.execute(query)]
 
     def track_ids_where(self, condition) -> np.ndarray:
         """Ids of the tracks that meet a SQL condition on tracks, in order (a search filters
@@ -282,11 +312,9 @@ class MetadataStore(VectorRows, DuplicateLinks):
 
     def find_tracks(self, text: str, *, limit: int, offset: int) -> tuple[int, list[Track]]:
         """(total, page) of tracks whose title, artist, album or path contains ``text`` (any case)."""
-        needle = text.strip().lower()
-        fields = (Track.title, Track.artist, Track.album, Track.path)
-        # autoescape: "%" and "_" in the text are themselves, not LIKE's wildcards.
-        matches = [func.lower(field).contains(needle, autoescape=True) for field in fields]
-        condition = or_(*matches) if needle else true()
+        needle = fold(text).replace("\n", " ")
+        # One column holds the four fields folded; autoescape: "%" and "_" are themselves, not wildcards.
+        condition = Track.search_text.contains(needle, autoescape=True) if needle else true()
         with self.session() as session:
             total = session.scalar(select(func.count(Track.id)).where(condition))
             rows = session.scalars(

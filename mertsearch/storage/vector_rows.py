@@ -63,6 +63,12 @@ class VectorRows:
             return np.empty(0, np.int64), np.empty((0, 0), np.float32)
         return np.array(found, dtype=np.int64), np.stack(vectors)
 
+    def window_ids_of(self, track_id: int) -> list[int]:
+        """The ids of a track's windows, in order."""
+        with self.session() as session:
+            query = select(Window.id).where(Window.track_id == int(track_id)).order_by(Window.position)
+            return list(session.scalars(query))
+
     def window_places(self, window_ids: Sequence[int]) -> dict[int, tuple[int, float, float]]:
         """{window id: (track id, start, end)}."""
         with self.session() as session:

@@ -75,6 +75,10 @@ class VectorStores(Protocol):
 
     def removed(self, track_id: int, window_ids: list[int]) -> None: ...
 
+    def retagged(self, track_id: int) -> None:
+        """A track's tags or path changed, its vectors not."""
+        ...
+
     @property
     def tracks(self) -> VectorCollection: ...
 

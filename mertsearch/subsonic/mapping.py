@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from mertsearch.storage.schema import Track
+from mertsearch.text import fold
 
 # A song's duration is whole seconds in Subsonic; a re-encode may differ by a codec's padding.
 DURATION_SLACK_S = 2.0
@@ -54,7 +55,7 @@ def _parts(path: str) -> tuple[str, ...]:
 
 
 def _key(text: str | None) -> str:
-    return " ".join((text or "").casefold().split())
+    return " ".join(fold(text).split())
 
 
 def match(songs: Iterable[dict], tracks: Sequence[CatalogTrack], roots: Sequence[str] = ()) -> SongMap:
