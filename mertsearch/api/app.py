@@ -261,7 +261,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         with lock:
             results = cat.search((samples, cat.encoder.sample_rate), options)
-        answer = {"results": [r.as_dict() for r in results]}
+        answer = {"results": [r.as_dict() for r in results], "partial": results.partial}
         if cat.sampled_note:
             answer["note"] = cat.sampled_note
         return answer
@@ -308,7 +308,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         with lock:
             results = catalog().similar(track_id, options)
-        return {"results": [r.as_dict() for r in results]}
+        return {"results": [r.as_dict() for r in results], "partial": results.partial}
 
     @app.get("/tracks/{track_id}", dependencies=[Auth], summary="One track's metadata")
     def track(track_id: TrackId) -> dict:

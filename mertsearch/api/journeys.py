@@ -77,7 +77,7 @@ def add_routes(app: FastAPI, catalog: Callable[[], Catalog], lock: threading.Loc
         )
         with lock:
             results = catalog().radio(history, options)
-        return {"results": [r.as_dict() for r in results]}
+        return {"results": [r.as_dict() for r in results], "partial": results.partial}
 
     @app.get("/path", dependencies=[auth], summary="A song path of count tracks from one track to another")
     def path(

@@ -229,7 +229,7 @@ class Catalog(Core):
         options = (options or SearchOptions()).changed(**fields)
         tracks = [history] if isinstance(history, (int, str, os.PathLike)) else list(history)
         # Not made unique: a track played again is recent again.
-        return radio.radio(self, [self.track_id(track) for track in tracks], options)
+        return radio.radio(self, lookups.track_ids(self, tracks), options)
 
     def path(
         self, start: TrackRef, end: TrackRef, count: int = 10, options: SearchOptions | None = None, **fields
@@ -248,7 +248,7 @@ class Catalog(Core):
     def _track_ids(self, tracks: TrackRef | Sequence[TrackRef]) -> list[int]:
         """Ids of one track or several, each once, in the order given."""
         tracks = [tracks] if isinstance(tracks, (int, str, os.PathLike)) else list(tracks)
-        return list(dict.fromkeys(self.track_id(track) for track in tracks))
+        return list(dict.fromkeys(lookups.track_ids(self, tracks)))
 
     @property
     def sampled_note(self) -> str | None:

@@ -26,6 +26,18 @@ def track_id(cat: Core, track: int | str | os.PathLike) -> int:
     return row.id
 
 
+def track_ids(cat: Core, tracks) -> list[int]:
+    """The ids of several tracks (see track_id), those given by id checked in one query: a radio's
+    history or a queue's exclusions run to hundreds."""
+    given = [int(t) if isinstance(t, str) and t.isdigit() else t for t in tracks]
+    numbers = [t for t in given if isinstance(t, int)]
+    known = cat.store.tracks_by_id(numbers) if numbers else {}
+    missing = next((t for t in numbers if t not in known), None)
+    if missing is not None:
+        raise TrackNotFoundError(f"no track with id {missing} in {cat.directory}")
+    return [t if isinstance(t, int) else track_id(cat, t) for t in given]
+
+
 def track(cat: Core, track_id: int) -> dict:
     row = cat.store.tracks_by_id([track_id])[track_id]
     lead = row.duplicate_of or row.id

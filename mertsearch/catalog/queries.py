@@ -7,12 +7,13 @@ import numpy as np
 from mertsearch.catalog.core import Core
 from mertsearch.encoder.pooling import Embedding, l2_normalize
 from mertsearch.errors import InvalidArgumentError
-from mertsearch.search import Query, SearchResult, rank
+from mertsearch.search import Query
+from mertsearch.search.engine import Ranked, Ranking, rank_candidates
 from mertsearch.search.options import SearchOptions
 from mertsearch.storage.store import from_blob
 
 
-def search_embedding(cat: Core, embedding: Embedding, options: SearchOptions) -> list[SearchResult]:
+def search_embedding(cat: Core, embedding: Embedding, options: SearchOptions) -> Ranking:
     """See :meth:`mertsearch.catalog.Catalog.search_embedding`; the caller has taken up the
     database's layers and transform (:meth:`Core.take_up_meta`) before the clip was embedded."""
     if options.exclude_seed_artist:
@@ -24,15 +25,31 @@ def search_embedding(cat: Core, embedding: Embedding, options: SearchOptions) ->
     if probes is not None:
         probes = (cat.transform(probes.vectors), np.stack([probes.starts, probes.ends], axis=1))
     vectors = embedding.window_vectors
-    return _rank(cat, embedding.vector, vectors, times, options, mode="segments", clip=True, probes=probes)
+    return _rank(cat, embedding.vector, vectors, times, options, mode="segments", clip=True, probes=probes).results()
 
 
 def similar(
     cat: Core, ids: list[int], options: SearchOptions, *, exclude=(), exclude_artists=(), exclude_albums=()
-) -> list[SearchResult]:
+) -> Ranking:
     """Tracks most similar to the mean of the catalog tracks ``ids``, which are left out with their
     other files; ``exclude`` (recordings' leading ids), ``exclude_artists`` and ``exclude_albums``
     ((artist, album) pairs) leave out more (see mertsearch.catalog.radio)."""
+    rules = {"exclude": exclude, "exclude_artists": exclude_artists, "exclude_albums": exclude_albums}
+    return similar_ranked(cat, ids, options, **rules).results()
+
+
+def similar_ranked(
+    cat: Core,
+    ids: list[int],
+    options: SearchOptions,
+    *,
+    exclude=(),
+    exclude_artists=(),
+    exclude_albums=(),
+    allowed: np.ndarray | None = None,
+) -> Ranked:
+    """:func:`similar`'s ranking before its results are made (see mertsearch.search.engine.Ranked);
+    ``allowed``: the options' filters' tracks, where the caller has them already."""
     cat.take_up_meta()
     rows = cat.store.tracks_by_id(ids)
     windows = cat.store.windows_of(ids)
@@ -52,6 +69,7 @@ def similar(
         exclude=seeds | set(exclude),
         exclude_artists=[*artists, *exclude_artists],
         exclude_albums=exclude_albums,
+        allowed=allowed,
     )
 
 
@@ -68,14 +86,15 @@ def _rank(
     exclude_artists=(),
     exclude_albums=(),
     probes: tuple[np.ndarray, np.ndarray] | None = None,
-) -> list[SearchResult]:
+    allowed: np.ndarray | None = None,
+) -> Ranked:
     """``mode`` is the query's default, where the options name none; ``clip``: the query is audio
     (its results say where it starts), not catalog tracks; ``probes``: its probe windows
-    (transformed vectors, times)."""
+    (transformed vectors, times); ``allowed``: the filters' tracks, if the caller has them."""
     mode = options.mode or mode
     calibration = cat.calibration
-    filters = options.filters
-    allowed = cat.store.track_ids_where(filters.condition()) if filters else None
+    if allowed is None:
+        allowed = filter_ids(cat, options)
     query = Query(
         cat.transform(vector[None, :])[0],
         cat.transform(window_vectors),
@@ -83,7 +102,7 @@ def _rank(
         *(probes or (None, None)),
         clip=clip,
     )
-    return rank(
+    return rank_candidates(
         mode=mode,
         tracks_index=cat.indexes.tracks,
         windows_index=cat.indexes.windows,
@@ -96,3 +115,9 @@ def _rank(
         sampled=cat.windows.sample_s is not None,
         similarity=None if calibration is None else calibration.scorer(mode),
     )
+
+
+def filter_ids(cat: Core, options: SearchOptions) -> np.ndarray | None:
+    """The ids of the tracks the options' filters allow, sorted; None without filters."""
+    filters = options.filters
+    return cat.store.track_ids_where(filters.condition()) if filters else None

@@ -17,6 +17,7 @@ from mertsearch.catalog.core import Core
 from mertsearch.encoder.pooling import l2_normalize
 from mertsearch.errors import InvalidArgumentError
 from mertsearch.search import Query, Rules, SearchResult, rank
+from mertsearch.search.engine import Ranked, Ranking
 from mertsearch.search.options import MAX_K, SearchOptions
 from mertsearch.search.radio import SHUFFLE_POOL, capped, fuse, path_targets, recent_tags, shuffled
 from mertsearch.storage.store import from_blob
@@ -28,6 +29,9 @@ from mertsearch.text import fold
 # between the seeds, found by all lists, would come first again, as with the mean vector.
 FUSION_DEPTH = 200
 FUSION_SHARE = 10
+# The lists grow (x4) to at most this many times their first depth while the caps leave fewer than
+# k: a ranking that cannot be filled stops there, partial, rather than reading the catalog.
+FUSION_CEILING = 16
 # Radio: the seeds are the last RADIO_SEEDS tracks of the history; unless told otherwise, no result
 # shares the artist of the last RADIO_NO_REPEAT_ARTIST tracks or the album of the last
 # RADIO_NO_REPEAT_ALBUM, and each artist comes once per answer (RADIO_PER_ARTIST).
@@ -42,12 +46,12 @@ MAX_PATH = 1000
 PATH_CHOICES = 5
 
 
-def similar(cat: Core, seeds: list[int], options: SearchOptions) -> list[SearchResult]:
+def similar(cat: Core, seeds: list[int], options: SearchOptions) -> Ranking:
     """See :meth:`mertsearch.catalog.Catalog.similar`."""
     if not seeds:
         raise InvalidArgumentError("similar needs at least one seed track")
     cat.take_up_meta()
-    excluded = [lookups.track_id(cat, track) for track in options.exclude]
+    excluded = lookups.track_ids(cat, options.exclude)
     rows = cat.store.tracks_by_id(seeds + excluded)
     leaders = {rows[i].duplicate_of or i for i in seeds + excluded}
     artists, albums = recent_tags([rows[i] for i in excluded], options.no_repeat_artist, options.no_repeat_album)
@@ -60,27 +64,47 @@ def similar(cat: Core, seeds: list[int], options: SearchOptions) -> list[SearchR
         results = queries.similar(cat, seeds, wanted, **rules)
     else:
         results = _agreement(cat, seeds, wanted, rules)
-    return shuffled(results, options.k, options.shuffle, options.seed) if options.shuffle > 0 else results
+    if options.shuffle > 0:
+        return Ranking(shuffled(results, options.k, options.shuffle, options.seed), partial=results.partial)
+    return results
 
 
-def _agreement(cat: Core, seeds: list[int], options: SearchOptions, rules: dict) -> list[SearchResult]:
+def _agreement(cat: Core, seeds: list[int], options: SearchOptions, rules: dict) -> Ranking:
     """Each seed's own ranking (without the diversity caps, which apply to the fused list), fused
-    by reciprocal rank; the lists grow until k results pass the caps or no track is left."""
+    by reciprocal rank; the lists grow until k results pass the caps or no track is left, up to
+    FUSION_CEILING times the first depth. Results are made only for the k fused ones: the lists
+    are rankings of ids and scores."""
     # Counts every vector in the index, excluded ones too: the neighbourhood's size is the catalog's.
     depth = max(options.k, min(FUSION_DEPTH, len(cat.indexes.tracks) // FUSION_SHARE))
+    deepest = min(depth * FUSION_CEILING, MAX_K)
+    allowed = queries.filter_ids(cat, options)
     while True:
-        own = options.changed(k=min(depth, MAX_K), per_artist=None, per_album=None)
-        lists = [queries.similar(cat, [seed], own, **rules) for seed in seeds]
-        found = cat.store.tracks_by_id(sorted({r.track_id for results in lists for r in results}))
-        recordings = {track_id: row.duplicate_of or track_id for track_id, row in found.items()}
-        fused = fuse(lists, recordings.__getitem__)
-        chosen = capped(fused, options.per_artist, options.per_album)[: options.k]
-        if len(chosen) == options.k or all(len(results) < own.k for results in lists) or own.k == MAX_K:
-            return chosen
+        own = options.changed(k=min(depth, deepest), per_artist=None, per_album=None)
+        lists = [queries.similar_ranked(cat, [seed], own, **rules, allowed=allowed) for seed in seeds]
+        chosen = _fused(lists, options)
+        # Every list ended before its k: no track is left. A list at its ceiling grows no further.
+        exhausted = all(len(ranked.chosen) < own.k and not ranked.partial for ranked in lists)
+        stopped = own.k == deepest or any(ranked.partial for ranked in lists)
+        if len(chosen) == options.k or exhausted or stopped:
+            break
         depth *= 4
+    owner = {id(candidate): n for n, ranked in enumerate(lists) for candidate in ranked.chosen}
+    made = {}
+    for n, ranked in enumerate(lists):
+        made.update((r.track_id, r) for r in ranked.results([c for c in chosen if owner[id(c)] == n]))
+    # Fewer than k, and the lists stopped at a ceiling rather than at the end of the catalog.
+    return Ranking([made[c.track_id] for c in chosen], partial=len(chosen) < options.k and not exhausted)
 
 
-def radio(cat: Core, history: list[int], options: SearchOptions) -> list[SearchResult]:
+def _fused(lists: list[Ranked], options: SearchOptions) -> list:
+    """The first k of the seeds' candidates fused by agreement, under the options' caps."""
+    rows = {track_id: row for ranked in lists for track_id, row in ranked.rows.items()}
+    fused = fuse([ranked.chosen for ranked in lists], lambda track_id: rows[track_id].duplicate_of or track_id)
+    tags = lambda candidate: (rows[candidate.track_id].artist, rows[candidate.track_id].album)  # noqa: E731
+    return capped(fused, options.per_artist, options.per_album, tags=tags)[: options.k]
+
+
+def radio(cat: Core, history: list[int], options: SearchOptions) -> Ranking:
     """See :meth:`mertsearch.catalog.Catalog.radio`."""
     if not history:
         raise InvalidArgumentError("radio needs a history of at least one track")
@@ -100,8 +124,10 @@ def radio(cat: Core, history: list[int], options: SearchOptions) -> list[SearchR
         # A small library, or one artist: the rest from the ranking without the default rules,
         # under the caller's own caps over the whole answer.
         chosen = {r.track_id for r in results}
-        rest = [r for r in similar(cat, seeds, asked) if r.track_id not in chosen]
-        results = capped(results + rest, options.per_artist, options.per_album)[: options.k]
+        more = similar(cat, seeds, asked)
+        rest = [r for r in more if r.track_id not in chosen]
+        kept = capped(results + rest, options.per_artist, options.per_album)[: options.k]
+        results = Ranking(kept, partial=more.partial)
     return results
 
 
@@ -118,7 +144,7 @@ def path(cat: Core, start: int, end: int, count: int, options: SearchOptions) ->
         raise InvalidArgumentError("start and end are the same recording: a path needs two")
     ends = cat.transform(np.stack([from_blob(rows[start].vector), from_blob(rows[end].vector)]))
     first, last = l2_normalize(ends[0]), l2_normalize(ends[1])
-    allowed = cat.store.track_ids_where(options.filters.condition()) if options.filters else None
+    allowed = queries.filter_ids(cat, options)
     calibration = cat.calibration
     similarity = None if calibration is None else calibration.scorer("tracks")
     tolerance, sampled = cat.windows.hop_s / 2, cat.windows.sample_s is not None
@@ -144,7 +170,9 @@ def path(cat: Core, start: int, end: int, count: int, options: SearchOptions) ->
     used = {recording[i] for i in (start, end, *excluded)}
     for n, target in enumerate(path_targets(first, last, count)):
         artists, albums = _path_tags(before, on_path, rows[end], options)
-        rules = Rules(allowed=allowed, exclude=used, exclude_artists=artists, exclude_albums=albums)
+        rules = Rules(
+            allowed=allowed, exclude=used, exclude_artists=artists, exclude_albums=albums, filters=options.filters
+        )
         step = _forward(cat, nearest(target, rules, PATH_CHOICES), steps[-1], last)
         if step is None:
             raise InvalidArgumentError(

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from mertsearch.cli.common import OUTPUT, clock, out, print_json, say
+from mertsearch.cli.common import OUTPUT, clock, err, out, print_json, say
 from mertsearch.cli.layout import Column, Whole, add_row, fitted, short_paths, show_wide, tsv
 
 WideOpt = Annotated[
@@ -25,12 +25,21 @@ WideOpt = Annotated[
 ]
 
 
+PARTIAL = (
+    "fewer results than asked: the filters and caps leave only these among the nearest few thousand "
+    "tracks, where the search stops; tracks farther off might still qualify"
+)
+
+
 def show_results(results, as_json: bool, *, steps: bool = False, wide: bool = False) -> None:
     """Results as JSON, a table or lines. ``steps``: a song path, whose score is each track's with
     the one before it and whose tracks match no part of a query."""
+    partial = getattr(results, "partial", False)  # a song path is never partial
     if as_json:
-        print_json({"results": [r.as_dict() for r in results]})
+        print_json({"results": [r.as_dict() for r in results], "partial": partial})
         return
+    if partial:
+        err.print(PARTIAL, highlight=False)
     if not results:
         say("no results")
         return

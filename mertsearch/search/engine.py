@@ -10,7 +10,15 @@ Two ways to find candidates:
 Either way a result carries the best-matching time range in the track (``match``) and in the
 query (``query``), and a clip's result where in the track the clip starts (``offset``; see
 placement). Candidates are fetched in growing rounds until ``k`` of them pass the filters
-and diversity rules, so asking for k results gives k whenever k tracks qualify.
+and diversity rules, so asking for k results gives k whenever k tracks qualify among the
+nearest few thousand. The rounds stop there whatever the catalog holds: a request's work is
+bounded by ``k`` and the query, never by the catalog's size, and a ranking that stopped at that
+ceiling with fewer than k is marked ``partial`` (five artists cannot give ten tracks at one per
+artist, and finding that out must not read a million rows).
+
+In segments mode the candidates are aligned (see placement) in the order of their best window
+pair, which bounds their alignment score, until no candidate left can displace the k chosen; a
+long clip's candidates are found by at most SEARCHED_WINDOWS of its windows, spread over it.
 
 Filters come as the ids of the tracks they allow. The track index searches among those (a FAISS id
 selector). Segment search drops the window hits of other tracks, so it never needs the allowed
@@ -66,6 +74,17 @@ class SearchResult:
         return asdict(self)
 
 
+class Ranking(list):
+    """Results, best first. ``partial``: fewer than k came back and more tracks might have
+    qualified: the search stopped at its ceiling of candidates (see FETCH_CEILING)."""
+
+    partial: bool = False
+
+    def __init__(self, results=(), *, partial: bool = False) -> None:
+        super().__init__(results)
+        self.partial = partial
+
+
 @dataclass(frozen=True)
 class Query:
     """A query's vectors, already transformed like the indexes, and its windows' times.
@@ -94,6 +113,16 @@ class Query:
 
 # Tracks whose windows are read and scored at a time when a filter's tracks are scored exactly.
 EXACT_CHUNK = 256
+# The most candidates one ranking reads (rows in tracks mode, hits per query window in segments
+# mode), beyond its k and its exclusions, and the most it aligns: a ranking that cannot fill k by
+# then is partial. A few thousand rows read take tens of milliseconds; aligning a candidate up to
+# a few milliseconds (a long mix against a long clip: tens).
+FETCH_CEILING = 4096
+ALIGN_CEILING = 256
+# Candidates are aligned this many at a time, best window pair first (see _placing).
+ALIGN_BATCH = 32
+# A clip's windows that look up candidates: more only find the same tracks again.
+SEARCHED_WINDOWS = 32
 
 
 @dataclass(frozen=True)
@@ -178,7 +207,7 @@ class _SegmentCandidates:
         """The round's candidates (best window pair first), and whether no other track can follow."""
         self.first = self.first or fetch
         hits = min(math.ceil(fetch / self.share), len(self.index)) if self.share > 0 else len(self.index)
-        lookups = len(self.query.window_vectors) * hits
+        lookups = len(_searched_windows(len(self.query.window_vectors))) * hits
         if self.allowed is not None and (self.exact is not None or lookups >= self.share * len(self.index)):
             if self.exact is None:
                 self.exact = _best_pairs(self.store, self.query, self.allowed, self.transform)
@@ -197,14 +226,15 @@ def _segment_candidates(
     """Tracks of the ``hits`` windows nearest each query window, if allowed, scored by their best
     pair; and the best score a window of another track can have with a query window (the highest
     of each query window's last hit)."""
-    scores, ids = index.search(query.window_vectors, hits, nprobe=nprobe)
+    searched = _searched_windows(len(query.window_vectors))
+    scores, ids = index.search(query.window_vectors[searched], hits, nprobe=nprobe)
     # An empty index gives no column at all: no hit, no bound.
     lasts = [float(row[held][-1]) for row, held in zip(scores, ids >= 0, strict=True) if held.any()]
     bound = max(lasts, default=-math.inf)
     places = store.window_places([int(i) for i in np.unique(ids) if i >= 0])
     kept = _allowed_among({track_id for track_id, _, _ in places.values()}, allowed)
     best: dict[int, _Candidate] = {}
-    for query_window, (row_scores, row_ids) in enumerate(zip(scores, ids, strict=True)):
+    for query_window, row_scores, row_ids in zip(searched.tolist(), scores, ids, strict=True):
         for score, window_id in zip(row_scores, row_ids, strict=True):
             if window_id < 0 or int(window_id) not in places:
                 continue
@@ -212,6 +242,14 @@ def _segment_candidates(
             if track_id in kept and (track_id not in best or score > best[track_id].score):
                 best[track_id] = _Candidate(track_id, float(score), query_window)
     return sorted(best.values(), key=lambda c: -c.score), bound
+
+
+def _searched_windows(count: int) -> np.ndarray:
+    """Which of a query's ``count`` windows look up candidates: all, or SEARCHED_WINDOWS spread
+    evenly over a long clip (a track that matches a stretch of it is met by several of them)."""
+    if count <= SEARCHED_WINDOWS:
+        return np.arange(count)
+    return np.unique(np.linspace(0, count - 1, SEARCHED_WINDOWS).round().astype(np.int64))
 
 
 def _allowed_among(track_ids: set[int], allowed: np.ndarray | None) -> set[int]:
@@ -319,12 +357,58 @@ def rank(
     tolerance: float = 2.5,
     sampled: bool = False,
     similarity: Callable[[float], float] | None = None,
-) -> list[SearchResult]:
+) -> Ranking:
     """The ``k`` best tracks for ``query`` that pass ``rules``, best first.
 
     ``tolerance`` (half the catalog's hop) is how far apart windows may start and still align;
     ``sampled``: the catalog holds a sample of each track's windows (see ``align``);
     ``similarity`` maps this mode's scores to the results' similarity (see search.calibration).
+    """
+    return rank_candidates(
+        mode=mode,
+        tracks_index=tracks_index,
+        windows_index=windows_index,
+        store=store,
+        query=query,
+        k=k,
+        rules=rules,
+        transform=transform,
+        tolerance=tolerance,
+        sampled=sampled,
+        similarity=similarity,
+    ).results()
+
+
+@dataclass
+class Ranked:
+    """A ranking before its results are made (which reads the chosen tracks' windows): the chosen
+    candidates, best first, their rows, and whether the rounds stopped at their ceiling."""
+
+    chosen: list[_Candidate]
+    rows: dict[int, Track]
+    partial: bool
+    finish: Callable[[list[_Candidate], dict[int, Track]], list[SearchResult]]
+
+    def results(self, chosen: list[_Candidate] | None = None) -> Ranking:
+        """The results of ``chosen`` (some of this ranking's candidates; all by default)."""
+        return Ranking(self.finish(self.chosen if chosen is None else chosen, self.rows), partial=self.partial)
+
+
+def rank_candidates(
+    *,
+    mode: str,
+    tracks_index: VectorIndex,
+    windows_index: VectorIndex,
+    store: MetadataStore,
+    query: Query,
+    k: int,
+    rules: Rules = Rules(),
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    tolerance: float = 2.5,
+    sampled: bool = False,
+    similarity: Callable[[float], float] | None = None,
+) -> Ranked:
+    """:func:`rank`'s ranking, without its results (see Ranked).
 
     A floor ends the rounds once no track not yet fetched can reach it: in segments mode a track
     aligns at most as well as its best window pair (or 0), and none not yet found has a pair above
@@ -336,7 +420,7 @@ def rank(
         raise InvalidArgumentError(
             "min_similarity needs the catalog's calibration: run `mertsearch repair` (or reindex)"
         )
-    allowed = None if rules.allowed is None else np.unique(np.asarray(rules.allowed, dtype=np.int64))
+    allowed = None if rules.allowed is None else _sorted_ids(rules.allowed)
     if allowed is not None and hasattr(tracks_index, "narrowed"):
         # An index that filters as it searches (Milvus) holds only the allowed tracks' vectors.
         tracks_index = tracks_index.narrowed(allowed, rules.filters)
@@ -349,25 +433,78 @@ def rank(
         share = 1.0 if allowed is None else min(len(allowed) / max(len(tracks_index), 1), 1.0)
         next_round = _SegmentCandidates(windows_index, store, query, allowed, share, transform)
     fetch = max(4 * k + len(rules.exclude), 16)
+    ceiling = max(FETCH_CEILING, 4 * k) + len(rules.exclude)
+    rows: dict[int, Track] = {}
+    placed: dict[int, _Candidate] = {}  # segment candidates aligned so far, kept across rounds
+    placing = partial(_placing, store=store, query=query, transform=transform, tolerance=tolerance, sampled=sampled)
     while True:
         found, complete = next_round(fetch)
+        unplaced = False
         if mode == "tracks":
             rows = store.tracks_by_id([c.track_id for c in found])
             candidates = _rescored(found, rows, query, transform)
-        else:
-            candidates = _aligned(found, store, query, transform, tolerance, sampled)
-            rows = store.tracks_by_id([c.track_id for c in candidates])
-        accept = _accepts(rules, similarity)
-        chosen = [c for c in candidates if c.track_id in rows and accept(c, rows[c.track_id])][:k]
-        if mode == "tracks":
+            chosen = _chosen(candidates, rows, rules, similarity, k)
             floor = bool(candidates) and _below_floor(candidates[-1].score, rules, similarity)
         else:
+            choose = partial(_chosen, rules=rules, similarity=similarity, k=k)
+            chosen, unplaced = placing(found, placed, rows, chosen=choose, k=k, ceiling=max(ALIGN_CEILING, 4 * k))
             floor = _below_floor(max(next_round.bound, 0.0), rules, similarity)
-        if len(chosen) == k or complete or floor:
+        if len(chosen) == k or floor or (complete and not unplaced):
+            stopped = False
             break
-        fetch *= 4
-    placed = partial(align, tolerance=tolerance, sampled=sampled)
-    return _results(store, query, chosen, rows, transform, similarity, aligned=placed)
+        if fetch >= ceiling or unplaced:
+            stopped = True  # more tracks might qualify, beyond what one request may read
+            break
+        fetch = min(fetch * 4, ceiling)
+    placed_again = partial(align, tolerance=tolerance, sampled=sampled)
+    finish = partial(_results, store, query, transform=transform, similarity=similarity, aligned=placed_again)
+    return Ranked(chosen, rows, stopped, finish)
+
+
+def _sorted_ids(ids) -> np.ndarray:
+    """``ids`` as a sorted array of distinct int64s; one already so (as filters give them) is
+    only checked, since sorting a million ids at every step of a song path adds up."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.ndim == 1 and (len(ids) < 2 or bool(np.all(ids[1:] > ids[:-1]))):
+        return ids
+    return np.unique(ids)
+
+
+def _chosen(candidates: list[_Candidate], rows: dict[int, Track], rules: Rules, similarity, k: int) -> list[_Candidate]:
+    """The first ``k`` of ``candidates`` (best first) that pass ``rules``."""
+    accept = _accepts(rules, similarity)
+    return [c for c in candidates if c.track_id in rows and accept(c, rows[c.track_id])][:k]
+
+
+def _placing(
+    found: list[_Candidate],
+    placed: dict[int, _Candidate],
+    rows: dict[int, Track],
+    *,
+    chosen: Callable[[list[_Candidate], dict[int, Track]], list[_Candidate]],
+    k: int,
+    ceiling: int,
+    store: MetadataStore,
+    query: Query,
+    transform: Callable[[np.ndarray], np.ndarray] | None,
+    tolerance: float,
+    sampled: bool,
+) -> tuple[list[_Candidate], bool]:
+    """The chosen of a round's segment candidates (best window pair first), aligned a batch at a
+    time in that order until no candidate left can displace the k chosen: a track aligns at most
+    as well as its best window pair. ``placed`` (alignments) and ``rows`` carry over from round to
+    round. Also whether some were left unaligned at the ``ceiling`` of alignments."""
+    pending = [c for c in found if c.track_id not in placed]
+    while True:
+        aligned = sorted((placed[c.track_id] for c in found if c.track_id in placed), key=lambda c: -c.score)
+        picked = chosen(aligned, rows)
+        if not pending or (len(picked) == k and picked[-1].score >= pending[0].score):
+            return picked, False
+        if len(placed) >= ceiling:
+            return picked, True
+        batch, pending = pending[:ALIGN_BATCH], pending[ALIGN_BATCH:]
+        rows.update(store.tracks_by_id([c.track_id for c in batch if c.track_id not in rows]))
+        placed.update((c.track_id, c) for c in _aligned(batch, store, query, transform, tolerance, sampled))
 
 
 def _results(
@@ -375,9 +512,9 @@ def _results(
     query: Query,
     chosen: list[_Candidate],
     rows: dict[int, Track],
-    transform: Callable[[np.ndarray], np.ndarray] | None,
-    similarity: Callable[[float], float] | None = None,
     *,
+    transform: Callable[[np.ndarray], np.ndarray] | None,
+    similarity: Callable[[float], float] | None,
     aligned: Callable,
 ) -> list[SearchResult]:
     windows = store.windows_of([c.track_id for c in chosen if c.match is None])

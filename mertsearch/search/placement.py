@@ -37,8 +37,10 @@ if TYPE_CHECKING:
 
 # Seconds within which a query window counts as starting where a stored window starts.
 LINED_UP = 0.05
-# The grid of shifts on which a clip's stretch is chosen (blended_stretch).
+# The grid of shifts on which a clip's stretch is chosen (blended_stretch), near how many of the
+# best shifts of the coarser grid that lines windows up.
 BLEND_STEP = 0.05
+BLEND_NEAR = 16
 
 
 class Alignment(NamedTuple):
@@ -62,12 +64,17 @@ def align(
     track_starts, query_starts = track_times[:, 0], times[:, 0]
     shifts = np.unique(np.round((track_starts[:, None] - query_starts[None, :]).ravel(), 2))
     landed = _landed(track_starts, pairs, query_starts, shifts, tolerance)
-    stretch = float(shifts[int(np.argmax(_mean(landed, sampled)))])
+    grid = _mean(landed, sampled)
+    stretch = float(shifts[int(np.argmax(grid))])
     own = len(query.window_vectors)
     tried = np.isin(shifts, np.round((track_starts[:, None] - query_starts[None, :own]).ravel(), 2))
     score = float(np.where(tried, _mean(landed[:, :own], sampled), -np.inf).max())
     if query.clip and not sampled:
-        stretch = blended_stretch(track_times, track_vectors, pairs, query_starts)
+        # The finer grid only near the best shifts of this one: all of it would cost (track +
+        # clip length) / BLEND_STEP shifts x the clip's windows (a 2 h mix against a 10 min
+        # clip: gigabytes), and the true stretch lies within half a hop of a shift of this grid.
+        near = shifts[np.argsort(-grid, kind="stable")[:BLEND_NEAR]]
+        stretch = blended_stretch(track_times, track_vectors, pairs, query_starts, near=near, within=tolerance)
     span = tolerance
     if query.clip and not sampled:
         # A clip's stretch, chosen by blended_stretch to a fraction of a hop, is only refined nearby:
@@ -84,17 +91,36 @@ def align(
 
 
 def blended_stretch(
-    track_times: np.ndarray, track_vectors: np.ndarray, pairs: np.ndarray, query_starts: np.ndarray
+    track_times: np.ndarray,
+    track_vectors: np.ndarray,
+    pairs: np.ndarray,
+    query_starts: np.ndarray,
+    *,
+    near: np.ndarray | None = None,
+    within: float = 0.0,
 ) -> float:
-    """The shift, on a BLEND_STEP grid over the whole track, at which the query's windows best meet
-    what the track holds where they land: a window landing between two stored windows that touch
-    is compared with their normalised blend, weighted by where it lands, so the true stretch scores
-    as if a window had been stored right there, where a chance resemblance elsewhere only meets the
-    grid. A window landing outside the track, or between windows that do not touch, scores 0."""
+    """The shift, on a BLEND_STEP grid over the whole track (or only within ``within`` seconds of
+    the shifts ``near``), at which the query's windows best meet what the track holds where they
+    land: a window landing between two stored windows that touch is compared with their normalised
+    blend, weighted by where it lands, so the true stretch scores as if a window had been stored
+    right there, where a chance resemblance elsewhere only meets the grid. A window landing outside
+    the track, or between windows that do not touch, scores 0."""
     order = np.argsort(track_times[:, 0], kind="stable")
     starts, ends, vectors, pairs = track_times[order, 0], track_times[order, 1], track_vectors[order], pairs[order]
     count = len(starts)
-    shifts = np.arange(starts[0] - query_starts.max(), starts[-1] - query_starts.min() + BLEND_STEP, BLEND_STEP)
+    origin = starts[0] - query_starts.max()
+    steps = int(np.ceil((starts[-1] - query_starts.min() + BLEND_STEP - origin) / BLEND_STEP))  # as np.arange
+    if near is None:
+        at_steps = np.arange(steps)
+    else:
+        # The same grid's points, so a shift scores exactly what it scores on the whole grid.
+        reach = int(np.ceil(within / BLEND_STEP))
+        centres = np.round((np.asarray(near) - origin) / BLEND_STEP).astype(np.int64)
+        at_steps = np.unique((centres[:, None] + np.arange(-reach, reach + 1)[None, :]).ravel())
+        at_steps = at_steps[(at_steps >= 0) & (at_steps < steps)]
+        if not len(at_steps):
+            at_steps = np.arange(steps)
+    shifts = origin + at_steps * BLEND_STEP
     at = query_starts[None, :] + shifts[:, None]  # (shifts, query windows): where each lands
     left = np.searchsorted(starts, at + 1e-9, side="right") - 1
     lo, hi = np.clip(left, 0, count - 1), np.clip(left + 1, 0, count - 1)

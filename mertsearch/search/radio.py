@@ -22,8 +22,9 @@ FUSION_K = 60
 SHUFFLE_POOL = 4
 
 
-def fuse(lists: Sequence[Sequence[SearchResult]], recording_of: Callable[[int], int]) -> list[SearchResult]:
-    """One ranking from several seeds' own rankings, by reciprocal-rank fusion: a recording scores
+def fuse(lists: Sequence[Sequence], recording_of: Callable[[int], int]) -> list:
+    """One ranking from several seeds' own rankings (results, or anything with a ``track_id`` and a
+    ``score``), by reciprocal-rank fusion: a recording scores
     the sum over the lists that hold it of 1 / (60 + its rank there) (ranks from 1), so one found
     by several seeds comes before one that a single seed ranks first. Each recording appears once,
     as the list entry that scored highest (its score and similarity are those of its nearest
@@ -40,14 +41,15 @@ def fuse(lists: Sequence[Sequence[SearchResult]], recording_of: Callable[[int], 
     return [best[recording] for recording in order]
 
 
-def capped(results: Sequence[SearchResult], per_artist: int | None, per_album: int | None) -> list[SearchResult]:
+def capped(results: Sequence, per_artist: int | None, per_album: int | None, *, tags: Callable | None = None) -> list:
     """``results`` in order, less those past ``per_artist`` of their artist or ``per_album`` of their
-    album (untagged tracks are not counted), as the ranking's own caps count them."""
+    album (untagged tracks are not counted), as the ranking's own caps count them; ``tags`` gives
+    an entry's (artist, album), by default its own."""
     artists: Counter = Counter()
     albums: Counter = Counter()
     kept = []
     for result in results:
-        artist, album = fold(result.artist), fold(result.album)
+        artist, album = (fold(tag) for tag in (tags(result) if tags else (result.artist, result.album)))
         if per_artist is not None and artist and artists[artist] >= per_artist:
             continue
         if per_album is not None and album and albums[(artist, album)] >= per_album:
