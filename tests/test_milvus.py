@@ -406,3 +406,38 @@ def test_a_catalog_moves_its_vectors_to_milvus_and_back(tmp_path, tiny_model, mu
         assert _paths(cat.search(music / "c.mp3", k=6)) == [name for name in expected if name != "a.wav"]
     with Catalog.open(tmp_path / "cat") as again:
         assert isinstance(again.indexes, Indexes) and again.verify() == []
+
+
+def test_readers_search_whole_collections_while_a_rebuild_fills_new_ones(tmp_path, tiny_model, music, monkeypatch):
+    """A rebuild fills a new generation of the collections while a running reader, and one opened
+    meanwhile, go on searching the one in use, whole; both follow the switch at their next search,
+    and the generation before is dropped, under a search already handed out too."""
+    store = f"milvus://{tmp_path / 'vectors.db'}"
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model), vector_store=store) as writer:
+        writer.index_paths([music])
+        running = Catalog.open(tmp_path / "cat")
+
+        def answers(reader) -> dict:
+            return {mode: _paths(reader.search(music / "c.mp3", k=6, mode=mode)) for mode in ("segments", "tracks")}
+
+        expected, seen = answers(running), []
+        windows = running.indexes.windows  # a collection handed out before the rebuild
+        queries = running.transform(running.store.sample_vectors("windows", 3))
+        fill = writer.store.window_vectors
+
+        def midway(*args, **kwargs):  # the new tracks collection is filled, its windows not yet
+            with Catalog.open(tmp_path / "cat") as opened:
+                seen.extend([answers(running), answers(opened)])
+            yield from fill(*args, **kwargs)
+
+        monkeypatch.setattr(writer.store, "window_vectors", midway)
+        before = set(writer.indexes.names.values())
+        writer.rebuild_index()
+        assert seen == [expected, expected]
+        after = set(writer.indexes.names.values())
+        assert not after & before and after <= set(writer.indexes.client.list_collections())
+        assert not before & set(writer.indexes.client.list_collections())
+        assert answers(running) == expected and set(running.indexes.names.values()) == after
+        assert windows.search(queries, 4)[1].tolist() == running.indexes.windows.search(queries, 4)[1].tolist()
+        assert writer.verify() == [] and running.verify() == []
+        running.close()
