@@ -441,3 +441,37 @@ def test_readers_search_whole_collections_while_a_rebuild_fills_new_ones(tmp_pat
         assert windows.search(queries, 4)[1].tolist() == running.indexes.windows.search(queries, 4)[1].tolist()
         assert writer.verify() == [] and running.verify() == []
         running.close()
+
+
+def test_a_move_drops_the_old_store_only_once_the_manifest_names_the_new(tmp_path, tiny_model, music, monkeypatch):
+    """The manifest never names a dropped store: a move that stops before writing it (here its
+    write fails) leaves the old store whole, and the catalog on it."""
+    import mertsearch.catalog.maintenance as maintenance
+    from mertsearch.storage.indexes import Indexes
+
+    def unwritable(*args, **kwargs):
+        raise OSError("no space left on device")
+
+    lite = f"milvus://{tmp_path / 'v.db'}"
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model)) as cat:
+        cat.index_paths([music])
+        expected = _paths(cat.search(music / "c.mp3", k=6))
+        files = sorted(cat.directory.rglob("*.faiss"))
+        with monkeypatch.context() as patch:
+            patch.setattr(maintenance, "write_manifest", unwritable)
+            with pytest.raises(OSError, match="no space"):
+                cat.rebuild_index(vector_store=lite)
+        assert sorted(cat.directory.rglob("*.faiss")) == files and files
+        assert cat.manifest.index.vector_store is None and _paths(cat.search(music / "c.mp3", k=6)) == expected
+
+        cat.rebuild_index(vector_store=lite)
+        collections = set(cat.indexes.names.values())
+        with monkeypatch.context() as patch:
+            patch.setattr(maintenance, "write_manifest", unwritable)
+            with pytest.raises(OSError, match="no space"):
+                cat.rebuild_index(vector_store="faiss")
+        assert collections <= set(cat.indexes.client.list_collections())
+        assert cat.manifest.index.vector_store == lite and _paths(cat.search(music / "c.mp3", k=6)) == expected
+        assert cat.verify() == []
+    with Catalog.open(tmp_path / "cat") as again:
+        assert not isinstance(again.indexes, Indexes) and again.verify() == []
