@@ -229,7 +229,7 @@ class Catalog(Core):
         options = (options or SearchOptions()).changed(**fields)
         tracks = [history] if isinstance(history, (int, str, os.PathLike)) else list(history)
         # Not made unique: a track played again is recent again.
-        return radio.radio(self, [self.track_id(track) for track in tracks], options)
+        return radio.radio(self, lookups.track_ids(self, tracks), options)
 
     def path(
         self, start: TrackRef, end: TrackRef, count: int = 10, options: SearchOptions | None = None, **fields

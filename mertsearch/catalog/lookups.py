@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from mertsearch.catalog.core import Core
@@ -24,6 +25,14 @@ def track_id(cat: Core, track: int | str | os.PathLike) -> int:
     if row is None:
         raise TrackNotFoundError(f"no track with path {track} in {cat.directory}")
     return row.id
+
+
+def track_ids(cat: Core, tracks: Sequence[int | str | os.PathLike]) -> list[int]:
+    """The ids of tracks given as for :func:`track_id`, in order; those given by id are checked in
+    one query (a radio's history and exclusions run to hundreds)."""
+    given = [int(track) if isinstance(track, str) and track.isdigit() else track for track in tracks]
+    present = cat.store.present_track_ids(sorted({track for track in given if isinstance(track, int)}))
+    return [track if isinstance(track, int) and track in present else track_id(cat, track) for track in given]
 
 
 def track(cat: Core, track_id: int) -> dict:

@@ -47,7 +47,7 @@ def similar(cat: Core, seeds: list[int], options: SearchOptions) -> list[SearchR
     if not seeds:
         raise InvalidArgumentError("similar needs at least one seed track")
     cat.take_up_meta()
-    excluded = [lookups.track_id(cat, track) for track in options.exclude]
+    excluded = lookups.track_ids(cat, options.exclude)
     rows = cat.store.tracks_by_id(seeds + excluded)
     leaders = {rows[i].duplicate_of or i for i in seeds + excluded}
     artists, albums = recent_tags([rows[i] for i in excluded], options.no_repeat_artist, options.no_repeat_album)

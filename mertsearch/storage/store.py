@@ -189,6 +189,11 @@ class MetadataStore(VectorRows, DuplicateLinks):
                 for row in session.scalars(select(Track).where(Track.id.in_(chunk)))
             }
 
+    def present_track_ids(self, ids: Sequence[int]) -> set[int]:
+        """Those of ``ids`` that are tracks' (their rows not read)."""
+        with self.session() as session:
+            return {i for chunk in chunks(ids) for i in session.scalars(select(Track.id).where(Track.id.in_(chunk)))}
+
     def put_track(self, record: TrackRecord) -> StoredTrack:
         """Insert or replace the track at ``record.path``.
 
