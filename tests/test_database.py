@@ -8,7 +8,7 @@ import threading
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
@@ -164,6 +164,71 @@ def test_two_writers_index_into_one_postgresql_catalog_at_once(tmp_path, tiny_mo
         with cat.store.engine.connect() as connection:
             assert connection.execute(text("SELECT count(DISTINCT path) FROM tracks")).scalar() == 6
         assert cat.similar(str(music / "sub" / "f.flac"), k=5)
+
+
+def _chains(store) -> dict[int, int]:
+    """{track: its leader} where the leader itself follows another track (never, by the rules)."""
+    leaders = {i: leader for i, _, leader in store.track_links()}
+    return {i: leader for i, leader in leaders.items() if leader is not None and leaders.get(leader) is not None}
+
+
+def test_two_relinks_at_once_never_link_into_a_chain(postgres_url, monkeypatch):
+    """Two writers' relinks at once on PostgreSQL, each deciding from the links as they were before
+    either wrote: one puts x with y (the oldest: y leads the pair), the other y with z, which leads
+    z and its copy w. Written as decided, x would follow y, which follows z."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    import mertsearch.indexer.relink as relink_module
+
+    stores = [MetadataStore(postgres_url) for _ in range(2)]
+    try:
+        y, x, z = (stores[0].put_track(_record(f"/music/{name}.flac")).track_id for name in "yxz")
+        w = stores[0].put_track(replace(_record("/music/w.flac"), duplicate_of=z)).track_id
+        near = {x: [y], y: [z]}
+        barrier = threading.Barrier(2)
+
+        def neighbours(index, store, transform, ids):
+            barrier.wait(timeout=30)  # both have read the links; neither has written
+            return {i: near[i] for i in ids}
+
+        monkeypatch.setattr(relink_module, "neighbours", neighbours)
+        monkeypatch.setattr(relink_module, "_windows", lambda store, ids, durations: {i: i for i in ids})
+        rule = SimpleNamespace(links=lambda a, b: 0.0)  # the rule joins every pair it is asked about
+        errors = []
+
+        def run(store, track):
+            try:
+                relink_module.relink(store, None, None, rule, [track])
+            except Exception as exc:  # pragma: no cover - shown by the assertion
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=run, args=(store, track)) for store, track in zip(stores, (x, y), strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert _chains(stores[0]) == {}
+        assert len({leader or i for i, _, leader in stores[0].track_links()}) == 1  # x, y, z and w: one recording
+        assert {i for i, _, _ in stores[0].track_links()} == {x, y, z, w}
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_file_linked_to_a_track_that_now_follows_another_follows_that_one(store):
+    """An ingest decides a file's leader before it writes; another writer's relink may have linked
+    that leader to another track since."""
+    from dataclasses import replace
+
+    first, second = (store.put_track(_record(f"/music/{name}.flac")).track_id for name in ("first", "second"))
+    with store.session() as session, session.begin():
+        session.execute(update(Track).where(Track.id == second).values(duplicate_of=first))
+    copy = store.put_track(replace(_record("/music/copy.flac"), duplicate_of=second)).track_id
+    assert dict((i, leader) for i, _, leader in store.track_links())[copy] == first and _chains(store) == {}
 
 
 def test_a_copy_into_sqlite_keeps_every_row(store, tmp_path):

@@ -406,3 +406,72 @@ def test_a_catalog_moves_its_vectors_to_milvus_and_back(tmp_path, tiny_model, mu
         assert _paths(cat.search(music / "c.mp3", k=6)) == [name for name in expected if name != "a.wav"]
     with Catalog.open(tmp_path / "cat") as again:
         assert isinstance(again.indexes, Indexes) and again.verify() == []
+
+
+def test_readers_search_whole_collections_while_a_rebuild_fills_new_ones(tmp_path, tiny_model, music, monkeypatch):
+    """A rebuild fills a new generation of the collections while a running reader, and one opened
+    meanwhile, go on searching the one in use, whole; both follow the switch at their next search,
+    and the generation before is dropped, under a search already handed out too."""
+    store = f"milvus://{tmp_path / 'vectors.db'}"
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model), vector_store=store) as writer:
+        writer.index_paths([music])
+        running = Catalog.open(tmp_path / "cat")
+
+        def answers(reader) -> dict:
+            return {mode: _paths(reader.search(music / "c.mp3", k=6, mode=mode)) for mode in ("segments", "tracks")}
+
+        expected, seen = answers(running), []
+        windows = running.indexes.windows  # a collection handed out before the rebuild
+        queries = running.transform(running.store.sample_vectors("windows", 3))
+        fill = writer.store.window_vectors
+
+        def midway(*args, **kwargs):  # the new tracks collection is filled, its windows not yet
+            with Catalog.open(tmp_path / "cat") as opened:
+                seen.extend([answers(running), answers(opened)])
+            yield from fill(*args, **kwargs)
+
+        monkeypatch.setattr(writer.store, "window_vectors", midway)
+        before = set(writer.indexes.names.values())
+        writer.rebuild_index()
+        assert seen == [expected, expected]
+        after = set(writer.indexes.names.values())
+        assert not after & before and after <= set(writer.indexes.client.list_collections())
+        assert not before & set(writer.indexes.client.list_collections())
+        assert answers(running) == expected and set(running.indexes.names.values()) == after
+        assert windows.search(queries, 4)[1].tolist() == running.indexes.windows.search(queries, 4)[1].tolist()
+        assert writer.verify() == [] and running.verify() == []
+        running.close()
+
+
+def test_a_move_drops_the_old_store_only_once_the_manifest_names_the_new(tmp_path, tiny_model, music, monkeypatch):
+    """The manifest never names a dropped store: a move that stops before writing it (here its
+    write fails) leaves the old store whole, and the catalog on it."""
+    import mertsearch.catalog.maintenance as maintenance
+    from mertsearch.storage.indexes import Indexes
+
+    def unwritable(*args, **kwargs):
+        raise OSError("no space left on device")
+
+    lite = f"milvus://{tmp_path / 'v.db'}"
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model)) as cat:
+        cat.index_paths([music])
+        expected = _paths(cat.search(music / "c.mp3", k=6))
+        files = sorted(cat.directory.rglob("*.faiss"))
+        with monkeypatch.context() as patch:
+            patch.setattr(maintenance, "write_manifest", unwritable)
+            with pytest.raises(OSError, match="no space"):
+                cat.rebuild_index(vector_store=lite)
+        assert sorted(cat.directory.rglob("*.faiss")) == files and files
+        assert cat.manifest.index.vector_store is None and _paths(cat.search(music / "c.mp3", k=6)) == expected
+
+        cat.rebuild_index(vector_store=lite)
+        collections = set(cat.indexes.names.values())
+        with monkeypatch.context() as patch:
+            patch.setattr(maintenance, "write_manifest", unwritable)
+            with pytest.raises(OSError, match="no space"):
+                cat.rebuild_index(vector_store="faiss")
+        assert collections <= set(cat.indexes.client.list_collections())
+        assert cat.manifest.index.vector_store == lite and _paths(cat.search(music / "c.mp3", k=6)) == expected
+        assert cat.verify() == []
+    with Catalog.open(tmp_path / "cat") as again:
+        assert not isinstance(again.indexes, Indexes) and again.verify() == []

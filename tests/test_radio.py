@@ -174,6 +174,28 @@ def test_radio_continues_a_history_without_repeating_it_or_its_artists(catalog):
             cat.radio([])
 
 
+def test_a_radios_queries_do_not_grow_with_its_history(catalog):
+    """The history's and the exclusions' ids are checked in one query each, not one at a time:
+    a history that holds the same tracks 40 times over costs the database the same statements."""
+    from sqlalchemy import event
+
+    directory, ids = catalog
+    with Catalog.open(directory) as cat:
+        statements = []
+        event.listen(cat.store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+
+        def counted(history: list[int]) -> int:
+            statements.clear()
+            assert sorted(_ids(cat.radio(history, k=2))) == sorted([ids["c7"], ids["c8"]])
+            return len(statements)
+
+        history = [ids[name] for name in ("S", "c1", "c2", "c4", "c5")]
+        short = counted(history)  # the first also loads the indexes
+        assert counted(history * 40) == counted(history) <= short
+        with pytest.raises(TrackNotFoundError, match="no track with id 999"):
+            cat.radio([*history, 999])
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [

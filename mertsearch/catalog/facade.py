@@ -292,7 +292,7 @@ class Catalog(Core):
         Inverted files ("IVF...") too big for one shard are built in shards, merged on disk;
         ``shard_size`` forces that, with shards of that many vectors. ``vector_store`` moves the
         vectors to another store: a Milvus URL (as for :meth:`open`), or "faiss" for FAISS files;
-        the old store's are dropped once the new ones are built.
+        the old store's are dropped once the new ones are built and the manifest names them.
         """
         maintenance.rebuild_index(self, factory, shard_size=shard_size, vector_store=vector_store)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from mertsearch.catalog.core import Core
@@ -26,16 +27,12 @@ def track_id(cat: Core, track: int | str | os.PathLike) -> int:
     return row.id
 
 
-def track_ids(cat: Core, tracks) -> list[int]:
-    """The ids of several tracks (see track_id), those given by id checked in one query: a radio's
-    history or a queue's exclusions run to hundreds."""
-    given = [int(t) if isinstance(t, str) and t.isdigit() else t for t in tracks]
-    numbers = [t for t in given if isinstance(t, int)]
-    known = cat.store.tracks_by_id(numbers) if numbers else {}
-    missing = next((t for t in numbers if t not in known), None)
-    if missing is not None:
-        raise TrackNotFoundError(f"no track with id {missing} in {cat.directory}")
-    return [t if isinstance(t, int) else track_id(cat, t) for t in given]
+def track_ids(cat: Core, tracks: Sequence[int | str | os.PathLike]) -> list[int]:
+    """The ids of tracks given as for :func:`track_id`, in order; those given by id are checked in
+    one query (a radio's history and exclusions run to hundreds)."""
+    given = [int(track) if isinstance(track, str) and track.isdigit() else track for track in tracks]
+    present = cat.store.present_track_ids(sorted({track for track in given if isinstance(track, int)}))
+    return [track if isinstance(track, int) and track in present else track_id(cat, track) for track in given]
 
 
 def track(cat: Core, track_id: int) -> dict:

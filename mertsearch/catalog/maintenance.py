@@ -39,27 +39,30 @@ def rebuild_index(cat: Core, factory: str | None, *, shard_size: int | None, vec
     target = index.vector_store
     if vector_store is not None:
         target = None if vector_store == "faiss" else check_vector_store(vector_store)
-    if target == index.vector_store:
-        cat.indexes.rebuild(factory, shard_size=shard_size, announce=True)
-    else:
+    if target != index.vector_store:
         _move_vectors(cat, target, factory, shard_size)
-    if (factory is not None and factory != index.factory) or vector_store is not None:
-        index.factory = factory or index.factory
+        return
+    cat.indexes.rebuild(factory, shard_size=shard_size, announce=True)
+    if factory is not None and factory != index.factory:
+        index.factory = factory
         write_manifest(cat.directory, cat.manifest)
 
 
 def _move_vectors(cat: Core, target: str | None, factory: str | None, shard_size: int | None) -> None:
     """Build the vectors in another store (``target``: a Milvus URL, or None for FAISS files) from
-    the stored ones; then drop the old store's, which no one uses any more. On a failure the
-    catalog stays with its old store."""
+    the stored ones and name it in the manifest; only then drop the old store's, which no one
+    uses any more, so the manifest never names a dropped store. On a failure before the manifest
+    is written the catalog stays with its old store."""
     index, old = cat.manifest.index, cat.indexes
-    before = (index.vector_store, index.collections)
+    before = (index.vector_store, index.collections, index.factory)
     index.vector_store, index.collections = target, (collections_prefix() if target else None)
     cat._indexes = None  # opened again, in the new store
     try:
         cat.indexes.rebuild(factory, shard_size=shard_size, announce=True)
+        index.factory = factory or index.factory
+        write_manifest(cat.directory, cat.manifest)
     except BaseException:
-        index.vector_store, index.collections = before
+        index.vector_store, index.collections, index.factory = before
         cat._indexes = old
         raise
     if before[0] is None:

@@ -113,13 +113,34 @@ def relink(
     file, form one group, together with the groups the other tracks already form; a group is
     led by the member that leads most of it now (the oldest track among equals), so links that
     still hold stay as they are and a second run changes nothing.
+
+    The rule's verdicts (the slow part) come first; the groups are then formed from the links
+    as they are when written, read again under the links' lock (see DuplicateLinks.relink_tracks),
+    so what another writer linked meanwhile joins its group rather than being overwritten.
     """
-    links = store.track_links()
-    durations = {i: duration for i, duration, _ in links}
-    current = {i: leader for i, _, leader in links}
+    durations = {i: duration for i, duration, _ in store.track_links()}
     targets = sorted(durations if track_ids is None else {int(i) for i in track_ids if int(i) in durations})
-    chosen = set(targets)
-    parent = {i: i for i in durations}
+    joined = []
+    for start in range(0, len(targets), BATCH):
+        batch = targets[start : start + BATCH]
+        fitting = {
+            i: [j for j in near if j in durations and abs(durations[j] - durations[i]) <= DURATION_TOLERANCE_S]
+            for i, near in neighbours(index, store, transform, batch).items()
+        }
+        windows = _windows(store, {*fitting, *(j for near in fitting.values() for j in near)}, durations)
+        for i, near in fitting.items():
+            for j in near:
+                if i in windows and j in windows and rule.links(windows[i], windows[j]) is not None:
+                    joined.append((i, j))
+    before, after = store.relink_tracks(lambda links: _regrouped(links, set(targets), joined))
+    return [Relinked(i, before[i], after[i]) for i in sorted(after)]
+
+
+def _regrouped(links: list[tuple[int, float, int | None]], chosen: set[int], joined: list[tuple[int, int]]) -> dict:
+    """{track: its new leader} for the tracks whose leader changes: the groups the tracks not
+    ``chosen`` form now, joined by the rule's verdicts on the ``joined`` pairs (see relink)."""
+    current = {i: leader for i, _, leader in links}
+    parent = {i: i for i in current}
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -133,31 +154,22 @@ def relink(
             parent[max(a, b)] = min(a, b)
 
     for i, leader in current.items():  # the groups of the tracks not decided again stay
-        if leader is not None and leader in durations and i not in chosen:
+        if leader is not None and leader in current and i not in chosen:
             join(i, leader)
-    for start in range(0, len(targets), BATCH):
-        batch = targets[start : start + BATCH]
-        fitting = {
-            i: [j for j in near if j in durations and abs(durations[j] - durations[i]) <= DURATION_TOLERANCE_S]
-            for i, near in neighbours(index, store, transform, batch).items()
-        }
-        windows = _windows(store, {*fitting, *(j for near in fitting.values() for j in near)}, durations)
-        for i, near in fitting.items():
-            for j in near:
-                if i in windows and j in windows and rule.links(windows[i], windows[j]) is not None:
-                    join(i, j)
+    for i, j in joined:
+        if i in current and j in current:  # neither removed meanwhile
+            join(i, j)
     groups: dict[int, list[int]] = {}
-    for i in durations:
+    for i in current:
         groups.setdefault(root(i), []).append(i)
-    changes = []
+    changes = {}
     for members in groups.values():
         leader = _leader(members, current)
-        for i in sorted(members):
+        for i in members:
             after = None if i == leader else leader
             if after != current[i]:
-                changes.append(Relinked(i, current[i], after))
-    store.set_duplicate_links({change.track_id: change.after for change in changes})
-    return sorted(changes, key=lambda change: change.track_id)
+                changes[i] = after
+    return changes
 
 
 def _leader(members: list[int], current: dict[int, int | None]) -> int:

@@ -1,16 +1,19 @@
 """A catalog's vectors in Milvus (a server, or Milvus Lite in a local file).
 
-Two collections, ``<prefix>_tracks`` and ``<prefix>_windows``, whose primary keys are the database
-ids (track ids; window row ids), hold the transformed vectors as the FAISS indexes would. Each
-vector carries its track's artist, album and genre (folded, see mertsearch.text), year, duration and path, and a
-window its track's id, so filters run inside Milvus as expressions (storage/milvus_filters.py).
+Two collections, ``<prefix>_v<generation>_tracks`` and ``<prefix>_v<generation>_windows``, whose
+primary keys are the database ids (track ids; window row ids), hold the transformed vectors as the
+FAISS indexes would. Each vector carries its track's artist, album and genre (folded, see
+mertsearch.text), year, duration and path, and a window its track's id, so filters run inside
+Milvus as expressions (storage/milvus_filters.py).
 
 Writers insert and delete as they commit, so readers and running servers search the current
-vectors without loading anything. The database stays the source of truth: ``rebuild`` drops
-both collections and fills them from the stored vectors, and the database's meta key
-VERSION_KEY records the data version they were built at, so vectors of an older kind (before a
-reindex changed the layers or the transform) are never searched: a writer rebuilds them, a reader
-refuses.
+vectors without loading anything. The database stays the source of truth: ``rebuild`` fills a
+new generation of both collections from the stored vectors while readers go on searching the
+one in use, then switches the database's pointer (GENERATION_KEY) to the new generation in one
+write and drops the old one. Readers read the pointer before each search, so they never search a
+half-built collection, and follow a switch at once. The meta key VERSION_KEY records the data
+version the collections were built at, so vectors of an older kind (before a reindex changed the
+layers or the transform) are never searched: a writer rebuilds them, a reader refuses.
 
 A writer inserts into Milvus just after the database commits, so a writer killed between the two
 (or stopped by a Milvus error) leaves the two apart. Each writer therefore records itself in the
@@ -29,6 +32,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -51,6 +55,9 @@ from mertsearch.storage.verify import id_problems
 from mertsearch.text import FOLD_VERSION
 
 NAMES = ("tracks", "windows")
+# The generation of the collections searched: <prefix>_v<generation>_<name>. Absent: the
+# collections of versions before generations, <prefix>_<name>.
+GENERATION_KEY = "milvus_generation"
 VERSION_KEY = "milvus_built_at"
 # The text folding (mertsearch.text.FOLD_VERSION) of the collections' tag fields: collections built
 # before it hold lowercased tags, so their searches filter by the ids the database allows instead.
@@ -149,7 +156,9 @@ class MilvusStores:
         self.client = connect(url)
         self.asked, self.build_params, self.search_params = index_settings(url)
         self.lite = urlsplit(url).scheme == "milvus"
-        self.names = {name: f"{prefix}_{name}" for name in NAMES}
+        self.prefix = prefix
+        self._generation: str | None = None
+        self.names = _names(prefix, None)
         self._ready = False
 
     def chosen(self, count: int) -> tuple[str, dict]:
@@ -184,8 +193,12 @@ class MilvusStores:
         return " ".join(["milvus", kind, *(f"{key}={value}" for key, value in settings.items())])
 
     def _ensure(self) -> None:
-        """Both collections exist and hold vectors of the kind searched now, and a writer is
-        recorded as one (see the module's doc)."""
+        """Both collections exist and hold vectors of the kind searched now, they are the
+        generation the database points at (one meta row read: a rebuild may have switched since),
+        and a writer is recorded as one (see the module's doc)."""
+        generation = self.store.meta(GENERATION_KEY)
+        if generation != self._generation:
+            self._generation, self.names, self._ready = generation, _names(self.prefix, generation), False
         if not self._ready:
             self._prepare()
         if self._writer_key is None and self.writing():
@@ -201,7 +214,7 @@ class MilvusStores:
                         return  # a new catalog that no writer has filled: nothing to search yet
                     raise VectorStoreError(
                         "the catalog's Milvus collections are missing or hold vectors of an older kind: "
-                        "run `mertsearch rebuild`"
+                        "run `mertsearch rebuild` (a `reindex` at work runs it itself when it ends)"
                     )
                 self.rebuild()
             for name in self.names.values():  # a collection is searchable once loaded (in each process)
@@ -316,48 +329,66 @@ class MilvusStores:
         self.client.release_collection(collection)
         for index in self.client.list_indexes(collection):
             self.client.drop_index(collection, index)
-        self._index(name, count)
+        self.store.update_meta(self._index(name, count, collection))
 
-    def _index(self, name: str, count: int) -> None:
-        """Give the (released) collection the index ``chosen`` for ``count`` vectors, and load it."""
+    def _index(self, name: str, count: int, collection: str) -> dict[str, str]:
+        """Give the (released) collection the index ``chosen`` for ``count`` vectors, and load it;
+        returns the meta record (INDEX_KEY) for the caller to write when the index is searched."""
         kind, build = self.chosen(count)
         params = self.client.prepare_index_params()
         # pymilvus sends each build parameter as a key of its own, which a server reads; Milvus Lite
         # reads only a "params" key holding them all (and would build its defaults).
         params.add_index("vector", index_type=kind, metric_type="IP", params={"params": build} if self.lite else build)
         # Milvus Lite builds the index as the collection loads; it cannot be waited on (sync).
-        self.client.create_index(self.names[name], params, sync=not self.lite)
-        self.store.update_meta({INDEX_KEY + name: json.dumps({"type": kind, "build": build})})
-        self.client.load_collection(self.names[name])
+        self.client.create_index(collection, params, sync=not self.lite)
+        self.client.load_collection(collection)
+        return {INDEX_KEY + name: json.dumps({"type": kind, "build": build})}
 
     def drop(self) -> None:
-        """Drop both collections (the catalog's vectors moved to another store)."""
+        """Drop the catalog's collections, every generation (its vectors moved to another store)."""
+        self._drop_except(set())
+
+    def _drop_except(self, kept: set[str]) -> None:
+        """Drop this catalog's collections other than ``kept``: the generations before, and any
+        that a rebuild stopped midway left."""
+        own = re.compile(rf"{re.escape(self.prefix)}_(v\d+_)?({'|'.join(NAMES)})")
         with milvus_errors(self.url):
-            for collection in self.names.values():
-                if self.client.has_collection(collection):
+            for collection in self.client.list_collections():
+                if own.fullmatch(collection) and collection not in kept:
                     self.client.drop_collection(collection)
 
     def rebuild(self, factory: str | None = None, *, shard_size: int | None = None, announce: bool = False) -> None:
-        """Drop both collections and fill them again from the stored vectors, each with the index
-        ``chosen`` for its size. ``factory`` and ``shard_size`` (FAISS's) do not apply."""
+        """Fill a new generation of both collections from the stored vectors, each with the index
+        ``chosen`` for its size; then point the database at it and drop the generation before
+        (see the module's doc). ``factory`` and ``shard_size`` (FAISS's) do not apply."""
         if announce:
             self.store.update_meta({}, bump_version=True)
         version = self.store.data_version()
-        self.store.update_meta({VERSION_KEY: "-1"})  # half-built collections are never searched
-        for name in NAMES:
-            self._create(name)
+        generation = str(int(self.store.meta(GENERATION_KEY) or "0") + 1)
+        names = _names(self.prefix, generation)
+        records = {}
+        with milvus_errors(self.url):
+            for name in NAMES:
+                records |= self._create(name, names[name])
         for ids, vectors in self.store.track_vectors():
-            self._insert("tracks", ids, self.transform(vectors), self._track_fields(ids))
+            self._insert("tracks", ids, self.transform(vectors), self._track_fields(ids), into=names["tracks"])
         for ids, vectors in self.store.window_vectors():
-            self._insert("windows", ids, self.transform(vectors), self._window_fields(ids))
-        self._ready = True
-        self.save()
-        self.store.update_meta({VERSION_KEY: str(version), FOLD_KEY: FOLD_VERSION})
+            self._insert("windows", ids, self.transform(vectors), self._window_fields(ids), into=names["windows"])
+        with milvus_errors(self.url):
+            for collection in names.values():
+                self.client.flush(collection)  # sealed, so searched through the index (see save)
+        # One write: readers switch from the whole old generation to the whole new one.
+        self.store.update_meta(
+            {GENERATION_KEY: generation, VERSION_KEY: str(version), FOLD_KEY: FOLD_VERSION, **records}
+        )
+        self._generation, self.names, self._ready = generation, names, True
+        self._drop_except(set(names.values()))
 
-    def _create(self, name: str) -> None:
+    def _create(self, name: str, collection: str) -> dict[str, str]:
+        """Make ``collection`` (left over by a rebuild that stopped midway: made again) with the
+        index for the stored vectors' count; returns its meta record (INDEX_KEY)."""
         from pymilvus import DataType
 
-        collection = self.names[name]
         if self.client.has_collection(collection):
             self.client.drop_collection(collection)
         schema = self.client.create_schema(auto_id=False)
@@ -371,7 +402,7 @@ class MilvusStores:
         schema.add_field("year", DataType.INT64, nullable=True)
         schema.add_field("duration", DataType.DOUBLE)
         self.client.create_collection(collection, schema=schema, consistency_level="Strong")
-        self._index(name, self.store.count(name))
+        return self._index(name, self.store.count(name), collection)
 
     def _track_fields(self, track_ids: Iterable[int]) -> dict[int, dict]:
         rows = self.store.tracks_by_id([int(i) for i in track_ids])
@@ -386,9 +417,11 @@ class MilvusStores:
             if track_id in tracks
         }
 
-    def _insert(self, name: str, ids: np.ndarray, vectors: np.ndarray, fields: dict[int, dict]) -> None:
+    def _insert(
+        self, name: str, ids: np.ndarray, vectors: np.ndarray, fields: dict[int, dict], *, into: str | None = None
+    ) -> None:
         """Insert (or replace: upsert) the rows whose scalar fields are known; the others were
-        taken out of the database meanwhile."""
+        taken out of the database meanwhile. ``into``: that collection, not the one searched."""
         vectors = np.asarray(vectors, dtype=np.float32)
         rows = [
             {"id": int(i), "vector": vector.tolist(), **fields[int(i)]}
@@ -397,7 +430,7 @@ class MilvusStores:
         ]
         with milvus_errors(self.url):
             for start in range(0, len(rows), BATCH):
-                self.client.upsert(self.names[name], rows[start : start + BATCH])
+                self.client.upsert(into or self.names[name], rows[start : start + BATCH])
 
     def stored(self, stored, vector: np.ndarray, window_vectors: np.ndarray) -> None:
         """A track put into the database (new, or replacing its older version under its id)."""
@@ -528,8 +561,24 @@ class MilvusCollection:
         ids = np.full((len(queries), k), -1, dtype=np.int64)
         if len(queries) == 0 or (allowed is not None and len(allowed) == 0):
             return scores, ids
+        try:
+            found = self._search(queries, k, condition)
+        except VectorStoreError:
+            # A rebuild may have switched to its new generation, and dropped this one, since this
+            # collection was handed out: the search runs again on the one in use now.
+            current = self.stores.collection(self.name)
+            if not isinstance(current, MilvusCollection) or current.collection_name == self.collection_name:
+                raise
+            self.collection_name = current.collection_name
+            found = self._search(queries, k, condition)
+        for row, hits in enumerate(found):
+            for column, hit in enumerate(hits):
+                scores[row, column], ids[row, column] = hit["distance"], hit["id"]
+        return scores, ids
+
+    def _search(self, queries: np.ndarray, k: int, condition: str | None) -> list:
         with milvus_errors(self.stores.url):
-            found = self.client.search(
+            return self.client.search(
                 self.collection_name,
                 data=np.asarray(queries, dtype=np.float32).tolist(),
                 limit=k,
@@ -537,10 +586,6 @@ class MilvusCollection:
                 output_fields=["id"],
                 search_params={"metric_type": "IP", "params": self.stores.search_parameters(self.name)},
             )
-        for row, hits in enumerate(found):
-            for column, hit in enumerate(hits):
-                scores[row, column], ids[row, column] = hit["distance"], hit["id"]
-        return scores, ids
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if self.name == "tracks":
@@ -577,6 +622,11 @@ class MilvusCollection:
     def high_water(self) -> int:
         held = self.ids()
         return int(held[-1]) if len(held) else -1
+
+
+def _names(prefix: str, generation: str | None) -> dict[str, str]:
+    """The collections of a generation (None: those made before generations)."""
+    return {name: f"{prefix}_{name}" if generation is None else f"{prefix}_v{generation}_{name}" for name in NAMES}
 
 
 def _scalars(track: Track) -> dict:

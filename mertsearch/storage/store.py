@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from mertsearch.errors import DatabaseError
-from mertsearch.storage.links import DuplicateLinks
+from mertsearch.storage.links import DuplicateLinks, lock_links
 from mertsearch.storage.records import StoredTrack, TrackRecord, chunks, from_blob, safe_url, to_blob
 from mertsearch.storage.schema import Base, Failure, Meta, Track, Window
 from mertsearch.storage.upgrade import upgrade
@@ -46,6 +46,7 @@ __all__ = ["MetadataStore", "StoredTrack", "TrackRecord", "from_blob", "safe_url
 
 def _detach(session: Session, track_id: int) -> None:
     """Take a track out of its duplicate group; if it led the group, the next-oldest member leads."""
+    lock_links(session)
     members = list(session.scalars(select(Track.id).where(Track.duplicate_of == track_id).order_by(Track.id)))
     if members:
         leader, rest = members[0], members[1:]
@@ -188,6 +189,11 @@ class MetadataStore(VectorRows, DuplicateLinks):
                 for row in session.scalars(select(Track).where(Track.id.in_(chunk)))
             }
 
+    def present_track_ids(self, ids: Sequence[int]) -> set[int]:
+        """Those of ``ids`` that are tracks' (their rows not read)."""
+        with self.session() as session:
+            return {i for chunk in chunks(ids) for i in session.scalars(select(Track.id).where(Track.id.in_(chunk)))}
+
     def put_track(self, record: TrackRecord) -> StoredTrack:
         """Insert or replace the track at ``record.path``.
 
@@ -199,6 +205,12 @@ class MetadataStore(VectorRows, DuplicateLinks):
         return self._write(lambda session: self._put_track(session, record))
 
     def _put_track(self, session: Session, record: TrackRecord) -> StoredTrack:
+        leader = record.duplicate_of
+        if leader is not None:
+            # Decided before this transaction: the leader may have been linked to another track
+            # since (a relink of another writer), whose file then leads this one too, never a chain.
+            lock_links(session)
+            leader = session.scalar(select(Track.duplicate_of).where(Track.id == leader)) or leader
         # Locked (in PostgreSQL) so that a concurrent writer of the same file replaces it after this
         # one, seeing its windows, and never leaves both sets behind.
         track = session.scalars(select(Track).where(Track.path == record.path).with_for_update()).first()
@@ -212,7 +224,7 @@ class MetadataStore(VectorRows, DuplicateLinks):
             session.execute(delete(Window).where(Window.track_id == track.id))
             # The group's other files were each linked as holding its recording, which the file
             # still holds (it matched one of them): they stay, as repair would keep them.
-            if record.duplicate_of != track.id:
+            if leader != track.id:
                 _detach(session, track.id)  # new content: its duplicate links start again
         track.size, track.mtime_ns, track.sha256 = record.size, record.mtime_ns, record.sha256
         track.audio_sha256 = record.audio_sha256
@@ -220,7 +232,7 @@ class MetadataStore(VectorRows, DuplicateLinks):
         for field, value in record.tags.items():
             setattr(track, field, value)
         track.vector = to_blob(record.vector)
-        track.duplicate_of = record.duplicate_of if record.duplicate_of != track.id else None
+        track.duplicate_of = leader if leader != track.id else None
         track.layer_vectors = to_blob(record.layer_vectors)
         track.indexed_at = time.time()
         session.flush()
