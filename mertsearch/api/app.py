@@ -11,6 +11,7 @@ import ipaddress
 import json
 import mimetypes
 import os
+import socket
 import threading
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -84,12 +85,16 @@ class ApiError(Exception):
 
 
 def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
+    """Whether listening on ``host`` stays on loopback: every address it resolves to is a loopback one.
+    An empty host is every interface to the server, as are 0.0.0.0 and ::; a name that does not resolve
+    is not loopback."""
+    if not host:
         return False
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (OSError, ValueError):  # unknown name, bad characters
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(address).is_loopback for address in addresses)
 
 
 # Room in a request body for the multipart boundaries, part headers and form fields around the file.
