@@ -25,6 +25,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mertsearch.api import journeys
@@ -37,10 +39,12 @@ from mertsearch.errors import (
     AudioDecodeError,
     AudioTooLongError,
     CatalogMismatchError,
+    DatabaseError,
     InvalidArgumentError,
     MertSearchError,
     ModelLoadError,
     TrackNotFoundError,
+    VectorStoreError,
 )
 from mertsearch.search.options import SearchOptions
 from mertsearch.subsonic import PassThrough, SubsonicSettings
@@ -53,7 +57,14 @@ _STATUS = [
     (InvalidArgumentError, 422),
     (CatalogMismatchError, 409),
     (ModelLoadError, 503),
+    (DatabaseError, 503),
+    (VectorStoreError, 503),
 ]
+# The catalog's database or vector store cannot be reached or used now (a server down, a file gone,
+# a pool with no free connection): the same request may work later, so 503 with Retry-After.
+OUTAGES = (DatabaseError, VectorStoreError, OperationalError, PoolTimeoutError)
+# Seconds a client is told to wait before it tries again, after an outage or a busy server.
+RETRY_AFTER_S = 10
 
 
 @dataclass
@@ -174,7 +185,14 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(MertSearchError)
     async def known_error(_request: Request, exc: MertSearchError) -> JSONResponse:
         status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 400)
-        return _error(status, str(exc))
+        return _error(status, str(exc), {"Retry-After": str(RETRY_AFTER_S)} if isinstance(exc, OUTAGES) else None)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeoutError)
+    async def database_outage(_request: Request, exc: Exception) -> JSONResponse:
+        # The driver's text may name hosts and paths, and /health answers without a token: the kind only.
+        message = f"the catalog's database is unavailable ({type(exc).__name__}); try again later"
+        return _error(503, message, {"Retry-After": str(RETRY_AFTER_S)})
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
