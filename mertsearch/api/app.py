@@ -139,9 +139,11 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
 def create_app(settings: Settings) -> FastAPI:
     state: dict = {}
     lock = threading.Lock()
-    # Uploads at once, from their first byte to their answer: one decoding and one waiting per decoder
-    # keeps every decoder busy; more would only wait, each holding its body (up to max_upload_bytes).
-    max_uploads = 2 * settings.decoders
+    # Uploads at once, from their first byte to their answer. Per decoder: one decoding, one waiting for
+    # it, and two decoded, waiting for the model (a search takes it for a fraction of a second), so a
+    # short burst queues instead of being refused; more would only wait longer, each holding its body
+    # (up to max_upload_bytes) and its samples.
+    max_uploads = 4 * settings.decoders
     signer = AudioUrlSigner(settings.audio_url_seconds)
     passthrough = settings.subsonic and PassThrough(settings.subsonic, lambda: state["catalog"], lock)
 

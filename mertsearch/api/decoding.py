@@ -38,6 +38,8 @@ def _serve(conn: Connection, decode: Decode) -> None:
     die_with_parent(None)  # the fork server: it ends with the server
     import torch
 
+    import mertsearch.audio.decode  # noqa: F401 - FFmpeg's bindings load now, not during the first upload
+
     torch.set_num_threads(1)  # the cores belong to the model and the other workers
     while (job := conn.recv()) is not None:
         data, options = job
