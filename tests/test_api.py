@@ -1,12 +1,14 @@
 """The HTTP API through a real server on loopback, with the Python client and raw requests."""
 
 import shutil
+import socket
 import threading
 
 import httpx
 import mutagen
 import numpy as np
 import pytest
+import uvicorn
 
 from mertsearch import Catalog
 from mertsearch.api.app import Settings, is_loopback
@@ -176,14 +178,32 @@ def test_cors_and_loopback_rules(catalog_dir):
         )
         assert response.headers["access-control-allow-origin"] == "https://app.example"
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
-    assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("::") and not is_loopback("192.0.2.1")
+    assert not is_loopback("")  # every interface, to uvicorn
 
 
-def test_serve_refuses_to_listen_beyond_loopback_without_a_token(catalog_dir, monkeypatch):
+def test_a_host_name_is_loopback_only_when_every_address_is(monkeypatch):
+    names = {"lo.test": ["127.0.0.1", "::1"], "both.test": ["127.0.0.1", "192.0.2.1"]}
+
+    def resolve(host, *_args, **_kwargs):
+        if host not in names:
+            raise socket.gaierror(socket.EAI_NONAME, "unknown")
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 0)) for a in names[host]
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    assert is_loopback("lo.test")
+    assert not is_loopback("both.test") and not is_loopback("unknown.test")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", ""])
+def test_serve_refuses_to_listen_beyond_loopback_without_a_token(catalog_dir, monkeypatch, host):
     from typer.testing import CliRunner
 
     from mertsearch.cli import app
 
     monkeypatch.delenv("MERTSEARCH_TOKEN", raising=False)
-    result = CliRunner().invoke(app, ["serve", "--catalog", str(catalog_dir), "--host", "0.0.0.0"])
+    monkeypatch.setattr(uvicorn, "run", lambda *_args, **_kwargs: pytest.fail(f"served on {host!r} without a token"))
+    result = CliRunner().invoke(app, ["serve", "--catalog", str(catalog_dir), "--host", host])
     assert result.exit_code == 1 and "needs a token" in result.stderr

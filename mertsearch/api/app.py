@@ -2,44 +2,54 @@
 
 Every error is JSON ``{"status": code, "message": text}``. The model loads once, at start; one
 lock serialises the model and FAISS work so concurrent requests are safe, while metadata
-requests run side by side.
+requests run side by side. Requests that wait for that lock or for a decoder wait in threads of
+their own, never in the pool that /health, audio, metadata and the page run in; uploads beyond
+what the decoders can take get 503 before their body is read.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import mimetypes
 import os
+import socket
 import threading
+from collections.abc import Callable
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
 
+import anyio
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mertsearch.api import journeys
 from mertsearch.api.auth import AudioUrlSigner, bearer_matches, token_problem
-from mertsearch.api.decoding import Decode, UploadDecoders, decode_upload
+from mertsearch.api.decoding import Decode, DecodersBusy, UploadDecoders, decode_upload
 from mertsearch.api.files import FileRefused, IndexedFolders, OpenFileResponse, open_indexed
-from mertsearch.api.limits import BodyLimit
+from mertsearch.api.limits import BodyLimit, UploadGate
 from mertsearch.catalog import Catalog
 from mertsearch.errors import (
     AudioDecodeError,
     AudioTooLongError,
     CatalogMismatchError,
+    DatabaseError,
     InvalidArgumentError,
     MertSearchError,
     ModelLoadError,
     TrackNotFoundError,
+    VectorStoreError,
 )
 from mertsearch.search.options import SearchOptions
 from mertsearch.subsonic import PassThrough, SubsonicSettings
@@ -52,7 +62,14 @@ _STATUS = [
     (InvalidArgumentError, 422),
     (CatalogMismatchError, 409),
     (ModelLoadError, 503),
+    (DatabaseError, 503),
+    (VectorStoreError, 503),
 ]
+# The catalog's database or vector store cannot be reached or used now (a server down, a file gone,
+# a pool with no free connection): the same request may work later, so 503 with Retry-After.
+OUTAGES = (DatabaseError, VectorStoreError, OperationalError, PoolTimeoutError)
+# Seconds a client is told to wait before it tries again, after an outage or a busy server.
+RETRY_AFTER_S = 10
 
 
 @dataclass
@@ -67,6 +84,7 @@ class Settings:
     device: str | None = None
     precision: str | None = None  # None: $MERTSEARCH_PRECISION, else auto
     decoders: int = 2  # worker processes that decode uploads
+    upload_wait_s: float = 30.0  # the longest an upload waits for a free decoder (then 503)
     decode_upload: Decode = decode_upload  # what they run (a module-level function)
     subsonic: SubsonicSettings | None = None  # a Subsonic server to pass /rest/* through to
 
@@ -77,19 +95,24 @@ class Settings:
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
+    """Whether listening on ``host`` stays on loopback: every address it resolves to is a loopback one.
+    An empty host is every interface to the server, as are 0.0.0.0 and ::; a name that does not resolve
+    is not loopback."""
+    if not host:
         return False
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (OSError, ValueError):  # unknown name, bad characters
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(address).is_loopback for address in addresses)
 
 
 # Room in a request body for the multipart boundaries, part headers and form fields around the file.
@@ -116,13 +139,24 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
 def create_app(settings: Settings) -> FastAPI:
     state: dict = {}
     lock = threading.Lock()
+    # Uploads at once, from their first byte to their answer. Per decoder: one decoding, one waiting for
+    # it, and two decoded, waiting for the model (a search takes it for a fraction of a second), so a
+    # short burst queues instead of being refused; more would only wait longer, each holding its body
+    # (up to max_upload_bytes) and its samples.
+    max_uploads = 4 * settings.decoders
     signer = AudioUrlSigner(settings.audio_url_seconds)
     passthrough = settings.subsonic and PassThrough(settings.subsonic, lambda: state["catalog"], lock)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         # The workers start (and import the decoder) before the model loads, and while it does.
-        decoders = UploadDecoders(workers=settings.decoders, decode=settings.decode_upload)
+        decoders = UploadDecoders(
+            workers=settings.decoders, decode=settings.decode_upload, wait_s=settings.upload_wait_s
+        )
+        # Threads for the requests that wait on the lock or on a decoder: every upload let in, and two
+        # for the other searches (one holds the lock, one is next). However many more come, they wait
+        # without a thread, and anyio's shared pool keeps its threads for everything else.
+        state["heavy"] = anyio.CapacityLimiter(max_uploads + 2)
         try:
             catalog = Catalog.open(
                 settings.catalog, model=settings.model, device=settings.device, precision=settings.precision, mmap=True
@@ -156,6 +190,13 @@ def create_app(settings: Settings) -> FastAPI:
         max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
         message=f"upload larger than {settings.max_upload_bytes} bytes",
     )
+    app.add_middleware(
+        UploadGate,
+        path="/search",
+        max_uploads=max_uploads,
+        retry_after_s=RETRY_AFTER_S,
+        message=f"the server is decoding as many uploads as it takes at once ({max_uploads}); try again later",
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
@@ -163,13 +204,20 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else exc.headers
         return _error(exc.status, exc.message, headers)
 
     @app.exception_handler(MertSearchError)
     async def known_error(_request: Request, exc: MertSearchError) -> JSONResponse:
         status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 400)
-        return _error(status, str(exc))
+        return _error(status, str(exc), {"Retry-After": str(RETRY_AFTER_S)} if isinstance(exc, OUTAGES) else None)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeoutError)
+    async def database_outage(_request: Request, exc: Exception) -> JSONResponse:
+        # The driver's text may name hosts and paths, and /health answers without a token: the kind only.
+        message = f"the catalog's database is unavailable ({type(exc).__name__}); try again later"
+        return _error(503, message, {"Retry-After": str(RETRY_AFTER_S)})
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -203,6 +251,18 @@ def create_app(settings: Settings) -> FastAPI:
     def catalog() -> Catalog:
         return state["catalog"]
 
+    def heavy(endpoint: Callable) -> Callable:
+        """``endpoint`` (a plain function that waits on the lock or a decoder) run in the threads kept
+        for such work, not in anyio's shared pool: were those threads all waiting on the lock, /health
+        and audio would wait too."""
+
+        @functools.wraps(endpoint)  # FastAPI reads the parameters through it
+        async def run(*args, **kwargs):
+            work = functools.partial(endpoint, *args, **kwargs)
+            return await anyio.to_thread.run_sync(work, limiter=state["heavy"])
+
+        return run
+
     Auth = Depends(authorised)
 
     @app.get("/health", summary="Liveness: the catalog is open (the track count only with the token)")
@@ -213,11 +273,13 @@ def create_app(settings: Settings) -> FastAPI:
         return answer
 
     @app.get("/info", dependencies=[Auth], summary="What the catalog holds and how it was built")
+    @heavy
     def info() -> dict:
         with lock:
             return catalog().info()
 
     @app.post("/search", dependencies=[Auth], summary="Tracks most similar to an uploaded audio clip")
+    @heavy
     def search(
         file: Annotated[UploadFile, File(description="An audio file (wav, flac, mp3, ogg, opus, m4a...)")],
         k: Annotated[int, Form(ge=1, le=1000)] = 10,
@@ -256,9 +318,12 @@ def create_app(settings: Settings) -> FastAPI:
         )
         cat = catalog()
         # In a worker process and outside the lock: a slow or crashing decode holds up no search.
-        samples = state["decoders"].decode(
-            data, sample_rate=cat.encoder.sample_rate, start=start, end=end, max_seconds=settings.max_clip_seconds
-        )
+        try:
+            samples = state["decoders"].decode(
+                data, sample_rate=cat.encoder.sample_rate, start=start, end=end, max_seconds=settings.max_clip_seconds
+            )
+        except DecodersBusy as exc:
+            raise ApiError(503, f"{exc}; try again later", {"Retry-After": str(RETRY_AFTER_S)}) from None
         with lock:
             results = cat.search((samples, cat.encoder.sample_rate), options)
         answer = {"results": [r.as_dict() for r in results], "partial": results.partial}
@@ -267,6 +332,7 @@ def create_app(settings: Settings) -> FastAPI:
         return answer
 
     @app.get("/tracks/{track_id}/similar", dependencies=[Auth], summary="Tracks most similar to a catalog track")
+    @heavy
     def similar(
         track_id: TrackId,
         k: Annotated[int, Query(ge=1, le=1000)] = 10,
@@ -354,7 +420,7 @@ def create_app(settings: Settings) -> FastAPI:
         shown = os.fsencode(name).decode("utf-8", "replace")
         return OpenFileResponse(file, info, name=shown, media_type=media_type)
 
-    journeys.add_routes(app, catalog, lock, Auth)
+    journeys.add_routes(app, catalog, lock, Auth, heavy)
     if passthrough:
         passthrough.add_routes(app)
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")

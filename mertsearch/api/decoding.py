@@ -38,6 +38,8 @@ def _serve(conn: Connection, decode: Decode) -> None:
     die_with_parent(None)  # the fork server: it ends with the server
     import torch
 
+    import mertsearch.audio.decode  # noqa: F401 - FFmpeg's bindings load now, not during the first upload
+
     torch.set_num_threads(1)  # the cores belong to the model and the other workers
     while (job := conn.recv()) is not None:
         data, options = job
@@ -62,12 +64,20 @@ class _Worker:
         self.conn.close()
 
 
-class UploadDecoders:
-    """``workers`` processes that decode one upload each at a time; a request waits for a free one."""
+class DecodersBusy(Exception):
+    """No decoder came free within the wait allowed."""
 
-    def __init__(self, *, workers: int, decode: Decode = decode_upload, timeout_s: float = 120.0) -> None:
+
+class UploadDecoders:
+    """``workers`` processes that decode one upload each at a time; a request waits for a free one,
+    at most ``wait_s`` (then DecodersBusy): a waiting request holds a thread and its upload."""
+
+    def __init__(
+        self, *, workers: int, decode: Decode = decode_upload, timeout_s: float = 120.0, wait_s: float = 30.0
+    ) -> None:
         self._decode = decode
         self.timeout_s = timeout_s
+        self.wait_s = wait_s
         self._context = multiprocessing.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._all: list[_Worker] = []
@@ -80,7 +90,10 @@ class UploadDecoders:
         self._idle.put(worker)
 
     def decode(self, data: bytes, **options) -> np.ndarray:
-        worker = self._idle.get()
+        try:
+            worker = self._idle.get(timeout=self.wait_s)
+        except queue.Empty:
+            raise DecodersBusy(f"every decoder stayed busy for {self.wait_s:g} s") from None
         try:
             worker.conn.send((data, options))
             if not worker.conn.poll(self.timeout_s):

@@ -33,11 +33,13 @@ Year = Annotated[int | None, Query(ge=-9999, le=9999)]
 Cap = Annotated[int | None, Query(ge=1, le=1000)]
 
 
-def add_routes(app: FastAPI, catalog: Callable[[], Catalog], lock: threading.Lock, auth) -> None:
+def add_routes(app: FastAPI, catalog: Callable[[], Catalog], lock: threading.Lock, auth, heavy: Callable) -> None:
     """Add `GET /radio` and `GET /path` to ``app``: ``catalog`` gives the open catalog, ``lock``
-    serialises FAISS work as for the other searches, ``auth`` checks the token."""
+    serialises FAISS work as for the other searches, ``auth`` checks the token, and ``heavy`` runs a
+    route in the threads kept for work that waits on the lock."""
 
     @app.get("/radio", dependencies=[auth], summary="The next tracks after a listening history")
+    @heavy
     def radio(
         history: Annotated[list[Id], Query(min_length=1, max_length=MAX_HISTORY, description="Ids, oldest first")],
         k: Annotated[int, Query(ge=1, le=1000)] = 10,
@@ -80,6 +82,7 @@ def add_routes(app: FastAPI, catalog: Callable[[], Catalog], lock: threading.Loc
         return {"results": [r.as_dict() for r in results], "partial": results.partial}
 
     @app.get("/path", dependencies=[auth], summary="A song path of count tracks from one track to another")
+    @heavy
     def path(
         start: Annotated[int, Query(ge=1, le=SQL_INT_MAX, description="The first track's id")],
         end: Annotated[int, Query(ge=1, le=SQL_INT_MAX, description="The last track's id")],

@@ -1,9 +1,11 @@
-"""A cap on request bodies, enforced as they arrive.
+"""Caps on request bodies and on uploads at once, enforced before the form parser reads a body.
 
 The form parser spools an upload to disk as it reads it, before any endpoint could look at its size.
-So the cap sits in front of it: a Content-Length over the cap is answered 413 before a byte of the
+So the caps sit in front of it: a Content-Length over the cap is answered 413 before a byte of the
 body is read, and a body streamed without one is cut (413) as soon as it passes the cap; nothing
-beyond it reaches the parser, so nothing beyond it is written to disk.
+beyond it reaches the parser, so nothing beyond it is written to disk. Likewise an upload beyond
+those the decoders can take is answered 503 before its body is read: waiting, it would hold its
+body and a thread.
 """
 
 from __future__ import annotations
@@ -64,9 +66,39 @@ class BodyLimit:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"status": 413, "message": self.message}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        # The rest of the body is not read: the server closes the connection after this answer.
-        headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await _answer_unread(send, 413, self.message)
+
+
+class UploadGate:
+    """ASGI middleware: at most ``max_uploads`` POST requests to ``path`` at once, from their first
+    byte to their answer; one more is answered 503 with Retry-After, its body unread."""
+
+    def __init__(self, app: ASGIApp, *, path: str, max_uploads: int, retry_after_s: int, message: str) -> None:
+        self.app = app
+        self.path = path
+        self.max_uploads = max_uploads
+        self.retry_after_s = retry_after_s
+        self.message = message
+        self.active = 0  # only the event loop's thread counts, so a plain int
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.max_uploads:
+            await _answer_unread(send, 503, self.message, [(b"retry-after", str(self.retry_after_s).encode())])
+            return
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
+
+
+async def _answer_unread(send: Send, status: int, message: str, headers: list | None = None) -> None:
+    body = json.dumps({"status": status, "message": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])]
+    # The rest of the body is not read: the server closes the connection after this answer.
+    headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

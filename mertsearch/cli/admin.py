@@ -97,7 +97,9 @@ def info(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
 @friendly
 def serve(
     catalog: CatalogOpt,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address or name to listen on ('' or 0.0.0.0: every interface).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     token: Annotated[
         str | None,
@@ -164,7 +166,8 @@ def serve(
     from mertsearch.subsonic import SubsonicSettings
 
     if not token and not is_loopback(host):
-        raise InvalidArgumentError(f"listening on {host} (beyond loopback) needs a token: --token or MERTSEARCH_TOKEN")
+        where = host or "every interface"
+        raise InvalidArgumentError(f"listening on {where} (beyond loopback) needs a token: --token or MERTSEARCH_TOKEN")
     settings = Settings(
         catalog=catalog,
         token=token or None,
