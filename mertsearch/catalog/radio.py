@@ -137,7 +137,7 @@ def path(cat: Core, start: int, end: int, count: int, options: SearchOptions) ->
         raise InvalidArgumentError(f"count must be between 2 and {MAX_PATH} tracks, got {count!r}")
     _check_path_options(options)
     cat.take_up_meta()
-    excluded = [lookups.track_id(cat, track) for track in options.exclude]
+    excluded = lookups.track_ids(cat, options.exclude)
     rows = cat.store.tracks_by_id([start, end, *excluded])
     recording = {i: rows[i].duplicate_of or i for i in rows}
     if recording[start] == recording[end]:
