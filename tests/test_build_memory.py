@@ -1,5 +1,6 @@
 """Index builds in bounded memory: a seeded training sample read by id, the store streamed in
-batches into shards, saves of large indexes merged on disk; the same results as a build in one go."""
+batches into shards, saves of large indexes merged on disk; the same results as a build in one go;
+and filters that allow a handful of tracks or none answered without searching the index."""
 
 import tracemalloc
 
@@ -10,7 +11,8 @@ import pytest
 import mertsearch.storage.sharded as sharded
 import mertsearch.storage.vector_index as vector_index
 import mertsearch.storage.vector_rows as vector_rows
-from mertsearch.storage.indexes import Indexes
+from mertsearch.search.engine import Query, Rules, rank
+from mertsearch.storage.indexes import Indexes, Layered
 from mertsearch.storage.store import MetadataStore
 from mertsearch.storage.transform import VectorTransform
 from mertsearch.storage.vector_index import VectorIndex
@@ -179,3 +181,50 @@ def test_a_save_merges_a_large_index_on_disk_without_taking_its_lists_into_memor
     ids, vectors = next(store.window_vectors(batch=10_000))
     reference.add(ids, vectors)
     _same_results(saved, reference, _unit(np.random.default_rng(4), 20))
+
+
+def _count_searches(monkeypatch) -> list:
+    searched = []
+    for cls in (VectorIndex, Layered):
+        real = cls.search
+        monkeypatch.setattr(
+            cls, "search", lambda self, *a, _real=real, **kw: searched.append(type(self)) or _real(self, *a, **kw)
+        )
+    return searched
+
+
+@pytest.mark.parametrize("factory", KINDS)
+@pytest.mark.parametrize("mode", ["tracks", "segments"])
+def test_a_filter_of_a_handful_of_tracks_or_none_searches_no_index(tmp_path, monkeypatch, factory, mode):
+    store = _store(tmp_path / "db.sqlite", tracks=260, windows=10)
+    indexes = Indexes(tmp_path / "index", store, dim=DIM, factory=factory, transform=lambda v: v)
+    indexes.load()
+    rng = np.random.default_rng(2)
+    windows = _unit(rng, 3)
+    vector = windows.mean(axis=0) / np.linalg.norm(windows.mean(axis=0))
+    query = Query(vector, windows, np.array([[0.0, 5.0], [5.0, 10.0], [10.0, 15.0]]))
+    searched = _count_searches(monkeypatch)
+
+    def ranked(allowed):
+        return rank(
+            mode=mode,
+            tracks_index=indexes.tracks,
+            windows_index=indexes.windows,
+            store=store,
+            query=query,
+            k=5,
+            rules=Rules(allowed=allowed),
+        )
+
+    assert ranked(np.array([], dtype=np.int64)) == []
+    two = store.ids("tracks")[[17, 150]]
+    found = ranked(two)
+    assert searched == []
+    assert sorted(r.track_id for r in found) == sorted(two.tolist())
+    if mode == "tracks":  # scored exactly from the stored vectors, best first
+        rows = store.tracks_by_id(two.tolist())
+        exact = [float(np.frombuffer(rows[r.track_id].vector, np.float32) @ vector) for r in found]
+        np.testing.assert_allclose([r.score for r in found], exact, rtol=1e-5)
+        assert exact == sorted(exact, reverse=True)
+    ranked(store.ids("tracks")[:100])  # a broad filter still searches the index
+    assert searched
