@@ -228,3 +228,20 @@ def test_a_filter_of_a_handful_of_tracks_or_none_searches_no_index(tmp_path, mon
         assert exact == sorted(exact, reverse=True)
     ranked(store.ids("tracks")[:100])  # a broad filter still searches the index
     assert searched
+
+
+@pytest.mark.parametrize("kind", ["center", "whiten"])
+def test_a_transform_fitted_batch_by_batch_equals_one_fitted_on_every_vector(kind):
+    rng = np.random.default_rng(6)
+    vectors = _unit(rng, 500) + rng.normal(0.3, 0.1, size=DIM).astype(np.float32)
+    batched = VectorTransform.fit_batches(kind, lambda: (vectors[i : i + 64] for i in range(0, 500, 64)))
+    # As the fit on every vector at once computes it.
+    mean = vectors.mean(axis=0)
+    np.testing.assert_allclose(batched.mean, mean, rtol=1e-5, atol=1e-6)
+    if kind == "whiten":
+        centered = (vectors - mean).astype(np.float64)
+        values, vecs = np.linalg.eigh(centered.T @ centered / (len(vectors) - 1))
+        keep = values > 1e-4 * values.max()
+        np.testing.assert_allclose(batched.matrix, (vecs[:, keep] / np.sqrt(values[keep])) @ vecs[:, keep].T, atol=1e-3)
+    queries = _unit(rng, 20)
+    np.testing.assert_allclose(batched(queries), VectorTransform.fit(kind, vectors)(queries), atol=1e-5)
