@@ -1,10 +1,12 @@
 """Building an inverted-file index from shards, with memory bounded by the shard, not the catalog.
 
-The trained, empty index is saved once; the vectors are then streamed from the store and added
-part by part, each part to a copy of the trained index that is written out as its own shard file
-and dropped; finally the shards' inverted lists, memory-mapped, are merged into one lists file
-(FAISS's OnDiskInvertedLists). The merged index searches with its lists mapped from that file,
-so neither building nor searching needs the catalog's codes in RAM.
+The trained, empty index is saved once; the vectors are then streamed from the store, each batch
+added as it comes to a copy of the trained index that, once it holds a shard's worth, is written
+out as its own shard file and dropped; finally the shards' inverted lists, memory-mapped, are
+merged into one lists file (FAISS's OnDiskInvertedLists). The merged index searches with its lists
+mapped from that file, so neither building nor searching needs the catalog's codes in RAM. A
+writer that must rewrite such an index (rows added and taken out) merges its lists and the new rows
+into a new lists file the same way (rewrite_on_disk).
 
 Everything is written under a hidden build folder next to the index files; VectorIndex.save moves
 the lists file beside them and removes the folder. A build that is killed leaves the saved index
@@ -144,22 +146,28 @@ def rewrite_on_disk(
     """
     folder = build_folder(directory, name)
     empty = _empty_copy(base.index)
+    ids, vectors = np.asarray(added[0], dtype=np.int64), np.ascontiguousarray(added[1], dtype=np.float32)
+    removed = np.asarray(removed, dtype=np.int64)
+    # Ids taken out of the base and stored again since (a track stored anew keeps its id, and SQLite
+    # gives a deleted last row's id to the next): added after the removal, or it would take them too.
+    again = np.isin(ids, removed)
     extra = faiss.deserialize_index(empty)
-    ids, vectors = added
-    if len(ids):
-        extra.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+    if (~again).any():
+        extra.add_with_ids(vectors[~again], ids[~again])
     rewritten = faiss.deserialize_index(empty)
     sources = [faiss.extract_index_ivf(base.index).invlists, faiss.extract_index_ivf(extra).invlists]
     _merge_lists(rewritten, sources, folder / "lists.ivfdata")
     del extra
-    if len(removed):
-        # In the new lists file, not yet published: no reader maps it.
-        with _quiet_stdout():
-            rewritten.remove_ids(np.asarray(removed, dtype=np.int64))
+    # In the new lists file, not yet published: no reader maps it. (FAISS prints its resizes.)
+    with _quiet_stdout():
+        if len(removed):
+            rewritten.remove_ids(removed)
+        if again.any():
+            rewritten.add_with_ids(vectors[again], ids[again])
     return VectorIndex(base.dim, index=rewritten)
 
 
-def _empty_copy(index: faiss.Index) -> faiss.Index:
+def _empty_copy(index: faiss.Index) -> np.ndarray:
     """The trained inverted file ``index`` without its vectors, serialised (to add others like them).
 
     Its lists are swapped for empty ones while it is serialised, then put back: copying the index
