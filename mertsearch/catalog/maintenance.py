@@ -30,6 +30,10 @@ from mertsearch.storage.vector_index import remove_saved
 from mertsearch.storage.vector_store import check_vector_store, collections_prefix
 from mertsearch.storage.verify import check_indexes, check_store
 
+# Tracks whose vectors the spread of scores reindex reports is measured on: its 5,000 random pairs
+# need no more, and a million tracks' vectors would take 3 GB.
+SPREAD_TRACKS = 10_000
+
 
 def rebuild_index(cat: Core, factory: str | None, *, shard_size: int | None, vector_store: str | None = None) -> None:
     """See :meth:`mertsearch.catalog.Catalog.rebuild_index`; the caller holds the writer lock."""
@@ -77,7 +81,7 @@ def reindex(cat: Core, layers: LayersArg, transform: str | None) -> dict:
     started = time.monotonic()
     spec = cat.manifest.encoder
     new_layers = spec.layers if layers is None else resolve_layers(layers, spec.num_layers)
-    before = score_spread(cat.transform(cat.store.all_track_vectors(spec.dim)[1]))
+    before = _spread(cat, cat.transform)
     rewritten = 0
     if new_layers != spec.layers:
         kept = spec.kept_layers
@@ -92,12 +96,13 @@ def reindex(cat: Core, layers: LayersArg, transform: str | None) -> dict:
         )
         cat.switch_layers(new_layers)
     kind = cat.manifest.transform.kind if transform is None else transform
-    vectors = cat.store.all_track_vectors(spec.dim)[1]
-    fitted = VectorTransform.fit(kind, vectors)
+    # Fitted batch by batch: the catalog's track vectors are never all in memory.
+    fitted = VectorTransform.fit_batches(kind, lambda: (vectors for _, vectors in cat.store.track_vectors()))
+    tracks = cat.store.count("tracks")
     spec_transform = TransformSpec(
         kind=kind,
         file=None if kind == "none" else fitted.save(cat.directory),
-        fitted_on_tracks=0 if kind == "none" else len(vectors),
+        fitted_on_tracks=0 if kind == "none" else tracks,
     )
     previous = cat.manifest.transform.file
     # Fitted under the new layers and transform and stored with them, so no reader sees one without the other.
@@ -118,13 +123,20 @@ def reindex(cat: Core, layers: LayersArg, transform: str | None) -> dict:
     return {
         "layers": new_layers,
         "transform": kind,
-        "tracks": len(vectors),
+        "tracks": tracks,
         "tracks_rewritten": rewritten,
         "scores_before": before,
-        "scores_after": score_spread(fitted(vectors)),
+        "scores_after": _spread(cat, fitted),
         "seconds": round(time.monotonic() - started, 3),
         "calibration": None if calibration is None else calibration.summary(),
     }
+
+
+def _spread(cat: Core, transform: VectorTransform) -> dict:
+    """The spread of scores between random pairs of tracks (score_spread), among SPREAD_TRACKS
+    tracks drawn at random (all of them in a smaller catalog)."""
+    vectors = cat.store.sample_vectors("tracks", SPREAD_TRACKS)
+    return score_spread(transform(vectors) if len(vectors) else vectors)
 
 
 def verify(cat: Core) -> list[str]:

@@ -155,7 +155,13 @@ def _track_candidates(
     index: VectorIndex, query: Query, fetch: int, allowed: np.ndarray | None
 ) -> tuple[list[_Candidate], bool]:
     """The ``fetch`` allowed tracks nearest the query, and whether no other can follow: the index
-    probes all its lists before it returns fewer than asked (see VectorIndex.search)."""
+    probes all its lists before it returns fewer than asked (see VectorIndex.search).
+
+    A filter that allows no more than ``fetch`` tracks makes them all candidates, unsearched (the
+    caller scores each from its stored vector): an inverted file would probe every list to find
+    them, a whole scan of a large catalog for a filter that matches a handful of tracks or none."""
+    if allowed is not None and len(allowed) <= fetch:
+        return [_Candidate(int(i), 0.0) for i in allowed], True
     scores, ids = index.search(query.vector[None, :], fetch, allowed=allowed)
     found = [_Candidate(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
     return found, len(found) < fetch or fetch >= len(index)

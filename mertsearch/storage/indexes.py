@@ -28,8 +28,10 @@ and the search engine drops ids the database no longer has; a track stored again
 With the "auto" factory each index changes kind as it grows (see vector_index.choose_factory);
 trained kinds train on a random sample of the stored vectors.
 An inverted file whose codes outgrow one shard (sharded.SHARD_BYTES, or ``shard_size`` vectors)
-is built in shards and merged on disk (see storage/sharded.py). Rows added to it stay beside it;
-a save that must rewrite it takes its lists into memory (the next ``rebuild`` merges on disk again).
+is built in shards and merged on disk (see storage/sharded.py), on a bounded sample and from the
+store's vectors streamed in batches: a build holds one shard and one batch, never every vector.
+Rows added to it stay beside it; a save that must rewrite it merges the base's lists and the rows
+added since into a new lists file on disk (sharded.rewrite_on_disk), so that holds no more.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from mertsearch.storage.sharded import (
     TRAIN_PER_LIST,
     build_in_shards,
     default_shard_size,
+    rewrite_on_disk,
     shardable,
     train_sample_size,
 )
@@ -183,18 +186,22 @@ class Indexes:
         count = self.store.count(name)
         index = VectorIndex(self.dim, self._wanted(count))
         batches = self.store.track_vectors() if name == "tracks" else self.store.window_vectors()
+
+        def sample(size: int) -> np.ndarray:
+            return self.store.sample_vectors(name, size, transform=self.transform)
+
         if shardable(index) and count > 0 and not in_memory and (self.shard_size or count > default_shard_size(index)):
             return build_in_shards(
                 index,
                 directory=self.directory,
                 name=name,
-                sample=lambda size: self.store.sample_vectors(name, size),
+                sample=sample,
                 batches=batches,
                 transform=self.transform,
                 shard_size=self.shard_size,
             )
         if index.needs_training:
-            index.train(self.transform(self.store.sample_vectors(name, train_sample_size(index))))
+            index.train(sample(train_sample_size(index)))
         for ids, vectors in batches:
             index.add(ids, self.transform(vectors))
         return index
@@ -287,8 +294,21 @@ class Indexes:
             if self._should_change(index):
                 self._based_on(name, self._build(name), version)
             elif index.excluded or removed_at > since or len(index.recent) > CATCH_UP_SHARE * len(index.base):
-                self._based_on(name, index.merged(), version)
+                self._based_on(name, self._merged(name, index), version)
             self._versions[name] = version
+
+    def _merged(self, name: str, index: Layered) -> VectorIndex:
+        """``index`` as one index to save. An inverted file merged on disk, or one that outgrows a
+        shard, is merged on disk again (see sharded.rewrite_on_disk): taking its lists into memory
+        would make a writer's saves, the last of a large ingest's among them, hold every code."""
+        base = index.base
+        if shardable(base) and (
+            self.shard_size or base.lists_file is not None or len(index) > default_shard_size(base)
+        ):
+            removed = np.fromiter(index.excluded, np.int64, count=len(index.excluded))
+            added = index.recent_rows()
+            return rewrite_on_disk(base, added=added, removed=removed, directory=self.directory, name=name)
+        return index.merged()
 
 
 class Layered:
@@ -338,10 +358,16 @@ class Layered:
         if self.excluded:
             base.remove(np.fromiter(self.excluded, np.int64))
         if len(self.recent):
-            ids = self.recent.ids()
-            flat = faiss.downcast_index(faiss.downcast_index(self.recent.index).index)
-            base.add(ids, flat.reconstruct_n(0, len(ids)))  # in the order of ids()
+            base.add(*self.recent_rows())
         return base
+
+    def recent_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of the rows added since the base, as the index holds them."""
+        ids = self.recent.ids()
+        if not len(ids):
+            return ids, np.empty((0, self.base.dim), np.float32)
+        flat = faiss.downcast_index(faiss.downcast_index(self.recent.index).index)
+        return ids, flat.reconstruct_n(0, len(ids))  # in the order of ids()
 
     def search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, *, nprobe: int | None = None

@@ -413,10 +413,11 @@ class MetadataStore(VectorRows, DuplicateLinks):
             return session.scalar(select(func.count(table.id)))
 
     def ids(self, name: str) -> np.ndarray:
-        """Every track or window id, in order (no vector is read)."""
+        """Every track or window id, in order (no vector is read; streamed, so no Python object per id is held)."""
         table = Track if name == "tracks" else Window
+        query = select(table.id).order_by(table.id).execution_options(yield_per=65_536)
         with self.session() as session:
-            return np.fromiter(session.scalars(select(table.id).order_by(table.id)), dtype=np.int64)
+            return np.fromiter(session.scalars(query), dtype=np.int64)
 
     def size_bytes(self) -> int:
         """Bytes the tables take in a server database (PostgreSQL; 0 where that cannot be asked)."""

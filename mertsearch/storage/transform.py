@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,17 +46,32 @@ class VectorTransform:
     @classmethod
     def fit(cls, kind: str, vectors: np.ndarray) -> VectorTransform:
         """Fit on ``vectors`` (n, dim): their mean, and for whitening their regularised covariance."""
+        return cls.fit_batches(kind, lambda: [vectors])
+
+    @classmethod
+    def fit_batches(cls, kind: str, batches: Callable[[], Iterable[np.ndarray]]) -> VectorTransform:
+        """Fit on the vectors ``batches()`` yields, a batch (n, dim) at a time: it is called once
+        for the mean and again for whitening's covariance, summed batch by batch, so the fit holds
+        one batch and a (dim, dim) matrix, never every track's vector."""
         if kind not in KINDS:
             raise InvalidArgumentError(f"transform must be one of {', '.join(KINDS)}, got {kind!r}")
         if kind == "none":
             return cls("none")
-        if len(vectors) < 2:
-            raise InvalidArgumentError(f"{kind} needs at least 2 tracks in the catalog, it has {len(vectors)}")
-        mean = vectors.mean(axis=0).astype(np.float32)
+        count, total = 0, None
+        for batch in batches():
+            count += len(batch)
+            summed = batch.sum(axis=0, dtype=np.float64)
+            total = summed if total is None else total + summed
+        if count < 2:
+            raise InvalidArgumentError(f"{kind} needs at least 2 tracks in the catalog, it has {count}")
+        mean = (total / count).astype(np.float32)
         if kind == "center":
             return cls("center", mean=mean)
-        centered = (vectors - mean).astype(np.float64)
-        covariance = centered.T @ centered / (len(vectors) - 1)
+        covariance = np.zeros((len(mean), len(mean)))
+        for batch in batches():
+            centered = (batch - mean).astype(np.float64)
+            covariance += centered.T @ centered
+        covariance /= count - 1
         values, vecs = np.linalg.eigh(covariance)
         # Directions the catalog does not vary in (with fewer tracks than dimensions, many) carry no
         # information and would only amplify noise: they are projected out, the rest scaled to unit variance.

@@ -190,6 +190,8 @@ class VectorIndex:
         k = min(k, len(self))
         if k == 0:
             return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
+        if allowed is not None and not len(allowed):  # nothing to find: no list probed
+            return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
         vectors = np.ascontiguousarray(queries, dtype=np.float32)
         chosen = None if allowed is None else faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
         selector = chosen

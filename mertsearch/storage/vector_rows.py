@@ -3,13 +3,23 @@ stored since a saved one, searching a track's windows, and switching the searche
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from sqlalchemy import func, select, update
 
 from mertsearch.storage.records import chunks, from_blob, to_blob
 from mertsearch.storage.schema import Meta, Track, Window
+
+# Rows read at a time when every vector is streamed (building an index): 16,384 vectors are 48 MiB
+# at 768 dims. The database's result is streamed too (yield_per: a server-side cursor on
+# PostgreSQL), so a build holds one batch of vectors whatever the catalog's size; without it the
+# ORM buffers every row of the result before the first comes back.
+READ_BATCH = 16_384
+# Ids looked up at a time when sampled vectors are read by id.
+SAMPLE_CHUNK = 4_096
+# The sample's random draw: the same catalog trains the same index (reproducible builds).
+SAMPLE_SEED = 0
 
 
 class VectorRows:
@@ -22,33 +32,53 @@ class VectorRows:
             return np.empty(0, np.int64), np.empty((0, dim), np.float32)
         return np.concatenate([ids for ids, _ in batches]), np.concatenate([vectors for _, vectors in batches])
 
-    def track_vectors(self, batch: int = 10000, *, after: int = -1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """All (track ids, vectors) with ids above ``after``, in batches, for (re)building the track index."""
-        return self._batches(Track.id, Track.vector, batch, after)
+    def track_vectors(self, batch: int | None = None, *, after: int = -1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All (track ids, vectors) with ids above ``after``, in batches (READ_BATCH rows), for
+        (re)building the track index."""
+        return self._batches(Track.id, Track.vector, batch or READ_BATCH, after)
 
-    def window_vectors(self, batch: int = 50000, *, after: int = -1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """All (window ids, vectors) with ids above ``after``, in batches, for (re)building the window index."""
-        return self._batches(Window.id, Window.vector, batch, after)
+    def window_vectors(self, batch: int | None = None, *, after: int = -1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All (window ids, vectors) with ids above ``after``, in batches (READ_BATCH rows), for
+        (re)building the window index."""
+        return self._batches(Window.id, Window.vector, batch or READ_BATCH, after)
 
     def _batches(self, id_column, vector_column, batch: int, after: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        query = select(id_column, vector_column).where(id_column > after).order_by(id_column)
         with self.session() as session:
-            ids, vectors = [], []
-            query = select(id_column, vector_column).where(id_column > after).order_by(id_column)
-            for row_id, blob in session.execute(query):
-                ids.append(row_id)
-                vectors.append(from_blob(blob))
-                if len(ids) == batch:
-                    yield np.array(ids, dtype=np.int64), np.stack(vectors)
-                    ids, vectors = [], []
-            if ids:
-                yield np.array(ids, dtype=np.int64), np.stack(vectors)
+            for rows in session.execute(query.execution_options(yield_per=batch)).partitions():
+                yield _arrays(rows)
 
-    def sample_vectors(self, name: str, count: int) -> np.ndarray:
-        """Up to ``count`` random stored vectors of tracks or windows (to train an index)."""
+    def sample_vectors(
+        self, name: str, count: int, *, transform: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Up to ``count`` stored vectors of tracks or windows drawn at random (all of them, in id
+        order, when there are no more), to train an index or fit a transform; through ``transform``.
+
+        The ids are drawn, then their rows read SAMPLE_CHUNK at a time into one array, each chunk
+        transformed as it comes: memory is the sample's, never the table's (``ORDER BY random()``
+        would read every row and sort the sample's blobs). The draw is seeded, so a catalog
+        samples the same vectors each time."""
         table = Track if name == "tracks" else Window
+        ids = self.ids(name)
+        if count < len(ids):
+            ids = np.sort(np.random.default_rng(SAMPLE_SEED).choice(ids, count, replace=False))
+        out: np.ndarray | None = None
+        filled = 0
         with self.session() as session:
-            blobs = session.scalars(select(table.vector).order_by(func.random()).limit(count)).all()
-        return np.stack([from_blob(b) for b in blobs]) if blobs else np.empty((0, 0), np.float32)
+            for start in range(0, len(ids), SAMPLE_CHUNK):
+                chunk = ids[start : start + SAMPLE_CHUNK].tolist()
+                rows = session.execute(select(table.id, table.vector).where(table.id.in_(chunk)).order_by(table.id))
+                _, vectors = _arrays(rows.all())
+                if not len(vectors):
+                    continue
+                if transform is not None:
+                    vectors = transform(vectors)
+                if out is None:
+                    out = np.empty((len(ids), vectors.shape[1]), np.float32)
+                out[filled : filled + len(vectors)] = vectors
+                filled += len(vectors)
+        # Rows removed since the ids were read are left out.
+        return np.empty((0, 0), np.float32) if out is None else out[:filled]
 
     def vectors_by_id(self, name: str, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(ids found, their vectors) of these tracks or windows; ids no longer stored are left out."""
@@ -134,3 +164,13 @@ class VectorRows:
                 session.merge(Meta(key=key, value=value))
             self._bump_version(session, searchable_changed=True)
             return len(track_ids)
+
+
+def _arrays(rows: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors (rows, dim)) of (id, vector blob) rows, without a Python object per vector."""
+    ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    if not rows:
+        return ids, np.empty((0, 0), np.float32)
+    # Joined into a bytearray: one copy, and a writable array (FAISS and the transform take it as it is).
+    vectors = np.frombuffer(bytearray().join(row[1] for row in rows), dtype=np.float32)
+    return ids, vectors.reshape(len(rows), -1)
