@@ -52,7 +52,7 @@ class VectorRows:
         self, name: str, count: int, *, transform: Callable[[np.ndarray], np.ndarray] | None = None
     ) -> np.ndarray:
         """Up to ``count`` stored vectors of tracks or windows drawn at random (all of them, in id
-        order, when there are no more), to train an index or fit a transform; through ``transform``.
+        order, when there are no more), to train an index or measure scores; through ``transform``.
 
         The ids are drawn, then their rows read SAMPLE_CHUNK at a time into one array, each chunk
         transformed as it comes: memory is the sample's, never the table's (``ORDER BY random()``
