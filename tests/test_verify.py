@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from typer.testing import CliRunner
 
 from mertsearch import Catalog
@@ -66,3 +66,36 @@ def test_missing_index_stale_vectors_and_broken_rows_are_found_and_repaired(cata
     report = json.loads(result.stdout)
     assert report["problems"] == [] and any("rebuilt both indexes" in line for line in report["done"])
     assert runner.invoke(app, ["verify", "--catalog", str(catalog)]).exit_code == 0
+
+
+def _index_files(catalog) -> dict[str, int]:
+    return {path.name: path.stat().st_mtime_ns for path in sorted((catalog / "index").iterdir())}
+
+
+def test_verify_reads_vectors_by_id_only(catalog, monkeypatch):
+    """No random sort or length over a whole vector column: the sampled rows are read by id."""
+    monkeypatch.setattr("mertsearch.storage.verify.SAMPLE", 5)
+    with Catalog.open(catalog) as cat:
+        statements = []
+
+        def seen(_connection, _cursor, statement, *_args):
+            statements.append(" ".join(statement.split()).lower())
+
+        event.listen(cat.store.engine, "before_cursor_execute", seen)
+        assert cat.verify() == []
+    read = [s for s in statements if "windows.vector" in s]
+    assert read and all("windows.id in (" in s for s in read)
+    assert not any("random()" in s for s in statements)
+
+
+def test_vectors_of_another_size_are_found_without_failing_the_checks(catalog):
+    with Catalog.open(catalog) as cat:
+        with cat.store.engine.begin() as connection:
+            blob = "zeroblob(8)" if cat.store.dialect == "sqlite" else "decode('0000000000000000', 'hex')"
+            connection.execute(text(f"UPDATE windows SET vector = {blob} WHERE id = (SELECT min(id) FROM windows)"))
+            connection.execute(text(f"UPDATE tracks SET vector = {blob} WHERE id = 1"))
+        problems = cat.verify()
+    assert "1 stored tracks vectors are not 32 floats" in problems
+    assert any(
+        p.startswith("1 of ") and p.endswith("sampled stored windows vectors are not 32 floats") for p in problems
+    )

@@ -36,18 +36,17 @@ from contextlib import contextmanager
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
-from sqlalchemy import func, select
 
 from mertsearch.errors import InvalidArgumentError, VectorStoreError
 from mertsearch.storage.filters import Filters
 from mertsearch.storage.lock import process_ended
 from mertsearch.storage.milvus_filters import PATH_LIMIT, TEXT_LIMIT, expression, ids_expression, tag_key
 from mertsearch.storage.records import chunks
-from mertsearch.storage.schema import Track, Window
-from mertsearch.storage.store import MetadataStore, from_blob
+from mertsearch.storage.schema import Track
+from mertsearch.storage.store import MetadataStore
 from mertsearch.storage.vector_index import FLAT, FLAT_LIMIT, VectorIndex, ivf_lists, probes_for
 from mertsearch.storage.vector_store import TOKEN_VARIABLE
-from mertsearch.storage.verify import id_problems
+from mertsearch.storage.verify import id_problems, sample_ids, sampled_vectors
 from mertsearch.text import FOLD_VERSION
 
 NAMES = ("tracks", "windows")
@@ -450,9 +449,9 @@ class MilvusStores:
             if not self.client.has_collection(self.names[name]):
                 problems.append(f"the Milvus {name} collection is missing (rebuild it)")
                 continue
-            held = self.collection(name).ids()
-            problems += id_problems(name, held, self.store.ids(name), f"the Milvus {name} collection")
-            problems += self._check_vectors(name)
+            held, stored = self.collection(name).ids(), self.store.ids(name)
+            problems += id_problems(name, held, stored, f"the Milvus {name} collection")
+            problems += self._check_vectors(name, sample_ids(stored, CHECKED))
         built = self.store.meta(VERSION_KEY)
         if built is None or int(built) < self.store.searchable_since():
             problems.append("the Milvus collections hold vectors of an older kind than the database (rebuild them)")
@@ -460,23 +459,21 @@ class MilvusStores:
             problems.append("a writer stopped without finishing: the next ingest or `repair` brings Milvus in line")
         return problems
 
-    def _check_vectors(self, name: str) -> list[str]:
-        """Each sampled stored vector, transformed, must be what Milvus holds under its id."""
-        table = Track if name == "tracks" else Window
-        with self.store.session() as session:
-            rows = session.execute(select(table.id, table.vector).order_by(func.random()).limit(CHECKED)).all()
-        if not rows:
+    def _check_vectors(self, name: str, ids: np.ndarray) -> list[str]:
+        """Each of these stored vectors, transformed, must be what Milvus holds under its id."""
+        ids, stored = sampled_vectors(name, self.store, ids, self.dim)
+        if not len(ids):
             return []
-        expected = self.transform(np.stack([from_blob(vector) for _, vector in rows]))
+        expected = self.transform(stored)
         with milvus_errors(self.url):
-            held = self.client.get(self.names[name], ids=[int(i) for i, _ in rows], output_fields=["vector"])
+            held = self.client.get(self.names[name], ids=[int(i) for i in ids], output_fields=["vector"])
         vectors = {int(row["id"]): np.asarray(row["vector"], dtype=np.float32) for row in held}
         stale = sum(
             1
-            for (own, _), vector in zip(rows, expected, strict=True)
+            for own, vector in zip(ids.tolist(), expected, strict=True)
             if own in vectors and float(vectors[own] @ vector) < 0.9999
         )
-        return [f"{stale} of {len(rows)} sampled {name} vectors in Milvus differ from the stored ones"] if stale else []
+        return [f"{stale} of {len(ids)} sampled {name} vectors in Milvus differ from the stored ones"] if stale else []
 
 
 class MilvusCollection:
@@ -557,7 +554,7 @@ class MilvusCollection:
         the database's highest (then whatever lies above). Not Milvus's query iterator, which
         Milvus Lite answers with errors in its log."""
         total = len(self)
-        top = int(self.stores.store.ids(self.name).max(initial=-1))
+        top = self.stores.store.id_range(self.name)[1]
         held: list[int] = []
         low = 0
         while len(held) < total and low <= top:  # a range of MAX_LIMIT ids holds at most MAX_LIMIT rows

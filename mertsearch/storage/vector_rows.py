@@ -45,10 +45,11 @@ class VectorRows:
 
     def sample_vectors(self, name: str, count: int) -> np.ndarray:
         """Up to ``count`` random stored vectors of tracks or windows (to train an index)."""
-        table = Track if name == "tracks" else Window
-        with self.session() as session:
-            blobs = session.scalars(select(table.vector).order_by(func.random()).limit(count)).all()
-        return np.stack([from_blob(b) for b in blobs]) if blobs else np.empty((0, 0), np.float32)
+        # Ids drawn from the stored ones, then read by id: ORDER BY random() would read every blob.
+        ids = self.ids(name)
+        if len(ids) > count:
+            ids = np.random.default_rng().choice(ids, count, replace=False)
+        return self.vectors_by_id(name, ids)[1]
 
     def vectors_by_id(self, name: str, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(ids found, their vectors) of these tracks or windows; ids no longer stored are left out."""
