@@ -31,7 +31,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from urllib.parse import parse_qs, urlsplit
 
@@ -336,22 +336,35 @@ class MilvusStores:
                 if self.client.has_collection(collection):
                     self.client.drop_collection(collection)
 
-    def rebuild(self, factory: str | None = None, *, shard_size: int | None = None, announce: bool = False) -> None:
-        """Drop both collections and fill them again from the stored vectors, each with the index
-        ``chosen`` for its size. ``factory`` and ``shard_size`` (FAISS's) do not apply."""
+    def rebuild(
+        self,
+        factory: str | None = None,
+        *,
+        shard_size: int | None = None,
+        announce: bool = False,
+        names: Sequence[str] = NAMES,
+    ) -> None:
+        """Drop both collections (or those ``names``) and fill them again from the stored vectors,
+        each with the index ``chosen`` for its size. ``factory`` and ``shard_size`` (FAISS's) do
+        not apply."""
         if announce:
             self.store.update_meta({}, bump_version=True)
         version = self.store.data_version()
         self.store.update_meta({VERSION_KEY: "-1"})  # half-built collections are never searched
-        for name in NAMES:
+        for name in names:
             self._create(name)
-        for ids, vectors in self.store.track_vectors():
-            self._insert("tracks", ids, self.transform(vectors), self._track_fields(ids))
-        for ids, vectors in self.store.window_vectors():
-            self._insert("windows", ids, self.transform(vectors), self._window_fields(ids))
+        if "tracks" in names:
+            for ids, vectors in self.store.track_vectors():
+                self._insert("tracks", ids, self.transform(vectors), self._track_fields(ids))
+        if "windows" in names:
+            for ids, vectors in self.store.window_vectors():
+                self._insert("windows", ids, self.transform(vectors), self._window_fields(ids))
         self._ready = True
         self.save()
-        self.store.update_meta({VERSION_KEY: str(version), FOLD_KEY: FOLD_VERSION})
+        built = {VERSION_KEY: str(version)}
+        if set(names) == set(NAMES):  # a collection left as it was keeps the tags as it holds them
+            built[FOLD_KEY] = FOLD_VERSION
+        self.store.update_meta(built)
 
     def _create(self, name: str) -> None:
         from pymilvus import DataType
@@ -458,6 +471,42 @@ class MilvusStores:
         if self.unfinished():
             problems.append("a writer stopped without finishing: the next ingest or `repair` brings Milvus in line")
         return problems
+
+    def mend(self) -> list[str]:
+        """Put right what ``check`` finds, and no more (the caller holds the catalog alone); what
+        was done, a line each. Collections missing or of an older kind are built again, both (one
+        version records them); ids a collection and the database disagree on are reconciled; a
+        collection whose sampled vectors differ from the stored ones, or that holds an id twice,
+        is built again."""
+        built = self.store.meta(VERSION_KEY)
+        with milvus_errors(self.url):
+            present = all(self.client.has_collection(name) for name in self.names.values())
+        outdated = not present or built is None or int(built) < self.store.searchable_since()
+        left = self.unfinished()
+        self._ready = self._ready and not outdated
+        # As a writer's first change does: builds collections missing or of an older kind, and
+        # brings Milvus in line with the database after writers that did not finish.
+        self._ensure()
+        if outdated:
+            return ["rebuilt both Milvus collections from the stored vectors (missing or of an older kind)"]
+        done = [f"brought Milvus in line after {len(left)} writer(s) that did not finish"] if left else []
+        broken, apart = {}, False
+        for name in NAMES:
+            held, stored = self.collection(name).ids(), self.store.ids(name)
+            problems = self._check_vectors(name, sample_ids(stored, CHECKED))
+            if len(held) != len(np.unique(held)):
+                problems.append(f"the Milvus {name} collection holds ids twice")
+            if problems:
+                broken[name] = problems
+            apart = apart or bool(id_problems(name, held, stored, ""))
+        if broken:
+            self.rebuild(announce=True, names=list(broken))
+            which = "both Milvus collections" if len(broken) == len(NAMES) else "the Milvus {} collection"
+            reasons = "; ".join(problem for problems in broken.values() for problem in problems)
+            done.append(f"rebuilt {which.format(*broken)} from the stored vectors ({reasons})")
+        if apart and len(broken) < len(NAMES):  # ids a rebuild did not already put right
+            done += self.reconcile()
+        return done
 
     def _check_vectors(self, name: str, ids: np.ndarray) -> list[str]:
         """Each of these stored vectors, transformed, must be what Milvus holds under its id."""
