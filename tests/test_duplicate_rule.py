@@ -259,7 +259,7 @@ def test_repair_relinks_a_catalog_linked_under_the_old_rule_and_a_second_repair_
         assert [_ids(cat, g) for g in cat.duplicates()] == [{ids["tune0.wav"], ids["tune0-mp3.mp3"]}]
         assert cat.verify() == []
     second = json.loads(runner.invoke(app, ["repair", "--catalog", str(catalog), "--json"]).stdout)
-    assert second["done"] == ["rebuilt both indexes from the stored vectors"] and second["problems"] == []
+    assert second["done"] == [] and second["problems"] == []
     plain = runner.invoke(app, ["repair", "--catalog", str(catalog)])
     assert plain.exit_code == 0 and "linked" not in plain.stdout
 

@@ -164,6 +164,25 @@ def test_removals_and_additions_reach_readers_and_rebuild_mends(tmp_path, tiny_m
         reader.close()
 
 
+def test_repair_mends_what_verify_finds_and_leaves_healthy_collections_alone(tmp_path, tiny_model, music):
+    store = f"milvus://{tmp_path / 'vectors.db'}"
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model), vector_store=store) as cat:
+        assert cat.index_paths([music]).added == 6
+        built = cat.store.meta("milvus_built_at")
+        assert cat.repair() == [] and cat.store.meta("milvus_built_at") == built  # nothing rebuilt
+        # A vector lost from Milvus is put back from the database, the collections left as they are.
+        cat.indexes.client.delete(cat.indexes.names["tracks"], ids=[int(cat.store.ids("tracks")[0])])
+        assert cat.repair() == ["inserted 1 tracks from the database"]
+        assert cat.store.meta("milvus_built_at") == built and cat.verify() == []
+        # A vector that is not the stored one: the collections are built again (a new generation).
+        first = cat.store.ids("tracks")[:1]
+        cat.indexes.tracks.add(first, np.eye(1, cat.manifest.encoder.dim, 3, dtype=np.float32))
+        done = cat.repair()
+        assert len(done) == 1 and done[0].startswith("rebuilt both Milvus collections from the stored vectors (")
+        assert cat.verify() == [] and cat.repair() == []
+        assert len(cat.indexes.windows) == len(cat.store.ids("windows"))
+
+
 @pytest.mark.parametrize(
     "url, message",
     [

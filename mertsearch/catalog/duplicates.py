@@ -45,6 +45,16 @@ def copy_distances(cat: Core, rule: DuplicateRule | None, tracks: int, *, measur
     return stored if found is None else found
 
 
+def rule_due(cat: Core) -> bool:
+    """Whether the stored rule no longer serves (see ``current_rule``): there is none, the track
+    count moved by a tenth since its fit, or the copies it was fitted on were measured on other layers."""
+    rule = stored_rule(cat.store)
+    if rule is None:
+        return True
+    tracks = cat.store.count("tracks")
+    return rule.stale(tracks) or copy_distances(cat, rule, tracks, measure=False) != rule.copies
+
+
 def refit(cat: Core) -> DuplicateRule:
     """Fit the rule again now (the vectors changed kind: other layers, another transform)."""
     found = copy_distances(cat, stored_rule(cat.store), cat.store.count("tracks"), measure=False)

@@ -312,9 +312,16 @@ class Catalog(Core):
         return maintenance.verify(self)
 
     @writes
-    def repair(self) -> list[str]:
-        """Fix what can be fixed from the stored data; returns what was done."""
-        return maintenance.repair(self)
+    def repair(self, *, full: bool = False) -> list[str]:
+        """Fix what can be fixed from the stored data; returns what was done (nothing for a
+        healthy catalog).
+
+        Only what :meth:`verify`'s checks find wrong is done: an index rebuilt when it is missing or
+        differs from the database, Milvus's ids reconciled, duplicate links decided again when
+        groups were mended or the duplicate limit no longer fits the catalog. ``full`` rebuilds
+        both indexes and decides every link again whatever the checks say.
+        """
+        return maintenance.repair(self, full=full)
 
     def tune_layers(
         self,

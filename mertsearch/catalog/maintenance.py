@@ -16,7 +16,7 @@ from mertsearch.catalog.calibrate import fitted as fitted_calibration
 from mertsearch.catalog.calibrate import refresh as refresh_calibration
 from mertsearch.catalog.calibrate import stored as stored_calibration
 from mertsearch.catalog.core import Core
-from mertsearch.catalog.duplicates import checker, refit, relink_all
+from mertsearch.catalog.duplicates import checker, refit, relink_all, rule_due
 from mertsearch.catalog.ingest import remove
 from mertsearch.catalog.layout import DATABASE, INDEX_DIR, default_database
 from mertsearch.config import TransformSpec
@@ -25,10 +25,11 @@ from mertsearch.errors import InvalidArgumentError
 from mertsearch.evaluation.metrics import score_spread
 from mertsearch.settings import LayersArg, resolve_layers
 from mertsearch.storage import MetadataStore, write_manifest
+from mertsearch.storage.indexes import NAMES
 from mertsearch.storage.transform import VectorTransform
 from mertsearch.storage.vector_index import remove_saved
 from mertsearch.storage.vector_store import check_vector_store, collections_prefix
-from mertsearch.storage.verify import check_indexes, check_store
+from mertsearch.storage.verify import check_indexes, check_store, index_problems
 
 # Tracks whose vectors the spread of scores reindex reports is measured on: its 5,000 random pairs
 # need no more, and a million tracks' vectors would take 3 GB.
@@ -156,7 +157,7 @@ def verify(cat: Core) -> list[str]:
     return problems
 
 
-def repair(cat: Core) -> list[str]:
+def repair(cat: Core, *, full: bool = False) -> list[str]:
     """See :meth:`mertsearch.catalog.Catalog.repair`; the caller holds the writer lock."""
     done = []
     orphans, led_again, empty = cat.store.repair_rows()
@@ -167,15 +168,37 @@ def repair(cat: Core) -> list[str]:
     if empty:
         remove(cat, empty)
         done.append(f"removed {len(empty)} tracks that had no windows (index their files again)")
-    if cat.transform_missing():
+    refitted = cat.transform_missing()
+    if refitted:
         reindex(cat, None, cat.manifest.transform.kind)
         done.append("fitted the transform again")
-    rebuild_index(cat, None, shard_size=None)
-    done.append("rebuilt both indexes from the stored vectors")
+    if full:
+        rebuild_index(cat, None, shard_size=None)
+        done.append("rebuilt both indexes from the stored vectors")
+    else:
+        done += _mend_indexes(cat)
     # A catalog made before results had a similarity gets its calibration here, not only at reindex.
     if cat.calibration is None and refresh_calibration(cat) is not None:
         done.append("fitted the similarity calibration (results now carry a similarity)")
-    return done + relink_all(cat)
+    # Links are decided again when they may be wrong: groups were mended, tracks went, the
+    # vectors changed kind, or the limit they were decided under no longer fits the catalog.
+    if full or led_again or empty or refitted or rule_due(cat):
+        done += relink_all(cat)
+    return done
+
+
+def _mend_indexes(cat: Core) -> list[str]:
+    """Rebuild only the indexes that verify finds wrong (Milvus: reconcile what ids can mend)."""
+    indexes = cat.indexes
+    if hasattr(indexes, "mend"):
+        return indexes.mend()
+    broken = {name: problems for name in NAMES if (problems := index_problems(indexes, name, cat.transform))}
+    if not broken:
+        return []
+    indexes.rebuild(names=list(broken), announce=True)
+    which = "both indexes" if len(broken) == len(NAMES) else "the {} index"
+    reasons = "; ".join(problem for problems in broken.values() for problem in problems)
+    return [f"rebuilt {which.format(*broken)} from the stored vectors ({reasons})"]
 
 
 def evaluate(cat: Core, *, baseline: bool, **settings) -> dict:

@@ -308,22 +308,31 @@ def verify(catalog: CatalogOpt, as_json: JsonOpt = False) -> None:
 
 @app.command()
 @friendly
-def repair(catalog: CatalogOpt, wait: WaitOpt = 0.0, as_json: JsonOpt = False) -> None:
-    """Fix what the stored data allows, then verify again.
+def repair(
+    catalog: CatalogOpt,
+    full: Annotated[
+        bool, typer.Option("--full", help="Rebuild both indexes and decide every duplicate link again.")
+    ] = False,
+    wait: WaitOpt = 0.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fix what verify finds, from the stored data, then verify again.
 
     Removes orphan rows, fits what is missing (the transform, the similarity calibration),
-    rebuilds the indexes from the stored vectors and links duplicate files again."""
+    rebuilds an index that is wrong and links duplicate files again where needed."""
     from mertsearch.catalog import Catalog
 
     with Catalog.open(catalog) as cat:
         cat.wait_s = wait
-        done = cat.repair()
+        done = cat.repair(full=full)
         remaining = cat.verify()
     if as_json:
         print_json({"done": done, "problems": remaining})
     else:
         for line in done:
             out.print(line, highlight=False)
+        if not done and not remaining:
+            out.print("nothing to repair: the catalog is consistent")
         for problem in remaining:
             err.print(f"still a problem: {problem}", highlight=False, soft_wrap=True)
     if remaining:

@@ -37,7 +37,7 @@ added since into a new lists file on disk (sharded.rewrite_on_disk), so that hol
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import faiss
@@ -224,8 +224,15 @@ class Indexes:
         for name in NAMES:
             self._get(name)
 
-    def rebuild(self, factory: str | None = None, *, shard_size: int | None = None, announce: bool = False) -> None:
-        """Build both indexes again from the stored vectors (no model needed) and save them.
+    def rebuild(
+        self,
+        factory: str | None = None,
+        *,
+        shard_size: int | None = None,
+        announce: bool = False,
+        names: Sequence[str] = NAMES,
+    ) -> None:
+        """Build both indexes (or those ``names``) again from the stored vectors (no model needed) and save them.
 
         ``shard_size``: build inverted files in shards of this many vectors, merged on disk.
         ``announce`` moves the data version on first, so readers load the new files (a rebuild
@@ -240,7 +247,10 @@ class Indexes:
         # Read before building: the built index holds at least this version's rows, never fewer.
         version = self.store.data_version()
         for name in NAMES:
-            self._based_on(name, self._build(name), version)
+            if name in names:
+                self._based_on(name, self._build(name), version)
+            else:  # opened again when next used: its saved file and the rows since, at this version
+                self._loaded.pop(name, None)
         self._expected = version
 
     def _based_on(self, name: str, base: VectorIndex, version: int) -> None:

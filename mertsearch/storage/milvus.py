@@ -40,18 +40,17 @@ from contextlib import contextmanager
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
-from sqlalchemy import func, select
 
 from mertsearch.errors import InvalidArgumentError, VectorStoreError
 from mertsearch.storage.filters import Filters
 from mertsearch.storage.lock import process_ended
 from mertsearch.storage.milvus_filters import PATH_LIMIT, TEXT_LIMIT, expression, ids_expression, tag_key
 from mertsearch.storage.records import chunks
-from mertsearch.storage.schema import Track, Window
-from mertsearch.storage.store import MetadataStore, from_blob
+from mertsearch.storage.schema import Track
+from mertsearch.storage.store import MetadataStore
 from mertsearch.storage.vector_index import FLAT, FLAT_LIMIT, VectorIndex, ivf_lists, probes_for
 from mertsearch.storage.vector_store import TOKEN_VARIABLE
-from mertsearch.storage.verify import id_problems
+from mertsearch.storage.verify import id_problems, sample_ids, sampled_vectors
 from mertsearch.text import FOLD_VERSION
 
 NAMES = ("tracks", "windows")
@@ -483,9 +482,9 @@ class MilvusStores:
             if not self.client.has_collection(self.names[name]):
                 problems.append(f"the Milvus {name} collection is missing (rebuild it)")
                 continue
-            held = self.collection(name).ids()
-            problems += id_problems(name, held, self.store.ids(name), f"the Milvus {name} collection")
-            problems += self._check_vectors(name)
+            held, stored = self.collection(name).ids(), self.store.ids(name)
+            problems += id_problems(name, held, stored, f"the Milvus {name} collection")
+            problems += self._check_vectors(name, sample_ids(stored, CHECKED))
         built = self.store.meta(VERSION_KEY)
         if built is None or int(built) < self.store.searchable_since():
             problems.append("the Milvus collections hold vectors of an older kind than the database (rebuild them)")
@@ -493,23 +492,57 @@ class MilvusStores:
             problems.append("a writer stopped without finishing: the next ingest or `repair` brings Milvus in line")
         return problems
 
-    def _check_vectors(self, name: str) -> list[str]:
-        """Each sampled stored vector, transformed, must be what Milvus holds under its id."""
-        table = Track if name == "tracks" else Window
-        with self.store.session() as session:
-            rows = session.execute(select(table.id, table.vector).order_by(func.random()).limit(CHECKED)).all()
-        if not rows:
-            return []
-        expected = self.transform(np.stack([from_blob(vector) for _, vector in rows]))
+    def mend(self) -> list[str]:
+        """Put right what ``check`` finds, and no more (the caller holds the catalog alone); what
+        was done, a line each. Collections missing or of an older kind are built again, both (one
+        version records them); ids a collection and the database disagree on are reconciled; a
+        collection whose sampled vectors differ from the stored ones, or that holds an id twice,
+        is built again."""
+        built = self.store.meta(VERSION_KEY)
         with milvus_errors(self.url):
-            held = self.client.get(self.names[name], ids=[int(i) for i, _ in rows], output_fields=["vector"])
+            present = all(self.client.has_collection(name) for name in self.names.values())
+        outdated = not present or built is None or int(built) < self.store.searchable_since()
+        left = self.unfinished()
+        self._ready = self._ready and not outdated
+        # As a writer's first change does: builds collections missing or of an older kind, and
+        # brings Milvus in line with the database after writers that did not finish.
+        self._ensure()
+        if outdated:
+            return ["rebuilt both Milvus collections from the stored vectors (missing or of an older kind)"]
+        done = [f"brought Milvus in line after {len(left)} writer(s) that did not finish"] if left else []
+        broken, apart = {}, False
+        for name in NAMES:
+            held, stored = self.collection(name).ids(), self.store.ids(name)
+            problems = self._check_vectors(name, sample_ids(stored, CHECKED))
+            if len(held) != len(np.unique(held)):
+                problems.append(f"the Milvus {name} collection holds ids twice")
+            if problems:
+                broken[name] = problems
+            apart = apart or bool(id_problems(name, held, stored, ""))
+        if broken:
+            # A new generation holds both collections (see rebuild): searches never meet a half-built one.
+            self.rebuild(announce=True)
+            reasons = "; ".join(problem for problems in broken.values() for problem in problems)
+            done.append(f"rebuilt both Milvus collections from the stored vectors ({reasons})")
+        elif apart:  # ids a rebuild would have put right
+            done += self.reconcile()
+        return done
+
+    def _check_vectors(self, name: str, ids: np.ndarray) -> list[str]:
+        """Each of these stored vectors, transformed, must be what Milvus holds under its id."""
+        ids, stored = sampled_vectors(name, self.store, ids, self.dim)
+        if not len(ids):
+            return []
+        expected = self.transform(stored)
+        with milvus_errors(self.url):
+            held = self.client.get(self.names[name], ids=[int(i) for i in ids], output_fields=["vector"])
         vectors = {int(row["id"]): np.asarray(row["vector"], dtype=np.float32) for row in held}
         stale = sum(
             1
-            for (own, _), vector in zip(rows, expected, strict=True)
+            for own, vector in zip(ids.tolist(), expected, strict=True)
             if own in vectors and float(vectors[own] @ vector) < 0.9999
         )
-        return [f"{stale} of {len(rows)} sampled {name} vectors in Milvus differ from the stored ones"] if stale else []
+        return [f"{stale} of {len(ids)} sampled {name} vectors in Milvus differ from the stored ones"] if stale else []
 
 
 class MilvusCollection:
@@ -602,7 +635,7 @@ class MilvusCollection:
         the database's highest (then whatever lies above). Not Milvus's query iterator, which
         Milvus Lite answers with errors in its log."""
         total = len(self)
-        top = int(self.stores.store.ids(self.name).max(initial=-1))
+        top = self.stores.store.id_range(self.name)[1]
         held: list[int] = []
         low = 0
         while len(held) < total and low <= top:  # a range of MAX_LIMIT ids holds at most MAX_LIMIT rows

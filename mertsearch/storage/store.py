@@ -415,9 +415,29 @@ class MetadataStore(VectorRows, DuplicateLinks):
     def ids(self, name: str) -> np.ndarray:
         """Every track or window id, in order (no vector is read; streamed, so no Python object per id is held)."""
         table = Track if name == "tracks" else Window
-        query = select(table.id).order_by(table.id).execution_options(yield_per=65_536)
+        with self.engine.connect() as connection:
+            # The driver's rows: at millions of ids, SQLAlchemy's wrapping of each costs more than
+            # the query. Unordered, then sorted here: SQLite reads them from a smaller index that
+            # holds them (the rowid), where ORDER BY id would walk the table, every vector included.
+            cursor = connection.connection.cursor()
+            try:
+                cursor.execute(f"SELECT id FROM {table.__tablename__}")
+                parts = [np.empty(0, dtype=np.int64)]
+                # In batches, so no Python object per id is held at once.
+                while rows := cursor.fetchmany(65_536):
+                    parts.append(np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)))
+            finally:
+                cursor.close()
+        return np.sort(np.concatenate(parts))
+
+    def id_range(self, name: str) -> tuple[int, int]:
+        """The lowest and highest track or window id ((0, -1) when there is none): two index look-ups."""
+        table = Track if name == "tracks" else Window
         with self.session() as session:
-            return np.fromiter(session.scalars(query), dtype=np.int64)
+            # Apart: SQLite answers a lone min() or max() from the key's ends, both at once by a scan.
+            low = session.scalar(select(func.min(table.id)))
+            high = session.scalar(select(func.max(table.id)))
+        return (0, -1) if high is None else (int(low), int(high))
 
     def size_bytes(self) -> int:
         """Bytes the tables take in a server database (PostgreSQL; 0 where that cannot be asked)."""
