@@ -248,6 +248,25 @@ def test_a_copy_into_sqlite_keeps_every_row(store, tmp_path):
         copy.close()
 
 
+def test_a_copy_of_some_tracks_keeps_theirs_and_unlinks_the_others(store, tmp_path):
+    """eval's scratch copy of a big catalog: those tracks, their windows, every meta key; a track
+    whose leader is left out leads itself."""
+    first = store.put_track(_record("/music/a.flac")).track_id
+    second = store.put_track(_record("/music/b.flac")).track_id
+    third = store.put_track(_record("/music/c.flac")).track_id
+    store.set_duplicate_links({second: first})
+    store.record_failure("/music/bad.mp3", size=3, mtime_ns=4, reason="bad")
+    store.update_meta({"layers": "[7]"})
+    copy = MetadataStore(f"sqlite:///{tmp_path / 'copy.db'}")
+    try:
+        store.copy_to(copy, track_ids=[second, third])
+        assert copy.ids("tracks").tolist() == [second, third] and copy.count("windows") == 2
+        assert copy.tracks_by_id([second])[second].duplicate_of is None and copy.failures() == []
+        assert copy.meta("layers") == "[7]"
+    finally:
+        copy.close()
+
+
 def test_the_layer_sweep_copies_a_sqlite_database_kept_outside_the_catalog(tmp_path, tiny_model, music):
     """eval's scratch copy reads the database the manifest names, not catalog.db in the folder."""
     elsewhere = f"sqlite:///{tmp_path / 'elsewhere' / 'meta.db'}"

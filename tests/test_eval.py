@@ -152,3 +152,80 @@ def test_a_small_report_is_written_whole(tmp_path, tiny_model, music):
     assert all(
         (tmp_path / "report" / name).read_bytes()[:4] == b"\x89PNG" for name in ("eval-scores.png", "eval-layers.png")
     )
+
+
+def _full_sort_retrieval(vectors: np.ndarray, labels: list, k: int) -> dict:
+    """Every labelled track ranks all the others by a full stable sort: what the bounded ranking must equal."""
+    precisions, averages = [], []
+    for query, label in enumerate(labels):
+        if not label:
+            continue
+        candidates = np.array([i for i in range(len(labels)) if i != query])
+        scores = vectors[candidates] @ vectors[query]
+        hits = np.array([labels[i] == label for i in candidates])[np.argsort(-scores, kind="stable")]
+        if not hits.any():
+            continue
+        precisions.append(hits[:k].sum() / k)
+        ranks = np.flatnonzero(hits) + 1
+        averages.append(float(np.mean(np.arange(1, len(ranks) + 1) / ranks)))
+    return {"precision_at_k": float(np.mean(precisions)), "map": float(np.mean(averages)), "queries": len(averages)}
+
+
+def test_label_retrieval_ranks_at_most_its_queries_and_as_a_full_sort_does(monkeypatch):
+    from mertsearch.evaluation import metrics
+
+    # Small integers: every score exact however it is summed, and many tied (ties rank by index).
+    vectors = np.random.default_rng(2).integers(-2, 3, size=(120, 4)).astype(np.float32)
+    # Small labels (ranked by counting) and one of 60 tracks (ranked by sorting).
+    labels = [None if n % 7 == 0 else str(n % 9) if n < 60 else "big" for n in range(120)]
+    found = metrics.label_retrieval(vectors, labels, k=5)
+    expected = _full_sort_retrieval(vectors, labels, k=5)
+    assert found["queries"] == expected["queries"] > 60
+    assert found["precision_at_k"] == pytest.approx(expected["precision_at_k"], abs=1e-12)
+    assert found["map"] == pytest.approx(expected["map"], abs=1e-12)
+
+    ranked = []
+    counted = metrics._ranked
+    monkeypatch.setattr(metrics, "_ranked", lambda *args: ranked.append(1) or counted(*args))
+    capped = metrics.label_retrieval(vectors, labels, k=5, queries=7)
+    assert len(ranked) == capped["queries"] == 7  # a seeded sample of the labelled tracks
+    assert capped == metrics.label_retrieval(vectors, labels, k=5, queries=7)
+
+
+def test_tune_layers_queries_at_most_the_cap(every_layer):
+    from mertsearch.evaluation.evaluate import tune_layers
+
+    cat, *_ = every_layer
+    assert tune_layers(cat)["queries"] == 6
+    assert tune_layers(cat, queries=2)["queries"] == 2
+
+
+@pytest.mark.slow
+def test_a_larger_catalog_is_compared_on_the_excerpts_tracks_and_a_sample(every_layer, monkeypatch):
+    """The baseline indexes, and the layer sweep copies, the excerpts' tracks and a sample of the
+    others up to COMPARED_TRACKS; the plan counts them before the work starts."""
+    from mertsearch.catalog import maintenance
+
+    cat, *_ = every_layer
+    settings = {**SWEPT, "baseline": True, "duplicates": 0}
+    plan = cat.evaluation_plan(excerpts=3, baseline=True, duplicates=0)
+    assert plan["tracks"] == 6 and plan["baseline_files"] == 6 and plan["sweep_tracks"] == 6
+    assert plan["sweep_layers"] == 3 and plan["searches"] == 3 * len(DEGRADATIONS) * (1 + 1 + 3)
+    monkeypatch.setattr(maintenance, "COMPARED_TRACKS", 4)
+    assert cat.evaluation_plan(excerpts=3, baseline=True, duplicates=0)["baseline_files"] == 4
+    report = cat.evaluate(**settings)
+    assert report["baseline"]["tracks"] == 4 and report["identification"]["layers_tracks"] == 4
+    # The excerpts' sources are among them: the baseline finds clean excerpts as on the whole catalog.
+    assert report["baseline"]["degradations"]["clean"]["recall_at_10"] == 1.0
+    assert [row["layer"] for row in report["identification"]["layers"]] == [0, 1, 2]
+
+
+def test_eval_says_what_it_will_do_before_it_starts(tmp_path, tiny_model, music):
+    from tests.helpers import cli
+
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=3) as cat:
+        cat.index_paths([music], decoders=0)
+    args = ["--excerpts", 2, "--seconds", 4, "--no-baseline", "--duplicates", 0, "--json"]
+    result = cli("eval", "--catalog", tmp_path / "cat", *args)
+    assert "eval of 6 tracks: 2 excerpts, 18 searches" in result.stderr
+    assert json.loads(result.stdout)["identification"]["excerpts"] == 2

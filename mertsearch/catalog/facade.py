@@ -342,6 +342,15 @@ class Catalog(Core):
             self, labels, exclude_same_artist=exclude_same_artist, exclude_same_album=exclude_same_album, k=k
         )
 
+    def evaluation_plan(self, *, excerpts: int = 50, baseline: bool = True, duplicates: int = 5) -> dict:
+        """What :meth:`evaluate` with these settings will do on this catalog, counted before it
+        starts (to say what a long evaluation holds): tracks, excerpts, searches (each degraded
+        excerpt by the catalog, the baseline and each kept layer), label retrieval queries (at
+        most 2,000) and rankings, files the baseline indexes again and their hours of audio,
+        kept layers swept and the tracks of the copy they are swept on, tracks copied for
+        duplicate detection."""
+        return maintenance.evaluation_plan(self, excerpts=excerpts, baseline=baseline, duplicates=duplicates)
+
     def evaluate(
         self,
         *,

@@ -12,6 +12,8 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
+
 from mertsearch.catalog.calibrate import fitted as fitted_calibration
 from mertsearch.catalog.calibrate import refresh as refresh_calibration
 from mertsearch.catalog.calibrate import stored as stored_calibration
@@ -201,22 +203,32 @@ def _mend_indexes(cat: Core) -> list[str]:
     return [f"rebuilt {which.format(*broken)} from the stored vectors ({reasons})"]
 
 
+# Tracks the spectral baseline indexes and the layer sweep copies, at most: a catalog up to this
+# size whole, a larger one as the excerpts' tracks and a seeded sample of the others. The baseline
+# decodes and indexes each file again, and the sweep rewrites each track's vectors per layer.
+COMPARED_TRACKS = 1000
+
+
 def evaluate(cat: Core, *, baseline: bool, **settings) -> dict:
     """How good the search is on this catalog (see mertsearch.evaluation).
 
     Excerpt identification, clean and degraded; label retrieval for every stored layer (labels
-    from ``labels`` or folder names, when two tracks share one); the spread of scores between
-    random pairs of tracks against true pairs (a clean excerpt's pooled vector and its source
-    track's), both raw and centered, and the true matches' scores as searched. With
-    ``baseline`` the same files are also indexed, in a temporary catalog, with the spectral
-    baseline, which answers the same excerpts: a reference row (it decodes every file again).
+    from ``labels`` or folder names, when two tracks share one; at most 2,000 labelled tracks
+    query, see evaluation.metrics.QUERIES); the spread of scores between random pairs of tracks
+    against true pairs (a clean excerpt's pooled vector and its source track's), both raw and
+    centered, and the true matches' scores as searched. With ``baseline`` the excerpts' files
+    are also indexed, in a temporary catalog, with the spectral baseline, which answers the same
+    excerpts: a reference row. It holds every file of a catalog of up to COMPARED_TRACKS
+    tracks, else the excerpts' and a seeded sample of the others, COMPARED_TRACKS in all (it
+    decodes each of them again).
 
     A catalog that keeps every layer also gets excerpt identification for each kept layer
     (``identification["layers"]``): the model runs once per degraded excerpt, as for one layer,
     and a scratch copy of the catalog (its database: about 43 MB per hour of audio for
-    MERT-v1-95M) is switched to each layer from stored vectors and searched. Per layer that
-    adds a reindex of the copy (under a second for a few hours of audio) and one search per
-    degraded excerpt; see mertsearch.evaluation.excerpts.identify.
+    MERT-v1-95M; of the same COMPARED_TRACKS tracks as the baseline in a larger catalog) is
+    switched to each layer from stored vectors and searched. Per layer that adds a reindex of the
+    copy (under a second for a few hours of audio) and one search per degraded excerpt; see
+    mertsearch.evaluation.excerpts.identify.
 
     Duplicate detection decodes each of its tracks whole, at the file's own rate, encodes six
     copies of it and embeds each: about six times those tracks' audio through the model; the
@@ -229,18 +241,21 @@ def evaluate(cat: Core, *, baseline: bool, **settings) -> dict:
     opened = type(cat)  # the catalogs made for comparison are of the kind evaluated
     with contextlib.ExitStack() as stack:
 
-        def spectral_baseline():
+        def spectral_baseline(drawn: list) -> Core:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mertsearch-baseline-")))
             # A throwaway catalog: SQLite in its folder, whatever MERTSEARCH_DATABASE says.
             reference = stack.enter_context(
                 opened.create(folder, model=SPECTRAL, hop=cat.windows.hop_s, database=default_database(folder))
             )
-            reference.index_paths([path for _, path, _ in cat.store.durations()])
+            chosen = compared(cat, drawn, settings["seed"])
+            reference.index_paths(
+                [path for track_id, path, _ in cat.store.durations() if chosen is None or track_id in chosen]
+            )
             return reference
 
-        def layer_sweep():
+        def layer_sweep(drawn: list) -> Core:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mertsearch-layers-")))
-            _scratch_copy(cat, folder)
+            _scratch_copy(cat, folder, compared(cat, drawn, settings["seed"]))
             return stack.enter_context(opened.open(folder))
 
         return evaluate(
@@ -252,15 +267,59 @@ def evaluate(cat: Core, *, baseline: bool, **settings) -> dict:
         )
 
 
-def _scratch_copy(cat: Core, folder: Path) -> None:
-    """A copy of the catalog's database and settings in ``folder`` (empty), to change freely.
+def compared(cat: Core, drawn: list, seed: int) -> set[int] | None:
+    """The tracks the baseline indexes and the layer sweep copies (None: every one): in a catalog
+    that leads more than COMPARED_TRACKS tracks, the excerpts' tracks and a sample of the others
+    drawn with ``seed``, COMPARED_TRACKS in all."""
+    limit = COMPARED_TRACKS
+    leaders = [track_id for track_id, _, _ in cat.store.durations()]
+    if len(leaders) <= limit:
+        return None
+    chosen = {excerpt.track_id for excerpt in drawn}
+    others = sorted(set(leaders) - chosen)
+    count = max(0, min(limit - len(chosen), len(others)))
+    return chosen | {int(i) for i in np.random.default_rng(seed).choice(others, count, replace=False)}
 
-    The copy is always SQLite in ``folder``: a SQLite catalog is copied with SQLite's backup
-    (consistent while others read or write), another database table by table. The FAISS
+
+def evaluation_plan(cat: Core, *, excerpts: int, baseline: bool, duplicates: int, **_settings) -> dict:
+    """What ``evaluate`` will do on this catalog, counted before it starts (see Catalog.evaluation_plan)."""
+    from mertsearch.encoder.registry import SPECTRAL
+    from mertsearch.evaluation.excerpts import DEGRADATIONS
+    from mertsearch.evaluation.metrics import QUERIES
+
+    spec = cat.manifest.encoder
+    leaders = cat.store.durations()
+    compared_tracks = min(len(leaders), COMPARED_TRACKS)
+    share = compared_tracks / len(leaders) if leaders else 0.0
+    hours = sum(duration for _, _, duration in leaders) / 3600 * share
+    swept = len(spec.kept_layers) if len(spec.kept_layers) > 1 else 0
+    compares = baseline and spec.architecture != SPECTRAL
+    excerpts = min(excerpts, len(leaders))
+    return {
+        "tracks": cat.store.count("tracks"),
+        "excerpts": excerpts,
+        # Each degraded excerpt searched by the catalog, the baseline and each swept layer.
+        "searches": excerpts * len(DEGRADATIONS) * (1 + int(compares) + swept),
+        "label_queries": min(cat.store.count("tracks"), QUERIES),
+        "label_rankings": 2 * max(1, len(spec.kept_layers)) * (1 + int(compares)),  # raw and centered
+        "baseline_files": compared_tracks if compares else 0,
+        "baseline_audio_hours": round(hours, 2) if compares else 0.0,
+        "sweep_layers": swept,
+        "sweep_tracks": compared_tracks if swept else 0,
+        "duplicate_tracks": duplicates,
+    }
+
+
+def _scratch_copy(cat: Core, folder: Path, track_ids: set[int] | None = None) -> None:
+    """A copy of the catalog's database and settings in ``folder`` (empty), to change freely;
+    with ``track_ids``, of those tracks only.
+
+    The copy is always SQLite in ``folder``: a whole SQLite catalog is copied with SQLite's backup
+    (consistent while others read or write), another database or a part table by table. The FAISS
     indexes (FAISS even for a catalog in Milvus) are built from the stored vectors when the copy
     first needs them.
     """
-    if cat.store.engine.dialect.name == "sqlite":
+    if cat.store.engine.dialect.name == "sqlite" and track_ids is None:
         source = sqlite3.connect(cat.store.engine.url.database)  # wherever the manifest put it
         target = sqlite3.connect(folder / DATABASE)
         try:
@@ -272,7 +331,7 @@ def _scratch_copy(cat: Core, folder: Path) -> None:
     else:
         copy = MetadataStore(default_database(folder))
         try:
-            cat.store.copy_to(copy)
+            cat.store.copy_to(copy, track_ids=track_ids)
         finally:
             copy.close()
     # On FAISS files of its own: a copy that searched the catalog's Milvus collections would

@@ -17,6 +17,7 @@ from mertsearch.cli.common import (
     WaitOpt,
     WeightsOpt,
     app,
+    err,
     friendly,
     out,
     print_json,
@@ -177,6 +178,9 @@ def evaluate(
     from mertsearch.evaluation.report import write_report
 
     with Catalog.open(catalog, model=model, device=device, precision=precision, mmap=True) as cat:
+        # Said first, on stderr (--json's document stays alone on stdout): a big library's evaluation is long.
+        plan = cat.evaluation_plan(excerpts=excerpts, baseline=baseline, duplicates=duplicates)
+        err.print(plan_line(plan), highlight=False)
         report = cat.evaluate(
             excerpts=excerpts,
             seconds=seconds,
@@ -249,3 +253,18 @@ def degradation_columns(report: dict, k: int) -> list[Column]:
 
 def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def plan_line(plan: dict) -> str:
+    """What an evaluation will do, in a line (see Catalog.evaluation_plan)."""
+    parts = [
+        f"eval of {plan['tracks']} tracks: {plan['excerpts']} excerpts, {plan['searches']} searches",
+        f"label retrieval of up to {plan['label_queries']} queries, {plan['label_rankings']} rankings",
+    ]
+    if plan["baseline_files"]:
+        parts.append(f"baseline: {plan['baseline_files']} files indexed again ({plan['baseline_audio_hours']:g} h)")
+    if plan["sweep_layers"]:
+        parts.append(f"{plan['sweep_layers']} layers swept on a copy of {plan['sweep_tracks']} tracks")
+    if plan["duplicate_tracks"]:
+        parts.append(f"{plan['duplicate_tracks']} tracks copied six ways for duplicates")
+    return "; ".join(parts)

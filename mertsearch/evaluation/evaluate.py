@@ -13,8 +13,8 @@ import numpy as np
 
 from mertsearch.errors import InvalidArgumentError
 from mertsearch.evaluation.duplicates import evaluate_duplicates
-from mertsearch.evaluation.excerpts import draw_excerpts, identify
-from mertsearch.evaluation.metrics import label_retrieval, pair_scores, score_spread, spread
+from mertsearch.evaluation.excerpts import Excerpt, draw_excerpts, identify
+from mertsearch.evaluation.metrics import QUERIES, label_retrieval, pair_scores, score_spread, spread
 from mertsearch.evaluation.protocol import CatalogLike
 from mertsearch.evaluation.similarity import similarity_figures
 from mertsearch.indexer.relink import DuplicateCheck
@@ -29,9 +29,11 @@ def tune_layers(
     exclude_same_artist: bool = False,
     exclude_same_album: bool = False,
     k: int = 10,
+    queries: int = QUERIES,
 ) -> dict:
     """Label retrieval for every stored layer of ``catalog``, raw and centered; the best layer
-    (see Catalog.tune_layers)."""
+    (see Catalog.tune_layers). At most ``queries`` labelled tracks query (a seeded sample of them:
+    the same for every layer), each ranking every other track."""
     spec = catalog.manifest.encoder
     ids, per_layer = catalog.store.track_layer_vectors(spec.dim)
     layers = spec.kept_layers
@@ -51,6 +53,7 @@ def tune_layers(
         "albums": [fold(tracks[i].album) or None for i in ids],
         "exclude_same_album": exclude_same_album,
         "k": k,
+        "queries": queries,
     }
     rows = []
     for position, layer in enumerate(layers):
@@ -99,17 +102,18 @@ def evaluate(
     labels: dict[str, str] | None,
     exclude_same_artist: bool,
     exclude_same_album: bool,
-    baseline: Callable[[], CatalogLike] | None = None,
-    sweep: Callable[[], CatalogLike] | None = None,
+    baseline: Callable[[list[Excerpt]], CatalogLike] | None = None,
+    sweep: Callable[[list[Excerpt]], CatalogLike] | None = None,
     duplicates: Callable[[], DuplicateCheck] | None = None,
     duplicate_tracks: int = 0,
 ) -> dict:
     """The report of Catalog.evaluate for ``catalog`` (see there); seeded.
 
-    ``baseline`` makes a reference catalog of the same files (the spectral baseline), which
-    answers the same excerpts; ``sweep`` a scratch copy of ``catalog`` to switch between its kept
-    layers (see excerpts.identify). Both are called once the excerpts are drawn, so a request
-    that cannot be met fails before either is made. ``duplicates`` gives the catalog's duplicate
+    ``baseline`` makes a reference catalog of the excerpts' files and others (the spectral
+    baseline), which answers the same excerpts; ``sweep`` a scratch copy of ``catalog`` (or of the
+    excerpts' tracks and others) to switch between its kept layers (see excerpts.identify). Both
+    are called with the excerpts once they are drawn, so a request that cannot be met fails
+    before either is made. ``duplicates`` gives the catalog's duplicate
     decision, measured on copies of ``duplicate_tracks`` tracks (see evaluation.duplicates).
     """
     if excerpts < 1 or seconds <= 0:
@@ -122,8 +126,9 @@ def evaluate(
         )
     spec = catalog.manifest.encoder
     options = {"exclude_same_artist": exclude_same_artist, "exclude_same_album": exclude_same_album, "k": k}
-    catalogs = [catalog] if baseline is None else [catalog, baseline()]
-    found = identify(catalogs, drawn, rng, k=k, sweep=None if sweep is None else sweep())
+    catalogs = [catalog] if baseline is None else [catalog, baseline(drawn)]
+    swept = None if sweep is None else sweep(drawn)
+    found = identify(catalogs, drawn, rng, k=k, sweep=swept)
     label_reports = []
     for each in catalogs:
         try:
@@ -144,6 +149,7 @@ def evaluate(
     identification = {"excerpts": len(drawn), "k": k, "degradations": found.tables[0]}
     if found.layers is not None:
         identification["layers"] = found.layers
+        identification["layers_tracks"] = swept.store.count("tracks")
     report = {
         "catalog": str(catalog.directory),
         "model": spec.source,
@@ -176,7 +182,12 @@ def evaluate(
         report["similarity"]["layers"] = found.similarity_layers
     if len(catalogs) > 1:
         reference = catalogs[1].manifest.encoder.source
-        report["baseline"] = {"model": reference, "degradations": found.tables[1], "labels": label_reports[1]}
+        report["baseline"] = {
+            "model": reference,
+            "tracks": catalogs[1].store.count("tracks"),
+            "degradations": found.tables[1],
+            "labels": label_reports[1],
+        }
     if duplicates is not None and duplicate_tracks > 0:
         report["duplicates"] = evaluate_duplicates(catalog, duplicates(), tracks=duplicate_tracks, seed=seed)
     return report

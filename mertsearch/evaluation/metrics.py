@@ -17,6 +17,12 @@ from mertsearch.errors import InvalidArgumentError
 
 # Queries are scored in blocks, so memory stays at block x tracks.
 _BLOCK = 256
+# Labelled tracks that query, at most: beyond it a seeded sample of them. Each query ranks every
+# other track, so the work is queries x tracks (a library's tracks squared without the cap).
+QUERIES = 2000
+# Up to this many relevant tracks a query ranks each by counting the tracks above it (a pass over
+# the scores each); more are ranked by sorting the scores.
+_COUNTED = 32
 
 
 def label_retrieval(
@@ -28,40 +34,42 @@ def label_retrieval(
     albums: list[str | None] | None = None,
     exclude_same_album: bool = False,
     k: int = 10,
+    queries: int = QUERIES,
+    seed: int = 0,
 ) -> dict[str, float]:
     """precision@k, mAP and nDCG@k of retrieving same-label tracks, each labelled track querying the rest.
 
     Tracks without a label are neither queries nor relevant, but stay in the ranking as
     distractors. With ``exclude_same_artist`` (``exclude_same_album``) a query's own artist's
-    (album's) tracks are left out of its ranking, since artist effects inflate such scores.
+    (album's) tracks are left out of its ranking, since artist effects inflate such scores. At
+    most ``queries`` labelled tracks query: a sample drawn with ``seed`` when there are more
+    (each still ranks every other track).
     """
-    labels_arr = np.array([label or "" for label in labels], dtype=object)
-    artist_arr = np.array([a or "" for a in (artists or [None] * len(labels))], dtype=object)
-    album_arr = np.array([a or "" for a in (albums or [None] * len(labels))], dtype=object)
+    label_codes, artist_codes, album_codes = (_codes(values, len(labels)) for values in (labels, artists, albums))
     discounts = 1 / np.log2(np.arange(2, k + 2))
     precisions, average_precisions, ndcgs = [], [], []
-    queries = [i for i, label in enumerate(labels_arr) if label]
-    for first in range(0, len(queries), _BLOCK):
-        block = queries[first : first + _BLOCK]
+    asked = np.flatnonzero(label_codes)
+    if len(asked) > queries:
+        asked = np.sort(np.random.default_rng(seed).choice(asked, queries, replace=False))
+    for first in range(0, len(asked), _BLOCK):
+        block = asked[first : first + _BLOCK]
         scores = vectors[block] @ vectors.T
         for row, query in enumerate(block):
             keep = np.ones(len(vectors), dtype=bool)
             keep[query] = False
-            if exclude_same_artist and artist_arr[query]:
-                keep &= artist_arr != artist_arr[query]
-            if exclude_same_album and album_arr[query]:
-                keep &= album_arr != album_arr[query]
+            if exclude_same_artist and artist_codes[query]:
+                keep &= artist_codes != artist_codes[query]
+            if exclude_same_album and album_codes[query]:
+                keep &= album_codes != album_codes[query]
             candidates = np.flatnonzero(keep)
-            relevant = labels_arr[candidates] == labels_arr[query]
+            relevant = label_codes[candidates] == label_codes[query]
             if not relevant.any():
                 continue  # nothing to find for this query
-            order = np.argsort(-scores[row, candidates], kind="stable")
-            hits = relevant[order]
-            precisions.append(hits[:k].mean() if len(hits) >= k else hits.sum() / k)
-            ranks = np.flatnonzero(hits) + 1
+            hits, ranks = _ranked(scores[row, candidates], relevant, k)
+            precisions.append(hits.mean() if len(hits) >= k else hits.sum() / k)
             average_precisions.append(float(np.mean(np.arange(1, len(ranks) + 1) / ranks)))
-            top = hits[:k].astype(float)
-            ideal = discounts[: min(k, int(hits.sum()))].sum()
+            top = hits.astype(float)
+            ideal = discounts[: min(k, len(ranks))].sum()
             ndcgs.append(float((top * discounts[: len(top)]).sum() / ideal))
     if not precisions:
         return {"precision_at_k": float("nan"), "map": float("nan"), "ndcg_at_k": float("nan"), "queries": 0}
@@ -71,6 +79,39 @@ def label_retrieval(
         "ndcg_at_k": float(np.mean(ndcgs)),
         "queries": len(precisions),
     }
+
+
+def _codes(values: list[str | None] | None, count: int) -> np.ndarray:
+    """A number for each value (0 for none or empty), so comparisons over every track are integer ones."""
+    if values is None:
+        return np.zeros(count, dtype=np.int64)
+    known: dict[str, int] = {}
+    return np.array([known.setdefault(value, len(known) + 1) if value else 0 for value in values], dtype=np.int64)
+
+
+def _ranked(scores: np.ndarray, relevant: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(whether each of the first k is relevant, the 1-based ranks of the relevant ones in order) in
+    the ranking by descending score, ties in index order (a stable sort's). The first k come from a
+    partition; the ranks, where few tracks are relevant, from counting the tracks above each one:
+    a few passes over the scores instead of sorting them all."""
+    count = len(scores)
+    if count > k:
+        kth = np.partition(scores, count - k)[count - k]  # the k-th highest
+        above = np.flatnonzero(scores > kth)
+        top = np.concatenate([above, np.flatnonzero(scores == kth)[: k - len(above)]])
+    else:
+        top = np.arange(count)
+    top = top[np.lexsort((top, -scores[top]))]
+    positions = np.flatnonzero(relevant)
+    if len(positions) > _COUNTED:
+        order = np.argsort(-scores, kind="stable")
+        return relevant[top], np.flatnonzero(relevant[order]) + 1
+    mine = scores[positions][:, None]
+    higher = np.count_nonzero(scores > mine, axis=1)
+    equal = scores == mine
+    if equal.sum() > len(positions):  # ties besides each with itself: those before it come first
+        higher += np.count_nonzero(equal & (np.arange(count) < positions[:, None]), axis=1)
+    return relevant[top], np.sort(higher + 1)
 
 
 def pair_scores(vectors: np.ndarray, *, pairs: int = 5000, seed: int = 0) -> np.ndarray:

@@ -47,7 +47,9 @@ def _markdown(report: dict, files: dict[str, Path]) -> str:
         if baseline:
             line += f" {_cells(baseline['degradations'][name], k)} |"
         lines.append(line)
-    lines += _layer_rows(ident)
+    if baseline and baseline.get("tracks", report["tracks"]) < report["tracks"]:
+        lines += ["", _part("The spectral baseline indexed", baseline["tracks"], report["tracks"])]
+    lines += _layer_rows(ident, report["tracks"])
     labels = report["labels"]
     lines += ["", "## Label retrieval", ""]
     if "layers" in labels:
@@ -109,7 +111,11 @@ def _markdown(report: dict, files: dict[str, Path]) -> str:
     return "\n".join(lines)
 
 
-def _layer_rows(ident: dict) -> list[str]:
+def _part(what: str, part: int, tracks: int) -> str:
+    return f"{what} {part} of the {tracks} tracks: those of the excerpts and a seeded sample of the others."
+
+
+def _layer_rows(ident: dict, tracks: int) -> list[str]:
     """Excerpt identification per kept layer: recall@1 / recall@k / median position error per degradation."""
     if "layers" not in ident:
         return []
@@ -125,6 +131,8 @@ def _layer_rows(ident: dict) -> list[str]:
     for row in ident["layers"]:
         cells = [_cells(row["degradations"][name], k).replace(" | ", " / ") for name in names]
         lines.append(f"| {row['layer']} | " + " | ".join(cells) + " |")
+    if ident.get("layers_tracks", tracks) < tracks:
+        lines += ["", _part("The layers were searched on a copy of", ident["layers_tracks"], tracks)]
     return lines
 
 

@@ -118,14 +118,29 @@ class MetadataStore(VectorRows, DuplicateLinks):
             raise DatabaseError(f"cannot use the database {shown}: {reason}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
-    def copy_to(self, other: MetadataStore, batch: int = 1000) -> None:
-        """Every row of every table into ``other`` (empty, any database), a batch at a time."""
+    def copy_to(self, other: MetadataStore, batch: int = 1000, *, track_ids: Sequence[int] | None = None) -> None:
+        """Every row of every table into ``other`` (empty, any database), a batch at a time; with
+        ``track_ids``, of the tracks only those and their windows (no failures), and a track whose
+        group leader is left out leads itself."""
+        kept = None if track_ids is None else {int(i) for i in track_ids}
         with self.engine.connect() as source, other.engine.begin() as target:
             target.execute(delete(Meta))  # what opening it wrote (the folding's version): the source's instead
             for table in Base.metadata.sorted_tables:
-                rows = source.execution_options(yield_per=batch).execute(select(table))
-                for part in rows.mappings().partitions():
-                    target.execute(table.insert(), [dict(row) for row in part])
+                parts = [select(table)]
+                if kept is not None and table.name == "failures":
+                    continue
+                if kept is not None and table.name in ("tracks", "windows"):
+                    column = table.c.id if table.name == "tracks" else table.c.track_id
+                    parts = [select(table).where(column.in_(chunk)) for chunk in chunks(sorted(kept))]
+                for query in parts:
+                    rows = source.execution_options(yield_per=batch).execute(query)
+                    for part in rows.mappings().partitions():
+                        rows_out = [dict(row) for row in part]
+                        if kept is not None and table.name == "tracks":
+                            for row in rows_out:
+                                if row["duplicate_of"] not in kept:
+                                    row["duplicate_of"] = None
+                        target.execute(table.insert(), rows_out)
 
     def close(self) -> None:
         self.engine.dispose()
