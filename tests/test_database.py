@@ -254,7 +254,7 @@ def test_a_copy_of_some_tracks_keeps_theirs_and_unlinks_the_others(store, tmp_pa
     first = store.put_track(_record("/music/a.flac")).track_id
     second = store.put_track(_record("/music/b.flac")).track_id
     third = store.put_track(_record("/music/c.flac")).track_id
-    store.set_duplicate_links({second: first})
+    store.relink_tracks(lambda links: {second: first})
     store.record_failure("/music/bad.mp3", size=3, mtime_ns=4, reason="bad")
     store.update_meta({"layers": "[7]"})
     copy = MetadataStore(f"sqlite:///{tmp_path / 'copy.db'}")
