@@ -102,8 +102,7 @@ class Radio:
 
     def stop(self, sig: int) -> int:
         self.process.send_signal(sig)
-        # Exiting unloads torch and FAISS: seconds on a busy machine, more under a whole suite.
-        code = self.process.wait(timeout=90)
+        code = self.process.wait(timeout=30)
         time.sleep(0.2)
         while not self._new.empty():
             self.lines.append(self._new.get())
