@@ -3,8 +3,9 @@ twelve tunes (four artists: Ann 4, Bob 3, Cat 3, Dan 2, one folder each), playin
 
 What the queue must look like follows from the rules alone, whatever the model finds similar: with
 four artists and no artist of the last 3 songs, the songs must go round the artists in turn for
-the first 8; no song comes twice in a session, even one taken out of the queue, and an MPD restart
-loses nothing."""
+the first 8; no song comes twice in a session, even one taken out of the queue, until every song
+was played or queued (then those played longest ago come round again), and an MPD restart loses
+nothing."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typer.testing import CliRunner
 from mertsearch import Catalog
 from mertsearch.cli import app
 from mertsearch.errors import InvalidArgumentError
-from mertsearch.players.mpd import MpdAddress, mpd_file, parse_address
+from mertsearch.players.mpd import MpdAddress, MpdRadio, mpd_file, parse_address
 
 needs_mpd = pytest.mark.skipif(
     shutil.which("mpd") is None and not os.environ.get("CI"),
@@ -165,18 +166,20 @@ def test_the_radio_keeps_mpd_ahead_by_the_rules_through_a_restart(tagged_catalog
         # The song played first leaves the queue: only the radio's memory keeps it out now.
         session = _files(client)
         client.delete(0)
-        for position in range(1, 9):  # 8 times the next song, until every track was played or queued
+        for position in range(1, 8):  # 7 times the next song, until every track was played or queued
             _play(client, position)
-            _wait_for_queue(client, min(position + 4, 11))
-        radio.wait_for("nothing left to add")
-        session = ["Ann/00.flac", *_files(client)]
+            _wait_for_queue(client, position + 4)
+        _play(client, 8)  # one more needed, and none left: the song played longest ago comes again
+        radio.wait_for("every song was played or queued: the 1 played longest ago may come again")
+        session = ["Ann/00.flac", *_wait_for_queue(client, 12)]
     finally:
         code = radio.stop(signal.SIGINT) if radio is not None else None
         server.stop()
 
     assert code == 0, "\n".join(radio.lines)
     assert radio.lines[-1] == "stopped"
-    assert sorted(session) == sorted(str(p.relative_to(music)) for p in music.rglob("*.flac"))  # each once
+    assert sorted(session[:-1]) == sorted(str(p.relative_to(music)) for p in music.rglob("*.flac"))  # each once
+    assert session[-1] == "Ann/00.flac"  # then the first again
     artists = [file.split("/")[0] for file in session]
     for n in range(1, 8):  # four artists, none of the 3 before: round and round while each has songs left
         assert artists[n] not in artists[max(0, n - 3) : n], artists
@@ -257,3 +260,123 @@ def test_a_removed_track_is_forgotten_and_tracks_outside_the_music_folder_passed
     assert len(added) == 1 and len(queue) == 3 == len(set(queue))
     assert all(file.startswith("t") for file in queue)
     assert not any("cannot add" in line for line in lines)  # skipped, not tried on MPD
+
+
+def _synthetic_library(tmp_path, tiny_model, count: int) -> tuple[Path, Path]:
+    """(catalog, music folder) of ``count`` short tones t0.wav... by artists A0..., each track's
+    vectors random: what the radio picks is left to chance, the rules alone are tested."""
+    import numpy as np
+
+    from tests.helpers import synthetic_track, tone_track, write_audio
+
+    music = tmp_path / "music"
+    rng = np.random.default_rng(0)
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model), layer=3) as writer:
+        for n in range(count):
+            path = write_audio(music / f"t{n}.wav", tone_track(n, 2.0, 8000, channels=1), 8000)
+            windows = rng.normal(size=(2, writer.manifest.encoder.dim)).astype(np.float32)
+            windows /= np.linalg.norm(windows, axis=1, keepdims=True)
+            writer.store.put_track(synthetic_track(n, windows, path=str(path), tags={"artist": f"A{n}"}))
+        writer.rebuild_index()
+    return tmp_path / "cat", music
+
+
+class _Enough(BaseException):
+    """Ends MpdRadio.run from its report, as KeyboardInterrupt would."""
+
+
+@pytest.mark.slow
+@needs_mpd
+def test_the_radio_waits_out_a_catalog_that_cannot_answer(tiny_model, tmp_path, monkeypatch):
+    """A lost database (SQLAlchemy's OperationalError) and a refused request (a catalog error)
+    are reported and tried again, as a lost MPD is; the queue fills once the catalog answers."""
+    from sqlalchemy.exc import OperationalError
+
+    import mertsearch.players.mpd as mpd_module
+    from mertsearch.errors import VectorStoreError
+    from tests.mpd_server import MpdServer
+
+    monkeypatch.setattr(mpd_module, "BACKOFF_S", (0.01,))
+    catalog, music = _synthetic_library(tmp_path, tiny_model, 6)
+    server = MpdServer(tmp_path / "mpd", music)
+    server.start()
+    try:
+        server.update()
+        client = server.client()
+        client.add("t0.wav")
+        _play(client, 0)
+        with Catalog.open(catalog) as cat:
+            failures = [
+                OperationalError("SELECT ...", {}, Exception("server closed the connection unexpectedly\nmore")),
+                VectorStoreError("the Milvus vector store failed: collection not loaded"),
+            ]
+            answer = cat.radio
+
+            def flaky(history, options):
+                if failures:
+                    raise failures.pop(0)
+                return answer(history, options)
+
+            monkeypatch.setattr(cat, "radio", flaky)
+            lines = []
+
+            def report(line: str) -> None:
+                lines.append(line)
+                if sum(line.startswith("added ") for line in lines) == 2:
+                    raise _Enough
+
+            radio = MpdRadio(cat, parse_address(f"127.0.0.1:{server.port}"), music_dir=music, ahead=2, report=report)
+            with pytest.raises(_Enough):
+                radio.run()
+            radio.close()
+        queue = _files(client)
+    finally:
+        server.stop()
+    stalled = [line for line in lines if line.startswith("the catalog cannot answer")]
+    assert stalled == [
+        "the catalog cannot answer: server closed the connection unexpectedly; trying again in 0.01 s",
+        "the catalog cannot answer: the Milvus vector store failed: collection not loaded; trying again in 0.01 s",
+    ]
+    assert len(queue) == 3 == len(set(queue))
+
+
+@pytest.mark.slow
+@needs_mpd
+def test_a_long_history_is_asked_in_part_and_a_library_played_through_comes_round_again(tiny_model, tmp_path):
+    """Months of plays: each radio call gets the last HISTORY songs only, and the radio keeps no
+    more. Every track was played: the half played longest ago may come again."""
+    from mertsearch.players.mpd import HISTORY
+    from tests.mpd_server import MpdServer
+
+    catalog, music = _synthetic_library(tmp_path, tiny_model, 6)
+    server = MpdServer(tmp_path / "mpd", music)
+    server.start()
+    try:
+        server.update()
+        client = server.client()
+        client.add("t0.wav")
+        _play(client, 0)
+        with Catalog.open(catalog) as cat:
+            ids = {n: cat.track_id(music / f"t{n}.wav") for n in range(6)}
+            asked = []
+            answer = cat.radio
+
+            def recorded(history, options):
+                asked.append(len(history))
+                return answer(history, options)
+
+            cat.radio = recorded
+            lines = []
+            radio = MpdRadio(
+                cat, parse_address(f"127.0.0.1:{server.port}"), music_dir=music, ahead=1, report=lines.append
+            )
+            radio.played.extend([ids[n] for n in (1, 2, 3, 4, 5)] * 400)  # t1 played longest ago, t5 last
+            assert len(radio.played) <= HISTORY
+            radio.connect()
+            added = radio.top_up()
+            radio.close()
+    finally:
+        server.stop()
+    assert asked and max(asked) <= HISTORY
+    assert "every song was played or queued: the 2 played longest ago may come again" in lines
+    assert added in (["t1.wav"], ["t2.wav"]), lines

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from mertsearch.errors import InvalidArgumentError, PlayerError, TrackNotFoundError
+from sqlalchemy.exc import SQLAlchemyError
+
+from mertsearch.errors import InvalidArgumentError, MertSearchError, PlayerError, TrackNotFoundError
 from mertsearch.search.options import SearchOptions
 
 DEFAULT_PORT = 6600
@@ -26,6 +29,13 @@ BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 CANDIDATES = 10
 # Seconds MPD has to answer a command (idle waits for as long as it takes).
 COMMAND_TIMEOUT_S = 30
+# The songs each radio call is given (the last played and queued): its seeds, and the songs it must
+# not repeat. A call's cost grows with its history, so a radio that runs for months keeps only
+# these; songs played before them may come again.
+HISTORY = 500
+# What the catalog raises when it cannot answer for now (its database or vector store out of
+# reach, a rebuild under way): the radio waits and asks again, as for a lost MPD.
+CATALOG_ERRORS = (MertSearchError, SQLAlchemyError)
 
 
 @dataclass(frozen=True)
@@ -90,8 +100,10 @@ class MpdRadio:
     the queue, in order), so it is like the last 3 songs queued, is none of the history and, by
     default, shares no artist with the last 3 songs and no album with the last 5. Songs are
     added one at a time, each counting as history for the next, so the rules hold between the
-    songs added too. ``options`` adds filters and changes the rules (see Catalog.radio).
-    ``report`` is told, in a line, of every song added and every connection lost or made."""
+    songs added too. Once every track MPD can play was played or queued, the half played
+    longest ago may come again. ``options`` adds filters and changes the rules (see
+    Catalog.radio). ``report`` is told, in a line, of every song added, every connection lost or
+    made, and every catalog error."""
 
     def __init__(
         self,
@@ -116,7 +128,7 @@ class MpdRadio:
         self.ahead = ahead
         self.options = options or SearchOptions()
         self.report = report
-        self.played: list[int] = []  # catalog tracks that were current, oldest first
+        self.played: deque[int] = deque(maxlen=HISTORY)  # catalog tracks that were current, oldest first
         self.client = None
         self._current_song: str | None = None  # MPD's id of the current song when last looked
         self._unplayable: set[int] = set()  # catalog tracks MPD could not add
@@ -127,15 +139,26 @@ class MpdRadio:
 
     def run(self) -> None:
         """Keep the queue filled until interrupted (KeyboardInterrupt goes through). A lost
-        connection is tried again after 0.5, 1, 2, ... up to 30 s, the history kept."""
+        connection, or a catalog that cannot answer, is tried again after 0.5, 1, 2, ... up to
+        30 s, the history kept."""
         mpd = _mpd()
         failures = 0
         while True:
             try:
                 self.connect()
-                failures = 0
+                failures = stalled = 0
                 while True:
-                    self.top_up()
+                    try:
+                        self.top_up()
+                    except CATALOG_ERRORS as exc:
+                        # MPD plays on from its queue meanwhile; connection errors of MPD's own
+                        # are none of these, and go on to the handler below.
+                        wait = BACKOFF_S[min(stalled, len(BACKOFF_S) - 1)]
+                        stalled += 1
+                        self.report(f"the catalog cannot answer: {_reason(exc)}; trying again in {wait:g} s")
+                        time.sleep(wait)
+                        continue
+                    stalled = 0
                     self.client.idle("player", "playlist")
             except mpd.CommandError as exc:
                 self.close()
@@ -193,35 +216,52 @@ class MpdRadio:
             return []
         queued = [track for song in queue if (track := self._track_of(song["file"])) is not None]
         in_queue = set(queued)
-        history = [track for track in self.played if track not in in_queue] + queued
-        if not history:
+        played = [track for track in self.played if track not in in_queue]
+        if not played and not queued:
             if not self._told_no_seed:
                 self.report("no song of the queue is in the catalog: nothing to start the radio from")
                 self._told_no_seed = True
             return []
         self._told_no_seed = False
-        added = []
-        for _ in range(missing):
+        added, chosen = [], []  # the files added, and their tracks
+        while len(added) < missing:
+            history = (played + queued + chosen)[-HISTORY:]
             try:
                 found = self._next(history)
             except TrackNotFoundError:
                 # A played track left the catalog while this ran (removed, or its file gone at a
                 # re-index): forget it, and carry on with the rest.
-                self.played = [track for track in self.played if self._exists(track)]
+                self.played = deque((track for track in self.played if self._exists(track)), maxlen=HISTORY)
                 self._unplayable = {track for track in self._unplayable if self._exists(track)}
-                history = [track for track in history if self._exists(track)]
+                played = [track for track in played if self._exists(track)]
+                queued = [track for track in queued if self._exists(track)]
+                history = (played + queued + chosen)[-HISTORY:]
                 found = self._next(history) if history else None
             if found is None:
+                again = self._replay(played)
+                if again:  # a library played through starts round again
+                    played = [track for track in played if track not in again]
+                    self.report(f"every song was played or queued: the {len(again)} played longest ago may come again")
+                    continue
                 if not self._told_empty:
-                    self.report("nothing left to add: every catalog track MPD can play is played or queued")
+                    self.report("nothing left to add: every catalog track MPD can play is queued")
                     self._told_empty = True
                 break
             self._told_empty = False
             result, file = found
-            history.append(result.track_id)
+            chosen.append(result.track_id)
             added.append(file)
             self.report(f"added {_describe(result, file)}")
         return added
+
+    def _replay(self, played: list[int]) -> set[int]:
+        """The half of the ``played`` tracks (oldest first, none queued) whose last play is the
+        oldest, forgotten so that they may come again (the other half stays out, so what was
+        just played does not come round at once); empty when nothing was played."""
+        last = {track: position for position, track in enumerate(played)}
+        again = set(sorted(last, key=last.__getitem__)[: max(1, len(last) // 2)]) if last else set()
+        self.played = deque((track for track in self.played if track not in again), maxlen=HISTORY)
+        return again
 
     def _next(self, history: list[int]):
         """The best radio answer after ``history`` that MPD accepted, as (result, file); None when
@@ -278,7 +318,9 @@ def _describe(result, file: str) -> str:
 
 
 def _reason(exc: BaseException) -> str:
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    exc = getattr(exc, "orig", None) or exc  # SQLAlchemy's: the driver's own error
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return reason.splitlines()[0]
 
 
 def _mpd():
