@@ -350,39 +350,15 @@ def _accepts(rules: Rules, similarity: Callable[[float], float] | None = None) -
     return accept
 
 
-def rank(
-    *,
-    mode: str,
-    tracks_index: VectorIndex,
-    windows_index: VectorIndex,
-    store: MetadataStore,
-    query: Query,
-    k: int,
-    rules: Rules = Rules(),
-    transform: Callable[[np.ndarray], np.ndarray] | None = None,
-    tolerance: float = 2.5,
-    sampled: bool = False,
-    similarity: Callable[[float], float] | None = None,
-) -> Ranking:
-    """The ``k`` best tracks for ``query`` that pass ``rules``, best first.
+def rank(**arguments) -> Ranking:
+    """The ``k`` best tracks for ``query`` that pass ``rules``, best first: :func:`rank_candidates`
+    (which takes the same keyword arguments) with its results made.
 
     ``tolerance`` (half the catalog's hop) is how far apart windows may start and still align;
     ``sampled``: the catalog holds a sample of each track's windows (see ``align``);
     ``similarity`` maps this mode's scores to the results' similarity (see search.calibration).
     """
-    return rank_candidates(
-        mode=mode,
-        tracks_index=tracks_index,
-        windows_index=windows_index,
-        store=store,
-        query=query,
-        k=k,
-        rules=rules,
-        transform=transform,
-        tolerance=tolerance,
-        sampled=sampled,
-        similarity=similarity,
-    ).results()
+    return rank_candidates(**arguments).results()
 
 
 @dataclass
