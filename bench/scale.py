@@ -40,9 +40,12 @@ from tests.helpers import synthetic_track, write_tiny_mert  # noqa: E402
 HOP = 5.0  # synthetic_track's
 
 
-def fill(cat: Catalog, tracks: int, windows: int, artists: int, rng: np.random.Generator) -> float:
+def fill(
+    cat: Catalog, tracks: int, windows: int, artists: int, rng: np.random.Generator, *, span: int | None = None
+) -> float:
     """Through the store's own put_track, a thousand tracks a transaction; the seconds it took,
-    the index build and a first repair included (so the timed one meets a healthy catalog)."""
+    the index build and a first repair included (so the timed one meets a healthy catalog).
+    A track's windows lie around one centre, or around another every ``span`` windows (a mix)."""
     started = time.perf_counter()
     dim = cat.manifest.encoder.dim
     centres = l2_normalize(rng.normal(size=(200, dim))).astype(np.float32)
@@ -50,8 +53,9 @@ def fill(cat: Catalog, tracks: int, windows: int, artists: int, rng: np.random.G
     for first in range(0, tracks, 1000):
         with store.session() as session, session.begin():
             for n in range(first, min(first + 1000, tracks)):
-                centre = centres[rng.integers(len(centres))]
-                vectors = l2_normalize(centre + rng.normal(0, 0.05, (windows, dim)).astype(np.float32))
+                picked = centres[rng.integers(len(centres), size=-(-windows // (span or windows)))]
+                around = np.repeat(picked, span or windows, axis=0)[:windows]
+                vectors = l2_normalize(around + rng.normal(0, 0.05, (windows, dim)).astype(np.float32))
                 # Every tenth track is by one of five prolific artists: a filter to them allows a
                 # tenth of the catalog, whose caps at one per artist cannot give ten results.
                 artist = f"House {n // 10 % 5}" if n % 10 == 0 else f"Artist {n % artists}"

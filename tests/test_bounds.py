@@ -117,6 +117,41 @@ def test_segment_candidates_are_aligned_only_until_the_chosen_cannot_change(libr
     assert len(aligned) <= 40 + engine.ALIGN_BATCH
 
 
+def test_a_clip_longer_than_the_tracks_aligns_only_those_that_could_cover_enough_of_it(library, monkeypatch):
+    aligned: list[int] = []
+
+    def counted(times, vectors, query, tolerance, **options):
+        aligned.append(1)
+        return align(times, vectors, query, tolerance, **options)
+
+    monkeypatch.setattr(engine, "align", counted)
+    monkeypatch.setattr(engine, "ALIGN_BATCH", 4)
+    store, indexes = library
+    # Ten tracks of 4 windows played one after the other: each covers a tenth of the clip, so no
+    # track aligns above 0.1 however well one of its windows matches one of the clip's.
+    played = store.ids("tracks").tolist()[:10]
+    windows = store.windows_of(played)
+    vectors = np.concatenate([windows[t][1] for t in played])
+    starts = np.arange(len(vectors)) * HOP
+    query = Query(_unit(vectors.mean(0)), vectors, np.stack([starts, starts + HOP], axis=1))
+    best = rank(
+        mode="segments",
+        tracks_index=indexes.tracks,
+        windows_index=indexes.windows,
+        store=store,
+        query=query,
+        k=3,
+        transform=lambda v: v,
+        tolerance=HOP / 2,
+    )
+    every = store.windows_of(store.ids("tracks").tolist())
+    scores = sorted((align(times, v, query, HOP / 2).score for times, v in every.values()), reverse=True)
+    assert [r.score for r in best] == pytest.approx(scores[:3])
+    assert {r.track_id for r in best} <= set(played)
+    # Bounded by their best pair alone, 114 of them are aligned.
+    assert len(aligned) < 64
+
+
 def test_a_long_clip_is_placed_in_bounded_memory_and_found_where_it_was_cut():
     # A 30 min track and a 2 min clip cut from it at 1000.3 s, with probe windows half a hop in:
     # scoring every shift of the whole track on the 0.05 s grid would hold about (1800 + 120) / 0.05

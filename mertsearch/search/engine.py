@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Collection
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 
 import numpy as np
@@ -475,8 +475,19 @@ def _placing(
     """The chosen of a round's segment candidates (best window pair first), aligned a batch at a
     time in that order until no candidate left can displace the k chosen: a track aligns at most
     as well as its best window pair. ``placed`` (alignments) and ``rows`` carry over from round to
-    round. Also whether some were left unaligned at the ``ceiling`` of alignments."""
+    round. Also whether some were left unaligned at the ``ceiling`` of alignments.
+
+    The bound is tighter for a track shorter than the clip: its windows meet only some of the
+    clip's at any shift, the others scoring 0 (see ``align``), so it is aligned in the order of
+    that bound and none is aligned once the bound of the next cannot displace the k chosen."""
     pending = [c for c in found if c.track_id not in placed]
+    if not sampled and len(query.window_vectors) > 1:
+        share = _shares(query, tolerance)
+        durations = store.durations_of([c.track_id for c in pending])
+        pending = sorted(
+            (replace(c, score=_capped(c.score, share(durations.get(c.track_id)), len(query.window_vectors))) for c in pending),
+            key=lambda c: -c.score,
+        )
     while True:
         aligned = sorted((placed[c.track_id] for c in found if c.track_id in placed), key=lambda c: -c.score)
         picked = chosen(aligned, rows)
@@ -487,6 +498,32 @@ def _placing(
         batch, pending = pending[:ALIGN_BATCH], pending[ALIGN_BATCH:]
         rows.update(store.tracks_by_id([c.track_id for c in batch if c.track_id not in rows]))
         placed.update((c.track_id, c) for c in _aligned(batch, store, query, transform, tolerance, sampled))
+
+
+def _shares(query: Query, tolerance: float) -> Callable[[float | None], float]:
+    """The most of the query's windows that a track of a given duration can meet at one shift,
+    as a share of them: a query window meets the track only if it lands within ``tolerance`` of
+    one of its windows, whose starts lie within the track, and the query's windows start at least
+    its hop apart. An unknown duration bounds nothing."""
+    starts = np.sort(query.window_times[:, 0])
+    hop = float(np.diff(starts).min())
+    count = len(starts)
+    if hop <= 0:
+        return lambda duration: 1.0
+
+    def share(duration: float | None) -> float:
+        if duration is None or not duration > 0:
+            return 1.0
+        return min(1.0, (math.floor((duration + 2 * tolerance + 1e-6) / hop) + 1) / count)
+
+    return share
+
+
+def _capped(pair: float, share: float, count: int) -> float:
+    """The best alignment score a track can have whose best window pair with the query scores
+    ``pair`` and whose windows meet at most ``share`` of the query's ``count`` windows (the rest
+    score 0): all of those at ``pair``, or, were it negative, just one."""
+    return pair * share if pair > 0 else pair / count
 
 
 def _results(

@@ -209,6 +209,15 @@ class MetadataStore(VectorRows, DuplicateLinks):
         with self.session() as session:
             return {i for chunk in chunks(ids) for i in session.scalars(select(Track.id).where(Track.id.in_(chunk)))}
 
+    def durations_of(self, ids: Sequence[int]) -> dict[int, float]:
+        """{track id: seconds} of those of ``ids`` that are tracks' (their rows not read)."""
+        with self.session() as session:
+            return {
+                track_id: duration
+                for chunk in chunks(ids)
+                for track_id, duration in session.execute(select(Track.id, Track.duration).where(Track.id.in_(chunk)))
+            }
+
     def put_track(self, record: TrackRecord) -> StoredTrack:
         """Insert or replace the track at ``record.path``.
 
