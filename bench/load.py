@@ -186,7 +186,8 @@ def some_track_ids(url: str, token: str, count: int = 500) -> list[int]:
         if first["total"] > count:
             offset = random.Random(0).randrange(count, first["total"])
             ids += [
-                track["id"] for track in http.get("/tracks", params={"limit": count, "offset": offset}).json()["tracks"]
+                track["track_id"]
+                for track in http.get("/tracks", params={"limit": count, "offset": offset}).json()["tracks"]
             ]
     return ids
 

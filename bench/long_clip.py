@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import cpu_facts  # noqa: E402
-from bench.scale import HOP, clip, fill  # noqa: E402
+from bench.scale import HOP, fill  # noqa: E402
 from mertsearch import Catalog  # noqa: E402
 from tests.helpers import write_tiny_mert  # noqa: E402
 
@@ -37,7 +37,7 @@ import json, sys, time
 sys.path.insert(0, {root!r})
 from bench.scale import clip
 from mertsearch import Catalog
-with Catalog.open({catalog!r}) as cat:
+with Catalog.open({catalog!r}, mmap=True) as cat:  # as the CLI opens it
     mix = int(cat.store.ids("tracks")[{mix}])
     started = time.perf_counter()
     found = cat.search_embedding(clip(cat, [mix], {seconds}), k=10)

@@ -35,7 +35,6 @@ from bench.machine import cpu_facts  # noqa: E402
 from mertsearch import Catalog  # noqa: E402
 from mertsearch.encoder.pooling import Embedding, l2_normalize  # noqa: E402
 from mertsearch.storage.filters import Filters  # noqa: E402
-from tests.helpers import synthetic_track, write_tiny_mert  # noqa: E402
 
 HOP = 5.0  # synthetic_track's
 
@@ -46,6 +45,8 @@ def fill(
     """Through the store's own put_track, a thousand tracks a transaction; the seconds it took,
     the index build and a first repair included (so the timed one meets a healthy catalog).
     A track's windows lie around one centre, or around another every ``span`` windows (a mix)."""
+    from tests.helpers import synthetic_track  # torch and the rest: not for a process that only searches
+
     started = time.perf_counter()
     dim = cat.manifest.encoder.dim
     centres = l2_normalize(rng.normal(size=(200, dim))).astype(np.float32)
@@ -131,6 +132,8 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="calls to leave out, comma-separated (e.g. verify,repair)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    from tests.helpers import write_tiny_mert
+
     sizes = [int(n) for n in args.tracks.split(",")]
     skipped = {name.strip() for name in args.skip.split(",") if name.strip()}
     document = {"machine": cpu_facts(), "dim": args.dim, "windows": args.windows, "sizes": {}}

@@ -7,6 +7,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import sqlalchemy
 
 from mertsearch import Catalog
 from mertsearch.search import engine
@@ -15,6 +16,7 @@ from mertsearch.search.placement import BLEND_STEP
 from mertsearch.storage.indexes import Indexes
 from mertsearch.storage.store import MetadataStore
 from mertsearch.storage.vector_index import FLAT
+from mertsearch.text import fold
 from tests.helpers import synthetic_track
 
 DIM = 16
@@ -218,3 +220,60 @@ def test_several_seeds_read_windows_only_for_the_results_they_return(seeded, mon
         # A radio after a long history looks it up at once and still fills k.
         history = ids[:500] if len(ids) >= 500 else ids[:250]
         assert len(cat.radio(history, k=5)) == 5
+
+
+def test_a_look_up_by_words_goes_through_an_index_in_step_with_every_change(tmp_path, database):
+    url = database or f"sqlite:///{tmp_path / 'db.sqlite'}"
+    store = MetadataStore(url)
+    rng = np.random.default_rng(0)
+    artists = ["Café del Mar", "Cafe\u0301 Tacvba", "Кино", "坂本龍一", "Sigur Rós", "100% Pure", "a_b", 'The "Quotes"']
+    for n, artist in enumerate(artists):
+        store.put_track(
+            synthetic_track(n, _unit(rng.normal(size=(2, DIM))), tags={"artist": artist, "title": f"Song {n}"})
+        )
+
+    def found(needle: str) -> list[str]:
+        total, rows = store.find_tracks(needle, limit=100, offset=0)
+        assert total == len(rows)
+        return sorted(row.path for row in rows)
+
+    def expected(needle: str) -> list[str]:
+        # The look-up as a reader would do it by eye: the needle within a tag or the path, any case.
+        tracks = store.tracks_by_id(store.ids("tracks").tolist()).values()
+        return sorted(
+            t.path
+            for t in tracks
+            if any(fold(needle) in fold(field) for field in (t.title, t.artist, t.album, t.path) if field)
+        )
+
+    needles = ["CAFÉ", "café del", "кино", "坂本龍", "坂本", "rós", "100%", "a_b", '"quotes"', "song", "so", "zzz"]
+    assert [found(n) for n in needles] == [expected(n) for n in needles]
+    # A retag, a removal and a new track are found as they are now.
+    first = store.track_by_path("/synthetic/00000.flac")
+    store.update_file(first.id, tags={"artist": "Renamed Band"})
+    store.delete_track(store.track_by_path("/synthetic/00002.flac").id)
+    store.put_track(synthetic_track(9, _unit(rng.normal(size=(2, DIM))), tags={"artist": "Кинотеатр"}))
+    needles += ["renamed", "café del mar"]
+    assert [found(n) for n in needles] == [expected(n) for n in needles]
+    assert found("кино") == ["/synthetic/00009.flac"]
+
+    if store.dialect == "sqlite":
+        # The look-up reads the index's matches, not every track (whose rows hold their vectors).
+        statements = []
+
+        def seen(_connection, _cursor, statement, parameters, _context, _many):
+            statements.append((statement, parameters))
+
+        sqlalchemy.event.listen(store.engine, "before_cursor_execute", seen)
+        store.find_tracks("café del", limit=10, offset=0)
+        sqlalchemy.event.remove(store.engine, "before_cursor_execute", seen)
+        with store.engine.connect() as connection:
+            plans = [
+                connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params).all() for sql, params in statements
+            ]
+        assert plans and not [step for plan in plans for step in plan if step[-1] == "SCAN tracks"]
+    else:
+        with store.engine.connect() as connection:
+            indexes = connection.exec_driver_sql("SELECT indexdef FROM pg_indexes WHERE tablename = 'tracks'").scalars()
+            assert any("gin_trgm_ops" in index for index in indexes)
+    store.close()

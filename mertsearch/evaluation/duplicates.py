@@ -120,25 +120,28 @@ def _summary(row: dict) -> dict:
 
 def _distinct_pairs(catalog: CatalogLike, check: DuplicateCheck, rng: np.random.Generator) -> dict:
     """The catalog's tracks against their nearest tracks and the others of their folder."""
-    rows = catalog.store.tracks_by_id([i for i, _, _ in catalog.store.track_links()])
-    ids = sorted(rows)
+    # Paths and durations only: the rows' vectors would be gigabytes in a large catalog.
+    paths, durations = {}, {}
+    for i, path, duration in catalog.store.durations(copies=True):
+        paths[i], durations[i] = path, duration
+    ids = sorted(paths)
     if len(ids) > PAIR_TRACKS:
         ids = sorted(rng.choice(ids, PAIR_TRACKS, replace=False).tolist())
     folders: dict[Path, list[int]] = {}
-    for i in sorted(rows):
-        folders.setdefault(Path(rows[i].path).parent, []).append(i)
-    others = {i: folders[Path(rows[i].path).parent][:FOLDER_TRACKS] for i in ids}
+    for i in sorted(paths):
+        folders.setdefault(Path(paths[i]).parent, []).append(i)
+    others = {i: folders[Path(paths[i]).parent][:FOLDER_TRACKS] for i in ids}
     checks = check.pairs(ids, others)
     distinct = [c for c in checks if not c.grouped]
-    same_folder = [c for c in distinct if Path(rows[c.a].path).parent == Path(rows[c.b].path).parent]
-    fitting = [c for c in distinct if abs(rows[c.a].duration - rows[c.b].duration) <= DURATION_TOLERANCE_S]
+    same_folder = [c for c in distinct if Path(paths[c.a]).parent == Path(paths[c.b]).parent]
+    fitting = [c for c in distinct if abs(durations[c.a] - durations[c.b]) <= DURATION_TOLERANCE_S]
 
     def closest(pairs: list) -> dict | None:
         finite = [c for c in pairs if np.isfinite(c.distance)]
         if not finite:
             return None
         best = min(finite, key=lambda c: c.distance)
-        return {"distance": best.distance, "paths": [rows[best.a].path, rows[best.b].path]}
+        return {"distance": best.distance, "paths": [paths[best.a], paths[best.b]]}
 
     return {
         "tracks": len(ids),
@@ -146,7 +149,7 @@ def _distinct_pairs(catalog: CatalogLike, check: DuplicateCheck, rng: np.random.
         "same_folder": len(same_folder),
         "durations_fit": len(fitting),
         "linked": len([c for c in distinct if c.linked]),
-        "linked_paths": [[rows[c.a].path, rows[c.b].path] for c in distinct if c.linked],
+        "linked_paths": [[paths[c.a], paths[c.b]] for c in distinct if c.linked],
         "grouped": len(checks) - len(distinct),
         "closest": closest(distinct),
         "closest_durations_fit": closest(fitting),

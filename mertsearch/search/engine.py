@@ -485,7 +485,10 @@ def _placing(
         share = _shares(query, tolerance)
         durations = store.durations_of([c.track_id for c in pending])
         pending = sorted(
-            (replace(c, score=_capped(c.score, share(durations.get(c.track_id)), len(query.window_vectors))) for c in pending),
+            (
+                replace(c, score=_capped(c.score, share(durations.get(c.track_id)), len(query.window_vectors)))
+                for c in pending
+            ),
             key=lambda c: -c.score,
         )
     while True:

@@ -67,6 +67,8 @@ class Base(DeclarativeBase):
 
 class Track(Base):
     __tablename__ = "tracks"
+    # The order a listing of the catalog pages through (find_tracks), walked instead of sorted.
+    __table_args__ = (Index("ix_tracks_listing", "artist", "album", "title", "id"),)
 
     # The primary key is also the track's id in the FAISS index and in every API.
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -91,7 +93,8 @@ class Track(Base):
     artist_key: Mapped[str | None] = mapped_column(TagText, index=True)
     album_key: Mapped[str | None] = mapped_column(TagText, index=True)
     genre_key: Mapped[str | None] = mapped_column(TagText, index=True)
-    # Title, artist, album and path folded, one per line: what a text look-up searches.
+    # Title, artist, album and path folded, one per line: what a text look-up searches (see
+    # storage.text_index).
     search_text: Mapped[str | None] = mapped_column(TagText)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     # The first-indexed file of the same recording (another encoding or a copy), if this is one.

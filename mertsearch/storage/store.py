@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from mertsearch.errors import DatabaseError
+from mertsearch.storage import text_index
 from mertsearch.storage.links import DuplicateLinks, lock_links
 from mertsearch.storage.records import StoredTrack, TrackRecord, chunks, from_blob, safe_url, to_blob
 from mertsearch.storage.schema import Base, Failure, Meta, Track, Window
@@ -112,6 +113,7 @@ class MetadataStore(VectorRows, DuplicateLinks):
                     connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
                 Base.metadata.create_all(connection)
                 upgrade(connection)
+                self._text_indexed = text_index.ensure(connection)
         except DBAPIError as exc:
             self.engine.dispose()
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
@@ -313,10 +315,13 @@ class MetadataStore(VectorRows, DuplicateLinks):
             condition = or_(*(Track.path.startswith(prefix, autoescape=True) for prefix in prefixes))
             return [(row[0], row[1]) for row in session.execute(select(Track.id, Track.path).where(condition))]
 
-    def durations(self) -> list[tuple[int, str, float]]:
-        """(id, path, duration) of every track that leads its recording (no duplicate files), in id order."""
+    def durations(self, *, copies: bool = False) -> list[tuple[int, str, float]]:
+        """(id, path, duration) of every track that leads its recording (no duplicate files; with
+        ``copies``, of every track), in id order."""
         with self.session() as session:
-            query = select(Track.id, Track.path, Track.duration).where(Track.duplicate_of.is_(None)).order_by(Track.id)
+            query = select(Track.id, Track.path, Track.duration).order_by(Track.id)
+            if not copies:
+                query = query.where(Track.duplicate_of.is_(None))
             return [(row[0], row[1], row[2]) for row in session.execute(query)]
 
     def update_file(self, track_id: int, *, tags: dict | None = None, **fields) -> bool:
@@ -349,8 +354,8 @@ class MetadataStore(VectorRows, DuplicateLinks):
     def find_tracks(self, text: str, *, limit: int, offset: int) -> tuple[int, list[Track]]:
         """(total, page) of tracks whose title, artist, album or path contains ``text`` (any case)."""
         needle = fold(text).replace("\n", " ")
-        # One column holds the four fields folded; autoescape: "%" and "_" are themselves, not wildcards.
-        condition = Track.search_text.contains(needle, autoescape=True) if needle else true()
+        # One column holds the four fields folded, found through its index (see text_index).
+        condition = text_index.contains(needle, self._text_indexed, self.dialect) if needle else true()
         with self.session() as session:
             total = session.scalar(select(func.count(Track.id)).where(condition))
             rows = session.scalars(

@@ -1,7 +1,7 @@
 """Bring the tables of a catalog made by an earlier version up to date, when it is opened.
 
 New columns are added (SQLite and PostgreSQL both add a nullable column without rewriting the
-table) with their indexes, and the folded copies of the tags are computed again whenever the
+table), new indexes made, and the folded copies of the tags are computed again whenever the
 folding changed (mertsearch.text.FOLD_VERSION): once, for every row, in batches. The audio
 identity of files indexed before it existed is learnt by the next ``index`` (see
 mertsearch.indexer.pipeline), not here: it needs the files.
@@ -27,9 +27,8 @@ def upgrade(connection: Connection) -> None:
         for column in missing:
             kind = column.type.compile(dialect=connection.dialect)
             connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
-        if missing:
-            for index in table.indexes:
-                index.create(connection, checkfirst=True)
+        for index in table.indexes:  # those of new columns, and new ones of old columns
+            index.create(connection, checkfirst=True)
     version = connection.scalar(select(Meta.value).where(Meta.key == FOLD_KEY))
     if version != FOLD_VERSION:
         refold(connection)
