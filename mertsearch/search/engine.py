@@ -168,15 +168,17 @@ def _track_candidates(
 
 
 def _rescored(
-    candidates: list[_Candidate], rows: dict[int, Track], query: Query, transform: Callable | None
+    candidates: list[_Candidate], rows: dict[int, Track], query: Query, transform: Callable | None, exact: dict
 ) -> list[_Candidate]:
-    """Exact scores from the stored vectors, since a compressed index only approximates them."""
-    known = [c for c in candidates if c.track_id in rows]
-    if not known:
-        return []
-    vectors = np.stack([from_blob(rows[c.track_id].vector) for c in known])
-    exact = (transform(vectors) if transform is not None else vectors) @ query.vector
-    return sorted((_Candidate(c.track_id, float(s)) for c, s in zip(known, exact, strict=True)), key=lambda c: -c.score)
+    """Exact scores from the stored vectors, since a compressed index only approximates them;
+    ``exact`` holds those computed in earlier rounds, and gets this round's."""
+    new = [c.track_id for c in candidates if c.track_id in rows and c.track_id not in exact]
+    if new:
+        vectors = np.stack([from_blob(rows[i].vector) for i in new])
+        scores = (transform(vectors) if transform is not None else vectors) @ query.vector
+        exact.update(zip(new, scores.tolist(), strict=True))
+    known = [_Candidate(c.track_id, exact[c.track_id]) for c in candidates if c.track_id in exact]
+    return sorted(known, key=lambda c: -c.score)
 
 
 class _SegmentCandidates:
@@ -416,15 +418,17 @@ def rank_candidates(
         next_round = _SegmentCandidates(windows_index, store, query, allowed, share, transform)
     fetch = max(4 * k + len(rules.exclude), 16)
     ceiling = max(FETCH_CEILING, 4 * k) + len(rules.exclude)
+    # Rows read, exact scores and alignments so far: a round reads and scores only what it adds.
     rows: dict[int, Track] = {}
+    exact: dict[int, float] = {}
     placed: dict[int, _Candidate] = {}  # segment candidates aligned so far, kept across rounds
     placing = partial(_placing, store=store, query=query, transform=transform, tolerance=tolerance, sampled=sampled)
     while True:
         found, complete = next_round(fetch)
         unplaced = False
         if mode == "tracks":
-            rows = store.tracks_by_id([c.track_id for c in found])
-            candidates = _rescored(found, rows, query, transform)
+            rows.update(store.tracks_by_id([c.track_id for c in found if c.track_id not in rows]))
+            candidates = _rescored(found, rows, query, transform, exact)
             chosen = _chosen(candidates, rows, rules, similarity, k)
             floor = bool(candidates) and _below_floor(candidates[-1].score, rules, similarity)
         else:
