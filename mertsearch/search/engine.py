@@ -38,7 +38,7 @@ from functools import partial
 import numpy as np
 
 from mertsearch.errors import InvalidArgumentError
-from mertsearch.search.placement import align
+from mertsearch.search.placement import align, aligned_score
 from mertsearch.storage.filters import Filters
 from mertsearch.storage.schema import Track
 from mertsearch.storage.store import MetadataStore, from_blob
@@ -147,8 +147,8 @@ class _Candidate:
     track_id: int
     score: float
     query_window: int = 0
-    match: tuple[float, float] | None = None  # where in the track, when known
-    offset: float | None = None  # where the clip starts in the track, when known
+    # Scored by alignment (segments mode), so its result is placed by alignment too.
+    aligned: bool = False
 
 
 def _track_candidates(
@@ -304,15 +304,16 @@ def _aligned(
     tolerance: float,
     sampled: bool,
 ) -> list[_Candidate]:
-    """Segment candidates scored again by alignment (see ``align``), best first."""
+    """Segment candidates scored again by alignment (see ``aligned_score``), best first; only the
+    results returned are placed (see _results)."""
     windows = store.windows_of([c.track_id for c in candidates])
     out = []
     for candidate in candidates:
         times, vectors = windows[candidate.track_id]
         if transform is not None:
             vectors = transform(vectors)
-        score, match, query_window, offset = align(times, vectors, query, tolerance, sampled=sampled)
-        out.append(_Candidate(candidate.track_id, score, query_window, match, offset))
+        score = aligned_score(times, vectors, query, tolerance, sampled=sampled)
+        out.append(_Candidate(candidate.track_id, score, aligned=True))
     return sorted(out, key=lambda c: -c.score)
 
 
@@ -543,18 +544,18 @@ def _results(
     similarity: Callable[[float], float] | None,
     aligned: Callable,
 ) -> list[SearchResult]:
-    windows = store.windows_of([c.track_id for c in chosen if c.match is None])
+    windows = store.windows_of([c.track_id for c in chosen])
     groups = store.duplicate_groups([rows[c.track_id].duplicate_of or c.track_id for c in chosen])
     results = []
     for candidate in chosen:
-        offset = candidate.offset
-        if candidate.match is not None:
-            query_window, match = candidate.query_window, candidate.match
+        offset = None
+        times, vectors = windows[candidate.track_id]
+        if transform is not None:
+            vectors = transform(vectors)
+        if candidate.aligned:  # placed where its alignment puts the query
+            _, match, query_window, offset = aligned(times, vectors, query)
         else:
             # Whole-track hit: the best pair of windows says where it matches.
-            times, vectors = windows[candidate.track_id]
-            if transform is not None:
-                vectors = transform(vectors)
             pairs = vectors @ query.window_vectors.T
             best, query_window = np.unravel_index(int(np.argmax(pairs)), pairs.shape)
             match = times[best]

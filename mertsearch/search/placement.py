@@ -66,9 +66,7 @@ def align(
     landed = _landed(track_starts, pairs, query_starts, shifts, tolerance)
     grid = _mean(landed, sampled)
     stretch = float(shifts[int(np.argmax(grid))])
-    own = len(query.window_vectors)
-    tried = np.isin(shifts, np.round((track_starts[:, None] - query_starts[None, :own]).ravel(), 2))
-    score = float(np.where(tried, _mean(landed[:, :own], sampled), -np.inf).max())
+    score = aligned_score(track_times, track_vectors, query, tolerance, sampled=sampled)
     if query.clip and not sampled:
         # The finer grid only near the best shifts of this one: all of it would cost (track +
         # clip length) / BLEND_STEP shifts x the clip's windows (a 2 h mix against a 10 min
@@ -88,6 +86,19 @@ def align(
     end = float(track_times[:, 1].max())
     start = min(max(query_starts[query_window] + offset, 0.0), max(end - length, 0.0))
     return Alignment(score, (start, start + length), int(query_window), min(max(offset, 0.0), end))
+
+
+def aligned_score(
+    track_times: np.ndarray, track_vectors: np.ndarray, query: Query, tolerance: float, *, sampled: bool = False
+) -> float:
+    """The score of ``align`` alone, what ranks a track: the best over the shifts that line one of
+    the query's own windows up with a stored one of the mean over its own windows (not its probes)
+    of what each meets there. A fraction of align's cost, which mostly goes to placing the clip:
+    a ranking scores its candidates with this and places only those it returns."""
+    track_starts, query_starts = track_times[:, 0], query.window_times[:, 0]
+    shifts = np.unique(np.round((track_starts[:, None] - query_starts[None, :]).ravel(), 2))
+    landed = _landed(track_starts, track_vectors @ query.window_vectors.T, query_starts, shifts, tolerance)
+    return float(_mean(landed, sampled).max())
 
 
 def blended_stretch(
