@@ -16,9 +16,11 @@ bounded by ``k`` and the query, never by the catalog's size, and a ranking that 
 ceiling with fewer than k is marked ``partial`` (five artists cannot give ten tracks at one per
 artist, and finding that out must not read a million rows).
 
-In segments mode the candidates are aligned (see placement) in the order of their best window
-pair, which bounds their alignment score, until no candidate left can displace the k chosen; a
-long clip's candidates are found by at most SEARCHED_WINDOWS of its windows, spread over it.
+In segments mode the candidates are scored by alignment (see placement) in the order of their
+best window pair, which bounds their alignment score (times the share of a longer clip their
+duration can cover), until no candidate left can displace the k chosen; only the k returned are
+placed, which costs most. A long clip's candidates are found by at most SEARCHED_WINDOWS of its
+windows, spread over it.
 
 Filters come as the ids of the tracks they allow. The track index searches among those (a FAISS id
 selector). Segment search drops the window hits of other tracks, so it never needs the allowed
