@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -41,21 +40,22 @@ with Catalog.open({catalog!r}, mmap=True) as cat:  # as the CLI opens it
     mix = int(cat.store.ids("tracks")[{mix}])
     started = time.perf_counter()
     found = cat.search_embedding(clip(cat, [mix], {seconds}), k=10)
-    print(json.dumps({{"search_s": time.perf_counter() - started, "first": found[0].track_id == mix,
-                      "offset": found[0].offset, "partial": found.partial}}))
+    searched = time.perf_counter() - started
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({{"search_s": searched, "first": found[0].track_id == mix, "offset": found[0].offset,
+                  "partial": found.partial, "peak_kb": peak}}))
 """
 
 
 def searched(catalog: Path, seconds: float, mix: int) -> dict:
     """One search in a process of its own: wall seconds (start to exit), the search's own, and
-    the process's peak resident memory."""
+    the process's peak resident memory (VmHWM, as it exits: the mapped index's pages count)."""
     code = SEARCH.format(root=str(Path(__file__).resolve().parents[1]), catalog=str(catalog), mix=mix, seconds=seconds)
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     wall = time.perf_counter() - started
-    # The children's peak so far: a run that peaks lower than an earlier one leaves it unchanged.
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"wall_s": wall, "peak_mb": peak / 1024, **json.loads(done.stdout.strip().splitlines()[-1])}
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"wall_s": wall, "peak_mb": row.pop("peak_kb") / 1024, **row}
 
 
 def main() -> None:
@@ -80,7 +80,6 @@ def main() -> None:
                 filled = fill(cat, args.mixes, windows, args.mixes, np.random.default_rng(0), span=48)
             print(f"{args.mixes} mixes filled and indexed in {filled:.0f} s", file=sys.stderr, flush=True)
         rows = {}
-        # The baseline first, so the long clip's peak is its own only if it is the higher.
         for seconds in (10.0, args.clip):
             runs = [searched(directory, seconds, mix) for mix in range(args.repeats)]
             rows[seconds] = {
