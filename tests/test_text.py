@@ -165,14 +165,23 @@ def test_the_command_line_and_http_filter_and_find_folded(script_catalog):
         assert {os.path.basename(r["path"]) for r in similar.json()["results"]} == PIAF
 
 
+def as_before_folding(connection) -> None:
+    """The tables as an older version left them: no folded copies, nor the text index over them."""
+    if connection.dialect.name == "sqlite":
+        for trigger in ("insert", "delete", "update"):
+            connection.execute(sqlalchemy.text(f"DROP TRIGGER IF EXISTS track_text_{trigger}"))
+        connection.execute(sqlalchemy.text("DROP TABLE IF EXISTS track_text"))
+    for column in ("artist_key", "album_key", "genre_key", "search_text", "audio_sha256"):
+        connection.execute(sqlalchemy.text(f"DROP INDEX IF EXISTS ix_tracks_{column}"))
+        connection.execute(sqlalchemy.text(f"ALTER TABLE tracks DROP COLUMN {column}"))
+    connection.execute(sqlalchemy.text("DELETE FROM meta WHERE key = 'text_fold'"))
+
+
 def test_a_catalog_made_before_folding_is_folded_when_opened(script_catalog):
     directory, music = script_catalog
     engine = sqlalchemy.create_engine(f"sqlite:///{directory / 'catalog.db'}")
-    with engine.begin() as connection:  # as an older version left it: no folded copies
-        for column in ("artist_key", "album_key", "genre_key", "search_text", "audio_sha256"):
-            connection.execute(sqlalchemy.text(f"DROP INDEX IF EXISTS ix_tracks_{column}"))
-            connection.execute(sqlalchemy.text(f"ALTER TABLE tracks DROP COLUMN {column}"))
-        connection.execute(sqlalchemy.text("DELETE FROM meta WHERE key = 'text_fold'"))
+    with engine.begin() as connection:
+        as_before_folding(connection)
     engine.dispose()
     with Catalog.open(directory) as cat:
         found = answers(cat, music)
@@ -190,11 +199,8 @@ def test_an_older_database_gets_the_folded_columns_on_sqlite_and_postgresql(tmp_
     for n, (name, artist, album, title) in enumerate(TAGGED):
         tags = {"artist": artist, "album": album, "title": title}
         store.put_track(synthetic_track(n, window, path=f"/music/{name}", tags=tags))
-    with store.engine.begin() as connection:  # as an older version left it
-        for column in ("artist_key", "album_key", "genre_key", "search_text", "audio_sha256"):
-            connection.execute(sqlalchemy.text(f"DROP INDEX IF EXISTS ix_tracks_{column}"))
-            connection.execute(sqlalchemy.text(f"ALTER TABLE tracks DROP COLUMN {column}"))
-        connection.execute(sqlalchemy.text("DELETE FROM meta WHERE key = 'text_fold'"))
+    with store.engine.begin() as connection:
+        as_before_folding(connection)
     store.close()
     store = MetadataStore(url)
     try:
