@@ -12,7 +12,7 @@ and `repair` on a healthy catalog. Each call also gives the peak of the memory i
 smallest size.
 
     .venv/bin/python bench/scale.py [--tracks 10000,100000] [--dim 768] [--windows 50] [--repeats 5]
-                                    [--keep DIR] [--skip verify,repair] [--json]
+                                    [--keep DIR] [--skip verify,repair] [--no-settle] [--json]
 
 With --keep, each catalog is kept in DIR/<tracks> and a later run reuses it (no fill).
 """
@@ -40,11 +40,19 @@ HOP = 5.0  # synthetic_track's
 
 
 def fill(
-    cat: Catalog, tracks: int, windows: int, artists: int, rng: np.random.Generator, *, span: int | None = None
+    cat: Catalog,
+    tracks: int,
+    windows: int,
+    artists: int,
+    rng: np.random.Generator,
+    *,
+    span: int | None = None,
+    settle: bool = True,
 ) -> float:
     """Through the store's own put_track, a thousand tracks a transaction; the seconds it took,
-    the index build and a first repair included (so the timed one meets a healthy catalog).
-    A track's windows lie around one centre, or around another every ``span`` windows (a mix)."""
+    the index build and (``settle``) a first repair included, so the timed one meets a healthy
+    catalog. A track's windows lie around one centre, or around another every ``span`` windows
+    (a mix)."""
     from tests.helpers import synthetic_track  # torch and the rest: not for a process that only searches
 
     started = time.perf_counter()
@@ -63,7 +71,8 @@ def fill(
                 tags = {"artist": artist, "album": f"Album {artist}-{n % 7}", "title": f"Song {n}"}
                 store._put_track(session, synthetic_track(n, vectors.astype(np.float32), tags=tags))
     cat.rebuild_index()
-    cat.repair()  # what an ingest does at its end (the similarity calibration, the duplicate links)
+    if settle:
+        cat.repair()  # what an ingest does at its end (the similarity calibration, the duplicate links)
     return time.perf_counter() - started
 
 
@@ -130,6 +139,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--keep", type=Path, help="keep the catalogs here; reuse those already there")
     parser.add_argument("--skip", default="", help="calls to leave out, comma-separated (e.g. verify,repair)")
+    parser.add_argument(
+        "--no-settle",
+        dest="settle",
+        action="store_false",
+        help="fill without the first repair (fitting every duplicate link of a million tracks takes hours): "
+        "then leave repair out",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     from tests.helpers import write_tiny_mert
@@ -146,7 +162,8 @@ def main() -> None:
             figures: dict = {}
             if not (directory / "manifest.json").exists():
                 with Catalog.create(directory, model=str(model), layer=2) as cat:
-                    figures["fill_s"] = round(fill(cat, size, args.windows, args.artists, np.random.default_rng(0)), 1)
+                    rng = np.random.default_rng(0)
+                    figures["fill_s"] = round(fill(cat, size, args.windows, args.artists, rng, settle=args.settle), 1)
                 print(f"{size} tracks filled and indexed in {figures['fill_s']} s", file=sys.stderr, flush=True)
             with Catalog.open(directory) as cat:
                 cat.similar(int(cat.store.ids("tracks")[0]), k=10)  # indexes loaded
