@@ -12,7 +12,7 @@ import sqlalchemy
 from mertsearch import Catalog
 from mertsearch.search import engine
 from mertsearch.search.engine import Query, Rules, align, rank
-from mertsearch.search.placement import BLEND_STEP
+from mertsearch.search.placement import BLEND_STEP, aligned_score
 from mertsearch.storage.indexes import Indexes
 from mertsearch.storage.store import MetadataStore
 from mertsearch.storage.vector_index import FLAT
@@ -93,14 +93,20 @@ def test_a_ranking_that_cannot_fill_k_stops_at_its_ceiling_and_says_it_is_partia
     assert len(results) == ARTISTS and not results.partial
 
 
-def test_segment_candidates_are_aligned_only_until_the_chosen_cannot_change(library, monkeypatch):
-    aligned: list[int] = []
+@pytest.fixture
+def aligned(monkeypatch) -> list[int]:
+    """One entry per candidate a ranking scores by alignment (engine.aligned_score)."""
+    calls: list[int] = []
 
     def counted(times, vectors, query, tolerance, **options):
-        aligned.append(1)
-        return align(times, vectors, query, tolerance, **options)
+        calls.append(1)
+        return aligned_score(times, vectors, query, tolerance, **options)
 
-    monkeypatch.setattr(engine, "align", counted)
+    monkeypatch.setattr(engine, "aligned_score", counted)
+    return calls
+
+
+def test_segment_candidates_are_aligned_only_until_the_chosen_cannot_change(library, aligned, monkeypatch):
     monkeypatch.setattr(engine, "ALIGN_BATCH", 4)
     store, _ = library
     query = _query(store, int(store.ids("tracks")[0]))
@@ -119,14 +125,7 @@ def test_segment_candidates_are_aligned_only_until_the_chosen_cannot_change(libr
     assert len(aligned) <= 40 + engine.ALIGN_BATCH
 
 
-def test_a_clip_longer_than_the_tracks_aligns_only_those_that_could_cover_enough_of_it(library, monkeypatch):
-    aligned: list[int] = []
-
-    def counted(times, vectors, query, tolerance, **options):
-        aligned.append(1)
-        return align(times, vectors, query, tolerance, **options)
-
-    monkeypatch.setattr(engine, "align", counted)
+def test_a_clip_longer_than_the_tracks_aligns_only_those_that_could_cover_enough_of_it(library, aligned, monkeypatch):
     monkeypatch.setattr(engine, "ALIGN_BATCH", 4)
     store, indexes = library
     # Ten tracks of 4 windows played one after the other: each covers a tenth of the clip, so no
