@@ -21,14 +21,18 @@ BATCH = 5000
 
 def upgrade(connection: Connection) -> None:
     """Add what the tables lack and refold the tags if needed (in the caller's transaction)."""
+    inspector = inspect(connection)
     for table in Base.metadata.sorted_tables:
-        present = {column["name"] for column in inspect(connection).get_columns(table.name)}
+        present = {column["name"] for column in inspector.get_columns(table.name)}
         missing = [column for column in table.columns if column.name not in present]
         for column in missing:
             kind = column.type.compile(dialect=connection.dialect)
             connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
-        for index in table.indexes:  # those of new columns, and new ones of old columns
-            index.create(connection, checkfirst=True)
+        # Those of new columns, and new ones of old columns: one look at the table's, at every opening.
+        indexed = {index["name"] for index in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexed:
+                index.create(connection)
     version = connection.scalar(select(Meta.value).where(Meta.key == FOLD_KEY))
     if version != FOLD_VERSION:
         refold(connection)
