@@ -4,6 +4,7 @@ unchanged, and the sonicSimilarity endpoints answer with the upstream's own song
 from __future__ import annotations
 
 import hashlib
+import http.client
 import shutil
 import time
 import xml.etree.ElementTree as ET
@@ -287,3 +288,44 @@ def test_songs_are_synced_again_on_schedule(setup, tmp_path):
                 assert time.monotonic() < deadline, answer
                 time.sleep(1)
             assert len(answer["sonicMatch"]) == 2
+
+
+def test_only_the_apis_methods_pass_and_no_script_is_reflected(setup):
+    proxy, upstream, songs, _, _ = setup
+    host, port = httpx.URL(proxy).host, httpx.URL(proxy).port
+    # Sent as is (httpx would resolve the ".."): the upstream's own page is never reached.
+    for raw in ("/rest/../app/", "/rest/..%2Fapp/", "/rest/ping/../../app/", "/rest/ping.view%00"):
+        connection = http.client.HTTPConnection(host, port, timeout=30)
+        connection.request("GET", raw)
+        answer = connection.getresponse()
+        assert answer.status == 404, raw
+        assert b"<html" not in answer.read().lower(), raw
+        connection.close()
+    assert _json(proxy, "ping.view")["status"] == "ok"
+
+    hostile = "alert(document.domain)//"
+    for method in ("ping", "getOpenSubsonicExtensions", "getSonicSimilarTracks"):
+        params = {**AUTH, "f": "jsonp", "callback": hostile, "id": songs["tune1"]["id"]}
+        answer = httpx.get(f"{proxy}/rest/{method}", params=params, timeout=60)
+        assert "javascript" not in answer.headers["content-type"] and "alert(" not in answer.text, method
+        assert answer.json()["subsonic-response"]["status"] == "failed", method
+        assert answer.headers["x-content-type-options"] == "nosniff", method
+    answer = httpx.get(f"{proxy}/rest/getOpenSubsonicExtensions", params={**AUTH, "f": "jsonp", "callback": "app.cb"})
+    assert answer.text.startswith("app.cb(") and answer.headers["x-content-type-options"] == "nosniff"
+    assert httpx.get(f"{proxy}/rest/ping", params=AUTH).headers["x-content-type-options"] == "nosniff"
+
+
+def test_parameters_are_read_alike_from_a_form_and_answers_say_the_server_version(setup):
+    proxy, _, songs, _, _ = setup
+    # A client of the formPost extension sends everything in the body.
+    answer = httpx.post(f"{proxy}/rest/getOpenSubsonicExtensions", data={**AUTH, "f": "json"})
+    extensions = answer.json()["subsonic-response"]["openSubsonicExtensions"]
+    assert {"name": "sonicSimilarity", "versions": [1]} in extensions
+    answer = httpx.post(f"{proxy}/rest/ping.view", data={**AUTH, "f": "json"})  # passed through whole
+    assert answer.json()["subsonic-response"]["status"] == "ok"
+    similar = _json(proxy, "getSonicSimilarTracks", id=songs["tune1"]["id"], count=2)
+    assert similar["status"] == "ok" and similar["serverVersion"] and len(similar["sonicMatch"]) == 2
+    none = _json(proxy, "getSonicSimilarTracks", id=songs["tune1"]["id"], count=0)
+    assert none["status"] == "ok" and none.get("sonicMatch", []) == []
+    failed = _json(proxy, "getSonicSimilarTracks", id="no-such-song")
+    assert failed["status"] == "failed" and failed["serverVersion"] and failed["openSubsonic"] is True

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from mertsearch.subsonic.upstream import Upstream
 
 log = logging.getLogger(__name__)
 MAX_COUNT = 500  # songs in one sonicSimilarity answer
+# What may follow /rest/: a method's name, as clients write it (with or without ".view").
+METHOD = re.compile(r"[A-Za-z0-9]+(\.view)?")
 
 
 @dataclass
@@ -102,15 +105,22 @@ class PassThrough:
     def add_routes(self, app: FastAPI) -> None:
         @app.api_route("/rest/{name:path}", methods=["GET", "POST", "HEAD"], include_in_schema=False)
         async def rest(request: Request, name: str) -> Response:
+            # Only the API's methods reach the upstream: no other path of its host (its own web
+            # page, its native API), however the name is spelt ("..", encoded slashes).
+            if not METHOD.fullmatch(name):
+                return Response("not found", status_code=404, media_type="text/plain", headers=responses.NOSNIFF)
+            params = await _params(request)
+            fmt = Format(params.get("f"), params.get("callback"))
+            if not fmt.valid:  # never reflected, nor sent on for the upstream to reflect
+                return responses.error(fmt, responses.GENERIC, "callback must be a JavaScript identifier")
             method = name.removesuffix(".view")
             if method in ("getSonicSimilarTracks", "findSonicPath"):
-                return await self.answer(request, method)
+                return await self.answer(request, method, params, fmt)
             if method == "getOpenSubsonicExtensions":
-                return await self.extensions(request, name)
+                return await self.extensions(request, name, fmt)
             return await self.upstream.forward(request, name)
 
-    async def extensions(self, request: Request, name: str) -> Response:
-        fmt = Format(request.query_params.get("f"), request.query_params.get("callback"))
+    async def extensions(self, request: Request, name: str, fmt: Format) -> Response:
         try:
             answer = await self.upstream.send(request, name, identity=True)
             try:
@@ -122,24 +132,20 @@ class PassThrough:
         if body is None:  # a server without OpenSubsonic: the list is this one extension
             return responses.ok(fmt, openSubsonicExtensions=[responses.EXTENSION])
         media_type = answer.headers.get("content-type")
-        return Response(body, status_code=answer.status_code, media_type=media_type)
+        return Response(body, status_code=answer.status_code, media_type=media_type, headers=responses.NOSNIFF)
 
-    async def answer(self, request: Request, method: str) -> Response:
-        params = dict(request.query_params)
-        if request.method == "POST":  # the formPost extension: parameters in the body
-            params.update({k: v for k, v in (await request.form()).items() if isinstance(v, str)})
-        fmt = Format(params.get("f"), params.get("callback"))
+    async def answer(self, request: Request, method: str, params: dict[str, str], fmt: Format) -> Response:
         refused = await self.upstream.accepts(params, request.headers.get("authorization"))
         if refused is not None:
             return responses.error(fmt, *refused)
         try:
             if method == "getSonicSimilarTracks":
                 song = self._song(params, "id")
-                count = _count(params, 10)
-                work = lambda: sonic.similar(self.catalog(), self.songs, song, count)  # noqa: E731
+                count = _count(params, 10, least=0)
+                work = lambda: sonic.similar(self.catalog(), self.songs, song, count) if count else []  # noqa: E731
             else:
                 start, end = self._song(params, "startSongId"), self._song(params, "endSongId")
-                count = _count(params, 25)
+                count = _count(params, 25, least=1)
                 if count < 2 and start != end:
                     raise _Refused(responses.GENERIC, "count must be at least 2 for a path between two songs")
                 work = lambda: sonic.path(self.catalog(), self.songs, start, end, count)  # noqa: E731
@@ -168,7 +174,7 @@ class _Refused(Exception):
         self.code, self.message = code, message
 
 
-def _count(params: dict[str, str], default: int) -> int:
+def _count(params: dict[str, str], default: int, *, least: int) -> int:
     text = params.get("count")
     if text in (None, ""):
         return default
@@ -176,6 +182,17 @@ def _count(params: dict[str, str], default: int) -> int:
         count = int(text)
     except ValueError:
         raise _Refused(responses.GENERIC, f"count must be a whole number, got {text!r}") from None
-    if not 1 <= count <= MAX_COUNT:
-        raise _Refused(responses.GENERIC, f"count must be between 1 and {MAX_COUNT}, got {count}")
+    if not least <= count <= MAX_COUNT:
+        raise _Refused(responses.GENERIC, f"count must be between {least} and {MAX_COUNT}, got {count}")
     return count
+
+
+async def _params(request: Request) -> dict[str, str]:
+    """The request's parameters: its query string and, for a form POST (the formPost
+    extension), its form, read the same way for every endpoint."""
+    params = dict(request.query_params)
+    kind = request.headers.get("content-type", "")
+    if request.method == "POST" and kind.startswith("application/x-www-form-urlencoded"):
+        await request.body()  # kept, so that the request can still be sent on whole
+        params.update({k: v for k, v in (await request.form()).items() if isinstance(v, str)})
+    return params

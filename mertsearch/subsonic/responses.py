@@ -5,9 +5,12 @@ extensions."""
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 
 from starlette.responses import Response
+
+from mertsearch.version import __version__
 
 API_VERSION = "1.16.1"
 NAMESPACE = "http://subsonic.org/restapi"
@@ -19,16 +22,31 @@ GENERIC, MISSING_PARAMETER, WRONG_CREDENTIALS, NOT_FOUND = 0, 10, 40, 70
 ET.register_namespace("", NAMESPACE)
 
 
+# A JSONP callback a page may name: dotted JavaScript identifiers, nothing that could be a script.
+CALLBACK = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*(\.[A-Za-z_$][A-Za-z0-9_$]*)*")
+
+
 class Format:
-    """How a request wants its answer: ``f=json``, ``f=jsonp&callback=NAME`` or XML."""
+    """How a request wants its answer: ``f=json``, ``f=jsonp&callback=NAME`` or XML. A callback
+    that is not a plain identifier is refused (``valid`` False): the answer is then JSON."""
 
     def __init__(self, f: str | None, callback: str | None = None) -> None:
         self.kind = f if f in ("json", "jsonp") else "xml"
         self.callback = callback or "callback"
+        self.valid = self.kind != "jsonp" or bool(CALLBACK.fullmatch(self.callback))
+        if not self.valid:
+            self.kind = "json"
 
 
 def envelope(status: str, **payload) -> dict:
-    return {"status": status, "version": API_VERSION, "type": "mertsearch", "openSubsonic": True, **payload}
+    return {
+        "status": status,
+        "version": API_VERSION,
+        "type": "mertsearch",
+        "serverVersion": __version__,
+        "openSubsonic": True,
+        **payload,
+    }
 
 
 def ok(fmt: Format, **payload) -> Response:
@@ -40,16 +58,19 @@ def error(fmt: Format, code: int, message: str) -> Response:
     return render(envelope("failed", error={"code": code, "message": message}), fmt)
 
 
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+
+
 def render(body: dict, fmt: Format) -> Response:
     if fmt.kind == "xml":
         root = to_xml("subsonic-response", body)
         root.set("xmlns", NAMESPACE)
         data = b'<?xml version="1.0" encoding="UTF-8"?>' + ET.tostring(root, encoding="utf-8", xml_declaration=False)
-        return Response(data, media_type="text/xml; charset=utf-8")
+        return Response(data, media_type="text/xml; charset=utf-8", headers=NOSNIFF)
     text = json.dumps({"subsonic-response": body}, ensure_ascii=False, separators=(",", ":"))
     if fmt.kind == "jsonp":
-        return Response(f"{fmt.callback}({text});", media_type="application/javascript; charset=utf-8")
-    return Response(text, media_type="application/json; charset=utf-8")
+        return Response(f"{fmt.callback}({text});", media_type="application/javascript; charset=utf-8", headers=NOSNIFF)
+    return Response(text, media_type="application/json; charset=utf-8", headers=NOSNIFF)
 
 
 def to_xml(name: str, value: dict) -> ET.Element:

@@ -81,8 +81,8 @@ class Upstream:
         response.raw_headers = [
             (k.encode("latin-1"), v.encode("latin-1"))
             for k, v in answer.headers.multi_items()
-            if k.lower() not in HOP_BY_HOP | {"date", "server"}
-        ]
+            if k.lower() not in HOP_BY_HOP | {"date", "server", "x-content-type-options"}
+        ] + [(b"x-content-type-options", b"nosniff")]  # no answer is read as another type than it says
         return response
 
     async def accepts(self, params: dict[str, str], authorization: str | None) -> tuple[int, str] | None:
