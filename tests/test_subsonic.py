@@ -329,3 +329,48 @@ def test_parameters_are_read_alike_from_a_form_and_answers_say_the_server_versio
     assert none["status"] == "ok" and none.get("sonicMatch", []) == []
     failed = _json(proxy, "getSonicSimilarTracks", id="no-such-song")
     assert failed["status"] == "failed" and failed["serverVersion"] and failed["openSubsonic"] is True
+
+
+def test_players_instant_mix_is_answered_from_the_catalog(setup):
+    """getSimilarSongs(2), as a Subsonic client library calls them: a song, an album or an
+    artist seeds the mix; the seeds never come back, each recording once, no artist filling it."""
+    proxy, upstream, songs, _, _ = setup
+    client = libsonic.Connection("http://127.0.0.1", USER, PASSWORD, port=int(proxy.rsplit(":", 1)[1]), legacyAuth=True)
+    mix = client.getSimilarSongs(songs["echo"]["id"], count=3)["similarSongs"]["song"]
+    assert mix[0]["title"] == "tune0" and len(mix) == 3  # echo starts with tune0's first 14 s
+    assert all(entry == songs[entry["title"]] for entry in mix) and "echo" not in [e["title"] for e in mix]
+
+    album = [songs[t] for t in ("tune0", "tune3", "tune6")]
+    assert len({s["albumId"] for s in album}) == 1
+    for seed in (album[0]["albumId"], album[0]["parent"]):
+        mixed = [e["title"] for e in client.getSimilarSongs(seed, count=20)["similarSongs"]["song"]]
+        # Every other song the catalog knows, once (tune2 by its own file), none of the album's.
+        assert sorted(mixed) == sorted(["echo", "tune1", "tune2", "tune4", "tune5"]), seed
+    artist = songs["tune1"]["artistId"]
+    mixed = client.getSimilarSongs2(artist, count=20)["similarSongs2"]["song"]
+    assert {e["title"] for e in mixed} == {"echo", "tune0", "tune2", "tune3", "tune5", "tune6"}
+    # No artist fills a short list: at most 2 of 5 are Artist0's (it has the most songs).
+    short = client.getSimilarSongs(songs["tune1"]["id"], count=5)["similarSongs"]["song"]
+    assert len(short) == 5 and sum(e["artist"] == "Artist0" for e in short) <= 2
+    # count honoured, XML in the upstream's shape.
+    assert client.getSimilarSongs(artist, count=0)["similarSongs"].get("song", []) == []
+    root = ET.fromstring(httpx.get(f"{proxy}/rest/getSimilarSongs2", params={**AUTH, "id": artist, "count": 2}).content)
+    assert root.get("status") == "ok" and len(root.findall(f"{NS}similarSongs2/{NS}song")) == 2
+    # Credentials are the upstream's to accept.
+    refused = _json(proxy, "getSimilarSongs", id=songs["tune1"]["id"], p="wrong")
+    assert refused["status"] == "failed" and refused["error"]["code"] == 40
+
+
+def test_instant_mix_of_songs_the_catalog_lacks_is_the_upstreams(setup):
+    proxy, upstream, songs, _, catalog = setup
+    for method, seed in [("getSimilarSongs", songs["extra"]["id"]), ("getSimilarSongs2", songs["tune1"]["id"])]:
+        params = {**AUTH, "f": "json", "id": seed}
+        direct = httpx.get(f"{upstream}/rest/{method}", params=params)
+        through = httpx.get(f"{proxy}/rest/{method}", params=params)
+        assert (through.status_code, through.content) == (direct.status_code, direct.content), method
+    # Turned off: the upstream answers every one.
+    off = SubsonicSettings(url=upstream, user=USER, password=PASSWORD, similar_songs=False)
+    with running(Settings(catalog=catalog, subsonic=off)) as other:
+        params = {**AUTH, "f": "json", "id": songs["tune1"]["id"]}
+        direct = httpx.get(f"{upstream}/rest/getSimilarSongs", params=params)
+        assert httpx.get(f"{other}/rest/getSimilarSongs", params=params).content == direct.content

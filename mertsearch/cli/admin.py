@@ -155,6 +155,14 @@ def serve(
         float,
         typer.Option(help="Seconds between readings of the server's songs.", min=10, rich_help_panel=SUBSONIC_PANEL),
     ] = 900.0,
+    subsonic_similar_songs: Annotated[
+        bool,
+        typer.Option(
+            help="Answer getSimilarSongs and getSimilarSongs2 (players' Instant Mix) from the catalog for the songs "
+            "it knows; off: the server answers them.",
+            rich_help_panel=SUBSONIC_PANEL,
+        ),
+    ] = True,
 ) -> None:
     """Serve the HTTP API and the web page.
 
@@ -185,6 +193,7 @@ def serve(
             password=subsonic_password or "",
             roots=subsonic_root or [],
             sync_s=subsonic_sync_s,
+            similar_songs=subsonic_similar_songs,
         ),
     )
     err.print(f"serving {catalog} on http://{host}:{port}/ (API docs at /docs)", highlight=False)

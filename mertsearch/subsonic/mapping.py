@@ -38,9 +38,21 @@ class SongMap:
     song_of: dict[int, str] = field(default_factory=dict)
     song_at: dict[str, str] = field(default_factory=dict)  # catalog path -> song id
     by: dict[str, int] = field(default_factory=dict)  # how many songs each rule matched
+    # The matched songs of each album (its ID3 id and its folder's) and of each artist.
+    albums: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    artists: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
     def __len__(self) -> int:
         return len(self.track_of)
+
+    def seeds(self, some_id: str, *, songs: bool = True, albums: bool = True) -> list[str]:
+        """The matched songs an id names: a song, an album's or an artist's songs; none where
+        the map knows none of them."""
+        if songs and some_id in self.track_of:
+            return [some_id]
+        if albums and some_id in self.albums:
+            return self.albums[some_id]
+        return self.artists.get(some_id, [])
 
 
 def catalog_tracks(store) -> list[CatalogTrack]:
@@ -116,5 +128,8 @@ def match(songs: Iterable[dict], tracks: Sequence[CatalogTrack], roots: Sequence
                 result.entries[song_id], result.track_of[song_id] = song, track_id
                 result.song_of[track_id], result.song_at[path_of[track_id]] = song_id, song_id
                 result.by[name] = result.by.get(name, 0) + 1
+                for group, keys in ((result.albums, ("albumId", "parent")), (result.artists, ("artistId",))):
+                    for key in {str(song[k]) for k in keys if song.get(k) is not None}:
+                        group[key].append(song_id)
                 break
     return result

@@ -1,6 +1,7 @@
-"""The Subsonic pass-through: every ``/rest/*`` request goes to the upstream server unchanged,
-except the sonicSimilarity endpoints, which the catalog answers for clients the upstream
-accepts, and getOpenSubsonicExtensions, whose list gains sonicSimilarity."""
+"""The Subsonic pass-through: every ``/rest/<method>`` request goes to the upstream server
+unchanged, except the sonicSimilarity endpoints and getSimilarSongs(2) for songs the catalog
+knows, which the catalog answers for clients the upstream accepts, and
+getOpenSubsonicExtensions, whose list gains sonicSimilarity."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 MAX_COUNT = 500  # songs in one sonicSimilarity answer
 # What may follow /rest/: a method's name, as clients write it (with or without ".view").
 METHOD = re.compile(r"[A-Za-z0-9]+(\.view)?")
+# The calls players make for "Instant Mix" / "Start radio", with the element their answer holds.
+SIMILAR_SONGS = {"getSimilarSongs": "similarSongs", "getSimilarSongs2": "similarSongs2"}
 
 
 @dataclass
@@ -44,6 +47,7 @@ class SubsonicSettings:
     roots: list[str] = field(default_factory=list)
     sync_s: float = 900.0
     auth_cache_s: float = 60.0
+    similar_songs: bool = True  # getSimilarSongs(2) answered from the catalog
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -116,6 +120,8 @@ class PassThrough:
             method = name.removesuffix(".view")
             if method in ("getSonicSimilarTracks", "findSonicPath"):
                 return await self.answer(request, method, params, fmt)
+            if method in SIMILAR_SONGS and self.settings.similar_songs:
+                return await self.similar_songs(request, name, method, params, fmt)
             if method == "getOpenSubsonicExtensions":
                 return await self.extensions(request, name, fmt)
             return await self.upstream.forward(request, name)
@@ -138,17 +144,18 @@ class PassThrough:
         refused = await self.upstream.accepts(params, request.headers.get("authorization"))
         if refused is not None:
             return responses.error(fmt, *refused)
+        songs = self.songs  # one map for the whole answer, whatever a sync replaces meanwhile
         try:
             if method == "getSonicSimilarTracks":
-                song = self._song(params, "id")
+                song = _song(songs, params, "id")
                 count = _count(params, 10, least=0)
-                work = lambda: sonic.similar(self.catalog(), self.songs, song, count) if count else []  # noqa: E731
+                work = lambda: sonic.similar(self.catalog(), songs, song, count) if count else []  # noqa: E731
             else:
-                start, end = self._song(params, "startSongId"), self._song(params, "endSongId")
+                start, end = _song(songs, params, "startSongId"), _song(songs, params, "endSongId")
                 count = _count(params, 25, least=1)
                 if count < 2 and start != end:
                     raise _Refused(responses.GENERIC, "count must be at least 2 for a path between two songs")
-                work = lambda: sonic.path(self.catalog(), self.songs, start, end, count)  # noqa: E731
+                work = lambda: sonic.path(self.catalog(), songs, start, end, count)  # noqa: E731
             matches = await asyncio.to_thread(self._locked, work)
         except _Refused as exc:
             return responses.error(fmt, exc.code, exc.message)
@@ -156,22 +163,44 @@ class PassThrough:
             return responses.error(fmt, responses.GENERIC, str(exc))
         return responses.ok(fmt, sonicMatch=[{"entry": entry, "similarity": s} for entry, s in matches])
 
+    async def similar_songs(self, request: Request, name: str, method: str, params: dict[str, str], fmt: Format):
+        """An Instant Mix from the catalog, in the upstream's own answer's shape; the upstream's
+        answer where the catalog knows none of the songs the id names (or no id is given)."""
+        songs = self.songs
+        by_files = method == "getSimilarSongs"  # a song, album or artist id; getSimilarSongs2: an artist's
+        seeds = songs.seeds(params.get("id") or "", songs=by_files, albums=by_files)
+        if not seeds:
+            return await self.upstream.forward(request, name)
+        refused = await self.upstream.accepts(params, request.headers.get("authorization"))
+        if refused is not None:
+            return responses.error(fmt, *refused)
+        try:
+            count = _count(params, 50, least=0)
+            work = lambda: sonic.mix(self.catalog(), songs, seeds, count) if count else []  # noqa: E731
+            entries = await asyncio.to_thread(self._locked, work)
+        except _Refused as exc:
+            return responses.error(fmt, exc.code, exc.message)
+        except InvalidArgumentError as exc:
+            return responses.error(fmt, responses.GENERIC, str(exc))
+        return responses.ok(fmt, **{SIMILAR_SONGS[method]: {"song": entries}})
+
     def _locked(self, work):
         with self.lock:
             return work()
-
-    def _song(self, params: dict[str, str], name: str) -> str:
-        if not params.get(name):
-            raise _Refused(responses.MISSING_PARAMETER, f"required parameter is missing: {name}")
-        if params[name] not in self.songs.track_of:
-            raise _Refused(responses.NOT_FOUND, f"song {params[name]} not found in the similarity catalog")
-        return params[name]
 
 
 class _Refused(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code, self.message = code, message
+
+
+def _song(songs: SongMap, params: dict[str, str], name: str) -> str:
+    if not params.get(name):
+        raise _Refused(responses.MISSING_PARAMETER, f"required parameter is missing: {name}")
+    if params[name] not in songs.track_of:
+        raise _Refused(responses.NOT_FOUND, f"song {params[name]} not found in the similarity catalog")
+    return params[name]
 
 
 def _count(params: dict[str, str], default: int, *, least: int) -> int:

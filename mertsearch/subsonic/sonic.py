@@ -13,22 +13,42 @@ from mertsearch.subsonic.mapping import SongMap
 
 MAX_K = 10_000  # SearchOptions' limit on k
 PATH_ROUNDS = 16  # tries at a path of upstream songs only
+# An album's or artist's songs seed a mix through at most this many of them: the work of one
+# mix does not grow with the artist.
+MAX_SEEDS = 8
 UNSUPPORTED = -1.0  # the spec's similarity when there is none (a catalog not yet calibrated)
 
 
 def similar(cat: Catalog, songs: SongMap, song_id: str, count: int) -> list[tuple[dict, float]]:
     """The ``count`` upstream songs most similar to ``song_id`` (its other files left out), with
-    their calibrated similarity. The catalog may hold tracks the upstream does not: more are
-    asked for until ``count`` of them are upstream songs or the catalog has no more."""
-    track = songs.track_of[song_id]
+    their calibrated similarity."""
+    picked = _nearest(cat, songs, [songs.track_of[song_id]], count)
+    return [(songs.entries[song], _similarity(r.similarity)) for song, r in picked]
+
+
+def mix(cat: Catalog, songs: SongMap, seeds: list[str], count: int) -> list[dict]:
+    """An Instant Mix: ``count`` upstream songs like ``seeds`` (an album's or artist's songs: at
+    most MAX_SEEDS of them, spread evenly, combined by agreement), never one of the seeds, each
+    recording once, and no artist more than a fifth of the list."""
+    tracks = [songs.track_of[s] for s in seeds]
+    used = [tracks[round(n * len(tracks) / MAX_SEEDS)] for n in range(MAX_SEEDS)] if len(tracks) > MAX_SEEDS else tracks
+    per_artist = max(2, -(-count // 5))
+    rest = [track for track in tracks if track not in used]
+    picked = _nearest(cat, songs, used, count, exclude=rest, per_artist=per_artist)
+    return [songs.entries[song] for song, _ in picked]
+
+
+def _nearest(cat: Catalog, songs: SongMap, tracks: list[int], count: int, **options) -> list[tuple[str, SearchResult]]:
+    """The ``count`` upstream songs nearest ``tracks`` with their results. The catalog may hold
+    tracks the upstream does not: more are asked for until ``count`` of them are upstream songs
+    or the catalog has no more."""
     k = count
     while True:
-        results = cat.similar(track, k=min(k, MAX_K))
+        results = cat.similar(tracks, k=min(k, MAX_K), **options)
         picked = [(song, r) for r in results if (song := upstream_song(songs, r)) is not None][:count]
         if len(picked) >= count or len(results) < min(k, MAX_K) or k >= MAX_K:
-            break
+            return picked
         k *= 4
-    return [(songs.entries[song], _similarity(r.similarity)) for song, r in picked]
 
 
 def upstream_song(songs: SongMap, result: SearchResult) -> str | None:
