@@ -3,9 +3,12 @@ unchanged, and the sonicSimilarity endpoints answer with the upstream's own song
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import http.client
+import logging
 import shutil
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -231,7 +234,7 @@ def test_songs_map_by_path_musicbrainz_then_tags():
     ]
     by_root = match(songs, tracks, roots=["/m"])
     assert by_root.track_of == {"s1": 1, "s3": 3, "s4": 4} and by_root.by == {"path": 1, "musicbrainz": 1, "tags": 1}
-    assert by_root.entries["s1"] is songs[0] and by_root.song_of[4] == "s4"
+    assert by_root.entry("s1") == songs[0] and by_root.song_of[4] == "s4"
     # Without roots "A/x.flac" ends two catalog paths: not guessed (and its tags fit both).
     assert "s1" not in match(songs, tracks).track_of
     # A path that ends one catalog path, whole folder names only.
@@ -346,6 +349,8 @@ def test_players_instant_mix_is_answered_from_the_catalog(setup):
         mixed = [e["title"] for e in client.getSimilarSongs(seed, count=20)["similarSongs"]["song"]]
         # Every other song the catalog knows, once (tune2 by its own file), none of the album's.
         assert sorted(mixed) == sorted(["echo", "tune1", "tune2", "tune4", "tune5"]), seed
+    # Either call takes any kind of id (players ask getSimilarSongs2 with a song's).
+    assert client.getSimilarSongs2(songs["echo"]["id"], count=3)["similarSongs2"]["song"] == mix
     artist = songs["tune1"]["artistId"]
     mixed = client.getSimilarSongs2(artist, count=20)["similarSongs2"]["song"]
     assert {e["title"] for e in mixed} == {"echo", "tune0", "tune2", "tune3", "tune5", "tune6"}
@@ -363,7 +368,7 @@ def test_players_instant_mix_is_answered_from_the_catalog(setup):
 
 def test_instant_mix_of_songs_the_catalog_lacks_is_the_upstreams(setup):
     proxy, upstream, songs, _, catalog = setup
-    for method, seed in [("getSimilarSongs", songs["extra"]["id"]), ("getSimilarSongs2", songs["tune1"]["id"])]:
+    for method, seed in [("getSimilarSongs", songs["extra"]["id"]), ("getSimilarSongs2", "no-such-id")]:
         params = {**AUTH, "f": "json", "id": seed}
         direct = httpx.get(f"{upstream}/rest/{method}", params=params)
         through = httpx.get(f"{proxy}/rest/{method}", params=params)
@@ -374,3 +379,99 @@ def test_instant_mix_of_songs_the_catalog_lacks_is_the_upstreams(setup):
         params = {**AUTH, "f": "json", "id": songs["tune1"]["id"]}
         direct = httpx.get(f"{upstream}/rest/getSimilarSongs", params=params)
         assert httpx.get(f"{other}/rest/getSimilarSongs", params=params).content == direct.content
+
+
+def _in_process(upstream: str, cat: Catalog, **settings):
+    """A pass-through served in this process (its routes on an app of its own), to look inside."""
+    from fastapi import FastAPI
+
+    from mertsearch.subsonic import PassThrough
+
+    lock = threading.Lock()
+    passthrough = PassThrough(
+        SubsonicSettings(url=upstream, user=USER, password=PASSWORD, **settings), lambda: cat, lock
+    )
+    app = FastAPI()
+    passthrough.add_routes(app)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy", timeout=60)
+    return passthrough, lock, client
+
+
+def test_a_sync_reads_the_songs_again_only_when_a_side_changed(setup, tmp_path, monkeypatch):
+    _, upstream, _, music, catalog = setup
+    catalog = shutil.copytree(catalog, tmp_path / "cat")
+    with Catalog.open(catalog) as cat:
+        passthrough, _, _ = _in_process(upstream, cat)
+        read = []
+
+        async def run():
+            async with passthrough.running():
+                pages = passthrough.upstream.pages
+                monkeypatch.setattr(passthrough.upstream, "pages", lambda: read.append(1) or pages())
+                assert await passthrough.sync() and read == []  # nothing changed: one getIndexes
+                assert len(passthrough.songs) == 8
+                cat.remove([str(music / "Artist1" / "tune1.flac")])
+                assert await passthrough.sync() and read == [1] and len(passthrough.songs) == 7
+                assert await passthrough.sync(full=True) and read == [1, 1]
+
+        asyncio.run(run())
+
+
+def test_a_failed_sync_is_logged_and_tried_again(setup, monkeypatch, caplog):
+    from mertsearch.subsonic import mapping, proxy
+
+    _, upstream, _, _, catalog = setup
+    monkeypatch.setattr(proxy, "RETRY_S", 0.2)
+    add, failures = mapping.Matcher.add, []
+
+    def broken_once(self, song):
+        if not failures:
+            failures.append(song)
+            raise RuntimeError("a song the matching did not expect")
+        add(self, song)
+
+    monkeypatch.setattr(mapping.Matcher, "add", broken_once)
+    with Catalog.open(catalog) as cat:
+        passthrough, _, _ = _in_process(upstream, cat)
+
+        async def run():
+            async with passthrough.running():
+                assert len(passthrough.songs) == 0  # the first sync failed; the server still starts
+                deadline = time.monotonic() + 30
+                while len(passthrough.songs) < 8:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.1)
+
+        with caplog.at_level(logging.ERROR, logger="mertsearch.subsonic.proxy"):
+            asyncio.run(run())
+    assert "the sync failed" in caplog.text and "a song the matching did not expect" in caplog.text
+
+
+def test_an_answer_keeps_the_song_map_it_began_with(setup):
+    """A sync that replaces the map while an answer waits for the catalog does not fail it."""
+    from mertsearch.subsonic.mapping import SongMap
+
+    _, upstream, songs, _, catalog = setup
+    with Catalog.open(catalog) as cat:
+        passthrough, lock, client = _in_process(upstream, cat)
+
+        async def run():
+            async with passthrough.running():
+                for method, params in [
+                    ("getSonicSimilarTracks", {"id": songs["tune1"]["id"], "count": 2}),
+                    ("findSonicPath", {"startSongId": songs["tune1"]["id"], "endSongId": songs["tune5"]["id"]}),
+                    ("getSimilarSongs", {"id": songs["tune1"]["albumId"], "count": 2}),
+                ]:
+                    with lock:  # another search holds the catalog
+                        asked = asyncio.create_task(
+                            client.get(f"/rest/{method}", params={**AUTH, "f": "json", **params})
+                        )
+                        while not lock.locked() or not passthrough.upstream._verdicts:
+                            await asyncio.sleep(0.01)
+                        await asyncio.sleep(0.2)
+                        kept, passthrough.songs = passthrough.songs, SongMap()  # a sync that found nothing
+                    answer = (await asked).json()["subsonic-response"]
+                    passthrough.songs = kept
+                    assert answer["status"] == "ok", (method, answer)
+
+        asyncio.run(run())

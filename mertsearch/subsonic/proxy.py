@@ -23,12 +23,14 @@ from starlette.responses import Response
 from mertsearch.catalog import Catalog
 from mertsearch.errors import InvalidArgumentError, MertSearchError
 from mertsearch.subsonic import responses, sonic
-from mertsearch.subsonic.mapping import SongMap, catalog_tracks, match
+from mertsearch.subsonic.mapping import Matcher, SongMap, catalog_state, catalog_tracks
 from mertsearch.subsonic.responses import Format
 from mertsearch.subsonic.upstream import Upstream
 
 log = logging.getLogger(__name__)
 MAX_COUNT = 500  # songs in one sonicSimilarity answer
+RETRY_S = 60.0  # after a failed sync, the next one
+FULL_SYNC_S = 86400.0  # a sync reads every song at least this often, changed or not (stars, moved files)
 # What may follow /rest/: a method's name, as clients write it (with or without ".view").
 METHOD = re.compile(r"[A-Za-z0-9]+(\.view)?")
 # The calls players make for "Instant Mix" / "Start radio", with the element their answer holds.
@@ -71,6 +73,7 @@ class PassThrough:
         self.upstream: Upstream | None = None
         self.songs = SongMap()
         self.synced_at: float | None = None
+        self._seen: tuple | None = None  # what the last full sync saw of both sides
 
     @asynccontextmanager
     async def running(self):
@@ -81,30 +84,49 @@ class PassThrough:
             password=self.settings.password,
             auth_cache_s=self.settings.auth_cache_s,
         )
-        await self.sync()
-        task = asyncio.create_task(self._every())
+        task = asyncio.create_task(self._every(await self._sync_logged()))
         try:
             yield
         finally:
             task.cancel()
             await self.upstream.aclose()
 
-    async def _every(self) -> None:
+    async def _every(self, ok: bool) -> None:
         while True:
-            await asyncio.sleep(self.settings.sync_s)
-            await self.sync()
+            await asyncio.sleep(self.settings.sync_s if ok else min(RETRY_S, self.settings.sync_s))
+            ok = await self._sync_logged()
 
-    async def sync(self) -> None:
-        """Match the upstream's songs to the catalog again. A sync that fails keeps the map in
-        force (the server may be down a while) and says why in the log."""
+    async def _sync_logged(self) -> bool:
+        """A sync whose unexpected failure is logged whole, never the end of the syncs."""
         try:
-            songs = await self.upstream.songs()
-            tracks = await asyncio.to_thread(catalog_tracks, self.catalog().store)
-            self.songs = await asyncio.to_thread(match, songs, tracks, self.settings.roots)
-            self.synced_at = time.time()
-            log.info("subsonic: %d of %d songs matched to the catalog %s", len(self.songs), len(songs), self.songs.by)
+            return await self.sync()
+        except Exception:  # noqa: BLE001 - the next sync may do better; the log says why this one failed
+            log.exception("subsonic: the sync failed; trying again in %d s", RETRY_S)
+            return False
+
+    async def sync(self, *, full: bool = False) -> bool:
+        """Match the upstream's songs to the catalog again, a page of songs at a time; unless
+        ``full``, skipped while neither side changed (the upstream's last scan, the catalog's
+        tracks) and less than a day passed. A sync that fails keeps the map in force (the server may be down a while),
+        says why in the log and returns False."""
+        try:
+            store = self.catalog().store
+            stamp = await self.upstream.last_modified()
+            seen = (stamp, await asyncio.to_thread(catalog_state, store))
+            recent = time.time() - (self.synced_at or 0) < FULL_SYNC_S
+            if not full and stamp is not None and seen == self._seen and recent:
+                log.debug("subsonic: neither the server's songs nor the catalog changed")
+                return True
+            matcher = Matcher(await asyncio.to_thread(catalog_tracks, store), self.settings.roots)
+            async for page in self.upstream.pages():
+                for song in page:
+                    matcher.add(song)
+            self.songs, self._seen, self.synced_at = matcher.songs, seen, time.time()
+            log.info("subsonic: %d of %d songs matched to the catalog %s", len(self.songs), matcher.seen, self.songs.by)
+            return True
         except MertSearchError as exc:
             log.warning("subsonic: songs not synced: %s", exc)
+            return False
 
     def add_routes(self, app: FastAPI) -> None:
         @app.api_route("/rest/{name:path}", methods=["GET", "POST", "HEAD"], include_in_schema=False)
@@ -167,8 +189,9 @@ class PassThrough:
         """An Instant Mix from the catalog, in the upstream's own answer's shape; the upstream's
         answer where the catalog knows none of the songs the id names (or no id is given)."""
         songs = self.songs
-        by_files = method == "getSimilarSongs"  # a song, album or artist id; getSimilarSongs2: an artist's
-        seeds = songs.seeds(params.get("id") or "", songs=by_files, albums=by_files)
+        # Either call, any kind of id: Tempo, Amperfy, Supersonic and Navidrome's own page ask
+        # getSimilarSongs2 with a song's (Navidrome answers both alike).
+        seeds = songs.seeds(params.get("id") or "")
         if not seeds:
             return await self.upstream.forward(request, name)
         refused = await self.upstream.accepts(params, request.headers.get("authorization"))

@@ -23,7 +23,7 @@ def similar(cat: Catalog, songs: SongMap, song_id: str, count: int) -> list[tupl
     """The ``count`` upstream songs most similar to ``song_id`` (its other files left out), with
     their calibrated similarity."""
     picked = _nearest(cat, songs, [songs.track_of[song_id]], count)
-    return [(songs.entries[song], _similarity(r.similarity)) for song, r in picked]
+    return [(songs.entry(song), _similarity(r.similarity)) for song, r in picked]
 
 
 def mix(cat: Catalog, songs: SongMap, seeds: list[str], count: int) -> list[dict]:
@@ -35,7 +35,7 @@ def mix(cat: Catalog, songs: SongMap, seeds: list[str], count: int) -> list[dict
     per_artist = max(2, -(-count // 5))
     rest = [track for track in tracks if track not in used]
     picked = _nearest(cat, songs, used, count, exclude=rest, per_artist=per_artist)
-    return [songs.entries[song] for song, _ in picked]
+    return [songs.entry(song) for song, _ in picked]
 
 
 def _nearest(cat: Catalog, songs: SongMap, tracks: list[int], count: int, **options) -> list[tuple[str, SearchResult]]:
@@ -67,7 +67,7 @@ def path(cat: Catalog, songs: SongMap, start: str, end: str, count: int) -> list
     shorter path; steps the upstream does not hold are left out."""
     first, last = songs.track_of[start], songs.track_of[end]
     if first == last:  # one song (the map holds one song per track): a path of one
-        return [(songs.entries[start], 1.0)]
+        return [(songs.entry(start), 1.0)]
     n, excluded, steps = max(2, min(count, cat.store.count("tracks"))), [], None
     for _ in range(PATH_ROUNDS):
         try:
@@ -87,7 +87,7 @@ def path(cat: Catalog, songs: SongMap, start: str, end: str, count: int) -> list
         raise InvalidArgumentError("no path between these songs could be made")
     found = [(song, s.track_id) for s in steps if (song := upstream_song(songs, s)) is not None]
     similarities = _similarity_to_first(cat, [track for _, track in found])
-    return [(songs.entries[song], similarity) for (song, _), similarity in zip(found, similarities, strict=True)]
+    return [(songs.entry(song), similarity) for (song, _), similarity in zip(found, similarities, strict=True)]
 
 
 def _similarity(value: float | None) -> float:

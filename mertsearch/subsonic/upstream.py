@@ -127,22 +127,32 @@ class Upstream:
             raise UpstreamError(f"{method} on the Subsonic server failed: {error.get('message')} ({error.get('code')})")
         return inner
 
-    async def songs(self) -> list[dict]:
-        """Every song the upstream lists, by search3 pages. Servers differ on the query that
-        matches everything: an empty one (Navidrome, Supysonic), or "" or * on others."""
+    async def pages(self):
+        """Every song the upstream lists, a search3 page (500) at a time, so that a sync holds one
+        page, not the library. Servers differ on the query that matches everything: an empty one
+        (Navidrome, Supysonic), or "" or * on others."""
         for query in ("", '""', "*"):
-            found: dict[str, dict] = {}
             offset = 0
             while True:
                 page = await self.call(
                     "search3", query=query, songCount=PAGE, songOffset=offset, artistCount=0, albumCount=0
                 )
                 songs = (page.get("searchResult3") or {}).get("song") or []
-                for song in songs:
-                    found.setdefault(str(song.get("id")), song)
+                if songs:
+                    yield songs
                 if len(songs) < PAGE:
                     break
                 offset += PAGE
-            if found:
-                return list(found.values())
-        return []
+            if offset or songs:
+                return
+
+    async def last_modified(self) -> int | None:
+        """When the upstream's library last changed (its last scan, ms), as getIndexes says;
+        None where it does not say. Asked as "modified since a day from now?", so that the
+        answer is the stamp alone, without the index."""
+        since = int((time.time() + 86400) * 1000)
+        try:
+            stamp = (await self.call("getIndexes", ifModifiedSince=since)).get("indexes", {}).get("lastModified")
+        except UpstreamError:
+            return None
+        return int(stamp) if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else None
