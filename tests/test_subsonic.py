@@ -475,3 +475,23 @@ def test_an_answer_keeps_the_song_map_it_began_with(setup):
                     assert answer["status"] == "ok", (method, answer)
 
         asyncio.run(run())
+
+
+@pytest.mark.slow
+def test_new_songs_under_the_root_are_indexed_in_the_background(setup, tmp_path):
+    """The song only the server has ("extra", under its music folder) becomes sonic by itself."""
+    proxy, upstream, songs, music, catalog = setup
+    catalog = shutil.copytree(catalog, tmp_path / "cat")
+    subsonic = SubsonicSettings(url=upstream, user=USER, password=PASSWORD, roots=[str(music)])
+    with running(Settings(catalog=catalog, subsonic=subsonic, token="t")) as other:
+        deadline = time.monotonic() + 120
+        while (answer := _json(other, "getSonicSimilarTracks", id=songs["extra"]["id"], count=2))["status"] != "ok":
+            assert time.monotonic() < deadline, answer
+            time.sleep(0.5)
+        assert len(answer["sonicMatch"]) == 2
+        health = httpx.get(f"{other}/health", headers={"authorization": "Bearer t"}).json()["subsonic"]
+        # The long WAV is new too: both files were indexed.
+        assert health["indexing"] == {"queued": 2, "done": 2, "added": 2, "failed": 0, "running": False}
+        assert health["songs"] == 10
+    with Catalog.open(catalog) as cat:
+        assert cat.store.count("tracks") == 12

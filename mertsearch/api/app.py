@@ -145,7 +145,13 @@ def create_app(settings: Settings) -> FastAPI:
     # (up to max_upload_bytes) and its samples.
     max_uploads = 4 * settings.decoders
     signer = AudioUrlSigner(settings.audio_url_seconds)
-    passthrough = settings.subsonic and PassThrough(settings.subsonic, lambda: state["catalog"], lock)
+    # New music the pass-through indexes is embedded as this server embeds clips.
+    index_options = [
+        f"--{name}={value}"
+        for name, value in [("model", settings.model), ("device", settings.device), ("precision", settings.precision)]
+        if value
+    ]
+    passthrough = settings.subsonic and PassThrough(settings.subsonic, lambda: state["catalog"], lock, index_options)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -270,6 +276,8 @@ def create_app(settings: Settings) -> FastAPI:
         answer = {"status": "ok", "model": "model_error" not in state}
         if settings.token is None or bearer_matches(request.headers.get("authorization", ""), settings.token):
             answer["tracks"] = catalog().store.count("tracks")
+            if passthrough:
+                answer["subsonic"] = passthrough.status()
         return answer
 
     @app.get("/info", dependencies=[Auth], summary="What the catalog holds and how it was built")

@@ -163,6 +163,14 @@ def serve(
             rich_help_panel=SUBSONIC_PANEL,
         ),
     ] = True,
+    subsonic_index_new: Annotated[
+        bool,
+        typer.Option(
+            help="Index, in the background, the files of the server's songs that lie under a --subsonic-root "
+            "and that the catalog lacks (progress in /health and the log).",
+            rich_help_panel=SUBSONIC_PANEL,
+        ),
+    ] = True,
 ) -> None:
     """Serve the HTTP API and the web page.
 
@@ -194,6 +202,7 @@ def serve(
             roots=subsonic_root or [],
             sync_s=subsonic_sync_s,
             similar_songs=subsonic_similar_songs,
+            index_new=subsonic_index_new,
         ),
     )
     err.print(f"serving {catalog} on http://{host}:{port}/ (API docs at /docs)", highlight=False)

@@ -11,7 +11,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -23,6 +23,7 @@ from starlette.responses import Response
 from mertsearch.catalog import Catalog
 from mertsearch.errors import InvalidArgumentError, MertSearchError
 from mertsearch.subsonic import responses, sonic
+from mertsearch.subsonic.indexing import NewMusic
 from mertsearch.subsonic.mapping import Matcher, SongMap, catalog_state, catalog_tracks
 from mertsearch.subsonic.responses import Format
 from mertsearch.subsonic.upstream import Upstream
@@ -50,6 +51,7 @@ class SubsonicSettings:
     sync_s: float = 900.0
     auth_cache_s: float = 60.0
     similar_songs: bool = True  # getSimilarSongs(2) answered from the catalog
+    index_new: bool = True  # the files of songs the catalog lacks indexed (with roots only)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -68,8 +70,18 @@ class SubsonicSettings:
 
 
 class PassThrough:
-    def __init__(self, settings: SubsonicSettings, catalog: Callable[[], Catalog], lock: threading.Lock) -> None:
+    def __init__(
+        self,
+        settings: SubsonicSettings,
+        catalog: Callable[[], Catalog],
+        lock: threading.Lock,
+        index_options: Sequence[str] = (),
+    ) -> None:
+        """``index_options``: what `mertsearch index` needs besides the catalog to index new
+        music as the server would embed it (--model, --device, --precision)."""
         self.settings, self.catalog, self.lock = settings, catalog, lock
+        self.index_options = list(index_options)
+        self.new_music: NewMusic | None = None
         self.upstream: Upstream | None = None
         self.songs = SongMap()
         self.synced_at: float | None = None
@@ -84,6 +96,8 @@ class PassThrough:
             password=self.settings.password,
             auth_cache_s=self.settings.auth_cache_s,
         )
+        if self.settings.index_new and self.settings.roots:
+            self.new_music = NewMusic(str(self.catalog().directory), self.settings.roots, self.index_options)
         task = asyncio.create_task(self._every(await self._sync_logged()))
         try:
             yield
@@ -123,10 +137,22 @@ class PassThrough:
                     matcher.add(song)
             self.songs, self._seen, self.synced_at = matcher.songs, seen, time.time()
             log.info("subsonic: %d of %d songs matched to the catalog %s", len(self.songs), matcher.seen, self.songs.by)
+            if self.new_music is not None and matcher.missing:
+                failed = await asyncio.to_thread(lambda: {f.path for f in store.failures()})
+                files = await asyncio.to_thread(self.new_music.files, matcher.missing, failed)
+                self.new_music.start(files, self._sync_logged)
             return True
         except MertSearchError as exc:
             log.warning("subsonic: songs not synced: %s", exc)
             return False
+
+    def status(self) -> dict:
+        """For /health: the songs matched, when, and the indexing of new music."""
+        synced = self.synced_at and time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.synced_at))
+        answer = {"songs": len(self.songs), "synced": synced}
+        if self.new_music is not None:
+            answer["indexing"] = self.new_music.as_dict()
+        return answer
 
     def add_routes(self, app: FastAPI) -> None:
         @app.api_route("/rest/{name:path}", methods=["GET", "POST", "HEAD"], include_in_schema=False)
