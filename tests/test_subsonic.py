@@ -495,3 +495,59 @@ def test_new_songs_under_the_root_are_indexed_in_the_background(setup, tmp_path)
         assert health["songs"] == 10
     with Catalog.open(catalog) as cat:
         assert cat.store.count("tracks") == 12
+
+
+def test_sonic_mixes_live_on_the_server_as_the_sync_accounts_playlists(setup, tmp_path):
+    """Scrobbles and stars of the sync account become playlists of it, replaced in place; a
+    playlist it did not make is never touched."""
+    from mertsearch.subsonic.mixes import MARK
+
+    _, upstream, songs, _, catalog = setup
+    direct = libsonic.Connection(
+        "http://127.0.0.1", USER, PASSWORD, port=int(upstream.rsplit(":", 1)[1]), legacyAuth=True
+    )
+    direct.createPlaylist(name="Sonic mix: recently played", songIds=[songs["tune3"]["id"]])  # the user's own
+    direct.star(sids=[songs["tune1"]["id"]])
+    try:
+        with Catalog.open(catalog) as cat:
+            passthrough, _, client = _in_process(upstream, cat, mixes=True)
+
+            def playlists() -> dict:
+                found = direct.getPlaylists()["playlists"].get("playlist", [])
+                return {
+                    (p["name"], p.get("comment") == MARK): [
+                        e["title"] for e in direct.getPlaylist(p["id"])["playlist"].get("entry", [])
+                    ]
+                    for p in found
+                }
+
+            async def run():
+                async with passthrough.running():  # the first sync makes the starred song's mix
+                    made = playlists()
+                    assert made[("Sonic mix: recently played", False)] == ["tune3"]
+                    starred = made[("Sonic mix: Artist1 - tune1", True)]
+                    assert sorted(starred) == ["echo", "tune0", "tune2", "tune3", "tune4", "tune5", "tune6"]
+                    for title in ("echo", "tune0"):
+                        answer = await client.get(
+                            "/rest/scrobble", params={**AUTH, "f": "json", "id": songs[title]["id"]}
+                        )
+                        assert answer.json()["subsonic-response"]["status"] == "ok"
+                    await client.get("/rest/scrobble", params={**AUTH, "id": songs["tune5"]["id"], "p": "wrong"})
+                    while passthrough._pending:
+                        await asyncio.sleep(0.05)
+                    direct.unstar(sids=[songs["tune1"]["id"]])
+                    await passthrough.refresh_mixes()
+                    made = playlists()
+                    recent = made[("Sonic mix: recently played", True)]
+                    assert sorted(recent) == [f"tune{n}" for n in range(1, 7)]
+                    assert made[("Sonic mix: recently played", False)] == ["tune3"]  # untouched
+                    assert not any(name.startswith("Sonic mix: Artist1") for name, _ in made)  # unstarred: gone
+                    identity = {p["name"]: p["id"] for p in direct.getPlaylists()["playlists"]["playlist"]}
+                    await passthrough.refresh_mixes()
+                    assert {p["name"]: p["id"] for p in direct.getPlaylists()["playlists"]["playlist"]} == identity
+
+            asyncio.run(run())
+    finally:
+        for playlist in direct.getPlaylists()["playlists"].get("playlist", []):
+            direct.deletePlaylist(playlist["id"])
+        direct.unstar(sids=[songs["tune1"]["id"]])

@@ -171,6 +171,14 @@ def serve(
             rich_help_panel=SUBSONIC_PANEL,
         ),
     ] = True,
+    subsonic_mixes: Annotated[
+        bool,
+        typer.Option(
+            help="Keep sonic mixes as playlists of --subsonic-user on the server: one from its recently played "
+            "songs (scrobbles), one per starred song; refreshed at each sync. Only playlists it made are changed.",
+            rich_help_panel=SUBSONIC_PANEL,
+        ),
+    ] = False,
 ) -> None:
     """Serve the HTTP API and the web page.
 
@@ -203,6 +211,7 @@ def serve(
             sync_s=subsonic_sync_s,
             similar_songs=subsonic_similar_songs,
             index_new=subsonic_index_new,
+            mixes=subsonic_mixes,
         ),
     )
     err.print(f"serving {catalog} on http://{host}:{port}/ (API docs at /docs)", highlight=False)

@@ -25,6 +25,8 @@ from mertsearch.errors import InvalidArgumentError, MertSearchError
 from mertsearch.subsonic import responses, sonic
 from mertsearch.subsonic.indexing import NewMusic
 from mertsearch.subsonic.mapping import Matcher, SongMap, catalog_state, catalog_tracks
+from mertsearch.subsonic.mixes import SIZE as MIX_SIZE
+from mertsearch.subsonic.mixes import Mixes
 from mertsearch.subsonic.responses import Format
 from mertsearch.subsonic.upstream import Upstream
 
@@ -52,6 +54,7 @@ class SubsonicSettings:
     auth_cache_s: float = 60.0
     similar_songs: bool = True  # getSimilarSongs(2) answered from the catalog
     index_new: bool = True  # the files of songs the catalog lacks indexed (with roots only)
+    mixes: bool = False  # sonic mixes kept as the sync account's playlists (see mixes.py)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -82,6 +85,8 @@ class PassThrough:
         self.settings, self.catalog, self.lock = settings, catalog, lock
         self.index_options = list(index_options)
         self.new_music: NewMusic | None = None
+        self.mixes: Mixes | None = None
+        self._pending: set[asyncio.Task] = set()  # scrobbles being checked (a task needs a reference)
         self.upstream: Upstream | None = None
         self.songs = SongMap()
         self.synced_at: float | None = None
@@ -98,6 +103,8 @@ class PassThrough:
         )
         if self.settings.index_new and self.settings.roots:
             self.new_music = NewMusic(str(self.catalog().directory), self.settings.roots, self.index_options)
+        if self.settings.mixes:
+            self.mixes = Mixes(self.upstream, self.settings.user)
         task = asyncio.create_task(self._every(await self._sync_logged()))
         try:
             yield
@@ -111,12 +118,40 @@ class PassThrough:
             ok = await self._sync_logged()
 
     async def _sync_logged(self) -> bool:
-        """A sync whose unexpected failure is logged whole, never the end of the syncs."""
+        """A sync (and the mixes' refresh) whose unexpected failure is logged whole, never the
+        end of the syncs."""
         try:
-            return await self.sync()
+            ok = await self.sync()
+            if ok and self.mixes is not None:
+                await self.refresh_mixes()
+            return ok
         except Exception:  # noqa: BLE001 - the next sync may do better; the log says why this one failed
             log.exception("subsonic: the sync failed; trying again in %d s", RETRY_S)
             return False
+
+    async def refresh_mixes(self) -> None:
+        songs = self.songs
+
+        def mix(seeds: list[str]):
+            return asyncio.to_thread(self._locked, lambda: sonic.mix(self.catalog(), songs, seeds, MIX_SIZE))
+
+        await self.mixes.refresh(songs, mix)
+
+    def _heard(self, request: Request, params: dict[str, str]) -> None:
+        """A scrobble of the sync account (a song played to its end, not "now playing") seeds
+        its "recently played" mix, once the server accepts its credentials."""
+        if params.get("u") != self.settings.user or not params.get("id"):
+            return
+        if params.get("submission", "true").lower() in ("false", "0"):
+            return
+
+        async def check() -> None:
+            if await self.upstream.accepts(params, request.headers.get("authorization")) is None:
+                self.mixes.heard(params["id"])
+
+        task = asyncio.create_task(check())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def sync(self, *, full: bool = False) -> bool:
         """Match the upstream's songs to the catalog again, a page of songs at a time; unless
@@ -170,6 +205,8 @@ class PassThrough:
                 return await self.answer(request, method, params, fmt)
             if method in SIMILAR_SONGS and self.settings.similar_songs:
                 return await self.similar_songs(request, name, method, params, fmt)
+            if method == "scrobble" and self.mixes is not None:
+                self._heard(request, params)
             if method == "getOpenSubsonicExtensions":
                 return await self.extensions(request, name, fmt)
             return await self.upstream.forward(request, name)
