@@ -153,29 +153,33 @@ def serve(
     ] = None,
     subsonic_sync_s: Annotated[
         float,
-        typer.Option(help="Seconds between readings of the server's songs.", min=10, rich_help_panel=SUBSONIC_PANEL),
+        typer.Option(
+            help="Seconds between checks of the server's songs (read again when changed).",
+            min=10,
+            rich_help_panel=SUBSONIC_PANEL,
+        ),
     ] = 900.0,
-    subsonic_similar_songs: Annotated[
+    no_instant_mix: Annotated[
         bool,
         typer.Option(
-            help="Answer getSimilarSongs and getSimilarSongs2 (players' Instant Mix) from the catalog for the songs "
-            "it knows; off: the server answers them.",
+            "--no-instant-mix",
+            help="Leave getSimilarSongs(2), players' Instant Mix, to the server.",
             rich_help_panel=SUBSONIC_PANEL,
         ),
-    ] = True,
-    subsonic_index_new: Annotated[
+    ] = False,
+    no_subsonic_index_new: Annotated[
         bool,
         typer.Option(
-            help="Index, in the background, the files of the server's songs that lie under a --subsonic-root "
-            "and that the catalog lacks (progress in /health and the log).",
+            "--no-subsonic-index-new",
+            help="Do not index the server's new songs found under a --subsonic-root.",
             rich_help_panel=SUBSONIC_PANEL,
         ),
-    ] = True,
+    ] = False,
     subsonic_mixes: Annotated[
         bool,
         typer.Option(
-            help="Keep sonic mixes as playlists of --subsonic-user on the server: one from its recently played "
-            "songs (scrobbles), one per starred song; refreshed at each sync. Only playlists it made are changed.",
+            "--subsonic-mixes",
+            help="Keep sonic mixes as playlists of --subsonic-user (recently played, starred songs).",
             rich_help_panel=SUBSONIC_PANEL,
         ),
     ] = False,
@@ -209,8 +213,8 @@ def serve(
             password=subsonic_password or "",
             roots=subsonic_root or [],
             sync_s=subsonic_sync_s,
-            similar_songs=subsonic_similar_songs,
-            index_new=subsonic_index_new,
+            similar_songs=not no_instant_mix,
+            index_new=not no_subsonic_index_new,
             mixes=subsonic_mixes,
         ),
     )
