@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 log = logging.getLogger(__name__)
-BATCH = 50  # files per `mertsearch index` run: progress after each, a crash loses one batch's work
+BATCH = 100  # files per `mertsearch index` run (each loads the model): progress after each
 WRITER_WAIT_S = 600  # how long a batch waits for another writer of the catalog (a user's `index`)
 
 
