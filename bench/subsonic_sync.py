@@ -51,7 +51,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
-import uvicorn
 from sqlalchemy import insert, select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -66,7 +65,7 @@ from mertsearch.storage.manifest import read_manifest  # noqa: E402
 from mertsearch.storage.schema import Track  # noqa: E402
 from mertsearch.subsonic import PassThrough, SubsonicSettings  # noqa: E402
 from mertsearch.subsonic.upstream import Upstream  # noqa: E402
-from tests.servers import free_port  # noqa: E402
+from tests.servers import serving  # noqa: E402
 
 USER, PASSWORD = "bench", "bench pass"
 VERSION = "1.12.0"  # what Supysonic 0.7.9 answers
@@ -370,20 +369,6 @@ def encode(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def serve(app: Starlette) -> tuple[uvicorn.Server, str]:
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the fake upstream did not start")
-        time.sleep(0.05)
-    return server, f"http://127.0.0.1:{port}"
-
-
 # --- the syncs, measured in a process of their own ---------------------------------------------
 
 
@@ -485,13 +470,10 @@ def main() -> None:
             raise SystemExit(f"no track of {catalog} is under {root}")
         upstream = FakeUpstream(paths, args.songs, args.added)
         prepare_s = time.perf_counter() - started
-        server, url = serve(upstream.app())
-        try:
+        with serving(upstream.app(), "the fake upstream") as url:
             plain = measured(url, catalog, root, traced=False)
             upstream.reset()
             traced = measured(url, catalog, root, traced=True)
-        finally:
-            server.should_exit = True
     rows = plain["rows"]
     # The untraced process's tracemalloc figures are zeros: the traced run's take their place.
     for row, other in zip(rows, traced["rows"], strict=True):
