@@ -510,3 +510,46 @@ def test_sonic_mixes_live_on_the_server_as_the_sync_accounts_playlists(setup, tm
         for playlist in direct.getPlaylists()["playlists"].get("playlist", []):
             direct.deletePlaylist(playlist["id"])
         direct.unstar(sids=[songs["tune1"]["id"]])
+
+
+def test_a_server_without_a_library_stamp_is_read_at_every_sync(setup, tmp_path):
+    """Gonic answers getIndexes with lastModified 0: no change could be seen by it, so every sync
+    reads the songs (a stand-in server that answers as it does, in this process)."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from mertsearch.subsonic import PassThrough
+    from mertsearch.subsonic.upstream import Upstream
+    from tests.servers import serving
+
+    _, _, songs, _, catalog = setup
+    asked = []
+
+    def answer(request):
+        method = request.path_params["method"]
+        asked.append(method)
+        inner = {"status": "ok", "version": "1.16.1"}
+        if method == "getIndexes":
+            inner["indexes"] = {"lastModified": 0, "ignoredArticles": ""}
+        elif method == "search3":
+            page = list(songs.values()) if request.query_params.get("songOffset") == "0" else []
+            inner["searchResult3"] = {"song": page}
+        return JSONResponse({"subsonic-response": inner})
+
+    app = Starlette(routes=[Route("/rest/{method}", answer)])
+    with serving(app) as url, Catalog.open(catalog) as cat:
+        passthrough = PassThrough(
+            SubsonicSettings(url=url, user=USER, password=PASSWORD), lambda: cat, threading.Lock()
+        )
+
+        async def run():
+            passthrough.upstream = Upstream(url, user=USER, password=PASSWORD)
+            try:
+                for _ in range(2):
+                    assert await passthrough.sync() and len(passthrough.songs) == 8
+            finally:
+                await passthrough.upstream.aclose()
+
+        asyncio.run(run())
+    assert asked.count("search3") == 2 and asked.count("getIndexes") == 2

@@ -148,11 +148,13 @@ class Upstream:
 
     async def last_modified(self) -> int | None:
         """When the upstream's library last changed (its last scan, ms), as getIndexes says;
-        None where it does not say. Asked as "modified since a day from now?", so that the
+        None where it does not say (the sync then reads every song each time). Asked as "modified since a day from now?", so that the
         answer is the stamp alone, without the index."""
         since = int((time.time() + 86400) * 1000)
         try:
             stamp = (await self.call("getIndexes", ifModifiedSince=since)).get("indexes", {}).get("lastModified")
         except UpstreamError:
             return None
-        return int(stamp) if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else None
+        # Some servers send 0 (no stamp kept): no change could ever be seen by it.
+        known = isinstance(stamp, (int, float)) and not isinstance(stamp, bool) and stamp > 0
+        return int(stamp) if known else None
