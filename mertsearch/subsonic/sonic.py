@@ -8,10 +8,10 @@ import numpy as np
 from mertsearch.catalog import Catalog
 from mertsearch.errors import InvalidArgumentError
 from mertsearch.search.engine import SearchResult
+from mertsearch.search.options import MAX_K
 from mertsearch.storage.records import from_blob
 from mertsearch.subsonic.mapping import SongMap
 
-MAX_K = 10_000  # SearchOptions' limit on k
 PATH_ROUNDS = 16  # tries at a path of upstream songs only
 # An album's or artist's songs seed a mix through at most this many of them: the work of one
 # mix does not grow with the artist.
