@@ -148,8 +148,9 @@ class Upstream:
 
     async def last_modified(self) -> int | None:
         """When the upstream's library last changed (its last scan, ms), as getIndexes says;
-        None where it does not say (the sync then reads every song each time). Asked as "modified since a day from now?", so that the
-        answer is the stamp alone, without the index."""
+        None where it does not say (the sync then reads every song each time). Asked as
+        "modified since a day from now?", so that the answer is the stamp alone, without the
+        index."""
         since = int((time.time() + 86400) * 1000)
         try:
             stamp = (await self.call("getIndexes", ifModifiedSince=since)).get("indexes", {}).get("lastModified")
