@@ -76,6 +76,7 @@ async def time_sync(catalog: Path, upstream: str) -> dict:
             SubsonicSettings(url=upstream, user=USER, password=PASSWORD), lambda: cat, threading.Lock()
         )
         async with passthrough.running():
+            await passthrough.first_sync.wait()
             started = time.perf_counter()
             listed_songs = sum([len(page) async for page in passthrough.upstream.pages()])
             listed = time.perf_counter()
@@ -158,13 +159,13 @@ def main() -> None:
             server = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
             try:
                 while True:
-                    try:
-                        httpx.get(f"{proxy}/health", timeout=1)
-                        break
+                    try:  # up, and its first sync done
+                        if httpx.get(f"{proxy}/health", timeout=1).json()["subsonic"]["synced"]:
+                            break
                     except httpx.TransportError:
                         if server.poll() is not None:
                             raise RuntimeError("mertsearch serve did not start") from None
-                        time.sleep(0.2)
+                    time.sleep(0.2)
                 found = httpx.get(f"{upstream}/rest/search3", params={**AUTH, "query": "", "songCount": 500})
                 songs = found.json()["subsonic-response"]["searchResult3"]["song"]
                 first = next(s["id"] for s in songs if s["title"] == "Song 0")

@@ -4,6 +4,7 @@ a catalog and scanned by a real Supysonic server, with the pass-through in front
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,6 +63,15 @@ def served_library(root: Path) -> Iterator[tuple[str, str, dict[str, dict], Path
     with supysonic(music, root / "supysonic") as upstream:
         settings = Settings(catalog=root / "cat", subsonic=SubsonicSettings(url=upstream, user=USER, password=PASSWORD))
         with running(settings) as proxy:
+            synced(proxy)
             found = httpx.get(f"{upstream}/rest/search3", params={**AUTH, "f": "json", "query": "", "songCount": 500})
             songs = {s["title"]: s for s in found.json()["subsonic-response"]["searchResult3"]["song"]}
             yield proxy, upstream, songs, music, root / "cat"
+
+
+def synced(proxy: str) -> None:
+    """Wait for the pass-through's first sync (it runs while the server answers)."""
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{proxy}/health").json()["subsonic"]["synced"] is None:
+        assert time.monotonic() < deadline, "the first sync did not end"
+        time.sleep(0.05)

@@ -365,6 +365,7 @@ def test_a_sync_reads_the_songs_again_only_when_a_side_changed(setup, tmp_path, 
 
         async def run():
             async with passthrough.running():
+                await passthrough.first_sync.wait()
                 pages = passthrough.upstream.pages
                 monkeypatch.setattr(passthrough.upstream, "pages", lambda: read.append(1) or pages())
                 assert await passthrough.sync() and read == []  # nothing changed: one getIndexes
@@ -395,7 +396,8 @@ def test_a_failed_sync_is_logged_and_tried_again(setup, monkeypatch, caplog):
 
         async def run():
             async with passthrough.running():
-                assert len(passthrough.songs) == 0  # the first sync failed; the server still starts
+                await passthrough.first_sync.wait()
+                assert len(passthrough.songs) == 0  # the first sync failed; the server goes on
                 deadline = time.monotonic() + 30
                 while len(passthrough.songs) < 8:
                     assert time.monotonic() < deadline
@@ -416,6 +418,7 @@ def test_an_answer_keeps_the_song_map_it_began_with(setup):
 
         async def run():
             async with passthrough.running():
+                await passthrough.first_sync.wait()
                 for method, params in [
                     ("getSonicSimilarTracks", {"id": songs["tune1"]["id"], "count": 2}),
                     ("findSonicPath", {"startSongId": songs["tune1"]["id"], "endSongId": songs["tune5"]["id"]}),
@@ -481,7 +484,8 @@ def test_sonic_mixes_live_on_the_server_as_the_sync_accounts_playlists(setup, tm
                 }
 
             async def run():
-                async with passthrough.running():  # the first sync makes the starred song's mix
+                async with passthrough.running():
+                    await passthrough.first_sync.wait()  # it made the starred song's mix
                     made = playlists()
                     assert made[("Sonic mix: recently played", False)] == ["tune3"]
                     starred = made[("Sonic mix: Artist1 - tune1", True)]
@@ -553,3 +557,31 @@ def test_a_server_without_a_library_stamp_is_read_at_every_sync(setup, tmp_path)
 
         asyncio.run(run())
     assert asked.count("search3") == 2 and asked.count("getIndexes") == 2
+
+
+def test_the_server_answers_while_its_first_sync_runs(setup):
+    _, upstream, songs, _, catalog = setup
+    with Catalog.open(catalog) as cat:
+        passthrough, _, client = _in_process(upstream, cat)
+
+        async def run():
+            release = asyncio.Event()
+            async with passthrough.running():
+                pages = passthrough.upstream.pages
+
+                async def slow():
+                    await release.wait()  # a large library: the first sync takes a while
+                    async for page in pages():
+                        yield page
+
+                passthrough.upstream.pages = slow
+                params = {**AUTH, "f": "json", "id": songs["tune1"]["id"]}
+                answer = (await client.get("/rest/getSonicSimilarTracks", params=params)).json()["subsonic-response"]
+                assert answer["status"] == "failed" and "try again shortly" in answer["error"]["message"]
+                assert passthrough.status()["synced"] is None and not passthrough.first_sync.is_set()
+                release.set()
+                await passthrough.first_sync.wait()
+                answer = (await client.get("/rest/getSonicSimilarTracks", params=params)).json()["subsonic-response"]
+                assert answer["status"] == "ok" and passthrough.status()["songs"] == 8
+
+        asyncio.run(run())

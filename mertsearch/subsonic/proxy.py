@@ -91,10 +91,13 @@ class PassThrough:
         self.songs = SongMap()
         self.synced_at: float | None = None
         self._seen: tuple | None = None  # what the last full sync saw of both sides
+        self.first_sync = asyncio.Event()
 
     @asynccontextmanager
     async def running(self):
-        """Open the upstream's client, read its songs once, then again every ``sync_s``."""
+        """Open the upstream's client and sync in the background: at once, then every
+        ``sync_s``. The server answers meanwhile (a first sync of a million songs takes a
+        minute or more); ``first_sync`` is set once the first one ended, well or not."""
         self.upstream = Upstream(
             self.settings.url,
             user=self.settings.user,
@@ -105,14 +108,16 @@ class PassThrough:
             self.new_music = NewMusic(str(self.catalog().directory), self.settings.roots, self.index_options)
         if self.settings.mixes:
             self.mixes = Mixes(self.upstream, self.settings.user)
-        task = asyncio.create_task(self._every(await self._sync_logged()))
+        task = asyncio.create_task(self._every())
         try:
             yield
         finally:
             task.cancel()
             await self.upstream.aclose()
 
-    async def _every(self, ok: bool) -> None:
+    async def _every(self) -> None:
+        ok = await self._sync_logged()
+        self.first_sync.set()
         while True:
             await asyncio.sleep(self.settings.sync_s if ok else min(RETRY_S, self.settings.sync_s))
             ok = await self._sync_logged()
@@ -230,13 +235,15 @@ class PassThrough:
         if refused is not None:
             return responses.error(fmt, *refused)
         songs = self.songs  # one map for the whole answer, whatever a sync replaces meanwhile
+        synced = self.synced_at is not None
         try:
             if method == "getSonicSimilarTracks":
-                song = _song(songs, params, "id")
+                song = _song(songs, params, "id", synced=synced)
                 count = _count(params, 10, least=0)
                 work = lambda: sonic.similar(self.catalog(), songs, song, count) if count else []  # noqa: E731
             else:
-                start, end = _song(songs, params, "startSongId"), _song(songs, params, "endSongId")
+                start = _song(songs, params, "startSongId", synced=synced)
+                end = _song(songs, params, "endSongId", synced=synced)
                 count = _count(params, 25, least=1)
                 if count < 2 and start != end:
                     raise _Refused(responses.GENERIC, "count must be at least 2 for a path between two songs")
@@ -281,9 +288,11 @@ class _Refused(Exception):
         self.code, self.message = code, message
 
 
-def _song(songs: SongMap, params: dict[str, str], name: str) -> str:
+def _song(songs: SongMap, params: dict[str, str], name: str, *, synced: bool = True) -> str:
     if not params.get(name):
         raise _Refused(responses.MISSING_PARAMETER, f"required parameter is missing: {name}")
+    if not synced:
+        raise _Refused(responses.GENERIC, "the server's songs are being matched to the catalog; try again shortly")
     if params[name] not in songs.track_of:
         raise _Refused(responses.NOT_FOUND, f"song {params[name]} not found in the similarity catalog")
     return params[name]
