@@ -161,8 +161,9 @@ class PassThrough:
     async def sync(self, *, full: bool = False) -> bool:
         """Match the upstream's songs to the catalog again, a page of songs at a time; unless
         ``full``, skipped while neither side changed (the upstream's last scan, the catalog's
-        tracks) and less than a day passed. A sync that fails keeps the map in force (the server may be down a while),
-        says why in the log and returns False."""
+        tracks) and less than a day passed. A sync that fails keeps the map in force (the
+        server may be down a while), says why in the log and returns False. Then the files of
+        new songs are indexed, where that is on."""
         try:
             store = self.catalog().store
             stamp = await self.upstream.last_modified()
