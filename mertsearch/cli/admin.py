@@ -167,10 +167,10 @@ def serve(
             rich_help_panel=SUBSONIC_PANEL,
         ),
     ] = False,
-    no_subsonic_index_new: Annotated[
+    no_index_new: Annotated[
         bool,
         typer.Option(
-            "--no-subsonic-index-new",
+            "--no-index-new",
             help="Do not index the server's new songs found under a --subsonic-root.",
             rich_help_panel=SUBSONIC_PANEL,
         ),
@@ -214,7 +214,7 @@ def serve(
             roots=subsonic_root or [],
             sync_s=subsonic_sync_s,
             similar_songs=not no_instant_mix,
-            index_new=not no_subsonic_index_new,
+            index_new=not no_index_new,
             mixes=subsonic_mixes,
         ),
     )
