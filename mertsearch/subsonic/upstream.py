@@ -66,7 +66,8 @@ class Upstream:
         try:
             answer = await self.send(request, name)
         except httpx.TransportError as exc:
-            return Response(f"the Subsonic server cannot be reached: {type(exc).__name__}", status_code=502)
+            message = f"the Subsonic server cannot be reached: {type(exc).__name__}"
+            return Response(message, status_code=502, headers={"X-Content-Type-Options": "nosniff"})
 
         async def chunks():
             try:
