@@ -76,9 +76,12 @@ lint: install
 	$(BIN)/ruff format --check mertsearch beetsplug tests bench
 
 # The suite twice: in fp32 (what "auto" picks on a CPU without bf16 units), then with bf16 forced
-# (what it picks on one with them), so both roads are proven whatever CPU runs it.
+# (what it picks on one with them), so both roads are proven whatever CPU runs it. The first pass
+# also runs the Milvus tests on a real Milvus server, which the tests start and stop (precision
+# does not change what Milvus does, and it takes minutes).
 test: install chromium mpd postgres lint
-	MERTSEARCH_TEST_POSTGRES='$(TEST_POSTGRES)' MERTSEARCH_TEST_PRECISION=fp32 $(BIN)/python -m pytest
+	MERTSEARCH_TEST_POSTGRES='$(TEST_POSTGRES)' MERTSEARCH_TEST_PRECISION=fp32 MERTSEARCH_TEST_MILVUS_SERVER=1 \
+		$(BIN)/python -m pytest
 	MERTSEARCH_TEST_POSTGRES='$(TEST_POSTGRES)' MERTSEARCH_TEST_PRECISION=bf16 $(BIN)/python -m pytest
 
 # The fast inner loop: everything not marked slow (under 2 minutes on 2 cores).

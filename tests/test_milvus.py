@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -20,14 +21,41 @@ if not os.environ.get("CI"):
     pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (pip install 'mertsearch[milvus]')")
 
 
-@pytest.fixture(scope="module")
-def twins(tmp_path_factory):
+KINDS = ["lite", "server"]
+
+
+@pytest.fixture(scope="session")
+def milvus_url(tmp_path_factory):
+    """A real Milvus server for the whole session (started once: about 10 s), where
+    MERTSEARCH_TEST_MILVUS_SERVER is set (`make test` sets it in its first pass)."""
+    if not os.environ.get("MERTSEARCH_TEST_MILVUS_SERVER"):
+        pytest.skip("MERTSEARCH_TEST_MILVUS_SERVER is not set (make test sets it and the tests start a Milvus server)")
+    from tests.milvus_server import milvus_server
+
+    with milvus_server(tmp_path_factory.mktemp("milvus-server")) as url:
+        yield url
+
+
+def _store(kind: str, folder, request) -> str:
+    """A new catalog's vector store: a Milvus Lite file in ``folder``, or the session's server
+    (each catalog has collections of its own there)."""
+    return f"milvus://{folder / 'vectors.db'}" if kind == "lite" else request.getfixturevalue("milvus_url")
+
+
+@pytest.fixture(params=KINDS)
+def store(request, tmp_path) -> str:
+    return _store(request.param, tmp_path, request)
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def twins(tmp_path_factory, request):
     """The twelve tagged tunes of conftest's TAGS in two catalogs built alike, one on FAISS files
-    (exact at this size) and one in Milvus Lite: (faiss catalog, milvus catalog, music folder)."""
+    (exact at this size) and one in Milvus (Lite, or a server): (faiss catalog, milvus catalog,
+    music folder)."""
     root = tmp_path_factory.mktemp("twins")
     model, _ = write_tiny_mert(root / "model", overrides=DISCERNING)
     write_tagged_music(root / "music")
-    store = f"milvus://{root / 'milvus.db'}"
+    store = _store(request.param, root, request)
     with (
         Catalog.create(root / "faiss", model=str(model), layer=2, hop=2.5) as exact,
         Catalog.create(root / "milvus", model=str(model), layer=2, hop=2.5, vector_store=store) as milvus,
@@ -51,7 +79,7 @@ def _paths(results) -> list[str]:
 def test_the_manifest_records_the_store_and_faiss_keeps_no_index_files(twins):
     exact, milvus, _ = twins
     manifest = json.loads((milvus.directory / "manifest.json").read_text())
-    assert manifest["index"]["vector_store"].startswith("milvus:///")
+    assert manifest["index"]["vector_store"].startswith(("milvus:///", "http://127.0.0.1:"))
     assert manifest["index"]["collections"].startswith("mertsearch_")
     assert "vector_store" not in json.loads((exact.directory / "manifest.json").read_text())["index"]
     assert not list(milvus.directory.rglob("*.faiss")) and list(exact.directory.rglob("*.faiss"))
@@ -106,6 +134,22 @@ def test_filters_are_searched_inside_milvus_and_fill_k(twins, mode):
     assert [r.artist for r in only_cat] == ["Cat"] * 3
 
 
+def test_a_track_without_a_year_passes_no_year_filter(tmp_path, tiny_model, music, store):
+    """As in SQL, where a missing year compares false: Milvus holds it as NO_YEAR, not null
+    (servers before 2.5 have no nullable fields)."""
+    import mutagen
+
+    tagged = mutagen.File(str(music / "b.flac"), easy=True)
+    tagged["date"] = "2001"
+    tagged.save()
+    with Catalog.create(tmp_path / "cat", model=str(tiny_model), vector_store=store) as cat:
+        assert cat.index_paths([music]).added == 6
+        for filters in (Filters(max_year=2010), Filters(min_year=1900), Filters(min_year=2001, max_year=2001)):
+            for mode in ("segments", "tracks"):
+                assert _paths(cat.search(music / "a.wav", k=10, mode=mode, filters=filters)) == ["b.flac"], filters
+        assert len(cat.search(music / "a.wav", k=10, filters=Filters(max_year=2000))) == 0
+
+
 def test_a_filter_narrows_both_collections_to_the_allowed_tracks(twins):
     _, milvus, _ = twins
     allowed = milvus.store.track_ids_where(Filters(artist=("bob",)).condition())
@@ -133,8 +177,7 @@ def test_collections_hold_the_database_ids_and_verify_passes(twins):
     assert milvus.indexes.windows.ids().tolist() == milvus.store.ids("windows").tolist()
 
 
-def test_removals_and_additions_reach_readers_and_rebuild_mends(tmp_path, tiny_model, music):
-    store = f"milvus://{tmp_path / 'vectors.db'}"
+def test_removals_and_additions_reach_readers_and_rebuild_mends(tmp_path, tiny_model, music, store):
     with Catalog.create(tmp_path / "cat", model=str(tiny_model), vector_store=store) as writer:
         assert writer.index_paths([music]).added == 6
         reader = Catalog.open(tmp_path / "cat")  # opened before the changes; never reloaded
@@ -164,8 +207,7 @@ def test_removals_and_additions_reach_readers_and_rebuild_mends(tmp_path, tiny_m
         reader.close()
 
 
-def test_repair_mends_what_verify_finds_and_leaves_healthy_collections_alone(tmp_path, tiny_model, music):
-    store = f"milvus://{tmp_path / 'vectors.db'}"
+def test_repair_mends_what_verify_finds_and_leaves_healthy_collections_alone(tmp_path, tiny_model, music, store):
     with Catalog.create(tmp_path / "cat", model=str(tiny_model), vector_store=store) as cat:
         assert cat.index_paths([music]).added == 6
         built = cat.store.meta("milvus_built_at")
@@ -206,13 +248,12 @@ def test_reopening_with_another_vector_store_is_a_mismatch(tmp_path, tiny_model)
         assert cat.info()["tracks"] == 0
 
 
-def test_a_running_server_sees_what_the_writer_commits(tmp_path, tiny_model, music):
+def test_a_running_server_sees_what_the_writer_commits(tmp_path, tiny_model, music, store):
     import httpx
 
     from mertsearch.api.app import Settings
     from tests.servers import running
 
-    store = f"milvus://{tmp_path / 'vectors.db'}"
     with Catalog.create(tmp_path / "cat", model=str(tiny_model), vector_store=store) as writer:
         writer.index_paths([music])
         seed = writer.track_id(music / "a.wav")
@@ -232,12 +273,11 @@ def test_a_running_server_sees_what_the_writer_commits(tmp_path, tiny_model, mus
             assert sorted(similar(filter=f"path={music / 'sub'}")) == ["e.wav", "f.flac", "g.wav"]
 
 
-def test_the_command_line_creates_checks_and_rebuilds_a_milvus_catalog(tmp_path, tiny_model, music):
+def test_the_command_line_creates_checks_and_rebuilds_a_milvus_catalog(tmp_path, tiny_model, music, store):
     def run(*args, code: int = 0):
         return cli(*args, code=code)
 
     catalog = tmp_path / "cat"
-    store = f"milvus://{tmp_path / 'vectors.db'}"
     run("index", music, "--catalog", catalog, "--model", tiny_model, "--vector-store", store)
     assert json.loads((catalog / "manifest.json").read_text())["index"]["vector_store"] == store
     found = json.loads(run("search", music / "d.ogg", "--catalog", catalog, "-k", 2, "--json").stdout)
@@ -294,14 +334,16 @@ with Catalog.open(sys.argv[1]) as cat:
 
 @pytest.mark.slow
 def test_a_writer_killed_between_the_database_and_milvus_is_mended_by_the_next_run(
-    tmp_path, tiny_model, music, database
+    tmp_path, tiny_model, music, database, store
 ):
     """On SQLite (a writer holds the catalog alone) and on PostgreSQL (ingests share it: a record
     is known to be left over only because its process has ended)."""
     import subprocess
     import sys
 
-    catalog, store = tmp_path / "cat", f"milvus://{tmp_path / 'vectors.db'}"
+    if database and not store.startswith("milvus:"):
+        pytest.skip("PostgreSQL's road is taken with Milvus Lite, the server's with SQLite: the suite's time")
+    catalog = tmp_path / "cat"
     arguments = [str(music), "--catalog", str(catalog), "--model", str(tiny_model), "--decoders", "1"]
 
     def index(kill_in: str | None = None) -> int:
@@ -494,3 +536,48 @@ def test_a_move_drops_the_old_store_only_once_the_manifest_names_the_new(tmp_pat
         assert cat.verify() == []
     with Catalog.open(tmp_path / "cat") as again:
         assert not isinstance(again.indexes, Indexes) and again.verify() == []
+
+
+@pytest.mark.slow
+def test_a_writer_and_a_server_in_two_processes_share_one_milvus_server(tmp_path, tiny_model, music, milvus_url):
+    """What Milvus Lite cannot do (one process a file): `mertsearch serve` answers from the
+    collections while `mertsearch index`, another process, changes them."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.servers import free_port
+
+    catalog = tmp_path / "cat"
+    cli("index", music, "--catalog", catalog, "--model", tiny_model, "--vector-store", milvus_url)
+    port = free_port()
+    command = [sys.executable, "-m", "mertsearch.cli", "serve", "--catalog", str(catalog), "--port", str(port)]
+    server = subprocess.Popen([*command, "--model", str(tiny_model)], stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                httpx.get(f"{url}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()[-2000:]
+                time.sleep(0.2)
+        with Catalog.open(catalog) as cat:
+            seed = cat.track_id(music / "a.wav")
+
+        def similar() -> list[str]:
+            answer = httpx.get(f"{url}/tracks/{seed}/similar", params={"k": 10}, timeout=60)
+            assert answer.status_code == 200, answer.text
+            return sorted(r["path"].split("/")[-1] for r in answer.json()["results"])
+
+        assert similar() == ["b.flac", "c.mp3", "d.ogg", "e.wav", "f.flac"]
+        (music / "c.mp3").unlink()
+        write_audio(music / "sub" / "g.wav", tone_track(9, 10, SAMPLE_RATE), SAMPLE_RATE)
+        cli("index", music, "--catalog", catalog)  # while the server runs, from another process
+        assert similar() == ["b.flac", "d.ogg", "e.wav", "f.flac", "g.wav"]
+        cli("verify", "--catalog", catalog)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)

@@ -44,7 +44,14 @@ import numpy as np
 from mertsearch.errors import InvalidArgumentError, VectorStoreError
 from mertsearch.storage.filters import Filters
 from mertsearch.storage.lock import process_ended
-from mertsearch.storage.milvus_filters import PATH_LIMIT, TEXT_LIMIT, expression, ids_expression, tag_key
+from mertsearch.storage.milvus_filters import (
+    NO_YEAR,
+    PATH_LIMIT,
+    TEXT_LIMIT,
+    expression,
+    ids_expression,
+    tag_key,
+)
 from mertsearch.storage.records import chunks
 from mertsearch.storage.schema import Track
 from mertsearch.storage.store import MetadataStore
@@ -398,7 +405,7 @@ class MilvusStores:
         for field in TEXT_FIELDS:
             schema.add_field(field, DataType.VARCHAR, max_length=TEXT_LIMIT)
         schema.add_field("path", DataType.VARCHAR, max_length=PATH_LIMIT)
-        schema.add_field("year", DataType.INT64, nullable=True)
+        schema.add_field("year", DataType.INT64)  # NO_YEAR for none: not nullable, as 2.3 servers need
         schema.add_field("duration", DataType.DOUBLE)
         self.client.create_collection(collection, schema=schema, consistency_level="Strong")
         return self._index(name, self.store.count(name), collection)
@@ -666,6 +673,6 @@ def _scalars(track: Track) -> dict:
     return {
         **{field: tag_key(getattr(track, field)) for field in TEXT_FIELDS},
         "path": track.path[:PATH_LIMIT],
-        "year": track.year,
+        "year": NO_YEAR if track.year is None else track.year,
         "duration": float(track.duration),
     }

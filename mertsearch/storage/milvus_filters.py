@@ -17,6 +17,10 @@ TEXT_LIMIT = 1024
 PATH_LIMIT = 4096
 # LIKE's own characters in a path prefix: such a prefix is checked against the database instead.
 LIKE_SPECIAL = ("%", "_", "\\")
+# A track without a year holds this in the year field: Milvus before 2.5 has no nullable fields.
+# Below any year a filter names, and a bound's expression leaves it out, so a yearless track
+# passes no year filter, as in SQL, where NULL compares false.
+NO_YEAR = -(2**31)
 
 
 def quoted(text: str) -> str:
@@ -52,6 +56,8 @@ def expression(filters: Filters) -> str | None:
             parts.append(f"{field} >= {low}")
         if high is not None:
             parts.append(f"{field} <= {high}")
+            if field == "year":
+                parts.append(f"year > {NO_YEAR}")
     return " and ".join(parts) if parts else None
 
 
