@@ -1,4 +1,5 @@
-"""Window vectors in Milvus Lite against FAISS IVF-SQ8: load time, search p50/p95, recall@10, memory.
+"""Window vectors in Milvus (Lite, and a real server) against FAISS IVF-SQ8: load time, search p50/p95,
+recall@10, memory.
 
 Synthetic 768-d vectors in 2,000 clusters (bench/index.py's generator, L2-normalised like the
 catalog's), held-out queries from the same distribution, ground truth by exact search. Each
@@ -8,11 +9,14 @@ backend runs in a child process of its own, so its memory is its own:
   size) and the catalog's default probes, trained on a sample and filled as the catalog does;
   load = train + add;
 - milvus: a Milvus Lite collection (int64 primary key, FLOAT_VECTOR) with the same lists and
-  probes (IVF_SQ8, nlist, nprobe) or FLAT; load = inserts + index build + load_collection.
+  probes (IVF_SQ8, nlist, nprobe) or FLAT; load = inserts + index build + load_collection;
+- server (``--server``): the same collection on a Milvus standalone server (PyPI's milvus 2.3.5,
+  started here as the tests start it, tests/milvus_server.py). Its memory is the server's
+  processes' (their peak resident memory summed, VmHWM), apart from the client's.
 
 Search is one query at a time for the 10 nearest, as a single user's search is.
 
-    .venv/bin/python bench/milvus.py [--vectors 1000000] [--queries 200] [--milvus-index IVF_SQ8] [--json]
+    .venv/bin/python bench/milvus.py [--vectors 1000000] [--queries 200] [--milvus-index IVF_SQ8] [--server] [--json]
 """
 
 from __future__ import annotations
@@ -74,18 +78,22 @@ def run_faiss(vectors: np.ndarray, queries: np.ndarray) -> tuple[dict, np.ndarra
     return {"kind": index.factory, "nprobe": index.nprobe, "load_s": round(loaded, 2)}, np.array(found), _latency(times)
 
 
-def run_milvus(vectors: np.ndarray, queries: np.ndarray, kind: str, nlist: int, nprobe: int) -> tuple:
+def run_milvus(vectors: np.ndarray, queries: np.ndarray, kind: str, nlist: int, nprobe: int, url: str | None) -> tuple:
+    """Milvus Lite in a temporary file, or the server at ``url``."""
     from pymilvus import DataType, MilvusClient
 
     folder = tempfile.mkdtemp()
     started = time.perf_counter()
-    client = MilvusClient(str(Path(folder) / "bench.db"))
+    client = MilvusClient(url or str(Path(folder) / "bench.db"))
+    if client.has_collection("windows"):
+        client.drop_collection("windows")
     schema = client.create_schema(auto_id=False)
     schema.add_field("id", DataType.INT64, is_primary=True)
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
     params = client.prepare_index_params()
-    # Milvus Lite reads build parameters only from a "params" key (see storage/milvus.py).
-    extra = {"params": {"nlist": nlist}} if kind.startswith("IVF") else {}
+    # Milvus Lite reads build parameters only from a "params" key, a server each as a key (see storage/milvus.py).
+    build = {"nlist": nlist} if kind.startswith("IVF") else {}
+    extra = build if url else ({"params": build} if build else {})
     params.add_index("vector", index_type=kind, metric_type="IP", params=extra)
     client.create_collection("windows", schema=schema, index_params=params)
     for first in range(0, len(vectors), INSERT_BATCH):
@@ -102,9 +110,9 @@ def run_milvus(vectors: np.ndarray, queries: np.ndarray, kind: str, nlist: int, 
         hits = client.search("windows", data=[query.tolist()], limit=K, output_fields=["id"], search_params=search)
         times.append(time.perf_counter() - began)
         found.append([hit["id"] for hit in hits[0]] + [-1] * (K - len(hits[0])))
-    on_disk = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
     info = {"kind": kind, "nlist": nlist, "nprobe": nprobe, "load_s": round(loaded, 2)}
-    info["disk_mb"] = round(on_disk / 2**20, 1)
+    if url is None:
+        info["disk_mb"] = round(sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 2**20, 1)
     return info, np.array(found), _latency(times)
 
 
@@ -113,7 +121,7 @@ def _latency(times: list[float]) -> dict:
     return {f"search_p{q}_ms": round(float(np.percentile(ms, q)), 3) for q in (50, 95)}
 
 
-def child(backend: str, vectors: int, queries: int, kind: str) -> dict:
+def child(backend: str, vectors: int, queries: int, kind: str, url: str | None = None) -> dict:
     data_vectors, query_vectors = data(vectors, queries)
     truth = exact_top(data_vectors, query_vectors, K)
     before = memory_mb()["VmRSS"]
@@ -123,7 +131,7 @@ def child(backend: str, vectors: int, queries: int, kind: str) -> dict:
     if backend == "faiss":
         info, found, latency = run_faiss(data_vectors, query_vectors)
     else:
-        info, found, latency = run_milvus(data_vectors, query_vectors, kind, probe.lists, probe.nprobe)
+        info, found, latency = run_milvus(data_vectors, query_vectors, kind, probe.lists, probe.nprobe, url)
     hits = sum(len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=True))
     after = memory_mb()
     return {
@@ -141,18 +149,32 @@ def main() -> None:
     parser.add_argument("--vectors", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--milvus-index", default="IVF_SQ8", help="IVF_SQ8 (same lists as FAISS), FLAT, HNSW...")
+    parser.add_argument("--server", action="store_true", help="also a Milvus standalone server (milvus 2.3.5)")
+    parser.add_argument("--only", choices=["faiss", "milvus", "server"], action="append", help="these backends only")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--child", choices=["faiss", "milvus"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["faiss", "milvus", "server"], help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.vectors, args.queries, args.milvus_index)))
+        print(json.dumps(child(args.child, args.vectors, args.queries, args.milvus_index, args.url)))
         return
     rows = []
-    for backend in ("faiss", "milvus"):
+    for backend in args.only or ["faiss", "milvus", *(["server"] if args.server else [])]:
         command = [sys.executable, __file__, "--child", backend, "--vectors", str(args.vectors)]
         command += ["--queries", str(args.queries), "--milvus-index", args.milvus_index]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        if backend != "server":
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            continue
+        from tests.milvus_server import milvus_server, peak_memory_mb
+
+        with tempfile.TemporaryDirectory() as work, milvus_server(Path(work)) as url:
+            done = subprocess.run([*command, "--url", url], capture_output=True, text=True, check=True)
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            row["server_peak_rss_mb"] = peak_memory_mb(Path(work))
+            stored = Path(work) / "data" / "data"  # its data, beside its binaries, configs and logs
+            row["disk_mb"] = round(sum(p.stat().st_size for p in stored.rglob("*") if p.is_file()) / 2**20, 1)
+            rows.append(row)
     if args.json:
         print(json.dumps({"vectors": args.vectors, "dim": DIM, "queries": args.queries, "results": rows}, indent=2))
         return

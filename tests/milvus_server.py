@@ -72,3 +72,16 @@ def milvus_server(work: Path) -> Iterator[str]:
             os.killpg(server.pid, signal.SIGKILL)
         server.wait()
         log.close()
+
+
+def peak_memory_mb(work: Path) -> float:
+    """The peak resident memory (VmHWM) of the server's processes (those that name ``work``), summed."""
+    total = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if str(work).encode() not in (status.parent / "cmdline").read_bytes():
+                continue
+            total += next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+        except (OSError, StopIteration):
+            continue
+    return round(total / 1024, 1)
