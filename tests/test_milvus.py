@@ -1,4 +1,5 @@
-"""A catalog whose vectors live in Milvus Lite answers as the same catalog on exact FAISS indexes:
+"""A catalog whose vectors live in Milvus (Lite, and a real Milvus server where
+MERTSEARCH_TEST_MILVUS_SERVER is set) answers as the same catalog on exact FAISS indexes:
 the same top-k for clips and `similar`, filters that fill k, removals that disappear at once,
 and verify/rebuild against the collections."""
 
