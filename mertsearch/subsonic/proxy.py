@@ -172,10 +172,11 @@ class PassThrough:
             if not full and stamp is not None and seen == self._seen and recent:
                 log.debug("subsonic: neither the server's songs nor the catalog changed")
                 return True
-            matcher = Matcher(await asyncio.to_thread(catalog_tracks, store), self.settings.roots)
+            # Off the event loop, which goes on serving: building the look-ups over the catalog's
+            # tracks, and each page's matching (tens of milliseconds).
+            matcher = await asyncio.to_thread(lambda: Matcher(catalog_tracks(store), self.settings.roots))
             async for page in self.upstream.pages():
-                for song in page:
-                    matcher.add(song)
+                await asyncio.to_thread(lambda page=page: [matcher.add(song) for song in page])
             self.songs, self._seen, self.synced_at = matcher.songs, seen, time.time()
             log.info("subsonic: %d of %d songs matched to the catalog %s", len(self.songs), matcher.seen, self.songs.by)
             if self.new_music is not None and matcher.missing:
@@ -232,28 +233,24 @@ class PassThrough:
         return Response(body, status_code=answer.status_code, media_type=media_type, headers=responses.NOSNIFF)
 
     async def answer(self, request: Request, method: str, params: dict[str, str], fmt: Format) -> Response:
-        refused = await self.upstream.accepts(params, request.headers.get("authorization"))
-        if refused is not None:
-            return responses.error(fmt, *refused)
         songs = self.songs  # one map for the whole answer, whatever a sync replaces meanwhile
         synced = self.synced_at is not None
-        try:
+
+        def work():
             if method == "getSonicSimilarTracks":
                 song = _song(songs, params, "id", synced=synced)
                 count = _count(params, 10, least=0)
-                work = lambda: sonic.similar(self.catalog(), songs, song, count) if count else []  # noqa: E731
-            else:
-                start = _song(songs, params, "startSongId", synced=synced)
-                end = _song(songs, params, "endSongId", synced=synced)
-                count = _count(params, 25, least=1)
-                if count < 2 and start != end:
-                    raise _Refused(responses.GENERIC, "count must be at least 2 for a path between two songs")
-                work = lambda: sonic.path(self.catalog(), songs, start, end, count)  # noqa: E731
-            matches = await asyncio.to_thread(self._locked, work)
-        except _Refused as exc:
-            return responses.error(fmt, exc.code, exc.message)
-        except InvalidArgumentError as exc:
-            return responses.error(fmt, responses.GENERIC, str(exc))
+                return lambda: sonic.similar(self.catalog(), songs, song, count) if count else []
+            start = _song(songs, params, "startSongId", synced=synced)
+            end = _song(songs, params, "endSongId", synced=synced)
+            count = _count(params, 25, least=1)
+            if count < 2 and start != end:
+                raise _Refused(responses.GENERIC, "count must be at least 2 for a path between two songs")
+            return lambda: sonic.path(self.catalog(), songs, start, end, count)
+
+        matches = await self._from_catalog(request, params, fmt, work)
+        if isinstance(matches, Response):
+            return matches
         return responses.ok(fmt, sonicMatch=[{"entry": entry, "similarity": s} for entry, s in matches])
 
     async def similar_songs(self, request: Request, name: str, method: str, params: dict[str, str], fmt: Format):
@@ -265,18 +262,29 @@ class PassThrough:
         seeds = songs.seeds(params.get("id") or "")
         if not seeds:
             return await self.upstream.forward(request, name)
+
+        def work():
+            count = _count(params, 50, least=0)
+            return lambda: sonic.mix(self.catalog(), songs, seeds, count) if count else []
+
+        entries = await self._from_catalog(request, params, fmt, work)
+        if isinstance(entries, Response):
+            return entries
+        return responses.ok(fmt, **{SIMILAR_SONGS[method]: {"song": entries}})
+
+    async def _from_catalog(self, request: Request, params: dict[str, str], fmt: Format, work):
+        """For a client the upstream accepts: ``work()`` checks the parameters and gives the
+        catalog's work, run in a thread under the catalog's lock; its result, or the Subsonic
+        error (a Response) for refused credentials or parameters."""
         refused = await self.upstream.accepts(params, request.headers.get("authorization"))
         if refused is not None:
             return responses.error(fmt, *refused)
         try:
-            count = _count(params, 50, least=0)
-            work = lambda: sonic.mix(self.catalog(), songs, seeds, count) if count else []  # noqa: E731
-            entries = await asyncio.to_thread(self._locked, work)
+            return await asyncio.to_thread(self._locked, work())
         except _Refused as exc:
             return responses.error(fmt, exc.code, exc.message)
         except InvalidArgumentError as exc:
             return responses.error(fmt, responses.GENERIC, str(exc))
-        return responses.ok(fmt, **{SIMILAR_SONGS[method]: {"song": entries}})
 
     def _locked(self, work):
         with self.lock:
