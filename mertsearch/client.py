@@ -67,7 +67,7 @@ class Client:
     def search(self, clip: str | os.PathLike | bytes, *, k: int = 10, **options) -> list[dict]:
         """Results for an audio clip (a path or the file's bytes). Options as `POST /search` takes them:
         start, end, mode, filter (a list of key=value), min_duration, ..., per_artist, per_album, min_score,
-        min_similarity."""
+        min_similarity, and text (words that rank the clip's results again)."""
         if isinstance(clip, (bytes, bytearray)):
             name, data = "clip", bytes(clip)
         else:
@@ -75,6 +75,12 @@ class Client:
         form = {"k": str(k), **{key: _form_value(value) for key, value in options.items() if value is not None}}
         response = self._http.post("/search", files={"file": (name, data)}, data=form)
         return self._json(response)["results"]
+
+    def search_text(self, text: str, *, k: int = 10, **options) -> list[dict]:
+        """Tracks that fit a description in words (a catalog with text search); ``options`` as for
+        :meth:`search`, but no ``mode``. A clip with words: :meth:`search` with ``text=``."""
+        params = {"text": text, "k": k, **_params(options)}
+        return self._json(self._http.get("/search", params=params))["results"]
 
     def similar(self, track_id: int, *, k: int = 10, **options) -> list[dict]:
         params = {"k": k, **{key: value for key, value in options.items() if value is not None}}

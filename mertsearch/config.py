@@ -120,6 +120,16 @@ class TransformSpec:
     fitted_on_tracks: int = 0
 
 
+@dataclass
+class TextSpec:
+    """Text search: the CLaMP 3 checkpoint whose audio tower made the text vectors."""
+
+    source: str  # "clamp3" (the hub's, at the pinned revision) or a directory, as given
+    revision: str | None
+    weights_sha256: str
+    dim: int
+
+
 POOLING = {
     "window": "mean over frames of each layer, L2-normalised; several layers: their mean, L2-normalised",
     "track": "mean of window vectors, L2-normalised",
@@ -138,6 +148,7 @@ class Manifest:
     created_by: str | None = None
     created_at: str | None = None
     database: str | None = None  # a server database's URL without its password; None: SQLite inside
+    text: TextSpec | None = None  # text search, where the catalog has it
     # What another version of mertsearch wrote that this one does not know, written back unchanged.
     extra: dict = field(default_factory=dict)
 
@@ -160,6 +171,8 @@ class Manifest:
             sections[name] = kind(**{k: v for k, v in values.items() if k in known})
             if unknown := {k: v for k, v in values.items() if k not in known}:
                 extra[name] = unknown
+        if isinstance(data.get("text"), dict):
+            data["text"] = TextSpec(**data["text"])
         known = {f.name for f in fields(cls)} - {"extra"}
         extra.update({k: v for k, v in data.items() if k not in known})
         return cls(**sections, **{k: v for k, v in data.items() if k in known}, extra=extra)
@@ -167,8 +180,9 @@ class Manifest:
     def to_dict(self) -> dict:
         """The JSON document, as manifest.json holds it."""
         out = {name: value for name, value in asdict(self).items() if name != "extra"}
-        if out["database"] is None:
-            del out["database"]
+        for key in ("database", "text"):  # as catalogs without them have it
+            if out[key] is None:
+                del out[key]
         for key in ("vector_store", "collections"):  # as catalogs on FAISS files have it
             if out["index"][key] is None:
                 del out["index"][key]

@@ -35,11 +35,13 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mertsearch.api import journeys
+from mertsearch.api import text as text_routes
 from mertsearch.api.auth import AudioUrlSigner, bearer_matches, token_problem
 from mertsearch.api.decoding import Decode, DecodersBusy, UploadDecoders, decode_upload
 from mertsearch.api.files import FileRefused, IndexedFolders, OpenFileResponse, open_indexed
 from mertsearch.api.limits import BodyLimit, UploadGate
 from mertsearch.catalog import Catalog
+from mertsearch.encoder.text_features import MAX_TEXT_CHARS
 from mertsearch.errors import (
     AudioDecodeError,
     AudioTooLongError,
@@ -303,6 +305,10 @@ def create_app(settings: Settings) -> FastAPI:
         per_album: Annotated[int | None, Form(ge=1, le=1000)] = None,
         min_score: Annotated[float | None, Form(allow_inf_nan=False)] = None,
         min_similarity: Annotated[float | None, Form(ge=0, le=1, allow_inf_nan=False)] = None,
+        text: Annotated[
+            str | None,
+            Form(max_length=MAX_TEXT_CHARS, description="Words too: the clip's results ranked again by them"),
+        ] = None,
     ) -> dict:
         if "model_error" in state:
             raise ApiError(503, f"search by audio is unavailable: {state['model_error']}")
@@ -333,7 +339,8 @@ def create_app(settings: Settings) -> FastAPI:
         except DecodersBusy as exc:
             raise ApiError(503, f"{exc}; try again later", {"Retry-After": str(RETRY_AFTER_S)}) from None
         with lock:
-            results = cat.search((samples, cat.encoder.sample_rate), options)
+            clip = (samples, cat.encoder.sample_rate)
+            results = cat.search(clip, options) if text is None else cat.search_text(text, options, clip=clip)
         answer = {"results": [r.as_dict() for r in results], "partial": results.partial}
         if cat.sampled_note:
             answer["note"] = cat.sampled_note
@@ -429,6 +436,7 @@ def create_app(settings: Settings) -> FastAPI:
         return OpenFileResponse(file, info, name=shown, media_type=media_type)
 
     journeys.add_routes(app, catalog, lock, Auth, heavy)
+    text_routes.add_routes(app, catalog, lock, Auth, heavy)
     if passthrough:
         passthrough.add_routes(app)
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")

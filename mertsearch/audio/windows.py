@@ -9,6 +9,10 @@ The rule, which queries and catalog tracks share:
 - a track shorter than one window (but at least ``min_duration_s``) is one window of its own
   length, embedded alone, so padding never changes a result.
 
+A catalog with text search also takes CLaMP 3's last window (``text_tail``): the tail after the
+last full window as it is, from the window start where it begins, shorter than the others (its
+recipe, see mertsearch.encoder.text_features); it serves the text vector only.
+
 A query may also take a probe window (:class:`ProbeCutter`): one more window off the catalog's
 grid (half a hop in, for most clips), which only serves to place the clip between window starts.
 """
@@ -30,9 +34,10 @@ class WindowCutter:
     Only the samples a later window can still need are kept (at most one window's worth).
     """
 
-    def __init__(self, sample_rate: int, settings: WindowSettings) -> None:
+    def __init__(self, sample_rate: int, settings: WindowSettings, *, text_tail: bool = False) -> None:
         self.sample_rate = sample_rate
         self.settings = settings
+        self.text_tail = text_tail
         self.length = int(round(settings.window_s * sample_rate))
         self._hop = int(round(settings.hop_s * sample_rate))
         self._buffer = np.zeros(0, dtype=np.float32)
@@ -61,7 +66,10 @@ class WindowCutter:
             return [(0, self._take(0, self.total))]
         tail = self.total - (self._next_start - self._hop + self.length)
         if self.total > self.length and tail >= self.settings.min_tail_s * self.sample_rate:
-            return [(self.total - self.length, self._take(self.total - self.length, self.length))]
+            last = [(self.total - self.length, self._take(self.total - self.length, self.length))]
+            if self.text_tail:
+                last.append((self._next_start, self._take(self._next_start, self.total - self._next_start)))
+            return last
         return []
 
     def _take(self, start: int, length: int) -> np.ndarray:

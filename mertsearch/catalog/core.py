@@ -17,6 +17,7 @@ from mertsearch.search.calibration import Calibration
 from mertsearch.storage import MetadataStore, VectorIndex, read_manifest, write_manifest
 from mertsearch.storage.indexes import Indexes
 from mertsearch.storage.lock import WriterLock
+from mertsearch.storage.text_vectors import TextIndex
 from mertsearch.storage.transform import IDENTITY, VectorTransform
 from mertsearch.storage.vector_store import VectorStores
 
@@ -75,6 +76,8 @@ class Core:
         self._indexes: VectorStores | None = None
         self._transform: VectorTransform | None = None
         self._calibration: tuple[str | None, Calibration | None] = (None, None)  # (as stored, parsed)
+        self._text_model = None  # CLaMP 3 (mertsearch.encoder.clamp3.Clamp3), loaded when first needed
+        self._text_index: TextIndex | None = None
         self.take_up_meta()
 
     def take_up_meta(self, *, persist: bool = False) -> None:
@@ -168,6 +171,27 @@ class Core:
                 writing=lambda: self._lock.held_here,
             )
         return self._indexes
+
+    @property
+    def text_model(self):
+        """The CLaMP 3 towers of a catalog with text search (see catalog/text.py)."""
+        if self._text_model is None:
+            from mertsearch.catalog.text import load_model
+
+            self._text_model = load_model(self)
+        return self._text_model
+
+    def use_text_model(self, model) -> None:
+        self._text_model = model
+
+    @property
+    def text_index(self) -> TextIndex:
+        """The tracks' text vectors, searchable (built in memory when first used)."""
+        if self._text_index is None:
+            from mertsearch.catalog.text import needs_text
+
+            self._text_index = TextIndex(self.store, needs_text(self).dim)
+        return self._text_index
 
     @property
     def index(self) -> VectorIndex:

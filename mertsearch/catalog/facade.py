@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mertsearch.catalog import ingest, lookups, maintenance, queries, radio
+from mertsearch.catalog import text as text_search
 from mertsearch.catalog.core import Core, adds, writes
 from mertsearch.catalog.ingest import DECODE_TIMEOUT_S
 from mertsearch.catalog.layout import find_or_make, one_of
@@ -49,8 +51,12 @@ class Catalog(Core):
         mmap: bool = False,
         database: str | None = None,
         vector_store: str | None = None,
+        text: bool | str = False,
     ) -> Catalog:
         """Open the catalog in ``directory``; with ``create=True`` make it when it does not exist.
+
+        ``text`` gives the catalog text search (see :meth:`enable_text`; a string names a local
+        CLaMP 3 checkpoint directory): the next :meth:`index_paths` makes every track's text vector.
 
         ``database`` is the SQLAlchemy URL of the metadata database of a new catalog (default: the
         MERTSEARCH_DATABASE environment variable, else SQLite in the directory), e.g.
@@ -91,7 +97,7 @@ class Catalog(Core):
             database=database,
             vector_store=vector_store,
         )
-        return cls(
+        catalog = cls(
             path,
             manifest,
             checkpoint=checkpoint,
@@ -101,6 +107,13 @@ class Catalog(Core):
             mmap=mmap,
             database=url,
         )
+        if text and manifest.text is None:
+            try:
+                catalog.enable_text(None if text is True else str(text))
+            except BaseException:
+                catalog.close()
+                raise
+        return catalog
 
     @classmethod
     def create(cls, directory: str | os.PathLike, **settings) -> Catalog:
@@ -155,6 +168,15 @@ class Catalog(Core):
         )
 
     @writes
+    def enable_text(self, source: str | None = None) -> dict:
+        """Give a catalog of MERT-v1-95M text search: its manifest names the CLaMP 3 checkpoint
+        (``source``: a local directory; None: $MERTSEARCH_CLAMP3, else the hub's, at a pinned
+        revision), and the next :meth:`index_paths` embeds every track again, once, to make its
+        text vector (the stored vectors hold too little of the model's run to make it from them).
+        Returns the manifest's "text" section."""
+        return asdict(text_search.enable(self, source))
+
+    @writes
     def remove(self, tracks: Sequence[TrackRef]) -> list[int]:
         """Take tracks (by id or path) out of the catalog; returns their ids. Files are not touched."""
         return ingest.remove(self, list(dict.fromkeys(self.track_id(track) for track in tracks)))
@@ -191,6 +213,31 @@ class Catalog(Core):
         options = (options or SearchOptions()).changed(**fields)
         embedding = self.embed(query, start=start, end=end, probe=True)
         return queries.search_embedding(self, embedding, options)
+
+    def search_text(
+        self,
+        text: str,
+        options: SearchOptions | None = None,
+        *,
+        clip: AudioInput | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        **fields,
+    ) -> list[SearchResult]:
+        """Tracks that fit a description in words ("slow sad piano with rain"; about 100 languages),
+        in a catalog with text search. ``options`` as :meth:`search` takes them, but whole tracks
+        are ranked (no ``mode``); each result's ``similarity`` is the share of the catalog's
+        tracks scoring lower for these words. With ``clip`` (from ``start`` to ``end`` s), the
+        clip's own results are ranked again by the mean of their similarity to the clip and to
+        the words (see mertsearch.catalog.text)."""
+        options = (options or SearchOptions()).changed(**fields)
+        self.take_up_meta()
+        if clip is None:
+            return text_search.search_text(self, text, options)
+        text_search.needs_text(self)
+        self.text_model.text_vectors([text])  # bad words are refused before the clip is decoded
+        embedding = self.embed(clip, start=start, end=end, probe=True)
+        return text_search.search_clip_text(self, embedding, text, options)
 
     def search_embedding(
         self, embedding: Embedding, options: SearchOptions | None = None, **fields

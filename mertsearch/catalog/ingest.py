@@ -13,6 +13,7 @@ from mertsearch.catalog.duplicates import after_ingest, current_rule
 from mertsearch.catalog.layout import SHARD_DIR
 from mertsearch.config import RaySettings
 from mertsearch.encoder.runtime import checkpoint_of
+from mertsearch.errors import InvalidArgumentError
 from mertsearch.indexer.discover import discover_files, surely_gone
 from mertsearch.indexer.duplicates import Windows, find_leader
 from mertsearch.indexer.pipeline import IndexProgress, IndexReport, mover, run_index
@@ -48,7 +49,12 @@ def index_paths(
     indexes = cat.indexes
     indexes.load()
     saves = SaveSchedule(SAVE_EVERY_S, SAVE_SHARE)
-    read = functools.partial(read_track, sample_rate=cat.manifest.encoder.sample_rate, windows=cat.windows)
+    text = cat.text_model if cat.manifest.text is not None else None
+    if text is not None and ray is not None:
+        raise InvalidArgumentError("a catalog with text search indexes in this process: leave out --executor ray")
+    read = functools.partial(
+        read_track, sample_rate=cat.manifest.encoder.sample_rate, windows=cat.windows, text_tail=text is not None
+    )
     rule = current_rule(cat, writer=True)
     stored_ids: list[int] = []
 
@@ -77,6 +83,7 @@ def index_paths(
                 retry_failed=retry_failed,
                 progress=progress,
                 on_retagged=indexes.retagged,
+                redo=None if text is None else lambda track: not cat.store.has_text_vector(track.id),
             )
             gone, report.empty_folders = vanished(cat, paths, files, prune_empty=prune_empty)
             report.removed = len(remove(cat, gone)) if gone else 0
@@ -94,7 +101,11 @@ def index_paths(
     with Workers(read, count=count, timeout_s=decode_timeout_s) as workers:
         encoder = cat.encoder
         claim = mover(cat.store)
-        report = ingest(lambda jobs: embed_jobs(jobs, encoder=encoder, workers=workers, claim=claim), measure=True)
+        encoder.text = text  # every layer runs while the text vectors are made
+        try:
+            report = ingest(lambda jobs: embed_jobs(jobs, encoder=encoder, workers=workers, claim=claim), measure=True)
+        finally:
+            encoder.text = None
         report.device, report.precision, report.decoders = str(encoder.device), encoder.precision, count
         return report
 

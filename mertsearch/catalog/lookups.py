@@ -117,6 +117,20 @@ def info(cat: Core) -> dict:
         "created_by": cat.manifest.created_by,
         "created_at": cat.manifest.created_at,
         "calibration": None if cat.calibration is None else cat.calibration.summary(),
+        "text": None if cat.manifest.text is None else _text_info(cat),
+    }
+
+
+def _text_info(cat: Core) -> dict:
+    """Text search: the CLaMP 3 checkpoint, and how many tracks have their text vector (the rest
+    get it at the next ingest)."""
+    spec = cat.manifest.text
+    return {
+        "model": spec.source,
+        "revision": spec.revision,
+        "weights_sha256": spec.weights_sha256,
+        "dim": spec.dim,
+        "tracks": cat.store.count("text_vectors"),
     }
 
 

@@ -141,6 +141,22 @@ def index(
             "disk not mounted, and kept).",
         ),
     ] = False,
+    text: Annotated[
+        bool,
+        typer.Option(
+            "--text",
+            help="Also make each track's CLaMP 3 vector, for `search --text` (describe music in words). "
+            "MERT-v1-95M catalogs only; an existing catalog embeds its tracks once more.",
+            rich_help_panel=MODEL,
+        ),
+    ] = False,
+    text_model: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --text: a local CLaMP 3 checkpoint directory (default: $MERTSEARCH_CLAMP3, else the hub's).",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index audio files and folders into a catalog.
@@ -173,6 +189,10 @@ def index(
         vector_store=vector_store,
     ) as cat:
         cat.wait_s = wait
+        if text_model is not None and not text:
+            raise InvalidArgumentError("--text-model goes with --text")
+        if text:
+            cat.enable_text(None if text_model is None else str(text_model))
         options = {
             "retry_failed": retry_failed,
             "decoders": decoders,

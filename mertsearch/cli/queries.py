@@ -140,8 +140,16 @@ def _deliver(results, as_json: bool, m3u: Path | None, *, wide: bool = False, st
 @app.command()
 @friendly
 def search(
-    clip: Annotated[Path, typer.Argument(help="Audio file to search with.")],
     catalog: CatalogOpt,
+    clip: Annotated[Path | None, typer.Argument(help="Audio file to search with (optional with --text).")] = None,
+    text: Annotated[
+        str | None,
+        typer.Option(
+            "--text",
+            help='Describe the music in words ("slow sad piano with rain"; about 100 languages), in a catalog '
+            "indexed with --text. With a clip: the clip's results, ranked again by the words too.",
+        ),
+    ] = None,
     k: KOpt = 10,
     start: Annotated[float | None, typer.Option(help="Use the clip from this second.", min=0)] = None,
     end: Annotated[float | None, typer.Option(help="Use the clip up to this second.", min=0)] = None,
@@ -168,9 +176,12 @@ def search(
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
 ) -> None:
-    """Find the tracks most like an audio clip, and where it matches."""
+    """Find the tracks most like an audio clip, and where it matches; or those that fit words (--text)."""
     from mertsearch.catalog import Catalog
     from mertsearch.search.options import SearchOptions
+
+    if clip is None and text is None:
+        raise InvalidArgumentError('give an audio clip to search with, or --text "words"')
 
     options = SearchOptions.parse(
         filter_,
@@ -179,14 +190,17 @@ def search(
         min_year=min_year,
         max_year=max_year,
         k=k,
-        mode=mode,
+        mode=None if text is not None and clip is None else mode,
         per_artist=per_artist,
         per_album=per_album,
         min_score=min_score,
         min_similarity=min_similarity,
     )
     with Catalog.open(catalog, model=model, device=device, precision=precision, mmap=True) as cat:
-        results = cat.search(clip, options, start=start, end=end)
+        if text is not None:
+            results = cat.search_text(text, options, clip=clip, start=start, end=end)
+        else:
+            results = cat.search(clip, options, start=start, end=end)
         if cat.sampled_note:
             err.print(f"note: {cat.sampled_note}", soft_wrap=True)
     _deliver(results, as_json, m3u, wide=wide)

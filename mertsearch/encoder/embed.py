@@ -11,13 +11,19 @@ import numpy as np
 from mertsearch.audio.windows import ProbeCutter, Window, WindowCutter
 from mertsearch.config import WindowSettings
 from mertsearch.encoder.pooling import Embedding, Probes, pool
+from mertsearch.encoder.text_features import split_text_windows
 
 if TYPE_CHECKING:
     from mertsearch.encoder.mert import MertEncoder
 
 
 def assemble(encoder: MertEncoder, starts: np.ndarray, lengths: np.ndarray, means: np.ndarray, total: int) -> Embedding:
-    """A track's Embedding from its windows' raw per-layer means (see pooling.pool)."""
+    """A track's Embedding from its windows' raw per-layer means (see pooling.pool); with the
+    encoder's text tower, its text vector too (see encoder.text_features)."""
+    text_vector = None
+    if (text := getattr(encoder, "text", None)) is not None:
+        starts, lengths, means, features = split_text_windows(encoder.sample_rate, starts, lengths, means)
+        text_vector = text.audio_vector(features)
     window_vectors, vector, layer_vectors, layer_windows = pool(
         means, capture=encoder.capture, layers=encoder.layers, keep_all=encoder.keep_all
     )
@@ -30,6 +36,7 @@ def assemble(encoder: MertEncoder, starts: np.ndarray, lengths: np.ndarray, mean
         duration=total / rate,
         layer_vectors=layer_vectors,
         layer_window_vectors=layer_windows,
+        text_vector=text_vector,
     )
 
 

@@ -98,15 +98,18 @@ class MertEncoder:
         self.layers = (layers,) if isinstance(layers, int) else tuple(layers)
         if not self.layers or any(not 0 <= layer <= num_layers for layer in self.layers):
             raise InvalidArgumentError(f"layers must be between 0 and {num_layers} for this model, got {layers}")
-        self.capture = captured_layers(self.layers, range(num_layers + 1) if keep_all else ())
         encoder = model.encoder
-        encoder.layers = encoder.layers[: max(self.capture)]
+        self._blocks = encoder.layers  # every transformer layer; each call runs those it needs
+        # The text tower (mertsearch.encoder.clamp3.Clamp3) while a catalog with text search
+        # ingests: its recipe needs every layer's window means (see encoder.text_features).
+        self.text = None
         if getattr(model.config, "do_stable_layer_norm", False):
             # The pre-LN encoder normalises after its last layer; hidden_states[L] is taken before that.
             encoder.layer_norm = nn.Identity()
         self.checkpoint = checkpoint
         self.keep_all = keep_all
         self.num_layers = num_layers
+        encoder.layers = self._blocks[: max(self.capture)]
         self.dim = model.config.hidden_size
         self.frame_samples = math.prod(model.config.conv_stride)  # input samples per output frame
         self.preprocessing = read_preprocessing(checkpoint)
@@ -129,6 +132,13 @@ class MertEncoder:
             for module in self.model.modules():
                 if isinstance(module, nn.Linear):
                     module.to(torch.bfloat16)
+
+    @property
+    def capture(self) -> tuple[int, ...]:
+        """The hidden states computed: the searched layers, or every layer where all are kept or
+        the text tower needs them."""
+        every = range(self.num_layers + 1) if self.keep_all or self.text is not None else ()
+        return captured_layers(self.layers, every)
 
     def _autocast(self, precision: str):
         if precision == "fp32":
@@ -199,17 +209,20 @@ class MertEncoder:
     def _embed(self, windows: np.ndarray, precision: str) -> np.ndarray:
         out = np.empty((len(windows), len(self.capture), self.dim), dtype=np.float32)
         cuda = self.device.type == "cuda"
+        capture = self.capture
+        if len(self.model.encoder.layers) != max(capture):
+            self.model.encoder.layers = self._blocks[: max(capture)]
         for first in range(0, len(windows), self.batch_size):
             batch = self.preprocessing.apply(windows[first : first + self.batch_size].astype(np.float32))
             inputs = torch.from_numpy(np.ascontiguousarray(batch))
             # Page-locked memory lets the copy to the GPU run without blocking the host.
             inputs = inputs.pin_memory().to(self.device, non_blocking=True) if cuda else inputs
             with self._autocast(precision):
-                if self.capture == (max(self.capture),):
+                if capture == (max(capture),):
                     hidden = [self.model(inputs).last_hidden_state]
                 else:
                     states = self.model(inputs, output_hidden_states=True).hidden_states
-                    hidden = [states[layer] for layer in self.capture]
+                    hidden = [states[layer] for layer in capture]
                 means = torch.stack([h.float().mean(dim=1) for h in hidden], dim=1)
             out[first : first + len(batch)] = means.cpu().numpy()
         return out

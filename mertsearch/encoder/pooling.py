@@ -33,6 +33,7 @@ class Embedding:
     ``layer_vectors`` (layers, dim) and ``layer_window_vectors`` (windows, layers, dim) hold every
     computed layer, normalised, when the encoder keeps all layers; else they are None.
     ``probes``: a clip's probe window, when it was asked for; it takes no part in ``vector``.
+    ``text_vector``: the track in CLaMP 3's text and music space, in catalogs with text search.
     """
 
     vector: np.ndarray
@@ -43,6 +44,7 @@ class Embedding:
     layer_vectors: np.ndarray | None = None
     layer_window_vectors: np.ndarray | None = None
     probes: Probes | None = None
+    text_vector: np.ndarray | None = None
 
 
 def captured_layers(layers: Sequence[int], kept_layers: Sequence[int]) -> tuple[int, ...]:

@@ -140,11 +140,14 @@ class Job:
     size: int
     mtime_ns: int
     existing: Track | None  # the stored row for this path, if any
+    redo: bool = False  # embed it again though it is unchanged (it lacks its text vector)
 
     @property
     def known(self) -> tuple[str, str | None] | None:
-        """The stored (sha256, audio_sha256) for this path, if any."""
-        return None if self.existing is None else (self.existing.sha256, self.existing.audio_sha256)
+        """The stored (sha256, audio_sha256) for this path, if any and not to be embedded again."""
+        if self.existing is None or self.redo:
+            return None
+        return self.existing.sha256, self.existing.audio_sha256
 
 
 def run_index(
@@ -158,7 +161,9 @@ def run_index(
     retry_failed: bool = False,
     progress: Callable[[IndexProgress], None] | None = None,
     on_retagged: OnRetagged = lambda _track_id: None,
+    redo: Callable[[Track], bool] | None = None,
 ) -> IndexReport:
+    """``redo``: whether an unchanged file's track must be embedded again all the same."""
     report = IndexReport(files=len(files))
     started = time.monotonic()
     done = 0
@@ -172,7 +177,7 @@ def run_index(
 
     def jobs() -> Iterator[Job]:
         for path in files:
-            job = _triage(path, store, retry_failed, report)
+            job = _triage(path, store, retry_failed, report, redo)
             if isinstance(job, Job):
                 yield job
             else:
@@ -188,6 +193,7 @@ def _triage(
     store: MetadataStore,
     retry_failed: bool,
     report: IndexReport,
+    redo: Callable[[Track], bool] | None = None,
 ) -> Job | str:
     """The job for a file, or its status when it needs no work (unchanged, skipped, failed)."""
     key = os.fsdecode(path)
@@ -203,6 +209,8 @@ def _triage(
         and existing.audio_sha256 is not None
         and (existing.size, existing.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
     ):
+        if redo is not None and redo(existing):
+            return Job(key, stat.st_size, stat.st_mtime_ns, existing, redo=True)
         report.unchanged += 1
         return "unchanged"
     failure = store.failure_by_path(key)
@@ -293,6 +301,7 @@ def _finish(
         window_vectors=embedding.window_vectors,
         layer_vectors=embedding.layer_vectors,
         window_layer_vectors=embedding.layer_window_vectors,
+        text_vector=embedding.text_vector,
     )
     if leader_of is not None:
         # Found before storing, so the link is written with the track in one transaction.

@@ -47,9 +47,10 @@ def read_track(
     *,
     sample_rate: int,
     windows: WindowSettings,
+    text_tail: bool = False,
 ) -> Iterator[tuple]:
     """The messages for one file (see the module's docstring); ``known``: what the catalog holds
-    for this path."""
+    for this path; ``text_tail``: cut the text recipe's last window too (see audio.windows)."""
     try:
         digest = sha256_file(Path(path))
         unchanged = known is not None and digest == known[0]
@@ -75,7 +76,7 @@ def read_track(
                 yield _windows(chosen[first : first + WINDOWS_PER_MESSAGE])
             yield ("done", digest, audio, total, read_tags(Path(path)).as_dict())
             return
-        cutter = WindowCutter(sample_rate, windows)
+        cutter = WindowCutter(sample_rate, windows, text_tail=text_tail)
         pending: list[Window] = []
         for chunk in stream_audio(path, sample_rate=sample_rate):
             pending += cutter.feed(chunk)
@@ -83,8 +84,11 @@ def read_track(
                 yield _windows(pending[:WINDOWS_PER_MESSAGE])
                 del pending[:WINDOWS_PER_MESSAGE]
         pending += cutter.finish()
-        for first in range(0, len(pending), WINDOWS_PER_MESSAGE):
-            yield _windows(pending[first : first + WINDOWS_PER_MESSAGE])
+        # A message's windows are of one length: the text recipe's last window is shorter.
+        for length in dict.fromkeys(len(samples) for _, samples in pending):
+            alike = [window for window in pending if len(window[1]) == length]
+            for first in range(0, len(alike), WINDOWS_PER_MESSAGE):
+                yield _windows(alike[first : first + WINDOWS_PER_MESSAGE])
         yield ("done", digest, audio, cutter.total, read_tags(Path(path)).as_dict())
     except Exception as exc:  # noqa: BLE001 - a bad file must never stop the run; the reason is recorded
         yield ("failed", fail_reason(exc))

@@ -170,13 +170,22 @@ def _track_candidates(
 
 
 def _rescored(
-    candidates: list[_Candidate], rows: dict[int, Track], query: Query, transform: Callable | None, exact: dict
+    candidates: list[_Candidate],
+    rows: dict[int, Track],
+    query: Query,
+    transform: Callable | None,
+    exact: dict,
+    vectors_of: Callable[[list[int]], dict[int, np.ndarray]] | None = None,
 ) -> list[_Candidate]:
     """Exact scores from the stored vectors, since a compressed index only approximates them;
-    ``exact`` holds those computed in earlier rounds, and gets this round's."""
+    ``exact`` holds those computed in earlier rounds, and gets this round's. ``vectors_of``: where
+    the index holds other vectors than the tracks' rows (text vectors), those by track id."""
     new = [c.track_id for c in candidates if c.track_id in rows and c.track_id not in exact]
+    if new and vectors_of is not None:
+        found = vectors_of(new)
+        new = [i for i in new if i in found]
     if new:
-        vectors = np.stack([from_blob(rows[i].vector) for i in new])
+        vectors = np.stack([from_blob(rows[i].vector) if vectors_of is None else found[i] for i in new])
         scores = (transform(vectors) if transform is not None else vectors) @ query.vector
         exact.update(zip(new, scores.tolist(), strict=True))
     known = [_Candidate(c.track_id, exact[c.track_id]) for c in candidates if c.track_id in exact]
@@ -394,8 +403,10 @@ def rank_candidates(
     tolerance: float = 2.5,
     sampled: bool = False,
     similarity: Callable[[float], float] | None = None,
+    rescore: Callable[[list[int]], dict[int, np.ndarray]] | None = None,
 ) -> Ranked:
-    """:func:`rank`'s ranking, without its results (see Ranked).
+    """:func:`rank`'s ranking, without its results (see Ranked). ``rescore``: the vectors a tracks
+    index holds by track id, where they are not the rows' own (see _rescored).
 
     A floor ends the rounds once no track not yet fetched can reach it: in segments mode a track
     aligns at most as well as its best window pair (or 0), and none not yet found has a pair above
@@ -431,7 +442,7 @@ def rank_candidates(
         unplaced = False
         if mode == "tracks":
             rows.update(store.tracks_by_id([c.track_id for c in found if c.track_id not in rows]))
-            candidates = _rescored(found, rows, query, transform, exact)
+            candidates = _rescored(found, rows, query, transform, exact, rescore)
             chosen = _chosen(candidates, rows, rules, similarity, k)
             floor = bool(candidates) and _below_floor(candidates[-1].score, rules, similarity)
         else:

@@ -34,6 +34,7 @@ class TrackRecord:
     # still holds the recording it leads).
     duplicate_of: int | None = None
     audio_sha256: str | None = None  # the hash of its audio stream (mertsearch.audio.identity)
+    text_vector: np.ndarray | None = None  # in CLaMP 3's text and music space, in catalogs with text search
 
 
 @dataclass(frozen=True)

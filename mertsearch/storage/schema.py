@@ -1,4 +1,4 @@
-"""SQLAlchemy tables of a catalog: tracks, their windows, files that failed, and a key-value meta."""
+"""SQLAlchemy tables of a catalog: tracks, their windows and text vectors, files that failed, and a key-value meta."""
 
 from __future__ import annotations
 
@@ -134,6 +134,16 @@ class Window(Base):
     layer_vectors: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
     track: Mapped[Track] = relationship(back_populates="windows")
+
+
+class TextVector(Base):
+    """A track's vector in the space CLaMP 3 shares between text and music (catalogs made with
+    text search): what a described sound is searched against."""
+
+    __tablename__ = "text_vectors"
+
+    track_id: Mapped[int] = mapped_column(Id, ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Failure(Base):

@@ -18,9 +18,9 @@ from mertsearch.errors import DatabaseError
 from mertsearch.storage import text_index
 from mertsearch.storage.links import DuplicateLinks, lock_links
 from mertsearch.storage.records import StoredTrack, TrackRecord, chunks, from_blob, safe_url, to_blob
-from mertsearch.storage.schema import Base, Failure, Meta, Track, Window
+from mertsearch.storage.schema import Base, Failure, Meta, TextVector, Track, Window
 from mertsearch.storage.upgrade import upgrade
-from mertsearch.storage.vector_rows import VectorRows
+from mertsearch.storage.vector_rows import VectorRows, id_column
 from mertsearch.text import fold
 
 # Incremented in the same transaction as every change to the vectors, so a saved FAISS index
@@ -131,7 +131,7 @@ class MetadataStore(VectorRows, DuplicateLinks):
                 parts = [select(table)]
                 if kept is not None and table.name == "failures":
                     continue
-                if kept is not None and table.name in ("tracks", "windows"):
+                if kept is not None and table.name in ("tracks", "windows", "text_vectors"):
                     column = table.c.id if table.name == "tracks" else table.c.track_id
                     parts = [select(table).where(column.in_(chunk)) for chunk in chunks(sorted(kept))]
                 for query in parts:
@@ -277,6 +277,10 @@ class MetadataStore(VectorRows, DuplicateLinks):
             )
         ]
         session.add_all(windows)
+        if replaced:
+            session.execute(delete(TextVector).where(TextVector.track_id == track.id))
+        if record.text_vector is not None:
+            session.add(TextVector(track_id=track.id, vector=to_blob(record.text_vector)))
         session.flush()
         session.execute(delete(Failure).where(Failure.path == record.path))
         self._bump_version(session, removed=replaced)
@@ -290,6 +294,7 @@ class MetadataStore(VectorRows, DuplicateLinks):
             window_ids = list(session.scalars(select(Window.id).where(Window.track_id == track_id)))
             _detach(session, track_id)
             session.execute(delete(Window).where(Window.track_id == track_id))
+            session.execute(delete(TextVector).where(TextVector.track_id == track_id))
             session.execute(delete(Track).where(Track.id == track_id))
             self._bump_version(session, removed=True)
             return window_ids
@@ -436,21 +441,21 @@ class MetadataStore(VectorRows, DuplicateLinks):
     # --- figures --------------------------------------------------------------------------
 
     def count(self, name: str) -> int:
-        """How many tracks or windows there are (cheap: no blob is read)."""
-        table = Track if name == "tracks" else Window
+        """How many tracks, windows or text vectors there are (cheap: no blob is read)."""
         with self.session() as session:
-            return session.scalar(select(func.count(table.id)))
+            return session.scalar(select(func.count(id_column(name))))
 
     def ids(self, name: str) -> np.ndarray:
-        """Every track or window id, in order (no vector is read; streamed, so no Python object per id is held)."""
-        table = Track if name == "tracks" else Window
+        """Every track, window or text vector id, in order (no vector is read; streamed, so no Python
+        object per id is held)."""
+        column = id_column(name)
         with self.engine.connect() as connection:
             # The driver's rows: at millions of ids, SQLAlchemy's wrapping of each costs more than
             # the query. Unordered, then sorted here: SQLite reads them from a smaller index that
             # holds them (the rowid), where ORDER BY id would walk the table, every vector included.
             cursor = connection.connection.cursor()
             try:
-                cursor.execute(f"SELECT id FROM {table.__tablename__}")
+                cursor.execute(f"SELECT {column.name} FROM {column.table.name}")
                 parts = [np.empty(0, dtype=np.int64)]
                 # In batches, so no Python object per id is held at once.
                 while rows := cursor.fetchmany(65_536):

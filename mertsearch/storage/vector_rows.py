@@ -9,7 +9,7 @@ import numpy as np
 from sqlalchemy import func, select, update
 
 from mertsearch.storage.records import chunks, from_blob, to_blob
-from mertsearch.storage.schema import Meta, Track, Window
+from mertsearch.storage.schema import Meta, TextVector, Track, Window
 
 # Rows read at a time when every vector is streamed (building an index): 16,384 vectors are 48 MiB
 # at 768 dims. The database's result is streamed too (yield_per: a server-side cursor on
@@ -20,6 +20,15 @@ READ_BATCH = 16_384
 SAMPLE_CHUNK = 4_096
 # The sample's random draw: the same catalog trains the same index (reproducible builds).
 SAMPLE_SEED = 0
+
+
+def id_column(name: str):
+    """The id column of the vectors called ``name``: "tracks", "windows" or "text_vectors"."""
+    return {"tracks": Track.id, "windows": Window.id, "text_vectors": TextVector.track_id}[name]
+
+
+def vector_column(name: str):
+    return {"tracks": Track.vector, "windows": Window.vector, "text_vectors": TextVector.vector}[name]
 
 
 class VectorRows:
@@ -42,6 +51,23 @@ class VectorRows:
         (re)building the window index."""
         return self._batches(Window.id, Window.vector, batch or READ_BATCH, after)
 
+    def text_vectors(self, batch: int | None = None, *, after: int = -1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All (track ids, text vectors) with ids above ``after``, in batches (see storage.text_vectors)."""
+        return self._batches(TextVector.track_id, TextVector.vector, batch or READ_BATCH, after)
+
+    def text_vectors_of(self, track_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """{track id: text vector} of those of ``track_ids`` that have one."""
+        out: dict[int, np.ndarray] = {}
+        with self.session() as session:
+            for chunk in chunks(sorted({int(i) for i in track_ids})):
+                query = select(TextVector.track_id, TextVector.vector).where(TextVector.track_id.in_(chunk))
+                out.update((track_id, from_blob(blob)) for track_id, blob in session.execute(query))
+        return out
+
+    def has_text_vector(self, track_id: int) -> bool:
+        with self.session() as session:
+            return session.get(TextVector, track_id) is not None
+
     def _batches(self, id_column, vector_column, batch: int, after: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         query = select(id_column, vector_column).where(id_column > after).order_by(id_column)
         with self.session() as session:
@@ -58,7 +84,7 @@ class VectorRows:
         transformed as it comes: memory is the sample's, never the table's (``ORDER BY random()``
         would read every row and sort the sample's blobs). The draw is seeded, so a catalog
         samples the same vectors each time."""
-        table = Track if name == "tracks" else Window
+        ids_, vectors_ = id_column(name), vector_column(name)
         ids = self.ids(name)
         if count < len(ids):
             ids = np.sort(np.random.default_rng(SAMPLE_SEED).choice(ids, count, replace=False))
@@ -67,7 +93,7 @@ class VectorRows:
         with self.session() as session:
             for start in range(0, len(ids), SAMPLE_CHUNK):
                 chunk = ids[start : start + SAMPLE_CHUNK].tolist()
-                rows = session.execute(select(table.id, table.vector).where(table.id.in_(chunk)).order_by(table.id))
+                rows = session.execute(select(ids_, vectors_).where(ids_.in_(chunk)).order_by(ids_))
                 _, vectors = _arrays(rows.all())
                 if not len(vectors):
                     continue

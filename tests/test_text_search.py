@@ -1,0 +1,170 @@
+"""Text search on a catalog: CLaMP 3 vectors made from the catalog's own MERT run, checked against
+the recipe run step by step, searched by words through the library, the CLI and HTTP, and added
+to an existing catalog in one command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import httpx
+import mutagen
+import numpy as np
+import pytest
+
+from mertsearch import Catalog
+from mertsearch.api.app import Settings
+from mertsearch.audio.decode import decode_audio
+from mertsearch.client import Client
+from mertsearch.encoder.checkpoint import Checkpoint, load_model
+from mertsearch.errors import InvalidArgumentError
+from mertsearch.search.options import SearchOptions
+from tests.clamp3_checkpoint import make_clamp3_checkpoint, reference_window_features
+from tests.helpers import cli, melody_track, write_audio, write_tiny_mert
+from tests.servers import running
+
+# (artist, title, seconds): lengths that end on the 5 s grid, past it by less than 1 s (a tail
+# the recipe drops), by more (a short last window), and shorter than one window.
+TRACKS = [
+    ("Åsa", "Café del mar", 12.0),
+    ("Åsa", "Second", 13.7),
+    ("Борис", "Ночь", 10.4),
+    ("Борис", "День", 15.0),
+    ("東京", "夜の歌", 3.5),
+    ("東京", "朝", 9.0),
+]
+
+
+@pytest.fixture(scope="module")
+def text_setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("text")
+    model, _ = write_tiny_mert(root / "model")
+    clamp = make_clamp3_checkpoint(root / "clamp")
+    for n, (artist, title, seconds) in enumerate(TRACKS):
+        path = write_audio(root / "music" / f"{n:02d}.flac", melody_track(200 + n, seconds, 24000), 24000)
+        tagged = mutagen.File(str(path), easy=True)
+        tagged["artist"], tagged["title"] = artist, title
+        tagged.save()
+    return root, model, clamp
+
+
+@pytest.fixture(scope="module")
+def text_catalog(text_setup):
+    root, model, clamp = text_setup
+    with Catalog.create(root / "cat", model=str(model), text=str(clamp), precision="fp32") as cat:
+        report = cat.index_paths([root / "music"], decoders=0)
+        assert report.added == len(TRACKS) and not report.failed
+        yield cat
+
+
+def _reference_vector(cat, model_dir, path) -> np.ndarray:
+    """The track's CLaMP 3 vector by the published recipe: the whole track normalised, 5 s windows
+    through the model one at a time, every layer's mean (tests/clamp3_checkpoint.py)."""
+    model = load_model(Checkpoint(model_dir, str(model_dir), None, None))
+    features = reference_window_features(model, decode_audio(str(path), sample_rate=24000), 24000)
+    return cat.text_model.audio_vector(features)
+
+
+def test_text_vectors_follow_the_recipe_from_the_catalogs_own_run(text_setup, text_catalog):
+    root, model, _ = text_setup
+    cat = text_catalog
+    assert cat.info()["text"]["tracks"] == len(TRACKS)
+    for n in range(len(TRACKS)):
+        path = root / "music" / f"{n:02d}.flac"
+        track_id = cat.track_id(path)
+        stored = cat.store.text_vectors_of([track_id])[track_id]
+        expected = _reference_vector(cat, model, path)
+        # Only the recipe's whole-track normalisation differs, which MERT's first normalisation
+        # undoes but for its epsilon.
+        assert float(stored @ expected) > 0.9999, path.name
+        np.testing.assert_allclose(stored, expected, atol=2e-3)
+    # The searched windows are the catalog's own: the text recipe's short last window is not one of them.
+    windows = cat.store.windows_of([cat.track_id(root / "music" / "01.flac")])
+    times = next(iter(windows.values()))[0]
+    np.testing.assert_allclose(times, [[0, 5], [5, 10], [8.7, 13.7]], atol=1e-3)
+
+
+def test_words_rank_tracks_by_their_text_vectors_with_filters_and_caps(text_catalog):
+    cat = text_catalog
+    query = cat.text_model.text_vectors(["a calm piano at night"])[0]
+    ids = cat.store.ids("tracks")
+    vectors = cat.store.text_vectors_of(ids)
+    expected = sorted(ids, key=lambda i: -float(vectors[i] @ query))
+    results = cat.search_text("a calm piano at night", k=len(ids))
+    assert [r.track_id for r in results] == expected
+    assert [r.score for r in results] == pytest.approx([float(vectors[i] @ query) for i in expected], abs=1e-5)
+    similarities = [r.similarity for r in results]
+    assert similarities == sorted(similarities, reverse=True) and 0 <= min(similarities) <= max(similarities) <= 1
+    assert all(r.match.start == 0 and r.match.end == r.duration for r in results)
+
+    only = cat.search_text("a calm piano at night", SearchOptions.parse(["artist=борис"], k=10))
+    assert {r.artist for r in only} == {"Борис"}
+    capped = cat.search_text("a calm piano at night", k=10, per_artist=1)
+    assert len(capped) == 3 and len({r.artist for r in capped}) == 3
+    assert cat.search_text("夜の静かなピアノ", k=2)  # another script reads too
+
+
+def test_bad_words_are_refused_clearly(text_catalog):
+    cat = text_catalog
+    for words, message in [("", "empty"), ("   ", "empty"), ("x" * 2001, "limit is 2000")]:
+        with pytest.raises(InvalidArgumentError, match=message):
+            cat.search_text(words)
+    with pytest.raises(InvalidArgumentError, match="similar tracks"):
+        cat.search_text("piano", exclude=(1,))
+
+
+def test_a_catalog_without_text_says_how_to_add_it_and_one_command_does(text_setup, tmp_path):
+    root, model, clamp = text_setup
+    music = tmp_path / "music"
+    shutil.copytree(root / "music", music)
+    catalog = tmp_path / "cat"
+    cli("index", str(music), "--catalog", str(catalog), "--model", str(model), "--precision", "fp32")
+    result = cli("search", "--catalog", str(catalog), "--text", "piano", code=1)
+    assert "--text" in result.output and "no text vectors" in result.output
+
+    added = json.loads(
+        cli("index", str(music), "--catalog", str(catalog), "--text", "--text-model", str(clamp), "--json").output
+    )
+    assert added["updated"] == len(TRACKS) and added["added"] == 0 and not added["failed"]
+    again = json.loads(cli("index", str(music), "--catalog", str(catalog), "--text", "--json").output)
+    assert again["unchanged"] == len(TRACKS) and again["updated"] == 0
+
+    found = json.loads(cli("search", "--catalog", str(catalog), "--text", "calm piano", "-k", "3", "--json").output)
+    assert len(found["results"]) == 3
+    with Catalog.open(catalog) as cat:
+        assert cat.info()["text"]["tracks"] == len(TRACKS)
+        assert cat.store.count("tracks") == len(TRACKS)  # no duplicates
+    shown = cli("search", "--catalog", str(catalog), "--text", "calm piano", "-k", "2", columns=80, terminal=True)
+    assert all(len(line) <= 80 for line in shown.output.splitlines())
+
+
+def test_text_search_is_refused_for_other_windows_and_nothing_is_written(text_setup, tmp_path):
+    root, model, clamp = text_setup
+    with Catalog.create(tmp_path / "cat", model=str(model), hop=2.5) as cat:
+        with pytest.raises(InvalidArgumentError, match="default windows"):
+            cat.enable_text(str(clamp))
+        assert cat.manifest.text is None
+    with Catalog.open(tmp_path / "cat") as cat:
+        assert cat.manifest.text is None
+
+
+def test_words_over_http_and_a_clip_with_words(text_setup, text_catalog):
+    root, _, _ = text_setup
+    cat = text_catalog
+    with running(Settings(catalog=cat.directory, token="secret")) as url:
+        with Client(url, token="secret") as client:
+            found = client.search_text("calm piano", k=3, filter=["artist=Åsa"])
+            assert {r["artist"] for r in found} == {"Åsa"}
+            assert [r["track_id"] for r in found] == [
+                r.track_id for r in cat.search_text("calm piano", SearchOptions.parse(["artist=åsa"], k=3))
+            ]
+            clip = root / "music" / "03.flac"
+            mixed = client.search(clip, k=3, text="calm piano")
+            assert mixed and all(0 <= r["similarity"] <= 1 for r in mixed)
+            assert mixed[0]["track_id"] == cat.track_id(clip)  # the clip itself still leads
+        too_long = httpx.get(f"{url}/search", params={"text": "x" * 2001}, headers={"Authorization": "Bearer secret"})
+        assert too_long.status_code == 422
+        empty = httpx.get(f"{url}/search", params={"text": ""}, headers={"Authorization": "Bearer secret"})
+        assert empty.status_code == 422
+        unauthorised = httpx.get(f"{url}/search", params={"text": "piano"})
+        assert unauthorised.status_code == 401
