@@ -14,12 +14,14 @@ Full-size MERT-v1-95M with random weights (the real compute), layer 7.
 (d) neighbours: every file in --music indexed with --sample twice, in fp32 and in the precision
     "auto" chooses: `top10_overlap` is the mean share of each track's 10 nearest tracks that the
     two catalogs agree on (and its minimum), `auto_min_cosine` the least cosine between a
-    track's two vectors (--neighbours 0 skips it).
+    track's two vectors (--neighbours 0 skips it);
+(e) text: with --text, the engine's run of (b) again making each track's CLaMP 3 vector too
+    (`index --text`; full-size random CLaMP 3 towers): `text_cost` is its time over (b)'s.
 
 Each runs in its own process, so peak memory (RSS, workers included) is its own; each loads its
 model before its clock starts.
 
-    .venv/bin/python bench/ingest.py --minutes 5 [--sample 30] [--neighbours 1] [--music DIR] [--json]
+    .venv/bin/python bench/ingest.py --minutes 5 [--sample 30] [--neighbours 1] [--text] [--music DIR] [--json]
 """
 
 from __future__ import annotations
@@ -97,12 +99,18 @@ def run_recipe(model_dir: Path, files: list[Path]) -> dict:
 
 
 def run_engine(
-    model_dir: Path, files: list[Path], catalog: Path, sample: float | None = None, precision: str = "auto"
+    model_dir: Path,
+    files: list[Path],
+    catalog: Path,
+    sample: float | None = None,
+    precision: str = "auto",
+    text: Path | None = None,
 ) -> dict:
     from mertsearch import Catalog
     from mertsearch.storage.store import from_blob
 
-    with Catalog.create(catalog, model=str(model_dir), layer=LAYER, sample=sample, precision=precision) as cat:
+    settings = {"layer": LAYER, "sample": sample, "precision": precision, "text": str(text) if text else False}
+    with Catalog.create(catalog, model=str(model_dir), **settings) as cat:
         encoder = cat.encoder  # loaded before the clock starts, as the recipe's model is
         started = time.perf_counter()
         report = cat.index_paths(files)
@@ -143,7 +151,8 @@ def main() -> None:
     parser.add_argument("--sample", type=float, default=30.0, help="seconds a track for the sampled run (0: none)")
     parser.add_argument("--neighbours", type=int, default=1, help="1: compare fp32 and auto top-10 lists, 0: skip")
     parser.add_argument("--json", action="store_true")
-    part_names = ["recipe", "engine", "sampled", "fp32-all", "auto-all"]
+    parser.add_argument("--text", action="store_true", help="also index with text search (CLaMP 3), as `index --text`")
+    part_names = ["recipe", "engine", "text", "sampled", "fp32-all", "auto-all"]
     parser.add_argument("--part", choices=part_names, help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--files", nargs="*", type=Path, help=argparse.SUPPRESS)
@@ -153,10 +162,11 @@ def main() -> None:
         print(json.dumps(run_recipe(args.model_dir, args.files)))
         return
     if args.part is not None:
-        sample = None if args.part == "engine" else args.sample
+        sample = None if args.part in ("engine", "text") else args.sample
         precision = "fp32" if args.part == "fp32-all" else "auto"
+        text = args.model_dir.parent / "clamp3" if args.part == "text" else None
         with tempfile.TemporaryDirectory() as tmp:
-            print(json.dumps(run_engine(args.model_dir, args.files, Path(tmp) / "cat", sample, precision)))
+            print(json.dumps(run_engine(args.model_dir, args.files, Path(tmp) / "cat", sample, precision, text)))
         return
 
     if not args.music.is_dir():
@@ -172,6 +182,14 @@ def main() -> None:
         parts = {}
         sample = 30.0 if not args.sample else args.sample
         runs = [("recipe", files), ("engine", files)] + ([("sampled", files)] if args.sample else [])
+        if args.text:
+            from tests.clamp3_checkpoint import make_clamp3_checkpoint
+
+            # Full-size towers (XLM-RoBERTa-base's shape, a small vocabulary) with random weights.
+            make_clamp3_checkpoint(
+                model_dir.parent / "clamp3", hidden=768, layers=12, text_layers=12, text_heads=12, text_ffn=3072
+            )
+            runs.insert(2, ("text", files))
         if args.neighbours:
             every = pick_files(args.music, float("inf"))
             runs += [("fp32-all", every), ("auto-all", every)]
@@ -202,6 +220,15 @@ def main() -> None:
         "engine_batch_size": engine["batch_size"],
         "engine_failed": engine["failed"],
     }
+    if "text" in parts:
+        text = parts["text"]
+        result["text_x_realtime"] = round(text["audio_seconds"] / text["elapsed_s"], 3)
+        # What text search adds to an ingest: the layers past the searched one, the short last
+        # windows and CLaMP 3's audio tower.
+        result["text_cost"] = round(
+            text["elapsed_s"] / engine["elapsed_s"] * engine["audio_seconds"] / text["audio_seconds"], 3
+        )
+        result["text_peak_rss_mb"] = round(text["peak_rss_mb"])
     if "sampled" in parts:
         sampled = parts["sampled"]
         result["sample_s"] = args.sample

@@ -19,19 +19,20 @@ from mertsearch.client import Client
 from mertsearch.encoder.checkpoint import Checkpoint, load_model
 from mertsearch.errors import InvalidArgumentError
 from mertsearch.search.options import SearchOptions
+from mertsearch.evaluation.text import caption_retrieval
 from tests.clamp3_checkpoint import make_clamp3_checkpoint, reference_window_features
 from tests.helpers import cli, melody_track, write_audio, write_tiny_mert
 from tests.servers import running
 
-# (artist, title, seconds): lengths that end on the 5 s grid, past it by less than 1 s (a tail
-# the recipe drops), by more (a short last window), and shorter than one window.
+# (artist, title, genre, seconds): lengths that end on the 5 s grid, past it by less than 1 s (a
+# tail the recipe drops), by more (a short last window), and shorter than one window.
 TRACKS = [
-    ("Åsa", "Café del mar", 12.0),
-    ("Åsa", "Second", 13.7),
-    ("Борис", "Ночь", 10.4),
-    ("Борис", "День", 15.0),
-    ("東京", "夜の歌", 3.5),
-    ("東京", "朝", 9.0),
+    ("Åsa", "Café del mar", "jazz", 12.0),
+    ("Åsa", "Second", "jazz", 13.7),
+    ("Борис", "Ночь", "rock", 10.4),
+    ("Борис", "День", "rock", 15.0),
+    ("東京", "夜の歌", "folk", 3.5),
+    ("東京", "朝", None, 9.0),
 ]
 
 
@@ -40,10 +41,12 @@ def text_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("text")
     model, _ = write_tiny_mert(root / "model")
     clamp = make_clamp3_checkpoint(root / "clamp")
-    for n, (artist, title, seconds) in enumerate(TRACKS):
+    for n, (artist, title, genre, seconds) in enumerate(TRACKS):
         path = write_audio(root / "music" / f"{n:02d}.flac", melody_track(200 + n, seconds, 24000), 24000)
         tagged = mutagen.File(str(path), easy=True)
         tagged["artist"], tagged["title"] = artist, title
+        if genre:
+            tagged["genre"] = genre
         tagged.save()
     return root, model, clamp
 
@@ -168,3 +171,55 @@ def test_words_over_http_and_a_clip_with_words(text_setup, text_catalog):
         assert empty.status_code == 422
         unauthorised = httpx.get(f"{url}/search", params={"text": "piano"})
         assert unauthorised.status_code == 401
+
+
+@pytest.mark.slow
+def test_the_page_finds_tracks_by_words(text_catalog):
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_page import CHROMIUM, FLAGS
+
+    expect.set_options(timeout=30_000)
+    token = "page-token"
+    expected = [r.title for r in text_catalog.search_text("calm piano", k=3)]
+    with running(Settings(catalog=text_catalog.directory, token=token)) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone's screen
+        page.goto(url + "/")
+        page.fill("#token", token)
+        page.fill("#k", "3")
+        page.fill("#words", "calm piano")
+        page.press("#words", "Enter")
+        results = page.locator("li.result")
+        expect(results).to_have_count(3)
+        expect(page.locator("#status")).to_contain_text("Tracks that fit “calm piano”")
+        assert [item.locator(".title").inner_text() for item in results.all()] == expected
+        page.fill("#words", "")
+        page.click("#describe")
+        expect(page.locator("#status")).to_contain_text("Type some words first")
+        browser.close()
+
+
+def test_captions_from_tags_measure_text_retrieval_against_chance():
+    # Four tracks on two axes; "a music" lies along the first: its tracks 0 and 2 come first.
+    vectors = np.array([[1, 0], [0, 1], [0.9, 0.1], [0.1, 0.9]], np.float32)
+    labels = ["a", "b", "a", None]
+
+    def embed(captions):
+        return np.array([[1.0, 0.0] if caption == "a music" else [0.0, 1.0] for caption in captions], np.float32)
+
+    found = caption_retrieval(vectors, labels, embed, k=2)
+    assert found["captions"] == 1 and found["examples"] == ["a music"]  # "b" is on one track only
+    assert found["precision_at_k"] == 1.0 and found["map"] == 1.0 and found["chance"] == 0.5
+    labels = ["a", "b", "b", "a"]  # each caption ranks its two tracks 1st and 3rd
+    found = caption_retrieval(vectors, labels, embed, k=2)
+    assert found["captions"] == 2
+    assert found["precision_at_k"] == 0.5
+    assert found["map"] == pytest.approx((1 + 2 / 3) / 2, abs=1e-4)
+
+
+def test_eval_reports_text_retrieval_from_the_genre_tags(text_catalog):
+    report = text_catalog.evaluate(excerpts=2, seconds=3, baseline=False, duplicates=0)
+    text = report["text"]
+    assert text["source"] == "genre" and text["captions"] == 2  # jazz and rock: two tracks each
+    assert 0 <= text["precision_at_k"] <= 1 and 0 < text["chance"] < 1

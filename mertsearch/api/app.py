@@ -38,6 +38,7 @@ from mertsearch.api import journeys
 from mertsearch.api import text as text_routes
 from mertsearch.api.auth import AudioUrlSigner, bearer_matches, token_problem
 from mertsearch.api.decoding import Decode, DecodersBusy, UploadDecoders, decode_upload
+from mertsearch.api.errors import ApiError
 from mertsearch.api.files import FileRefused, IndexedFolders, OpenFileResponse, open_indexed
 from mertsearch.api.limits import BodyLimit, UploadGate
 from mertsearch.catalog import Catalog
@@ -94,14 +95,6 @@ class Settings:
         problem = None if self.token is None else token_problem(self.token)
         if problem:
             raise InvalidArgumentError(problem)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
 
 
 def is_loopback(host: str) -> bool:
@@ -175,6 +168,12 @@ def create_app(settings: Settings) -> FastAPI:
                     catalog.encoder  # noqa: B018 - load the model once, before the first request
                 except MertSearchError as exc:  # the page and metadata still work; /search says why not
                     state["model_error"] = str(exc)
+                if catalog.manifest.text is not None:
+                    try:  # CLaMP 3 and the text index, before the first words come
+                        catalog.text_model  # noqa: B018
+                        catalog.text_index.current()
+                    except MertSearchError as exc:
+                        state["text_error"] = str(exc)
                 state["catalog"], state["decoders"] = catalog, decoders
                 # Resolved now, so a link put in a folder's place later cannot lead audio elsewhere.
                 state["folders"] = IndexedFolders(path for _, path in catalog.store.paths_under([""]))
@@ -338,6 +337,8 @@ def create_app(settings: Settings) -> FastAPI:
             )
         except DecodersBusy as exc:
             raise ApiError(503, f"{exc}; try again later", {"Retry-After": str(RETRY_AFTER_S)}) from None
+        if text is not None and "text_error" in state:
+            raise ApiError(503, f"search by words is unavailable: {state['text_error']}")
         with lock:
             clip = (samples, cat.encoder.sample_rate)
             results = cat.search(clip, options) if text is None else cat.search_text(text, options, clip=clip)
@@ -436,7 +437,7 @@ def create_app(settings: Settings) -> FastAPI:
         return OpenFileResponse(file, info, name=shown, media_type=media_type)
 
     journeys.add_routes(app, catalog, lock, Auth, heavy)
-    text_routes.add_routes(app, catalog, lock, Auth, heavy)
+    text_routes.add_routes(app, catalog, lock, Auth, heavy, lambda: state.get("text_error"))
     if passthrough:
         passthrough.add_routes(app)
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import FastAPI, Query
 
+from mertsearch.api.errors import ApiError
 from mertsearch.api.journeys import Cap, Filter, Seconds, Year
 from mertsearch.catalog import Catalog
 from mertsearch.encoder.text_features import MAX_TEXT_CHARS
@@ -24,8 +25,16 @@ Words = Annotated[
 ]
 
 
-def add_routes(app: FastAPI, catalog: Callable[[], Catalog], lock: threading.Lock, auth, heavy: Callable) -> None:
-    """Add `GET /search` to ``app`` (the arguments as for mertsearch.api.journeys.add_routes)."""
+def add_routes(
+    app: FastAPI,
+    catalog: Callable[[], Catalog],
+    lock: threading.Lock,
+    auth,
+    heavy: Callable,
+    unavailable: Callable[[], str | None],
+) -> None:
+    """Add `GET /search` to ``app`` (the arguments as for mertsearch.api.journeys.add_routes;
+    ``unavailable`` says why the text model could not load, if it could not)."""
 
     @app.get("/search", dependencies=[auth], summary="Tracks that fit a description in words")
     @heavy
@@ -42,6 +51,8 @@ def add_routes(app: FastAPI, catalog: Callable[[], Catalog], lock: threading.Loc
         min_score: Annotated[float | None, Query(allow_inf_nan=False)] = None,
         min_similarity: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None,
     ) -> dict:
+        if (reason := unavailable()) is not None:
+            raise ApiError(503, f"search by words is unavailable: {reason}")
         options = SearchOptions.parse(
             filter_,
             min_duration=min_duration,

@@ -258,13 +258,35 @@ def evaluate(cat: Core, *, baseline: bool, **settings) -> dict:
             _scratch_copy(cat, folder, compared(cat, drawn, settings["seed"]))
             return stack.enter_context(opened.open(folder))
 
-        return evaluate(
+        report = evaluate(
             cat,
             **settings,
             baseline=spectral_baseline if baseline and spec.architecture != SPECTRAL else None,
             sweep=layer_sweep if len(spec.kept_layers) > 1 else None,
             duplicates=lambda: checker(cat),
         )
+    if cat.manifest.text is not None:
+        report["text"] = text_retrieval(cat, settings["labels"], k=settings["k"])
+    return report
+
+
+def text_retrieval(cat: Core, labels: dict[str, str] | None, *, k: int) -> dict:
+    """Words against the tracks they describe (see evaluation.text): captions from the genre tags,
+    else from ``labels`` or the folder names."""
+    from mertsearch.evaluation.text import caption_retrieval
+
+    vectors = cat.store.text_vectors_of(cat.store.ids("tracks"))
+    ids = sorted(vectors)
+    tracks = cat.store.tracks_by_id(ids)
+    genres = [tracks[i].genre for i in ids]
+    if sum(bool(genre) for genre in genres) >= 2:
+        chosen, source = genres, "genre"
+    elif labels is not None:
+        chosen, source = [labels.get(tracks[i].path) or labels.get(f"#{i}") for i in ids], "labels"
+    else:
+        chosen, source = [Path(tracks[i].path).parent.name for i in ids], "folder"
+    matrix = np.stack([vectors[i] for i in ids]) if ids else np.zeros((0, cat.manifest.text.dim), np.float32)
+    return caption_retrieval(matrix, chosen, cat.text_model.text_vectors, k=k, source=source)
 
 
 def compared(cat: Core, drawn: list, seed: int) -> set[int] | None:

@@ -220,6 +220,13 @@ def evaluate(
             f"{found['tracks_copied']} tracks; {pairs['linked']} of {pairs['pairs']} distinct pairs linked",
             highlight=False,
         )
+    text = report.get("text")
+    if text and "skipped" not in text:
+        out.print(
+            f"text search: {text['captions']} captions from {text['source']}, precision@{text['k']} "
+            f"{text['precision_at_k']:.2f}, mAP {text['map']:.2f} (chance {text['chance']:.2f})",
+            highlight=False,
+        )
     out.print(f"{ident['excerpts']} excerpts of {seconds:g} s. Report: {report['files']['markdown']}", highlight=False)
 
 

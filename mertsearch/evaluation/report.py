@@ -108,6 +108,7 @@ def _markdown(report: dict, files: dict[str, Path]) -> str:
     ]
     lines += similarity_lines(report)
     lines += duplicates_section(report.get("duplicates"))
+    lines += text_section(report.get("text"))
     return "\n".join(lines)
 
 
@@ -285,6 +286,24 @@ def duplicates_section(found: dict | None) -> list[str]:
     if closest is not None:
         lines.append(f"The closest distinct pair lies at {closest['distance']:.2g}: {' and '.join(closest['paths'])}.")
     return [*lines, ""]
+
+
+def text_section(found: dict | None) -> list[str]:
+    """The text search part of eval.md: captions made from tags, against chance."""
+    if not found:
+        return []
+    if "skipped" in found:
+        return ["## Text search", "", f"Not measured: {found['skipped']}.", ""]
+    return [
+        "## Text search",
+        "",
+        f'{found["captions"]} captions made from the tracks\' {found["source"]} ("{found["template"]}", e.g. '
+        f"{', '.join(repr(c) for c in found['examples'][:3])}), each ranking every track: "
+        f"precision@{found['k']} {found['precision_at_k']:.3f}, mAP {found['map']:.3f}; chance "
+        f"{found['chance']:.3f}. Captions from tags say less than a description; with random weights "
+        "these are chance's figures.",
+        "",
+    ]
 
 
 def _number(value: float | None) -> str:
