@@ -18,8 +18,8 @@ from mertsearch.audio.decode import decode_audio
 from mertsearch.client import Client
 from mertsearch.encoder.checkpoint import Checkpoint, load_model
 from mertsearch.errors import InvalidArgumentError
-from mertsearch.search.options import SearchOptions
 from mertsearch.evaluation.text import caption_retrieval
+from mertsearch.search.options import SearchOptions
 from tests.clamp3_checkpoint import make_clamp3_checkpoint, reference_window_features
 from tests.helpers import cli, melody_track, write_audio, write_tiny_mert
 from tests.servers import running
@@ -223,3 +223,59 @@ def test_eval_reports_text_retrieval_from_the_genre_tags(text_catalog):
     text = report["text"]
     assert text["source"] == "genre" and text["captions"] == 2  # jazz and rock: two tracks each
     assert 0 <= text["precision_at_k"] <= 1 and 0 < text["chance"] < 1
+
+
+def test_the_hub_checkpoint_is_found_in_the_cache_at_its_pinned_revisions(monkeypatch, tmp_path, text_setup):
+    from huggingface_hub import constants
+
+    from mertsearch.encoder import clamp3
+
+    _, _, local = text_setup
+    cache = tmp_path / "hub"
+    weights = cache / "models--sander-wood--clamp3" / "snapshots" / clamp3.REVISION
+    text = cache / "models--FacebookAI--xlm-roberta-base" / "snapshots" / clamp3.TEXT_REVISION
+    weights.mkdir(parents=True)
+    shutil.copy(local / clamp3.WEIGHTS_FILE, weights / clamp3.WEIGHTS_FILE)
+    shutil.copytree(local / "text", text)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.invalid")  # a download would fail
+    monkeypatch.delenv(clamp3.ENV, raising=False)
+    model = clamp3.load_clamp3()
+    assert (model.source, model.revision) == (clamp3.REPO_ID, clamp3.REVISION)
+    assert model.weights_sha256 == clamp3.load_clamp3(local).weights_sha256
+    found = json.loads(cli("models", "download", "clamp3", "--json").output)
+    assert found["revision"] == clamp3.REVISION and found["text_directory"] == str(text)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "milvus-lite"])
+def test_text_vectors_follow_the_catalog_on_every_backend(backend, text_setup, tmp_path, request, monkeypatch):
+    """A file removed or changed: its text vector goes or changes with it, and a reader that searched
+    before (a server) follows, on SQLite, PostgreSQL and with Milvus holding the audio vectors."""
+    root, model, clamp = text_setup
+    settings = {}
+    if backend == "postgresql":
+        monkeypatch.setenv("MERTSEARCH_DATABASE", request.getfixturevalue("postgres_url"))
+    if backend == "milvus-lite":
+        pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (pip install 'mertsearch[milvus]')")
+        settings["vector_store"] = f"milvus://{tmp_path / 'v.db'}"
+    music = tmp_path / "music"
+    shutil.copytree(root / "music", music)
+    with Catalog.create(tmp_path / "cat", model=str(model), text=str(clamp), precision="fp32", **settings) as cat:
+        assert cat.index_paths([music], decoders=0).added == len(TRACKS)
+    with Catalog.open(tmp_path / "cat") as reader, Catalog.open(tmp_path / "cat") as writer:
+        before = {r.path for r in reader.search_text("calm piano", k=10)}
+        assert len(before) == len(TRACKS)
+        gone, changed = music / "00.flac", music / "03.flac"
+        gone.unlink()
+        write_audio(changed, melody_track(999, 11.0, 24000), 24000)
+        report = writer.index_paths([music], decoders=0)
+        assert (report.removed, report.updated) == (1, 1)
+        after = reader.search_text("calm piano", k=10)
+        assert {r.path for r in after} == before - {str(gone)}
+        changed_id = writer.track_id(changed)
+        expected = writer.store.text_vectors_of([changed_id])[changed_id]
+        query = writer.text_model.text_vectors(["calm piano"])[0]
+        assert next(r.score for r in after if r.track_id == changed_id) == pytest.approx(
+            float(expected @ query), abs=1e-5
+        )
+        assert writer.info()["text"]["tracks"] == len(TRACKS) - 1

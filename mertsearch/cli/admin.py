@@ -54,7 +54,7 @@ def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 @models_app.command("download")
 @friendly
 def models_download(
-    name: Annotated[str, typer.Argument(help="Registry name or hub repo id.")],
+    name: Annotated[str, typer.Argument(help="Registry name, hub repo id, or clamp3 (text search).")],
     revision: Annotated[str | None, typer.Option(help="Hub revision (registry models are pinned).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -62,6 +62,10 @@ def models_download(
 
     Only the files needed, so that indexing works offline later."""
     from mertsearch.encoder.checkpoint import resolve_checkpoint
+
+    if name.lower() in ("clamp3", "sander-wood/clamp3"):
+        _download_clamp3(revision, as_json)
+        return
 
     checkpoint = resolve_checkpoint(name, revision=revision)
     document = {
@@ -77,6 +81,28 @@ def models_download(
         out.print(
             f"{name} ({checkpoint.repo_id} at {checkpoint.revision}) is in {checkpoint.directory}", highlight=False
         )
+
+
+def _download_clamp3(revision: str | None, as_json: bool) -> None:
+    """CLaMP 3 (text search) into the Hugging Face cache: its checkpoint and the text model's files."""
+    from mertsearch.encoder import clamp3
+    from mertsearch.encoder.checkpoint import weights_file_sha256
+
+    if revision is not None:
+        raise InvalidArgumentError("CLaMP 3 is pinned: leave out --revision")
+    weights, text = clamp3.download()
+    document = {
+        "model": "clamp3",
+        "repo_id": clamp3.REPO_ID,
+        "revision": weights.parent.name,
+        "directory": str(weights.parent),
+        "text_directory": str(text),
+        "weights_sha256": weights_file_sha256(weights),
+    }
+    if as_json:
+        print_json(document)
+    else:
+        out.print(f"clamp3 ({clamp3.REPO_ID} at {weights.parent.name}) is in {weights.parent}", highlight=False)
 
 
 @app.command()

@@ -180,23 +180,33 @@ def resolve_checkpoint(model: str, *, revision: str | None = None) -> Checkpoint
 
 
 def _hub_snapshot(repo_id: str, revision: str) -> Path:
+    advice = (
+        f"download it elsewhere with `hf download {repo_id} --revision {revision} --local-dir DIR` "
+        "(config.json, preprocessor_config.json and the weights), copy DIR here and pass --model DIR"
+    )
+    return hub_snapshot(repo_id, revision, HUB_FILES, advice=advice)
+
+
+def hub_snapshot(repo_id: str, revision: str, files: list[str], *, advice: str, required: list[str] = ()) -> Path:
+    """The hub snapshot of ``files`` of ``repo_id`` at ``revision``: from the Hugging Face cache
+    when it holds them (and every one of ``required``), else downloaded there. ModelLoadError
+    when neither works, with ``advice`` on what to do without network."""
     from huggingface_hub import constants, snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES, local_files_only=True))
+        path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=files, local_files_only=True))
+        if all((path / name).is_file() for name in required):
+            return path
     except Exception:  # not in the cache yet: fetch it below
         pass
     try:
         # Fail at once when the hub's host cannot even be resolved, instead of after a minute of retries.
         socket.getaddrinfo(urlparse(constants.ENDPOINT).hostname, 443)
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES))
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=files))
     except Exception as exc:
         raise ModelLoadError(
             f"cannot get {repo_id} at revision {revision[:12]} from the Hugging Face hub "
-            f"({type(exc).__name__}: {exc}). Without network, download it elsewhere with "
-            f"`hf download {repo_id} --revision {revision} --local-dir DIR` "
-            "(config.json, preprocessor_config.json and the weights), copy DIR here and pass "
-            "--model DIR"
+            f"({type(exc).__name__}: {exc}). Without network, {advice}"
         ) from exc
 
 

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
 
 import numpy as np
 
-from mertsearch.encoder.checkpoint import weights_file_sha256
+from mertsearch.encoder.checkpoint import hub_snapshot, weights_file_sha256
 from mertsearch.encoder.text_features import MAX_TEXT_CHARS
 from mertsearch.errors import InvalidArgumentError, ModelLoadError
 
@@ -156,8 +154,11 @@ class Clamp3:
         pooled = []
         with torch.inference_mode():
             for start in range(0, len(segments), _BATCH):
-                batch = segments[start : start + _BATCH].to(self.device)
-                mask = masks[start : start + _BATCH].to(self.device)
+                # Padding comes last and is masked out: cut to the batch's longest piece (a query's few
+                # tokens need not run as 128), which changes no real position's result.
+                used = int(masks[start : start + _BATCH].sum(1).max())
+                batch = segments[start : start + _BATCH, :used].to(self.device)
+                mask = masks[start : start + _BATCH, :used].to(self.device)
                 inputs = {"inputs_embeds": batch} if embeds else {"input_ids": batch}
                 hidden = model(**inputs, attention_mask=mask).last_hidden_state
                 # The mean over the segment's real positions, then the tower's projection.
@@ -205,9 +206,8 @@ def load_clamp3(source: str | os.PathLike | None = None, *, device: str = "cpu")
     if source is None and os.environ.get(ENV):
         source = os.environ[ENV]
     if source is None:
-        directory = _hub_files(REPO_ID, REVISION, [WEIGHTS_FILE], required=[WEIGHTS_FILE])
-        weights, revision = directory / WEIGHTS_FILE, directory.name  # the snapshot folder is the commit
-        text_dir = _hub_files(TEXT_REPO_ID, TEXT_REVISION, TEXT_FILES, required=["config.json", "tokenizer.json"])
+        weights, text_dir = download()
+        directory, revision = weights.parent, weights.parent.name  # the snapshot folder is the commit
         source_name = REPO_ID
     else:
         directory = Path(source).expanduser().resolve()
@@ -276,27 +276,21 @@ def _local_weights(directory: Path) -> Path:
 
 
 def _hub_files(repo_id: str, revision: str | None, files: list[str], *, required: list[str]) -> Path:
-    from huggingface_hub import constants, snapshot_download
+    text = " ".join(TEXT_FILES[:3])
+    advice = (
+        f"download CLaMP 3 elsewhere with `hf download {REPO_ID} {WEIGHTS_FILE} --revision {REVISION or 'main'} "
+        f"--local-dir DIR` and `hf download {TEXT_REPO_ID} {text} --revision {TEXT_REVISION or 'main'} "
+        f"--local-dir DIR/text`, copy DIR here and pass --text-model DIR (or set {ENV}=DIR)"
+    )
+    return hub_snapshot(repo_id, revision or "main", files, advice=advice, required=required)
 
-    pinned = revision or "main"
-    try:
-        path = Path(snapshot_download(repo_id, revision=pinned, allow_patterns=files, local_files_only=True))
-        if all((path / name).is_file() for name in required):
-            return path
-    except Exception:  # not in the cache yet: fetch it below
-        pass
-    try:
-        # Fail at once when the hub's host cannot even be resolved, instead of after a minute of retries.
-        socket.getaddrinfo(urlparse(constants.ENDPOINT).hostname, 443)
-        return Path(snapshot_download(repo_id, revision=pinned, allow_patterns=files))
-    except Exception as exc:
-        text = " ".join(TEXT_FILES[:3])
-        raise ModelLoadError(
-            f"cannot get {repo_id} at revision {pinned[:12]} from the Hugging Face hub ({type(exc).__name__}: "
-            f"{exc}). Without network, download CLaMP 3 elsewhere with `hf download {REPO_ID} {WEIGHTS_FILE} "
-            f"--revision {REVISION or 'main'} --local-dir DIR` and `hf download {TEXT_REPO_ID} {text} "
-            f"--revision {TEXT_REVISION or 'main'} --local-dir DIR/text`, copy DIR here and set {ENV}=DIR"
-        ) from exc
+
+def download() -> tuple[Path, Path]:
+    """CLaMP 3's checkpoint and the text model's config and tokenizer in the Hugging Face cache
+    (fetched now if need be): (the weights file, the text model's folder)."""
+    directory = _hub_files(REPO_ID, REVISION, [WEIGHTS_FILE], required=[WEIGHTS_FILE])
+    text = _hub_files(TEXT_REPO_ID, TEXT_REVISION, TEXT_FILES, required=["config.json", "tokenizer.json"])
+    return directory / WEIGHTS_FILE, text
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
