@@ -279,3 +279,26 @@ def test_text_vectors_follow_the_catalog_on_every_backend(backend, text_setup, t
             float(expected @ query), abs=1e-5
         )
         assert writer.info()["text"]["tracks"] == len(TRACKS) - 1
+
+
+def test_a_checkpoint_of_the_wrong_shape_is_refused_and_nothing_is_written(text_setup, tmp_path):
+    from mertsearch.errors import ModelLoadError
+
+    root, model, _ = text_setup
+
+    def narrower(state):
+        state["audio_proj.weight"] = state["audio_proj.weight"][:, :16]
+
+    broken = make_clamp3_checkpoint(tmp_path / "broken", edit=narrower)
+    wider = make_clamp3_checkpoint(tmp_path / "wider", hidden=64)  # reads 64-dim features, not this MERT's 32
+    with Catalog.create(tmp_path / "cat", model=str(model)) as cat:
+        with pytest.raises(ModelLoadError, match="audio_proj.weight"):
+            cat.enable_text(str(broken))
+        with pytest.raises(InvalidArgumentError, match="needs a catalog of mert-v1-95m"):
+            cat.enable_text(str(wider))
+    with Catalog.open(tmp_path / "cat") as cat:
+        assert cat.manifest.text is None and cat.store.count("text_vectors") == 0
+    result = cli(
+        "index", str(root / "music"), "--catalog", str(tmp_path / "cat"), "--text", "--text-model", str(broken), code=1
+    )
+    assert "audio_proj.weight" in result.output
