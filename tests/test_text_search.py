@@ -302,3 +302,22 @@ def test_a_checkpoint_of_the_wrong_shape_is_refused_and_nothing_is_written(text_
         "index", str(root / "music"), "--catalog", str(tmp_path / "cat"), "--text", "--text-model", str(broken), code=1
     )
     assert "audio_proj.weight" in result.output
+
+
+def test_the_server_says_why_words_cannot_be_searched(text_setup, tmp_path):
+    root, model, clamp = text_setup
+    copy = tmp_path / "clamp"
+    shutil.copytree(clamp, copy)
+    with Catalog.create(tmp_path / "text-cat", model=str(model), text=str(copy), precision="fp32") as cat:
+        cat.index_paths([root / "music" / "05.flac"], decoders=0)
+    with Catalog.create(tmp_path / "plain-cat", model=str(model), precision="fp32") as cat:
+        cat.index_paths([root / "music" / "05.flac"], decoders=0)
+    shutil.rmtree(copy)  # the weights the text vectors came from are gone
+    clip = (root / "music" / "05.flac").read_bytes()
+    with running(Settings(catalog=tmp_path / "text-cat")) as url:
+        answer = httpx.get(f"{url}/search", params={"text": "piano"})
+        assert answer.status_code == 503 and "search by words is unavailable" in answer.json()["message"]
+        assert httpx.post(f"{url}/search", files={"file": ("c.flac", clip)}).status_code == 200  # audio still works
+    with running(Settings(catalog=tmp_path / "plain-cat")) as url:
+        answer = httpx.get(f"{url}/search", params={"text": "piano"})
+        assert answer.status_code == 422 and "--text" in answer.json()["message"]
