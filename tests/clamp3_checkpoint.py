@@ -103,7 +103,9 @@ def make_clamp3_checkpoint(
     return directory
 
 
-def reference_window_features(model: torch.nn.Module, samples: np.ndarray, rate: int) -> np.ndarray:
+def reference_window_features(
+    model: torch.nn.Module, samples: np.ndarray, rate: int, *, normalise: bool = True
+) -> np.ndarray:
     """MERT window features (W, hidden) of mono ``samples`` at the model's ``rate``, as extract_mert.py
     computes them with --mean_features (resampling and downmixing come before this):
 
@@ -113,11 +115,13 @@ def reference_window_features(model: torch.nn.Module, samples: np.ndarray, rate:
     3. each window through the model alone, with all hidden states (the embedding output and every layer);
     4. each hidden state's mean over the window's frames;
     5. the mean of those over the hidden states.
+
+    ``normalise=False`` leaves out step 1, as a catalog's run does (see encoder.text_features).
     """
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim != 1:
         raise ValueError(f"give mono samples, one dimension; these have shape {samples.shape}")
-    normalised = (samples - samples.mean()) / np.sqrt(samples.var() + 1e-7)
+    normalised = (samples - samples.mean()) / np.sqrt(samples.var() + 1e-7) if normalise else samples
     size = 5 * rate
     windows = [normalised[start : start + size] for start in range(0, len(normalised), size)]
     if windows and len(windows[-1]) < rate:

@@ -60,12 +60,13 @@ def text_catalog(text_setup):
         yield cat
 
 
-def _reference_vector(cat, model_dir, path) -> np.ndarray:
-    """The track's CLaMP 3 vector by the published recipe: the whole track normalised, 5 s windows
-    through the model one at a time, every layer's mean (tests/clamp3_checkpoint.py)."""
+def _reference_vector(cat, model_dir, path, *, normalise: bool = True) -> np.ndarray:
+    """The track's CLaMP 3 vector by the published recipe: the whole track normalised (unless not
+    ``normalise``), 5 s windows through the model one at a time, every layer's mean
+    (tests/clamp3_checkpoint.py)."""
     model = load_model(Checkpoint(model_dir, str(model_dir), None, None))
-    features = reference_window_features(model, decode_audio(str(path), sample_rate=24000), 24000)
-    return cat.text_model.audio_vector(features)
+    samples = decode_audio(str(path), sample_rate=24000)
+    return cat.text_model.audio_vector(reference_window_features(model, samples, 24000, normalise=normalise))
 
 
 def test_text_vectors_follow_the_recipe_from_the_catalogs_own_run(text_setup, text_catalog):
@@ -76,9 +77,11 @@ def test_text_vectors_follow_the_recipe_from_the_catalogs_own_run(text_setup, te
         path = root / "music" / f"{n:02d}.flac"
         track_id = cat.track_id(path)
         stored = cat.store.text_vectors_of([track_id])[track_id]
+        # Windows, their last one, layers and towers exactly as the recipe has them...
+        np.testing.assert_allclose(stored, _reference_vector(cat, model, path, normalise=False), atol=1e-5)
+        # ...which also normalises each whole track first: MERT's first normalisation undoes that,
+        # but for its epsilon.
         expected = _reference_vector(cat, model, path)
-        # Only the recipe's whole-track normalisation differs, which MERT's first normalisation
-        # undoes but for its epsilon.
         assert float(stored @ expected) > 0.9999, path.name
         np.testing.assert_allclose(stored, expected, atol=2e-3)
     # The searched windows are the catalog's own: the text recipe's short last window is not one of them.
