@@ -245,3 +245,26 @@ def test_a_cluster_that_cannot_be_reached_is_one_line(monkeypatch):
     monkeypatch.setattr(ray, "init", refuse)
     with pytest.raises(ClusterError, match="cannot connect to the Ray cluster at 10.0.0.9:6379"):
         distributed._dataset([], {}, {}, None, RaySettings(address="10.0.0.9:6379"), distributed.RayRun())
+
+
+def test_ray_makes_the_text_vectors_of_a_catalog_with_text_search(tmp_path, tiny_model, music, local_ray):
+    """Added to a catalog indexed on Ray before: its files are embedded again with every layer (the
+    shards of a stopped run of fewer layers are not used), and the text vectors match a local run's."""
+    from tests.clamp3_checkpoint import make_clamp3_checkpoint
+
+    clamp = make_clamp3_checkpoint(tmp_path / "clamp")
+    with Catalog.create(tmp_path / "local", model=str(tiny_model), text=str(clamp), precision="fp32") as local:
+        local.index_paths([music], decoders=0)
+        expected = {path: local.store.text_vectors_of([i])[i] for i, path in local.store.paths_under([""])}
+    with Catalog.create(tmp_path / "ray", model=str(tiny_model), precision="fp32") as cat:
+        assert cat.index_paths([music], ray=RaySettings()).added == len(expected)
+        stale = cat.directory / "shards" / "run-0-0"  # as a stopped run without text search leaves it
+        stale.mkdir(parents=True)
+        (stale / "part-000000.parquet").write_bytes(b"not read")
+        cat.enable_text(str(clamp))
+        report = cat.index_paths([music], ray=RaySettings())
+        assert (report.updated, report.from_shards, report.failed) == (len(expected), 0, [])
+        for track_id, path in cat.store.paths_under([""]):
+            got = cat.store.text_vectors_of([track_id])[track_id]
+            assert float(got @ expected[path]) >= 0.9999, path
+        assert not (cat.directory / "shards").exists()

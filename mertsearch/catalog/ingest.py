@@ -13,7 +13,6 @@ from mertsearch.catalog.duplicates import after_ingest, current_rule
 from mertsearch.catalog.layout import SHARD_DIR
 from mertsearch.config import RaySettings
 from mertsearch.encoder.runtime import checkpoint_of
-from mertsearch.errors import InvalidArgumentError
 from mertsearch.indexer.discover import discover_files, surely_gone
 from mertsearch.indexer.duplicates import Windows, find_leader
 from mertsearch.indexer.pipeline import IndexProgress, IndexReport, mover, run_index
@@ -50,8 +49,6 @@ def index_paths(
     indexes.load()
     saves = SaveSchedule(SAVE_EVERY_S, SAVE_SHARE)
     text = cat.text_model if cat.manifest.text is not None else None
-    if text is not None and ray is not None:
-        raise InvalidArgumentError("a catalog with text search indexes in this process: leave out --executor ray")
     read = functools.partial(
         read_track, sample_rate=cat.manifest.encoder.sample_rate, windows=cat.windows, text_tail=text is not None
     )
@@ -95,7 +92,7 @@ def index_paths(
         return report
 
     if ray is not None:
-        return _on_ray(cat, ingest, ray)
+        return _on_ray(cat, ingest, ray, text)
     # The workers start before the model loads, so they share none of its memory or threads.
     count = default_workers() if decoders is None else decoders
     with Workers(read, count=count, timeout_s=decode_timeout_s) as workers:
@@ -120,8 +117,9 @@ def remove(cat: Core, ids: list[int]) -> list[int]:
     return ids
 
 
-def _on_ray(cat: Core, ingest, settings: RaySettings) -> IndexReport:
-    """Decode and embed on Ray; the model is never loaded here (the actors check its weights)."""
+def _on_ray(cat: Core, ingest, settings: RaySettings, text) -> IndexReport:
+    """Decode and embed on Ray; the model is never loaded here (the actors check its weights);
+    ``text``: CLaMP 3's towers, which make the text vectors here from the actors' means."""
     from mertsearch.indexer.distributed import RayRun, embed_on_ray
 
     spec = cat.manifest.encoder
@@ -137,6 +135,7 @@ def _on_ray(cat: Core, ingest, settings: RaySettings) -> IndexReport:
             shards=cat.directory / SHARD_DIR,
             settings=settings,
             run=run,
+            text=text,
         ),
         measure=False,  # the model runs on the cluster only
     )

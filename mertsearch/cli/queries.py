@@ -176,7 +176,7 @@ def search(
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
 ) -> None:
-    """Find the tracks most like an audio clip, and where it matches; or those that fit words (--text)."""
+    """Find the tracks most like an audio clip, or words (--text)."""
     from mertsearch.catalog import Catalog
     from mertsearch.search.options import SearchOptions
 

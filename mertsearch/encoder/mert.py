@@ -103,6 +103,8 @@ class MertEncoder:
         # The text tower (mertsearch.encoder.clamp3.Clamp3) while a catalog with text search
         # ingests: its recipe needs every layer's window means (see encoder.text_features).
         self.text = None
+        # Every layer's means without the tower here (a Ray actor's, whose driver runs the tower).
+        self.every_layer = False
         if getattr(model.config, "do_stable_layer_norm", False):
             # The pre-LN encoder normalises after its last layer; hidden_states[L] is taken before that.
             encoder.layer_norm = nn.Identity()
@@ -137,7 +139,7 @@ class MertEncoder:
     def capture(self) -> tuple[int, ...]:
         """The hidden states computed: the searched layers, or every layer where all are kept or
         the text tower needs them."""
-        every = range(self.num_layers + 1) if self.keep_all or self.text is not None else ()
+        every = range(self.num_layers + 1) if self.keep_all or self.every_layer or self.text is not None else ()
         return captured_layers(self.layers, every)
 
     def _autocast(self, precision: str):

@@ -47,6 +47,7 @@ def open_catalog_encoder(
     batch_size: int | None = None,
     precision: str | None = None,
     where: str | None = None,
+    every_layer: bool = False,
 ) -> MertEncoder:
     """The encoder a manifest's "encoder" section describes (source, revision, weights_sha256,
     layers, kept_layers), computing every kept layer.
@@ -55,7 +56,8 @@ def open_catalog_encoder(
     the catalog opened, and used as it is. Without it the checkpoint is found by
     :func:`checkpoint_of` and its weights must be the manifest's, else CatalogMismatchError;
     ``where`` names the place the weights were looked for, when that is not this process (e.g.
-    "this Ray node"). ``device`` defaults to :func:`default_device`, ``batch_size`` to
+    "this Ray node"). ``every_layer``: compute every layer's means (for text vectors made elsewhere).
+    ``device`` defaults to :func:`default_device`, ``batch_size`` to
     :func:`default_batch_size`; ``precision`` as MertEncoder takes it.
     """
     from mertsearch.encoder.mert import open_encoder
@@ -64,7 +66,7 @@ def open_catalog_encoder(
         checkpoint = checkpoint_of(spec, directory=directory)
         _check_weights(checkpoint, spec.weights_sha256, where)
     device = device or default_device()
-    return open_encoder(
+    encoder = open_encoder(
         checkpoint,
         spec.layers,
         keep_all=bool(spec.kept_layers),
@@ -72,6 +74,8 @@ def open_catalog_encoder(
         batch_size=batch_size or default_batch_size(device),
         precision=precision,
     )
+    encoder.every_layer = every_layer
+    return encoder
 
 
 def _check_weights(checkpoint: Checkpoint, expected: str, where: str | None) -> None:

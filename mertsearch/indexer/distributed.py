@@ -41,6 +41,8 @@ from mertsearch.indexer.pipeline import Embedded, Failed, Job, Outcome, Unchange
 from mertsearch.indexer.reader import FINAL, WINDOWS_PER_MESSAGE, read_track
 
 SHARD_PREFIX = "part-"
+# In a run's shard folder: the layers its means hold (a catalog that gained text search computes more).
+CAPTURE = "capture.json"
 # A file whose decoding task died (a crash in a native decoder, after Ray's retry) has no rows.
 LOST = "decoding crashed on a Ray worker (the task died on every try)"
 # Reserved per decoding task: torch and FFmpeg loaded (~0.6 GB measured), 20 s of audio, a few messages.
@@ -55,11 +57,13 @@ class _Shape:
     capture: tuple[int, ...]
     layers: tuple[int, ...]
     keep_all: bool
+    text: Any = None  # CLaMP 3's towers, in the driver, for a catalog with text search
 
     @classmethod
-    def of(cls, spec: EncoderSpec) -> _Shape:
-        capture = captured_layers(spec.layers, spec.kept_layers)
-        return cls(spec.sample_rate, capture, tuple(spec.layers), bool(spec.kept_layers))
+    def of(cls, spec: EncoderSpec, text=None) -> _Shape:
+        every = range(spec.num_layers + 1) if text is not None else spec.kept_layers
+        capture = captured_layers(spec.layers, every)
+        return cls(spec.sample_rate, capture, tuple(spec.layers), bool(spec.kept_layers), text)
 
 
 @dataclass
@@ -99,10 +103,12 @@ def _known_text(known: tuple[str, str | None] | None) -> str:
     return "" if known is None else f"{known[0]}:{known[1] or ''}"
 
 
-def _decode(batch: dict[str, np.ndarray], *, sample_rate: int, windows) -> Iterator[dict[str, list]]:
+def _decode(batch: dict[str, np.ndarray], *, sample_rate: int, windows, text_tail: bool) -> Iterator[dict[str, list]]:
     """The CPU stage: one file's reader messages as rows (all rows share one schema)."""
     path, size, mtime_ns, known = (batch[name][0] for name in ("path", "size", "mtime_ns", "known"))
-    messages = read_track(os.fsdecode(path), _known(known), sample_rate=sample_rate, windows=windows)
+    messages = read_track(
+        os.fsdecode(path), _known(known), sample_rate=sample_rate, windows=windows, text_tail=text_tail
+    )
     # A file moved here is embedded again on Ray: its driver never sees the identity to look it up.
     for seq, message in enumerate(m for m in messages if m[0] != "identity"):
         row = {
@@ -146,6 +152,7 @@ class _Embedder:
             batch_size=model["batch_size"],
             precision=model["precision"],
             where="this Ray node",
+            every_layer=model.get("every_layer", False),
         )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -262,13 +269,20 @@ def _claim(folder: Path) -> IO | None:
     return handle
 
 
-def _earlier_runs(root: Path) -> dict[Path, IO]:
-    """The shard folders of runs that stopped before ingesting them all, claimed for this run."""
+def _earlier_runs(root: Path, capture: tuple[int, ...], before: tuple[int, ...]) -> dict[Path, IO]:
+    """The shard folders of runs that stopped before ingesting them all, claimed for this run. A
+    run that computed other layers (before the catalog gained text search) is of no use: its
+    folder is emptied, and its files embedded again. ``before``: the layers of a run that did not
+    say (one of an older version, which had no text search)."""
     claimed = {}
     for folder in sorted(root.glob("run-*")) if root.is_dir() else []:
         if (handle := _claim(folder)) is not None:
             for stray in folder.glob("*.tmp"):  # a shard being written when its run stopped
                 stray.unlink(missing_ok=True)
+            written = folder / CAPTURE
+            if (tuple(json.loads(written.read_text())) if written.is_file() else before) != capture:
+                for shard in folder.glob(f"{SHARD_PREFIX}*.parquet"):
+                    shard.unlink()
             claimed[folder] = handle
     return claimed
 
@@ -282,17 +296,22 @@ def embed_on_ray(
     shards: Path,
     settings: RaySettings,
     run: RayRun,
+    text=None,
 ) -> Iterator[tuple[Job, Outcome]]:
     """(job, outcome) for every job, like the local executor's ``embed_jobs``, computed on Ray.
 
     ``spec`` is the catalog manifest's encoder part; ``model`` the rest an actor needs to open the
     encoder: {"directory": where this process found the weights, "batch_size", "precision"} (None
-    for the defaults); ``shards`` the folder for this catalog's shard files.
+    for the defaults); ``shards`` the folder for this catalog's shard files. ``text``: CLaMP 3's
+    towers, for a catalog with text search: the actors compute every layer, and the text vectors
+    are made here from their means.
     """
     import pyarrow.parquet as pq
 
-    collector = _Collector(_Shape.of(spec), jobs)
-    held = _earlier_runs(shards)
+    shape = _Shape.of(spec, text)
+    model = {**model, "every_layer": text is not None}
+    collector = _Collector(shape, jobs)
+    held = _earlier_runs(shards, shape.capture, _Shape.of(spec).capture)
     try:
         for shard in sorted(shard for folder in held for shard in folder.glob(f"{SHARD_PREFIX}*.parquet")):
             for job, outcome in collector.finished(_rows(pq.read_table(shard))):
@@ -303,7 +322,9 @@ def embed_on_ray(
             folder = shards / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
             folder.mkdir(parents=True, exist_ok=True)
             held[folder] = _claim(folder)
-            for table in _results(_dataset(collector.todo.values(), spec, model, windows, settings, run)):
+            (folder / CAPTURE).write_text(json.dumps(list(shape.capture)))
+            dataset = _dataset(collector.todo.values(), spec, model, windows, settings, run, text is not None)
+            for table in _results(dataset):
                 _write_shard(folder, run.shards_written, table)
                 run.shards_written += 1
                 if not run.device and table.num_rows:
@@ -335,7 +356,15 @@ def _results(dataset) -> Iterator:
         raise ClusterError(f"the Ray run failed: {why} (the shards written so far are kept for the next run)") from None
 
 
-def _dataset(jobs: Iterable[Job], spec: EncoderSpec, model: dict, windows, settings: RaySettings, run: RayRun):
+def _dataset(
+    jobs: Iterable[Job],
+    spec: EncoderSpec,
+    model: dict,
+    windows,
+    settings: RaySettings,
+    run: RayRun,
+    text_tail: bool = False,
+):
     ray = _ray()
     if not ray.is_initialized():
         try:
@@ -365,7 +394,7 @@ def _dataset(jobs: Iterable[Job], spec: EncoderSpec, model: dict, windows, setti
         .map_batches(
             _decode,
             batch_size=1,
-            fn_kwargs={"sample_rate": spec.sample_rate, "windows": windows},
+            fn_kwargs={"sample_rate": spec.sample_rate, "windows": windows, "text_tail": text_tail},
             num_cpus=1,
             memory=DECODE_MEMORY,
         )
