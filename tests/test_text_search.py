@@ -320,7 +320,9 @@ def test_the_server_says_why_words_cannot_be_searched(text_setup, tmp_path):
     with running(Settings(catalog=tmp_path / "text-cat")) as url:
         answer = httpx.get(f"{url}/search", params={"text": "piano"})
         assert answer.status_code == 503 and "search by words is unavailable" in answer.json()["message"]
-        assert httpx.post(f"{url}/search", files={"file": ("c.flac", clip)}).status_code == 200  # audio still works
+        assert (
+            httpx.post(f"{url}/search", files={"file": ("c.flac", clip)}, timeout=120).status_code == 200
+        )  # audio still works
     with running(Settings(catalog=tmp_path / "plain-cat")) as url:
         answer = httpx.get(f"{url}/search", params={"text": "piano"})
         assert answer.status_code == 422 and "--text" in answer.json()["message"]
