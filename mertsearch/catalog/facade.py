@@ -235,9 +235,9 @@ class Catalog(Core):
         if clip is None:
             return text_search.search_text(self, text, options)
         text_search.needs_text(self)
-        self.text_model.text_vectors([text])  # bad words are refused before the clip is decoded
+        vector = self.text_model.text_vectors([text])[0]  # bad words are refused before the clip is decoded
         embedding = self.embed(clip, start=start, end=end, probe=True)
-        return text_search.search_clip_text(self, embedding, text, options)
+        return text_search.search_clip_text(self, embedding, vector, options)
 
     def search_embedding(
         self, embedding: Embedding, options: SearchOptions | None = None, **fields

@@ -16,16 +16,21 @@ from mertsearch.storage.store import from_blob
 def search_embedding(cat: Core, embedding: Embedding, options: SearchOptions) -> Ranking:
     """See :meth:`mertsearch.catalog.Catalog.search_embedding`; the caller has taken up the
     database's layers and transform (:meth:`Core.take_up_meta`) before the clip was embedded."""
-    if options.exclude_seed_artist:
-        raise InvalidArgumentError("exclude_seed_artist is for similar tracks; a clip has no seeds")
-    if options.exclude or options.no_repeat_artist or options.no_repeat_album or options.shuffle:
-        raise InvalidArgumentError("exclude, no_repeat_artist, no_repeat_album and shuffle are for similar tracks")
+    refuse_seed_options(options, "a clip")
     times = np.stack([embedding.window_starts, embedding.window_ends], axis=1)
     probes = embedding.probes
     if probes is not None:
         probes = (cat.transform(probes.vectors), np.stack([probes.starts, probes.ends], axis=1))
     vectors = embedding.window_vectors
     return _rank(cat, embedding.vector, vectors, times, options, mode="segments", clip=True, probes=probes).results()
+
+
+def refuse_seed_options(options: SearchOptions, what: str) -> None:
+    """Options that need seed tracks, refused for a query that has none (``what``: "a clip")."""
+    if options.exclude_seed_artist:
+        raise InvalidArgumentError(f"exclude_seed_artist is for similar tracks; {what} has no seeds")
+    if options.exclude or options.no_repeat_artist or options.no_repeat_album or options.shuffle:
+        raise InvalidArgumentError("exclude, no_repeat_artist, no_repeat_album and shuffle are for similar tracks")
 
 
 def similar(

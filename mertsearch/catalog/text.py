@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from mertsearch.catalog.core import Core
-from mertsearch.catalog.queries import filter_ids
+from mertsearch.catalog.queries import filter_ids, refuse_seed_options
 from mertsearch.config import TextSpec
 from mertsearch.encoder.text_features import check_text_catalog
 from mertsearch.errors import CatalogMismatchError, InvalidArgumentError
@@ -77,16 +77,15 @@ def search_text(cat: Core, text: str, options: SearchOptions) -> Ranking:
     return _ranked(cat, vector, options)
 
 
-def search_clip_text(cat: Core, embedding, text: str, options: SearchOptions) -> Ranking:
-    """A clip's results, ranked again by the mean of their similarity to the clip and to ``text``."""
+def search_clip_text(cat: Core, embedding, vector: np.ndarray, options: SearchOptions) -> Ranking:
+    """A clip's results, ranked again by the mean of their similarity to the clip and to the words
+    whose text vector is ``vector``."""
     from mertsearch.catalog.queries import search_embedding
 
-    needs_text(cat)
     if cat.calibration is None:
         raise InvalidArgumentError(
             "a clip with words needs the catalog's similarity calibration: run `mertsearch repair`"
         )
-    vector = cat.text_model.text_vectors([text])[0]
     wider = options.changed(k=min(options.k * CANDIDATES_PER_RESULT, 500), min_similarity=None, min_score=None)
     found = search_embedding(cat, embedding, wider)
     vectors = cat.store.text_vectors_of([r.track_id for r in found])
@@ -106,10 +105,7 @@ def search_clip_text(cat: Core, embedding, text: str, options: SearchOptions) ->
 
 
 def _refuse_seed_options(options: SearchOptions, what: str) -> None:
-    if options.exclude_seed_artist:
-        raise InvalidArgumentError(f"exclude_seed_artist is for similar tracks; {what} has no seeds")
-    if options.exclude or options.no_repeat_artist or options.no_repeat_album or options.shuffle:
-        raise InvalidArgumentError("exclude, no_repeat_artist, no_repeat_album and shuffle are for similar tracks")
+    refuse_seed_options(options, what)
     if options.mode not in (None, "tracks"):
         raise InvalidArgumentError(f"{what} ranks whole tracks: leave out mode")
 
